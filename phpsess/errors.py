@@ -1,0 +1,126 @@
+"""The exceptions and warnings phpsess raises. No I/O.
+
+Everything phpsess raises derives from :class:`SessionError`.  PHP's warnings
+and notices are Python warnings (:class:`PHPWarning`, :class:`PHPNotice`); only
+``php.py`` (the PHP-named facade) emits them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = [
+    "SessionError",
+    "ConfigError",
+    "InvalidSessionId",
+    "SessionStateError",
+    "SessionDecodeError",
+    "SessionEncodeError",
+    "SaveHandlerError",
+    "LockTimeout",
+    "LockBusy",
+    "MergeConflict",
+    "PHPWarning",
+    "PHPNotice",
+    "PHPDeprecated",
+]
+
+
+class SessionError(Exception):
+    """Base of everything phpsess raises."""
+
+
+class ConfigError(SessionError, ValueError):
+    """A ``session.*`` setting was given a value PHP refuses.
+
+    ``str(exc)`` is PHP's own warning text for the refusal.
+    """
+
+    def __init__(self, setting: str, value: Any, message: str) -> None:
+        super().__init__(message)
+        self.setting = setting
+        self.value = value
+
+
+class InvalidSessionId(SessionError, ValueError):
+    """A session id that must not reach storage (illegal characters, too long)."""
+
+    def __init__(self, sid: str, message: str | None = None) -> None:
+        super().__init__(
+            message
+            or "Session ID is too long or contains illegal characters. "
+            'Only the A-Z, a-z, 0-9, "-", and "," characters are allowed'
+        )
+        self.sid = sid
+
+
+class SessionStateError(SessionError, RuntimeError):
+    """An action that the current ``session_status()`` does not allow."""
+
+    def __init__(self, status: Any, action: Any, message: str | None = None) -> None:
+        super().__init__(message or f"cannot {action} while session status is {status}")
+        self.status = status
+        self.action = action
+
+
+class SessionDecodeError(SessionError, ValueError):
+    """Serialized data that PHP's unserializer would refuse.
+
+    ``offset`` is the byte offset into the payload where decoding failed.
+    """
+
+    def __init__(self, message: str, offset: int = 0) -> None:
+        super().__init__(f"{message} at offset {offset}")
+        self.offset = offset
+        self.reason = message
+
+
+class SessionEncodeError(SessionError, ValueError):
+    """A Python value that has no PHP serialized form (e.g. a set, a function)."""
+
+
+class SaveHandlerError(SessionError):
+    """A save handler operation failed; ``__cause__`` holds the OS/Redis error."""
+
+    def __init__(self, message: str, *, handler: str = "", operation: str = "") -> None:
+        super().__init__(message)
+        self.handler = handler
+        self.operation = operation
+
+
+class LockTimeout(SaveHandlerError, TimeoutError):
+    """The session lock was not obtained within ``session.lock_timeout``."""
+
+    def __init__(self, message: str, *, handler: str = "", sid: str = "", waited: float = 0.0) -> None:
+        super().__init__(message, handler=handler, operation="lock")
+        self.sid = sid
+        self.waited = waited
+
+
+class LockBusy(SaveHandlerError):
+    """Too many requests already wait on this session (``session.lock_max_waiters``)."""
+
+    def __init__(self, message: str, *, handler: str = "", sid: str = "", waiters: int = 0) -> None:
+        super().__init__(message, handler=handler, operation="lock")
+        self.sid = sid
+        self.waiters = waiters
+
+
+class MergeConflict(SessionError):
+    """Merge mode found that a key this request changed was changed meanwhile by another."""
+
+    def __init__(self, keys: list[str]) -> None:
+        super().__init__("session keys changed concurrently by another request: " + ", ".join(keys))
+        self.keys = keys
+
+
+class PHPWarning(UserWarning):
+    """PHP's E_WARNING, carrying PHP's message text."""
+
+
+class PHPNotice(PHPWarning):
+    """PHP's E_NOTICE, carrying PHP's message text."""
+
+
+class PHPDeprecated(PHPWarning):
+    """PHP's E_DEPRECATED, carrying PHP's message text."""

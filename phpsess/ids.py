@@ -1,0 +1,76 @@
+"""Session ids: generation and the checks PHP applies to them. No I/O.
+
+Randomness is an argument (``random_bytes``), so tests are deterministic.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from typing import TYPE_CHECKING, Callable
+
+if TYPE_CHECKING:
+    from .config import SessionConfig
+
+__all__ = [
+    "ALPHABET",
+    "MAX_SID_LENGTH",
+    "bin_to_readable",
+    "create_id",
+    "is_valid_id",
+    "has_forbidden_chars",
+    "is_valid_prefix",
+]
+
+#: session.c: the alphabet; sid_bits_per_character b uses its first 2**b characters
+ALPHABET = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ,-"
+#: php_session.h: PS_MAX_SID_LENGTH
+MAX_SID_LENGTH = 256
+
+_VALID_ID = re.compile(r"[A-Za-z0-9,\-]{1,256}\Z")
+# session.c: php_session_initialize drops ids containing any of these (PS_..._CHARS)
+_FORBIDDEN = re.compile(r"[\r\n\t <>'\"\\]")
+
+
+def bin_to_readable(data: bytes, length: int, bits: int) -> str:
+    """Turn random bytes into ``length`` id characters, ``bits`` bits each, as PHP packs them.
+
+    The bytes are consumed as a little-endian bit stream (session.c: bin_to_readable).
+    """
+    mask = (1 << bits) - 1
+    out = []
+    w = 0
+    have = 0
+    p = 0
+    for _ in range(length):
+        if have < bits:
+            w |= data[p] << have
+            p += 1
+            have += 8
+        out.append(ALPHABET[w & mask])
+        w >>= bits
+        have -= bits
+    return "".join(out)
+
+
+def create_id(
+    cfg: "SessionConfig", random_bytes: Callable[[int], bytes] = secrets.token_bytes
+) -> str:
+    """A new session id of ``cfg.sid_length`` characters of ``cfg.sid_bits_per_character`` bits."""
+    length = cfg.sid_length
+    return bin_to_readable(random_bytes(length), length, cfg.sid_bits_per_character)
+
+
+def is_valid_id(sid: str) -> bool:
+    """The files handler's check (mod_files.c: ps_files_valid_key): ``[A-Za-z0-9,-]{1,256}``."""
+    return _VALID_ID.match(sid) is not None
+
+
+def has_forbidden_chars(sid: str) -> bool:
+    """True when session_start() silently discards ``sid`` (CR, LF, TAB, space, ``<>'"\\``)."""
+    return _FORBIDDEN.search(sid) is not None
+
+
+def is_valid_prefix(prefix: str) -> bool:
+    """session_create_id()'s prefix check: empty, or a valid id."""
+    return prefix == "" or is_valid_id(prefix)
