@@ -1,14 +1,32 @@
 """phpsess: PHP's session runtime, reproduced one for one in Python.
 
-``import phpsess`` gives PHP's session API (``session_start``, ``SESSION``, ...);
-see ``docs/porting.md``.
+``import phpsess`` gives PHP's session API: ``phpsess.session_start()``,
+``phpsess.SESSION`` (this request's ``$_SESSION``), ``phpsess.session_write_close()``,
+``phpsess.ini_set("session.gc_maxlifetime", 3600)``... see docs/porting.md.
+Under a CGI host, importing phpsess sets up the request from the environment.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 __version__ = "0.1.0"
 
-from .errors import *  # noqa: F401,F403
-from .errors import __all__ as _errors_all
+from .errors import *  # noqa: F401,F403,E402
+from .errors import __all__ as _errors_all  # noqa: E402
+from .php import *  # noqa: F401,F403,E402
+from .php import __all__ as _php_all  # noqa: E402
 
-__all__ = ["__version__", *_errors_all]
+__all__ = ["__version__", "SID", *_errors_all, *_php_all]
+
+
+def __getattr__(name: str) -> Any:
+    """``phpsess.SID``: PHP's SID constant for the current request (``""`` or ``name=id``)."""
+    if name == "SID":
+        from .request import current_request
+
+        req = current_request()
+        if not req.has_session or req.session.sid_constant is None:
+            raise AttributeError("SID is not defined before the first session_start()")
+        return req.session.sid_constant
+    raise AttributeError(f"module 'phpsess' has no attribute {name!r}")

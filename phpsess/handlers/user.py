@@ -1,0 +1,156 @@
+"""Adapters that turn PHP-style user save handlers into SaveHandlers. No I/O of their own.
+
+``session_set_save_handler()`` accepts an object with PHP's
+``SessionHandlerInterface`` methods (returning ``True``/``False``, a string from
+``read``, a count from ``gc``) or six to nine callables.  Their results are
+coerced exactly as PHP 8.2's mod_user.c does (§10.3 of the spec).
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any, Callable, Sequence
+
+from ..config import SessionConfig
+from ..errors import PHPDeprecated, SaveHandlerError
+from .base import SaveHandler
+
+__all__ = ["UserHandler", "callables_handler"]
+
+
+def _php_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, int):
+        return "int"
+    if isinstance(value, float):
+        return "float"
+    if isinstance(value, (str, bytes)):
+        return "string"
+    if isinstance(value, (list, dict, tuple)):
+        return "array"
+    return type(value).__name__
+
+
+def coerce_bool(result: Any, operation: str) -> None:
+    """mod_user.c FINISH: True ok; False fail; 0 ok and -1 fail with E_DEPRECATED; else TypeError.
+
+    :raises SaveHandlerError: when the callback reported failure.
+    """
+    if result is True:
+        return
+    if result is False:
+        raise SaveHandlerError("", handler="user", operation=operation)
+    if isinstance(result, int) and result in (0, -1):
+        warnings.warn(
+            PHPDeprecated("Session callback must have a return value of type bool, int returned"),
+            stacklevel=4,
+        )
+        if result == -1:
+            raise SaveHandlerError("", handler="user", operation=operation)
+        return
+    raise TypeError(
+        f"Session callback must have a return value of type bool, {_php_type(result)} returned"
+    )
+
+
+class UserHandler(SaveHandler):
+    """A SaveHandler that calls a PHP-style handler object's methods."""
+
+    name = "user"
+
+    def __init__(self, target: Any, config: SessionConfig | None = None) -> None:
+        super().__init__(config)
+        self.target = target
+        self._create_sid = getattr(target, "create_sid", None)
+        self._validate = getattr(target, "validateId", None) or getattr(target, "validate_id", None)
+        self._update = getattr(target, "updateTimestamp", None) or getattr(
+            target, "update_timestamp", None
+        )
+        self.has_validator = self._validate is not None
+
+    def open(self, save_path: str, name: str) -> None:
+        """Call the user's ``open(save_path, name)``."""
+        coerce_bool(self.target.open(save_path, name), "open")
+
+    def close(self) -> None:
+        """Call the user's ``close()``."""
+        coerce_bool(self.target.close(), "close")
+
+    def read(self, sid: str, *, shared: bool = False) -> bytes:
+        """Call the user's ``read(id)``: a string is the data, anything else a failure."""
+        data = self.target.read(sid)
+        if isinstance(data, str):
+            return data.encode("utf-8", "surrogateescape")
+        if isinstance(data, (bytes, bytearray)):
+            return bytes(data)
+        raise SaveHandlerError("", handler="user", operation="read")
+
+    def write(self, sid: str, data: bytes) -> None:
+        """Call the user's ``write(id, data)`` (data as str when it is valid UTF-8)."""
+        coerce_bool(self.target.write(sid, _text(data)), "write")
+
+    def destroy(self, sid: str) -> None:
+        """Call the user's ``destroy(id)``."""
+        coerce_bool(self.target.destroy(sid), "destroy")
+
+    def gc(self, max_lifetime: int) -> int:
+        """Call the user's ``gc(max_lifetime)``: int count, True -> 1, else -1."""
+        result = self.target.gc(max_lifetime)
+        if result is True:
+            return 1
+        if isinstance(result, int) and not isinstance(result, bool):
+            return result
+        return -1
+
+    def create_sid(self) -> str:
+        """The user's ``create_sid()`` when defined, else PHP's generator."""
+        if self._create_sid is None:
+            return super().create_sid()
+        sid = self._create_sid()
+        if not isinstance(sid, str):
+            raise RuntimeError("Session id must be a string")
+        return sid
+
+    def validate_id(self, sid: str) -> bool:
+        """The user's ``validateId(id)``; without one every id is accepted (PHP's dummy)."""
+        if self._validate is None:
+            return True
+        try:
+            coerce_bool(self._validate(sid), "validate_sid")
+        except SaveHandlerError:
+            return False
+        return True
+
+    def update_timestamp(self, sid: str, data: bytes) -> None:
+        """The user's ``updateTimestamp(id, data)``, falling back to ``write`` as PHP does."""
+        if self._update is None:
+            self.write(sid, data)
+            return
+        coerce_bool(self._update(sid, _text(data)), "update_timestamp")
+
+
+def _text(data: bytes) -> str | bytes:
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return data
+
+
+class _Callables:
+    def __init__(self, funcs: Sequence[Callable[..., Any]]) -> None:
+        names = ("open", "close", "read", "write", "destroy", "gc", "create_sid", "validateId", "updateTimestamp")
+        for n, f in zip(names, funcs):
+            if not callable(f):
+                raise TypeError(
+                    f"session_set_save_handler(): Argument #{names.index(n) + 1} (${n}) must be a "
+                    f'valid callback, function "{f}" not found or invalid function name'
+                )
+            setattr(self, n, f)
+
+
+def callables_handler(funcs: Sequence[Callable[..., Any]], config: SessionConfig | None = None) -> UserHandler:
+    """PHP's six-to-nine-callables form of session_set_save_handler()."""
+    return UserHandler(_Callables(funcs), config)

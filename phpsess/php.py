@@ -1,0 +1,621 @@
+"""PHP's session API under PHP's names: session_start(), SESSION, ini_set(), header(), ... No I/O
+of its own: every function acts on the current request (phpsess.request.current_request())
+and its Session.
+
+Only this module (through Session.diagnose) turns PHP's diagnostics into
+:class:`~phpsess.errors.PHPWarning` / :class:`~phpsess.errors.PHPNotice`.
+
+Strings: PHP strings are bytes.  A function whose PHP result is text
+(``session_id()``, ``session_name()``, ``ini_get()``...) returns ``str``;
+``session_encode()`` returns ``str`` when the encoded session is valid UTF-8
+and ``bytes`` otherwise, so nothing is ever lost (docs/porting.md).
+"""
+
+from __future__ import annotations
+
+from collections.abc import MutableMapping
+from typing import Any, Callable, Iterator, Mapping
+
+from . import codec, headers
+from .config import SETTINGS
+from .errors import ConfigError, PHPWarning
+from .handlers.base import SaveHandler
+from .request import Request, current_request
+from .session import Session
+from .state import Status
+
+__all__ = [
+    "PHP_SESSION_DISABLED",
+    "PHP_SESSION_NONE",
+    "PHP_SESSION_ACTIVE",
+    "SESSION",
+    "GET",
+    "POST",
+    "COOKIE",
+    "SERVER",
+    "session_start",
+    "session_write_close",
+    "session_commit",
+    "session_abort",
+    "session_reset",
+    "session_destroy",
+    "session_unset",
+    "session_regenerate_id",
+    "session_id",
+    "session_name",
+    "session_status",
+    "session_save_path",
+    "session_module_name",
+    "session_set_save_handler",
+    "session_gc",
+    "session_create_id",
+    "session_encode",
+    "session_decode",
+    "session_get_cookie_params",
+    "session_set_cookie_params",
+    "session_cache_limiter",
+    "session_cache_expire",
+    "session_register_shutdown",
+    "ini_get",
+    "ini_set",
+    "ini_restore",
+    "header",
+    "header_remove",
+    "headers_sent",
+    "headers_list",
+    "setcookie",
+    "http_response_code",
+    "register_shutdown_function",
+    "serialize",
+    "unserialize",
+    "session_lock_wait",
+]
+
+PHP_SESSION_DISABLED = int(Status.DISABLED)
+PHP_SESSION_NONE = int(Status.NONE)
+PHP_SESSION_ACTIVE = int(Status.ACTIVE)
+
+
+def _session(function: str) -> Session:
+    s = current_request().session
+    s.function = function
+    return s
+
+
+def _text(value: bytes) -> str | bytes:
+    try:
+        return value.decode("utf-8")
+    except UnicodeDecodeError:
+        return value
+
+
+# -- lifecycle ---------------------------------------------------------------------------
+def session_start(options: Mapping[str, Any] | None = None) -> bool:
+    """Start or resume the session: PHP's ``session_start(array $options = [])``.
+
+    ``options`` may hold any ``session.*`` setting without its prefix (they stay
+    in force for the rest of the request) and ``read_and_close``; phpsess adds
+    ``lazy_start`` and ``concurrency`` ("lock" or "merge").
+    """
+    return _session("session_start").start(options)
+
+
+def session_write_close() -> bool:
+    """Write the session and release its lock; False when no session is active."""
+    return _session("session_write_close").write_close()
+
+
+def session_commit() -> bool:
+    """Alias of :func:`session_write_close`."""
+    return _session("session_commit").write_close()
+
+
+def session_abort() -> bool:
+    """Close the session without writing the changes."""
+    return _session("session_abort").abort()
+
+
+def session_reset() -> bool:
+    """Re-initialise $_SESSION with the stored data, discarding this request's changes."""
+    return _session("session_reset").reset()
+
+
+def session_destroy() -> bool:
+    """Delete the stored session; $_SESSION keeps its contents but is no longer saved."""
+    return _session("session_destroy").destroy()
+
+
+def session_unset() -> bool:
+    """Empty $_SESSION; False when no session is active."""
+    return _session("session_unset").unset()
+
+
+def session_regenerate_id(delete_old_session: bool = False) -> bool:
+    """Move the session to a new id (sends a new cookie); optionally delete the old one."""
+    return _session("session_regenerate_id").regenerate_id(bool(delete_old_session))
+
+
+def session_status() -> int:
+    """PHP_SESSION_DISABLED (0), PHP_SESSION_NONE (1) or PHP_SESSION_ACTIVE (2)."""
+    return current_request().session.status_value()
+
+
+def session_lock_wait() -> float:
+    """phpsess extension: seconds this request has waited for session locks so far."""
+    return current_request().lock_wait
+
+
+# -- ids and names -----------------------------------------------------------------------
+def session_id(id: str | None = None) -> str | bool:  # noqa: A002 - PHP's parameter name
+    """Get the current id, or set the id used by the next session_start() (returns the old)."""
+    return _session("session_id").set_id(id)
+
+
+def session_create_id(prefix: str = "") -> str | bool:
+    """A new, unused session id, prefixed with ``prefix``."""
+    return _session("session_create_id").create_id(prefix)
+
+
+def session_name(name: str | None = None) -> str | bool:
+    """Get or set the session (cookie) name; returns the old name."""
+    s = _session("session_name")
+    old = s.config.name
+    if name is None:
+        return old
+    if not s.check_changeable("Session name"):
+        return False
+    try:
+        s.config.set("name", name)
+    except ConfigError as exc:
+        s.diagnose(str(exc))
+    return old
+
+
+def session_save_path(path: str | None = None) -> str | bool:
+    """Get or set ``session.save_path``; returns the old value."""
+    s = _session("session_save_path")
+    old = s.config.save_path
+    if path is None:
+        return old
+    if "\0" in path:
+        raise ValueError("session_save_path(): Argument #1 ($path) must not contain any null bytes")
+    if not s.check_changeable("Session save path"):
+        return False
+    s.config.set("save_path", path)
+    return old
+
+
+def session_module_name(module: str | None = None) -> str | bool:
+    """Get or set the save handler module (``files``, ``redis``, ``memory``; ``user`` is refused)."""
+    s = _session("session_module_name")
+    old = s.module_name
+    if module is None:
+        return old
+    if not s.set_module_name(module):
+        return False
+    return old
+
+
+def session_set_save_handler(handler: Any, register_shutdown: Any = True, *more: Any) -> bool:
+    """Install a user save handler.
+
+    Either an object with PHP's ``SessionHandlerInterface`` methods (``open``,
+    ``close``, ``read``, ``write``, ``destroy``, ``gc``; optionally ``create_sid``,
+    ``validateId``, ``updateTimestamp``) returning PHP-style results, or a
+    :class:`~phpsess.handlers.base.SaveHandler` instance, or (PHP's old form)
+    six to nine callables.
+    """
+    from .handlers.user import UserHandler, callables_handler
+
+    s = _session("session_set_save_handler")
+    if more or callable(handler) and not isinstance(handler, SaveHandler) and callable(register_shutdown):
+        funcs = (handler, register_shutdown, *more)
+        if len(funcs) < 6 or len(funcs) > 9:
+            raise TypeError("Wrong parameter count for session_set_save_handler()")
+        wrapped: SaveHandler = callables_handler(funcs, s.config)
+        register = False
+    else:
+        if isinstance(handler, SaveHandler):
+            wrapped = handler
+        else:
+            for method in ("open", "close", "read", "write", "destroy", "gc"):
+                if not callable(getattr(handler, method, None)):
+                    raise TypeError(
+                        "session_set_save_handler(): Argument #1 ($open) must be of type "
+                        f"SessionHandlerInterface, {type(handler).__name__} given"
+                    )
+            wrapped = UserHandler(handler, s.config)
+        register = bool(register_shutdown)
+    if not s.set_save_handler(wrapped):
+        return False
+    if register:
+        session_register_shutdown()
+    return True
+
+
+# -- gc, encode, decode ------------------------------------------------------------------
+def session_gc() -> int | bool:
+    """Run the handler's garbage collection now; the number of sessions deleted, or False."""
+    return _session("session_gc").gc()
+
+
+def session_encode() -> str | bytes | bool:
+    """The current $_SESSION encoded with ``session.serialize_handler``, or False."""
+    out = _session("session_encode").encode()
+    if isinstance(out, bytes):
+        return _text(out)
+    return out
+
+
+def session_decode(data: str | bytes) -> bool:
+    """Decode ``data`` into $_SESSION (a failure destroys the session, as in PHP)."""
+    raw = data.encode("utf-8", "surrogateescape") if isinstance(data, str) else bytes(data)
+    return _session("session_decode").decode(raw)
+
+
+# -- cookies and cache limiter -----------------------------------------------------------
+def session_get_cookie_params() -> dict[str, Any]:
+    """``lifetime``, ``path``, ``domain``, ``secure``, ``httponly``, ``samesite``, in PHP's order."""
+    c = current_request().config
+    return {
+        "lifetime": c.cookie_lifetime,
+        "path": c.cookie_path,
+        "domain": c.cookie_domain,
+        "secure": c.cookie_secure,
+        "httponly": c.cookie_httponly,
+        "samesite": c.cookie_samesite,
+    }
+
+
+_COOKIE_KEYS = ("lifetime", "path", "domain", "secure", "httponly", "samesite")
+
+
+def session_set_cookie_params(
+    lifetime_or_options: int | Mapping[Any, Any],
+    path: str | None = None,
+    domain: str | None = None,
+    secure: bool | None = None,
+    httponly: bool | None = None,
+) -> bool:
+    """Set the session cookie parameters (both PHP signatures: an options dict, or positional)."""
+    s = _session("session_set_cookie_params")
+    cfg = s.config
+    if not cfg.use_cookies:
+        s.diagnose("Session cookies cannot be used when session.use_cookies is disabled")
+        return False
+    if not s.check_changeable("Session cookie parameters"):
+        return False
+    values: dict[str, Any] = {}
+    if isinstance(lifetime_or_options, Mapping):
+        for n, (arg, argname) in enumerate(
+            ((path, "path"), (domain, "domain"), (secure, "secure"), (httponly, "httponly")), start=2
+        ):
+            if arg is not None:
+                raise ValueError(
+                    f"session_set_cookie_params(): Argument #{n} (${argname}) must be null when "
+                    "argument #1 ($lifetime_or_options) is an array"
+                )
+        for key, value in lifetime_or_options.items():
+            if isinstance(key, int):
+                s.diagnose("Argument #1 ($lifetime_or_options) cannot contain numeric keys")
+                continue
+            low = str(key).lower()
+            if low in _COOKIE_KEYS:
+                values[low] = value
+            else:
+                s.diagnose(f'Argument #1 ($lifetime_or_options) contains an unrecognized key "{key}"')
+        if not values:
+            raise ValueError(
+                "session_set_cookie_params(): Argument #1 ($lifetime_or_options) must contain at "
+                "least 1 valid key"
+            )
+    else:
+        values["lifetime"] = lifetime_or_options
+        for key, value in (("path", path), ("domain", domain), ("secure", secure), ("httponly", httponly)):
+            if value is not None:
+                values[key] = value
+    for key in _COOKIE_KEYS:
+        if key not in values:
+            continue
+        value = values[key]
+        if key in ("secure", "httponly"):
+            value = bool(value)
+        try:
+            cfg.set("cookie_" + key, value, warn=s.diagnose)
+        except ConfigError as exc:
+            if str(exc):
+                s.diagnose(str(exc))
+            return False
+    return True
+
+
+def session_cache_limiter(value: str | None = None) -> str | bool:
+    """Get or set ``session.cache_limiter`` (``nocache``, ``private``, ``private_no_expire``, ``public``)."""
+    s = _session("session_cache_limiter")
+    old = s.config.cache_limiter
+    if value is None:
+        return old
+    if not s.check_changeable("Session cache limiter"):
+        return False
+    s.config.set("cache_limiter", value)
+    return old
+
+
+def session_cache_expire(value: int | str | None = None) -> int | bool:
+    """Get or set ``session.cache_expire`` in minutes (while active: warns, returns the value)."""
+    s = _session("session_cache_expire")
+    old = s.config.cache_expire
+    if value is None:
+        return old
+    if s.status == Status.ACTIVE:
+        s.diagnose("Session cache expiration cannot be changed when a session is active")
+        return old
+    if s.request.headers_sent:
+        s.diagnose("Session cache expiration cannot be changed after headers have already been sent")
+        return False
+    s.config.set("cache_expire", value, warn=s.diagnose)
+    return old
+
+
+def session_register_shutdown() -> None:
+    """Write and close the session when the request ends (after other shutdown functions)."""
+    req = current_request()
+
+    def _register_close() -> None:
+        req.register_shutdown_function(session_write_close)
+
+    req.register_shutdown_function(_register_close)
+
+
+# -- ini -----------------------------------------------------------------------------------
+def ini_get(option: str) -> str | bool:
+    """The raw string value of a ``session.*`` setting, or False for an unknown setting."""
+    value = current_request().config.get(option)
+    return False if value is None else value
+
+
+def ini_set(option: str, value: Any) -> str | bool:
+    """Set a ``session.*`` setting for this request; returns the old value or False."""
+    req = current_request()
+    s = req.session
+    s.function = "ini_set"
+    cfg = req.config
+    key = cfg.canonical(option)
+    if key is None or not option.startswith("session.") and not SETTINGS[key].phpsess_only:
+        return False
+    if SETTINGS[key].mode == "PERDIR":
+        return False
+    if not key.startswith("trans_sid_"):
+        if s.status == Status.ACTIVE:
+            s.diagnose("Session ini settings cannot be changed when a session is active")
+            return False
+        if req.headers_sent:
+            s.diagnose("Session ini settings cannot be changed after headers have already been sent")
+            return False
+    try:
+        return cfg.set(key, value, warn=s.diagnose)
+    except ConfigError as exc:
+        if str(exc):
+            s.diagnose(str(exc))
+        return False
+
+
+def ini_restore(option: str) -> None:
+    """Restore a ``session.*`` setting to its process-wide value."""
+    from .request import default_config
+
+    cfg = current_request().config
+    key = cfg.canonical(option)
+    if key is not None:
+        raw = default_config().get(key)
+        if raw is not None:
+            cfg.set(key, raw, startup=True)
+
+
+# -- output layer --------------------------------------------------------------------------
+def _headers_sent_warning(req: Request) -> None:
+    req.session.function = None
+    import warnings
+
+    warnings.warn(
+        PHPWarning(f"Cannot modify header information - headers already sent{_by(req)}"), stacklevel=3
+    )
+
+
+def _by(req: Request) -> str:
+    return f" by{req.headers_sent_at}" if req.headers_sent_at else ""
+
+
+def header(header: str, replace: bool = True, response_code: int = 0) -> None:
+    """PHP's ``header()``: add a response header (or ``HTTP/1.1 404 Not Found`` status line)."""
+    req = current_request()
+    if req.headers_sent:
+        _headers_sent_warning(req)
+        return
+    req.header(header, replace, response_code)
+
+
+def header_remove(name: str | None = None) -> None:
+    """PHP's ``header_remove()``: drop headers named ``name``, or all headers."""
+    req = current_request()
+    if req.headers_sent:
+        return
+    if name is None:
+        req.headers = []
+    else:
+        req.remove_header(name)
+
+
+def headers_sent() -> bool:
+    """True once status and headers have gone out (after the first body byte)."""
+    return current_request().headers_sent
+
+
+def headers_list() -> list[str]:
+    """The headers that will be (or were) sent, as ``"Name: value"`` (empty in CLI, as PHP)."""
+    req = current_request()
+    if req.cli:
+        return []
+    return req.headers_list()
+
+
+def http_response_code(response_code: int = 0) -> int | bool:
+    """Get or set the response status; returns the previous one."""
+    req = current_request()
+    old = req.status
+    if response_code:
+        if req.headers_sent:
+            _headers_sent_warning(req)
+            return False
+        req.status = int(response_code)
+    return old
+
+
+def setcookie(
+    name: str,
+    value: str = "",
+    expires_or_options: int | Mapping[str, Any] = 0,
+    path: str = "",
+    domain: str = "",
+    secure: bool = False,
+    httponly: bool = False,
+) -> bool:
+    """PHP's ``setcookie()`` (both signatures); False when headers were already sent."""
+    req = current_request()
+    if req.headers_sent:
+        _headers_sent_warning(req)
+        return False
+    samesite = ""
+    expires: Any = expires_or_options
+    if isinstance(expires_or_options, Mapping):
+        opts = {str(k).lower(): v for k, v in expires_or_options.items()}
+        expires = opts.get("expires", 0)
+        path = opts.get("path", path)
+        domain = opts.get("domain", domain)
+        secure = bool(opts.get("secure", secure))
+        httponly = bool(opts.get("httponly", httponly))
+        samesite = str(opts.get("samesite", ""))
+    line = headers.setcookie_header(
+        name,
+        value,
+        int(expires),
+        path,
+        domain,
+        secure,
+        httponly,
+        samesite,
+        now=req.clock(),
+    )
+    req.add_header("Set-Cookie", line)
+    return True
+
+
+def register_shutdown_function(callback: Callable[..., Any], *args: Any) -> None:
+    """Run ``callback(*args)`` at the end of the request, before the session is written."""
+    current_request().register_shutdown_function(callback, *args)
+
+
+# -- serialize -----------------------------------------------------------------------------
+def serialize(value: Any) -> bytes:
+    """PHP's ``serialize()``: the bytes PHP would produce for ``value``."""
+    return codec.dumps(value)
+
+
+def unserialize(data: bytes | str, allowed_classes: Any = True) -> Any:
+    """PHP's ``unserialize()`` (raises SessionDecodeError where PHP returns false)."""
+    return codec.loads(data, allowed_classes=allowed_classes)
+
+
+# -- superglobals --------------------------------------------------------------------------
+class _SessionProxy(MutableMapping):  # type: ignore[type-arg]
+    """``$_SESSION`` of the current request: a mapping that forwards to ``Session.data``."""
+
+    __slots__ = ()
+
+    @staticmethod
+    def _data() -> Any:
+        s = current_request().session
+        if s.lazy_pending:
+            s.function = "session_start"
+            s.load_lazy()
+        return s.data
+
+    def __getitem__(self, key: Any) -> Any:
+        return self._data()[key]
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        self._data()[key] = value
+
+    def __delitem__(self, key: Any) -> None:
+        del self._data()[key]
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self._data())
+
+    def __len__(self) -> int:
+        return len(self._data())
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._data()
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        return self._data().get(key, default)
+
+    def copy(self) -> dict[Any, Any]:
+        """A plain dict copy of $_SESSION."""
+        return dict(self._data())
+
+    def replace(self, data: Mapping[Any, Any]) -> None:
+        """PHP's ``$_SESSION = [...]``: replace the whole array."""
+        current_request().session.data = dict(data)
+
+    def __repr__(self) -> str:
+        return repr(self._data())
+
+    def __eq__(self, other: object) -> bool:
+        return bool(self._data() == other)
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+class _RequestDictProxy(MutableMapping):  # type: ignore[type-arg]
+    """``$_GET``/``$_POST``/``$_COOKIE``/``$_SERVER`` of the current request."""
+
+    __slots__ = ("_attr",)
+
+    def __init__(self, attr: str) -> None:
+        self._attr = attr
+
+    def _d(self) -> dict[str, Any]:
+        d: dict[str, Any] = getattr(current_request(), self._attr)
+        return d
+
+    def __getitem__(self, key: str) -> Any:
+        return self._d()[key]
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self._d()[key] = value
+
+    def __delitem__(self, key: str) -> None:
+        del self._d()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._d())
+
+    def __len__(self) -> int:
+        return len(self._d())
+
+    def __repr__(self) -> str:
+        return repr(self._d())
+
+    def __eq__(self, other: object) -> bool:
+        return bool(self._d() == other)
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+SESSION = _SessionProxy()
+GET = _RequestDictProxy("GET")
+POST = _RequestDictProxy("POST")
+COOKIE = _RequestDictProxy("COOKIE")
+SERVER = _RequestDictProxy("SERVER")

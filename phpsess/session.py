@@ -1,0 +1,783 @@
+"""Session: one request's session lifecycle over a SaveHandler, as PHP 8.2's session.c runs it.
+
+No direct I/O: storage goes through the save handler, headers through the
+request's header list.  PHP's diagnostics (warnings, notices) are reported
+through :meth:`Session.diagnose`, which emits :class:`~phpsess.errors.PHPWarning`
+/ :class:`~phpsess.errors.PHPNotice` carrying PHP's text while a PHP-named
+function runs, and logs them during request shutdown (as PHP's log would).
+
+Section numbers (§) refer to /shared/spec/php-session-semantics.md.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import sys
+import warnings
+from typing import TYPE_CHECKING, Any, Callable, Mapping
+
+from . import encoding, headers, ids
+from .config import SETTINGS, SessionConfig
+from .errors import (
+    ConfigError,
+    InvalidSessionId,
+    LockBusy,
+    LockTimeout,
+    PHPNotice,
+    PHPWarning,
+    SaveHandlerError,
+    SessionDecodeError,
+)
+from .handlers.base import SaveHandler, handler_class
+from .state import Action, Status, next_status
+
+if TYPE_CHECKING:
+    from .request import Request
+
+__all__ = ["Session", "php_intval"]
+
+log = logging.getLogger(__name__)
+lock_log = logging.getLogger("phpsess.lock")
+
+#: session.c: the characters a session cookie name must not contain
+_COOKIE_NAME_FORBIDDEN = "=,;.[ \t\r\n\013\014"
+
+
+def php_intval(value: Any) -> int:
+    """PHP's integer conversion of a string/int/bool (``"777abc"`` -> 777, ``"x"`` -> 0)."""
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, int):
+        return value
+    s = str(value).lstrip(" \t\n\r\v\f")
+    end = 0
+    if end < len(s) and s[end] in "+-":
+        end += 1
+    digits = end
+    while digits < len(s) and s[digits].isdigit():
+        digits += 1
+    if digits == end:
+        return 0
+    return int(s[:digits])
+
+
+class Session:
+    """The session of one request: PHP's ``PS(...)`` globals plus the algorithms of session.c.
+
+    Methods are named after what they do (``start``, ``write_close``, ``regenerate_id``);
+    their arguments and results follow PHP's so that :mod:`phpsess.php` only adapts names.
+    """
+
+    def __init__(self, request: "Request") -> None:
+        self.request = request
+        self.config: SessionConfig = request.config
+        self.status = Status.NONE
+        self.id: str | None = None
+        #: ``$_SESSION``: a plain dict of user data (or, after php_serialize decoded a
+        #: non-array, that value, which is then never written, as in PHP)
+        self.data: Any = {}
+        #: whether ``$_SESSION`` is linked to the session (false before the first start
+        #: and after destroy: session_encode() then warns)
+        self.bound = False
+        self.handler: SaveHandler | None = None
+        self.user_handler: SaveHandler | None = None
+        self.lazy_snapshot: bytes | None = None
+        self.send_cookie = False
+        self.define_sid = False
+        self.sid_constant: str | None = None
+        #: the PHP function now running, for the ``fn(): `` prefix of diagnostics
+        self.function: str | None = None
+        self.random: Callable[[], float] = random.random
+        #: merge mode: the data as read, to find what this request changed
+        self.merge_base: dict[Any, bytes] | None = None
+        self.lock_wait = 0.0
+        #: lazy start: started, but not yet read and locked (see load_lazy)
+        self.lazy_pending = False
+        self._lazy_shared = False
+
+    # -- diagnostics -------------------------------------------------------------------
+    def diagnose(self, message: str, category: type[Warning] = PHPWarning) -> None:
+        """Report one of PHP's diagnostics with PHP's text (``function(): message``)."""
+        if self.function is None:
+            level = "Notice" if category is PHPNotice else "Warning"
+            log.warning("PHP %s: %s", level, message)
+            return
+        warnings.warn(category(f"{self.function}(): {message}"), stacklevel=4)
+
+    def notice(self, message: str) -> None:
+        """Report an E_NOTICE."""
+        self.diagnose(message, PHPNotice)
+
+    # -- module resolution -------------------------------------------------------------
+    @property
+    def module_name(self) -> str:
+        """What ``session_module_name()`` returns: ``files``, ``redis``, ``user``..."""
+        if self.user_handler is not None:
+            return "user"
+        return self.config.save_handler
+
+    def _new_handler(self) -> SaveHandler | None:
+        if self.user_handler is not None:
+            self.user_handler.config = self.config
+            return self.user_handler
+        try:
+            cls = handler_class(self.config.save_handler)
+        except KeyError:
+            self.diagnose(
+                f'Cannot find session save handler "{self.config.save_handler}" - session startup failed'
+            )
+            return None
+        return cls(self.config)
+
+    # -- session_start -----------------------------------------------------------------
+    def start(self, options: Mapping[Any, Any] | None = None) -> bool:
+        """``session_start($options)`` (§2.2). Returns PHP's result."""
+        if options is not None and not isinstance(options, Mapping):
+            raise TypeError(
+                f"session_start(): Argument #1 ($options) must be of type array, {_php_type(options)} given"
+            )
+        if self.status == Status.ACTIVE:
+            self.notice("Ignoring session_start() because a session is already active")
+            return True
+        cfg = self.config
+        if cfg.use_cookies and self.request.headers_sent:
+            self.diagnose("Session cannot be started after headers have already been sent")
+            return False
+        read_and_close = False
+        for key, value in (options or {}).items():
+            if isinstance(value, float) or not isinstance(value, (str, int, bool)):
+                raise TypeError(
+                    f'session_start(): Option "{key}" must be of type string|int|bool, '
+                    f"{_php_type(value)} given"
+                )
+            if isinstance(key, int):
+                continue
+            if key == "read_and_close":
+                read_and_close = php_intval(value) != 0
+                continue
+            name = cfg.canonical(str(key))
+            if name is None or SETTINGS[name].mode == "PERDIR":
+                self.diagnose(f'Setting option "{key}" failed')
+                continue
+            try:
+                cfg.set(name, value, warn=self.diagnose)
+            except ConfigError as exc:
+                if str(exc):
+                    self.diagnose(str(exc))
+                self.diagnose(f'Setting option "{key}" failed')
+        if not self._internal_start(shared=read_and_close):
+            self.data = {}
+            return False
+        if read_and_close:
+            if self.lazy_pending:
+                self.load_lazy()
+            self._close(write=False)
+        return True
+
+    def _internal_start(self, *, shared: bool = False) -> bool:
+        """php_session_start(): id discovery, initialize, cache limiter (§2.2 step 5)."""
+        cfg = self.config
+        req = self.request
+        self.define_sid = not cfg.use_only_cookies
+        self.send_cookie = bool(cfg.use_cookies or cfg.use_only_cookies)
+        if self.id is None:
+            if cfg.use_cookies and cfg.name in req.COOKIE:
+                value = req.COOKIE[cfg.name]
+                self.id = value if isinstance(value, str) else None
+                self.send_cookie = False
+                self.define_sid = False
+            if not cfg.use_only_cookies and self.id is None:
+                for source in (req.GET, req.POST):
+                    if cfg.name in source:
+                        value = source[cfg.name]
+                        if isinstance(value, str):
+                            self.id = value
+                            self.send_cookie = False
+                        else:
+                            self.id = None
+                            self.send_cookie = True
+                        break
+                if self.id and cfg.referer_check:
+                    referer = req.SERVER.get("HTTP_REFERER")
+                    if isinstance(referer, str) and referer and cfg.referer_check not in referer:
+                        self.id = None
+                        self.send_cookie = True
+        if self.id is not None and ids.has_forbidden_chars(self.id):
+            self.id = None
+        ok = self._initialize(shared=shared)
+        if ok and cfg.cache_limiter:
+            ok = self._send_cache_limiter()
+        if not ok:
+            self.status = Status.NONE
+            self.id = None
+            return False
+        return True
+
+    def _initialize(self, *, shared: bool = False, reopen: bool = False) -> bool:
+        """php_session_initialize() (§2.2 step 5.4)."""
+        cfg = self.config
+        self.status = Status.ACTIVE
+        handler = self.handler if reopen and self.handler is not None else self._new_handler()
+        if handler is None:
+            self.status = Status.NONE
+            return False
+        if reopen and handler is not self.user_handler:
+            self._safe_close(handler)
+        self.handler = handler
+        try:
+            handler.open(cfg.save_path, cfg.name)
+        except SaveHandlerError as exc:
+            if str(exc):
+                self.diagnose(str(exc))
+            self._safe_close(handler)
+            self.handler = None
+            self.status = Status.NONE
+            self.diagnose(
+                f"Failed to initialize storage module: {self.module_name} (path: {cfg.save_path})"
+            )
+            return False
+        if not self.id:
+            try:
+                self.id = handler.create_sid()
+            except SaveHandlerError as exc:
+                self.status = Status.NONE
+                self._safe_close(handler)
+                raise RuntimeError(
+                    f"Failed to create session ID: {self.module_name} (path: {cfg.save_path})"
+                ) from exc
+            if cfg.use_cookies:
+                self.send_cookie = True
+        elif cfg.use_strict_mode and handler.has_validator and not self._validate(handler, self.id):
+            self.id = handler.create_sid() or ids.create_id(cfg)
+            if cfg.use_cookies:
+                self.send_cookie = True
+        self._reset_id()
+        self.data = {}
+        self.bound = True
+        if cfg.lazy_start and not reopen:
+            self.lazy_pending = True
+            self._lazy_shared = shared
+            return True
+        return self._read_and_decode(handler, shared=shared)
+
+    def _ensure_loaded(self) -> None:
+        if self.lazy_pending:
+            self.load_lazy()
+
+    def load_lazy(self) -> bool:
+        """Lazy start: read and lock the session now, on first use of $_SESSION.
+
+        A failure leaves the session inactive with an empty $_SESSION (and PHP's
+        warnings), as a failed session_start() would.
+        """
+        if not self.lazy_pending:
+            return self.status == Status.ACTIVE
+        self.lazy_pending = False
+        handler = self.handler
+        if handler is None:
+            return False
+        if not self._read_and_decode(handler, shared=self._lazy_shared):
+            self.status = Status.NONE
+            self.id = None
+            self.data = {}
+            return False
+        return True
+
+    def _read_and_decode(self, handler: SaveHandler, *, shared: bool) -> bool:
+        """Read (taking the lock), probabilistic gc, decode (§2.2 steps 5.4.6 to 5.4.9)."""
+        cfg = self.config
+        assert self.id is not None
+        try:
+            raw = handler.read(self.id, shared=shared)
+        except InvalidSessionId as exc:
+            self.diagnose(str(exc))
+            return self._read_failed(handler)
+        except (LockTimeout, LockBusy) as exc:
+            self.diagnose(str(exc))
+            return self._read_failed(handler)
+        except SaveHandlerError as exc:
+            if str(exc):
+                self.diagnose(str(exc))
+            return self._read_failed(handler)
+        self._note_lock_wait(handler)
+        self._maybe_gc(handler)
+        self.lazy_snapshot = raw if cfg.lazy_write else None
+        try:
+            self.data = self._decode(raw)
+        except SessionDecodeError:
+            self._cancel_decode()
+            return False
+        if cfg.concurrency == "merge" and isinstance(self.data, dict) and not shared:
+            # merge mode: no lock is held while the script works (phpsess/merge.py)
+            from .merge import snapshot
+
+            self.merge_base = snapshot(self.data)
+            self._safe_close(handler)
+        else:
+            self.merge_base = None
+        return True
+
+    def _validate(self, handler: SaveHandler, sid: str) -> bool:
+        try:
+            return handler.validate_id(sid)
+        except (SaveHandlerError, InvalidSessionId):
+            return False
+
+    def _read_failed(self, handler: SaveHandler) -> bool:
+        self._safe_close(handler)
+        self.handler = None
+        self.status = Status.NONE
+        self.diagnose(
+            f"Failed to read session data: {self.module_name} (path: {self.config.save_path})"
+        )
+        return False
+
+    def _note_lock_wait(self, handler: SaveHandler) -> None:
+        waited = handler.lock_info.waited
+        self.lock_wait += waited
+        self.request.lock_wait += waited
+        threshold = self.config.lock_wait_log_ms
+        if threshold > 0 and waited * 1000 >= threshold:
+            lock_log.warning(
+                "session %s: waited %.3f s for its lock (%s)", self.id, waited, self.module_name
+            )
+
+    def _maybe_gc(self, handler: SaveHandler) -> None:
+        """Probabilistic GC after a successful read (§9.1)."""
+        cfg = self.config
+        if cfg.gc_probability <= 0:
+            return
+        r = int(cfg.gc_divisor * self.random())
+        if r < cfg.gc_probability:
+            try:
+                handler.gc(cfg.gc_maxlifetime)
+            except SaveHandlerError as exc:
+                log.warning("session gc failed: %s", exc)
+
+    def _decode(self, raw: bytes) -> Any:
+        if not raw:
+            return {}
+        return encoding.decode(raw, self.config.serialize_handler)
+
+    def _cancel_decode(self) -> None:
+        """php_session_cancel_decode(): destroy the stored session, fresh $_SESSION (§8.6)."""
+        self._php_destroy()
+        self.data = {}
+        self.diagnose("Failed to decode session object. Session has been destroyed")
+
+    def _php_destroy(self) -> bool:
+        """php_session_destroy(): handler destroy + close, id cleared, status NONE."""
+        ok = True
+        handler = self.handler
+        if handler is not None:
+            try:
+                handler.destroy(self.id or "")
+            except (SaveHandlerError, InvalidSessionId):
+                ok = False
+                self.diagnose("Session object destruction failed")
+            self._safe_close(handler)
+        self.handler = None
+        self.status = Status.NONE
+        self.id = None
+        self.bound = False
+        self.lazy_snapshot = None
+        self.merge_base = None
+        return ok
+
+    # -- cookies and headers -----------------------------------------------------------
+    def _reset_id(self) -> None:
+        """php_session_reset_id(): Set-Cookie when needed, the SID constant (§2.2 5.4.4)."""
+        cfg = self.config
+        if cfg.use_cookies and self.send_cookie:
+            self._send_cookie()
+            self.send_cookie = False
+        self.sid_constant = f"{cfg.name}={self.id}" if self.define_sid else ""
+
+    def _send_cookie(self) -> None:
+        cfg = self.config
+        req = self.request
+        if any(c in cfg.name for c in _COOKIE_NAME_FORBIDDEN):
+            self.diagnose(
+                "session.name cannot contain any of the following '=,;.[ \\t\\r\\n\\013\\014'"
+            )
+            return
+        if req.headers_sent:
+            self.diagnose(
+                f"Session cookie cannot be sent after headers have already been sent{req.headers_sent_at}"
+            )
+            return
+        cookie = headers.session_cookie(cfg, self.id or "", now=req.clock())
+        if cookie is None:
+            return
+        name, value = cookie
+        req.remove_header("Set-Cookie", cfg.name + "=")
+        req.add_header(name, value)
+
+    def _send_cache_limiter(self) -> bool:
+        """php_session_cache_limiter() (§7.4). False when headers were already sent."""
+        req = self.request
+        if req.headers_sent:
+            if self.handler is not None:
+                self._safe_close(self.handler)
+                self.handler = None
+            self.status = Status.NONE
+            self.diagnose(
+                f"Session cache limiter cannot be sent after headers have already been sent{req.headers_sent_at}"
+            )
+            return False
+        for name, value in headers.cache_limiter_headers(
+            self.config, now=req.clock(), script_mtime=self._script_mtime()
+        ):
+            req.add_header(name, value, replace=True)
+        return True
+
+    def _script_mtime(self) -> float | None:
+        path = self.request.script_filename
+        if path is None and self.request.cli:
+            main = sys.modules.get("__main__")
+            path = getattr(main, "__file__", None)
+        if not path:
+            return None
+        try:
+            return os.stat(path).st_mtime
+        except OSError:
+            return None
+
+    # -- closing -----------------------------------------------------------------------
+    def _encode(self, data: Mapping[Any, Any]) -> bytes | None:
+        return encoding.encode(
+            data,
+            self.config.serialize_handler,
+            on_skip=lambda key: self.diagnose(f"Skipping numeric key {key}"),
+        )
+
+    def _close(self, *, write: bool) -> None:
+        """php_session_save_current_state() then close (§2.3)."""
+        handler = self.handler
+        cfg = self.config
+        if self.lazy_pending:
+            write = False  # lazy start, $_SESSION never touched: nothing read, nothing to write
+            self.lazy_pending = False
+        try:
+            if write and handler is not None and isinstance(self.data, dict):
+                sid = self.id or ""
+                try:
+                    if self.merge_base is not None:
+                        self._merge_write(handler, sid)
+                    else:
+                        val = self._encode(self.data)
+                        if (
+                            val is not None
+                            and cfg.lazy_write
+                            and self.lazy_snapshot is not None
+                            and val == self.lazy_snapshot
+                        ):
+                            handler.update_timestamp(sid, val)
+                        else:
+                            handler.write(sid, val or b"")
+                except (SaveHandlerError, InvalidSessionId) as exc:
+                    log.debug("write failed: %s", exc)
+                    if self.user_handler is not None:
+                        self.diagnose(
+                            "Failed to write session data using user defined save handler. "
+                            f"(session.save_path: {cfg.save_path}, handler: "
+                            f"{type(self.user_handler).__name__}::write)"
+                        )
+                    else:
+                        self.diagnose(
+                            f"Failed to write session data ({self.module_name}). Please verify that "
+                            f"the current setting of session.save_path is correct ({cfg.save_path})"
+                        )
+        finally:
+            if handler is not None:
+                self._safe_close(handler)
+            self.handler = None
+            self.status = Status.NONE
+            self.lazy_snapshot = None
+            self.merge_base = None
+
+    def _merge_write(self, handler: SaveHandler, sid: str) -> None:
+        """Merge mode: re-read under the lock, apply only this request's top-level changes."""
+        from . import merge
+
+        merge.merge_write(self, handler, sid)
+
+    def _safe_close(self, handler: SaveHandler) -> None:
+        try:
+            handler.close()
+        except SaveHandlerError as exc:
+            log.warning("session handler close failed: %s", exc)
+
+    def write_close(self) -> bool:
+        """``session_write_close()``: False (silently) when not active."""
+        if self.status != Status.ACTIVE:
+            return False
+        self._close(write=True)
+        return True
+
+    def abort(self) -> bool:
+        """``session_abort()``: close without writing."""
+        if self.status != Status.ACTIVE:
+            return False
+        self._close(write=False)
+        return True
+
+    def reset(self) -> bool:
+        """``session_reset()``: re-read the stored data, discarding changes (§3.4)."""
+        self._ensure_loaded()
+        if self.status != Status.ACTIVE:
+            return False
+        self._initialize(reopen=True)
+        return True
+
+    def destroy(self) -> bool:
+        """``session_destroy()`` (§3.5)."""
+        self._ensure_loaded()
+        if self.status != Status.ACTIVE:
+            self.diagnose("Trying to destroy uninitialized session")
+            return False
+        return self._php_destroy()
+
+    def unset(self) -> bool:
+        """``session_unset()``: empty $_SESSION (copies taken before are unaffected)."""
+        self._ensure_loaded()
+        if self.status != Status.ACTIVE:
+            return False
+        if isinstance(self.data, dict):
+            self.data = {}
+        return True
+
+    def request_shutdown(self) -> None:
+        """PHP's RSHUTDOWN: write and close a session still active. Never raises."""
+        self.function = None
+        try:
+            if self.status == Status.ACTIVE:
+                self._close(write=True)
+        except Exception:  # pragma: no cover - last line of defence at shutdown
+            log.exception("session shutdown failed")
+            if self.handler is not None:
+                self._safe_close(self.handler)
+            self.status = Status.NONE
+
+    # -- regenerate --------------------------------------------------------------------
+    def regenerate_id(self, delete_old: bool = False) -> bool:
+        """``session_regenerate_id($delete_old_session)`` (§3.7)."""
+        self._ensure_loaded()
+        if self.status != Status.ACTIVE:
+            self.diagnose("Session ID cannot be regenerated when there is no active session")
+            return False
+        if self.request.headers_sent:
+            self.diagnose("Session ID cannot be regenerated after headers have already been sent")
+            return False
+        cfg = self.config
+        handler = self.handler
+        assert handler is not None
+        old = self.id or ""
+        if delete_old:
+            try:
+                handler.destroy(old)
+            except (SaveHandlerError, InvalidSessionId):
+                self._safe_close(handler)
+                self.handler = None
+                self.status = Status.NONE
+                self.diagnose(
+                    f"Session object destruction failed. ID: {self.module_name} (path: {cfg.save_path})"
+                )
+                return False
+        else:
+            try:
+                if isinstance(self.data, dict):
+                    handler.write(old, self._encode(self.data) or b"")
+            except (SaveHandlerError, InvalidSessionId):
+                self._safe_close(handler)
+                self.handler = None
+                self.status = Status.NONE
+                self.diagnose(f"Session write failed. ID: {self.module_name} (path: {cfg.save_path})")
+                return False
+        self._safe_close(handler)
+        self.lazy_snapshot = None
+        self.merge_base = None
+        self.id = None
+        try:
+            handler.open(cfg.save_path, cfg.name)
+        except SaveHandlerError as exc:
+            self.status = Status.NONE
+            self.handler = None
+            raise RuntimeError(
+                f"Failed to open session: {self.module_name} (path: {cfg.save_path})"
+            ) from exc
+        try:
+            new = handler.create_sid()
+        except SaveHandlerError as exc:
+            self.status = Status.NONE
+            self.handler = None
+            raise RuntimeError(
+                f"Failed to create new session ID: {self.module_name} (path: {cfg.save_path})"
+            ) from exc
+        if cfg.use_strict_mode and handler.has_validator:
+            for _ in range(3):
+                if not self._validate(handler, new):
+                    break
+                new = handler.create_sid()
+        self.id = new
+        try:
+            handler.read(new)
+        except (SaveHandlerError, InvalidSessionId) as exc:
+            self._safe_close(handler)
+            self.handler = None
+            self.status = Status.NONE
+            raise RuntimeError(
+                f"Failed to create(read) session ID: {self.module_name} (path: {cfg.save_path})"
+            ) from exc
+        self.handler = handler
+        if cfg.concurrency == "merge" and isinstance(self.data, dict):
+            # the new id starts empty: everything this request holds is a change,
+            # written (under the lock, briefly) at close
+            self.merge_base = {}
+            self._safe_close(handler)
+        if cfg.use_cookies:
+            self.send_cookie = True
+        self._reset_id()
+        return True
+
+    # -- ids ---------------------------------------------------------------------------
+    def create_id(self, prefix: str = "") -> str | bool:
+        """``session_create_id($prefix)`` (§3.16)."""
+        if prefix and not ids.is_valid_id(prefix):
+            self.diagnose(
+                'Prefix cannot contain special characters. Only the A-Z, a-z, 0-9, "-", and "," '
+                "characters are allowed"
+            )
+            return False
+        handler = self.handler
+        if self.status == Status.ACTIVE and handler is not None:
+            new = ""
+            for _ in range(3):
+                try:
+                    new = handler.create_sid()
+                except SaveHandlerError:
+                    new = ""
+                    break
+                if not (handler.has_validator and self._validate(handler, new)):
+                    break
+            if not new:
+                self.diagnose("Failed to create new ID")
+                return False
+        else:
+            new = ids.create_id(self.config)
+        return prefix + new
+
+    def set_id(self, sid: str | None) -> str | bool:
+        """``session_id($id)`` (§3.8): returns the previous id."""
+        old = self.id or ""
+        if sid is not None:
+            if self.status == Status.ACTIVE:
+                self.diagnose("Session ID cannot be changed when a session is active")
+                return False
+            if self.config.use_cookies and self.request.headers_sent:
+                self.diagnose("Session ID cannot be changed after headers have already been sent")
+                return False
+            self.id = sid
+        return old.split("\0", 1)[0]
+
+    # -- gc, encode, decode ------------------------------------------------------------
+    def gc(self) -> int | bool:
+        """``session_gc()`` (§3.15)."""
+        self._ensure_loaded()
+        if self.status != Status.ACTIVE or self.handler is None:
+            self.diagnose("Session cannot be garbage collected when there is no active session")
+            return False
+        try:
+            n = self.handler.gc(self.config.gc_maxlifetime)
+        except SaveHandlerError as exc:
+            log.warning("session gc failed: %s", exc)
+            return False
+        return n if n >= 0 else False
+
+    def encode(self) -> bytes | bool:
+        """``session_encode()`` (§3.13): the encoded bytes, or False."""
+        self._ensure_loaded()
+        if not self.bound:
+            self.diagnose("Cannot encode non-existent session")
+            return False
+        if not isinstance(self.data, dict):
+            return False
+        val = self._encode(self.data)
+        return False if val is None else val
+
+    def decode(self, payload: bytes) -> bool:
+        """``session_decode($data)`` (§3.14)."""
+        self._ensure_loaded()
+        if self.status != Status.ACTIVE:
+            self.diagnose("Session data cannot be decoded when there is no active session")
+            return False
+        try:
+            decoded = encoding.decode(payload, self.config.serialize_handler) if payload else {}
+        except SessionDecodeError:
+            self._cancel_decode()
+            return False
+        if self.config.serialize_handler == "php_serialize" or not isinstance(self.data, dict):
+            self.data = decoded
+        elif isinstance(decoded, dict):
+            self.data.update(decoded)
+        return True
+
+    # -- settings guarded by state -----------------------------------------------------
+    def check_changeable(self, what: str) -> bool:
+        """SESSION_CHECK_ACTIVE_STATE / OUTPUT_STATE for ``what`` (e.g. "Session name")."""
+        if self.status == Status.ACTIVE:
+            self.diagnose(f"{what} cannot be changed when a session is active")
+            return False
+        if self.request.headers_sent:
+            self.diagnose(f"{what} cannot be changed after headers have already been sent")
+            return False
+        return True
+
+    def set_save_handler(self, handler: SaveHandler) -> bool:
+        """``session_set_save_handler($handler)``."""
+        if not self.check_changeable("Session save handler"):
+            return False
+        self.user_handler = handler
+        return True
+
+    def set_module_name(self, module: str) -> bool:
+        """``session_module_name($module)`` setter part."""
+        if not self.check_changeable("Session save handler module"):
+            return False
+        if module.lower() == "user":
+            raise ValueError('session_module_name(): Argument #1 ($module) cannot be "user"')
+        try:
+            handler_class(module)
+        except KeyError:
+            self.diagnose(f'Session handler module "{module}" cannot be found')
+            return False
+        self.user_handler = None
+        self.config.set("save_handler", module)
+        return True
+
+    def status_value(self) -> int:
+        """``session_status()``."""
+        return int(self.status)
+
+    def transition(self, action: Action) -> None:
+        """Advance the state machine (raises SessionStateError if not allowed)."""
+        self.status = next_status(self.status, action)
+
+
+def _php_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, int):
+        return "int"
+    if isinstance(value, float):
+        return "float"
+    if isinstance(value, (str, bytes)):
+        return "string"
+    if isinstance(value, (list, tuple, dict)):
+        return "array"
+    return type(value).__name__
+

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Runs the whole phpsess test suite on a fresh Debian machine (as root), installing
+# what the tests need when it is missing: PHP 8.2 (cli, cgi, fpm, redis extension),
+# nginx, fcgiwrap, redis-server, Chromium (apt-get) and the Python packages (pip).
+# Extra arguments go to pytest, e.g. `bash scripts/test.sh tests/test_codec.py -x`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_apt=()
+command -v php >/dev/null || need_apt+=(php-cli)
+command -v php-cgi >/dev/null || need_apt+=(php8.2-cgi)
+[ -x /usr/sbin/php-fpm8.2 ] || need_apt+=(php-fpm)
+php -n -d extension=igbinary.so -d extension=redis.so -r 'exit(extension_loaded("redis") ? 0 : 1);' 2>/dev/null || need_apt+=(php-redis)
+[ -x /usr/sbin/nginx ] || need_apt+=(nginx)
+[ -x /usr/sbin/fcgiwrap ] || need_apt+=(fcgiwrap)
+command -v redis-server >/dev/null || need_apt+=(redis-server)
+command -v chromium >/dev/null || need_apt+=(chromium)
+if [ ${#need_apt[@]} -gt 0 ]; then
+    echo "installing with apt-get: ${need_apt[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+fi
+
+python3 -m pip install -q --disable-pip-version-check -e '.[test]' 2>&1 | grep -v -e '^WARNING: Running pip as' -e 'is ignored: it is neither' || true
+
+exec python3 -m pytest "$@"
