@@ -1,20 +1,55 @@
 """SessionConfig: the ``session.*`` ini settings, parsed and checked as PHP 8.2 does. No I/O
-except :func:`load_ini_file`, which reads a php.ini-syntax file.
+except :func:`load_ini_file`, which reads a php.ini-syntax file (and ``os.environ`` for
+``${VAR}`` in it).
 
 Each setting is kept twice: the raw string that ``ini_get()`` returns, and a
 typed attribute named like the ini setting without ``session.`` (dots become
 underscores: ``session.upload_progress.enabled`` -> ``upload_progress_enabled``).
+The typed attribute is the value PHP actually uses, converted the way PHP
+converts it (``gc_maxlifetime = "1k"`` is 1024, ``cookie_secure = "on"`` is True,
+``cookie_secure = " on"`` is False).
+
+Messages follow PHP 8.2.36 (checked against it in ``tests/oracle/test_config_oracle.py``):
+
+* a refused value raises :class:`~phpsess.errors.ConfigError`; ``str(exc)`` is PHP's
+  warning text *without* the ``ini_set(): `` / ``session_start(): `` prefix that PHP
+  puts in front of it, or ``""`` when PHP refuses silently (``ini_set`` just returns
+  false: a NUL byte in ``save_path``, a PERDIR setting at runtime, an unknown name);
+* a value that PHP accepts with a warning (``Invalid "session.gc_maxlifetime" setting.
+  Invalid quantity "abc": ...``) is stored and the warning text goes to the ``warn``
+  callback; PHP raises those with ``zend_error``, so they carry no function prefix.
 """
 
 from __future__ import annotations
 
-import copy as _copy
+import logging
+import math
+import os
+import re
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 from .errors import ConfigError
 
-__all__ = ["SessionConfig", "SETTINGS", "Setting", "load_ini_file", "from_ini_file", "ini_string"]
+__all__ = [
+    "SessionConfig",
+    "SETTINGS",
+    "Setting",
+    "load_ini_file",
+    "from_ini_file",
+    "ini_string",
+    "php_float_string",
+    "parse_bool",
+    "parse_long",
+    "parse_float",
+    "parse_quantity",
+    "is_numeric_string",
+    "MAX_COOKIE_LIFETIME",
+]
+
+log = logging.getLogger(__name__)
+
+Warn = Callable[[str], None]
 
 
 @dataclass(frozen=True)
@@ -23,9 +58,13 @@ class Setting:
 
     name: str  # without the "session." prefix
     default: str
-    kind: str  # "bool" | "int" | "str" | "float"
+    kind: str  # Python type of the attribute: "bool" | "int" | "str" | "float"
     mode: str = "ALL"  # "ALL" | "PERDIR"
     phpsess_only: bool = False  # an extension of phpsess, unknown to PHP
+    check: str = ""  # the validator (PHP's OnUpdate handler); "" = same as kind
+    #: Debian's php.ini-production value, or None when it leaves PHP's default (documentation)
+    debian: str | None = None
+    doc: str = ""
 
     @property
     def attr(self) -> str:
@@ -36,105 +75,547 @@ class Setting:
 SETTINGS: dict[str, Setting] = {
     s.name: s
     for s in [
-        Setting("save_handler", "files", "str"),
-        Setting("save_path", "", "str"),
-        Setting("name", "PHPSESSID", "str"),
-        Setting("auto_start", "0", "bool", "PERDIR"),
-        Setting("gc_probability", "1", "int"),
-        Setting("gc_divisor", "100", "int"),
-        Setting("gc_maxlifetime", "1440", "int"),
-        Setting("serialize_handler", "php", "str"),
-        Setting("cookie_lifetime", "0", "int"),
-        Setting("cookie_path", "/", "str"),
-        Setting("cookie_domain", "", "str"),
-        Setting("cookie_secure", "0", "bool"),
-        Setting("cookie_httponly", "0", "bool"),
-        Setting("cookie_samesite", "", "str"),
-        Setting("use_cookies", "1", "bool"),
-        Setting("use_only_cookies", "1", "bool"),
-        Setting("use_strict_mode", "0", "bool"),
-        Setting("referer_check", "", "str"),
-        Setting("cache_limiter", "nocache", "str"),
-        Setting("cache_expire", "180", "int"),
-        Setting("use_trans_sid", "0", "bool"),
-        Setting("sid_length", "32", "int"),
-        Setting("sid_bits_per_character", "4", "int"),
-        Setting("lazy_write", "1", "bool"),
-        Setting("trans_sid_tags", "a=href,area=href,frame=src,form=", "str"),
-        Setting("trans_sid_hosts", "", "str"),
-        Setting("upload_progress.enabled", "1", "bool", "PERDIR"),
-        Setting("upload_progress.cleanup", "1", "bool", "PERDIR"),
-        Setting("upload_progress.prefix", "upload_progress_", "str", "PERDIR"),
-        Setting("upload_progress.name", "PHP_SESSION_UPLOAD_PROGRESS", "str", "PERDIR"),
-        Setting("upload_progress.freq", "1%", "str", "PERDIR"),
-        Setting("upload_progress.min_freq", "1", "float", "PERDIR"),
+        Setting("save_handler", "files", "str", check="save_handler", debian="files",
+                doc="storage module: files, redis (phpredis-compatible), memory; user = set by code"),
+        Setting("save_path", "", "str", check="save_path",
+                doc='files: "[N;[MODE;]]/dir"; redis: "tcp://host:6379?prefix=...&database=0"'),
+        Setting("name", "PHPSESSID", "str", check="name", debian="PHPSESSID",
+                doc="cookie (and GET/POST) name; not numeric, not empty, no '=,;.[ \\t\\r\\n\\v\\f'"),
+        Setting("auto_start", "0", "bool", "PERDIR", debian="0",
+                doc="start a session at every request start (php.ini only)"),
+        Setting("gc_probability", "1", "int", check="long", debian="0",
+                doc="GC runs at session start with probability gc_probability/gc_divisor"),
+        Setting("gc_divisor", "100", "int", check="long", debian="1000",
+                doc="see gc_probability; <= 0 makes GC run at every start"),
+        Setting("gc_maxlifetime", "1440", "int", check="long", debian="1440",
+                doc="seconds after which GC may delete an idle session (and redis TTL)"),
+        Setting("serialize_handler", "php", "str", check="serialize_handler", debian="php",
+                doc="payload format: php, php_serialize, php_binary"),
+        Setting("cookie_lifetime", "0", "int", check="cookie_lifetime", debian="0",
+                doc="cookie lifetime in seconds; 0 = until the browser is closed"),
+        Setting("cookie_path", "/", "str", debian="/", doc="cookie Path attribute"),
+        Setting("cookie_domain", "", "str", debian="", doc="cookie Domain attribute; empty = none"),
+        Setting("cookie_secure", "0", "bool", doc="send the cookie over HTTPS only"),
+        Setting("cookie_httponly", "0", "bool", debian="",
+                doc="hide the cookie from JavaScript (HttpOnly)"),
+        Setting("cookie_samesite", "", "str", debian="",
+                doc='SameSite attribute: Strict, Lax, None (quote "None" in php.ini!)'),
+        Setting("use_cookies", "1", "bool", debian="1", doc="send and read the session cookie"),
+        Setting("use_only_cookies", "1", "bool", debian="1",
+                doc="never take the id from GET/POST (session fixation protection)"),
+        Setting("use_strict_mode", "0", "bool", debian="0",
+                doc="refuse ids that do not exist in storage and make a new one"),
+        Setting("referer_check", "", "str", debian="",
+                doc="drop GET/POST ids when HTTP_REFERER lacks this substring"),
+        Setting("cache_limiter", "nocache", "str", debian="nocache",
+                doc="cache headers at start: nocache, private, private_no_expire, public, or empty"),
+        Setting("cache_expire", "180", "int", check="long", debian="180",
+                doc="minutes, for the private/public cache limiters"),
+        Setting("use_trans_sid", "0", "bool", debian="0",
+                doc="rewrite URLs and forms to carry the id (needs use_only_cookies=0)"),
+        Setting("sid_length", "32", "int", check="sid_length", debian="26",
+                doc="length of new ids, 22..256"),
+        Setting("sid_bits_per_character", "4", "int", check="sid_bits", debian="5",
+                doc="bits per id character: 4 (0-9a-f), 5 (0-9a-v), 6 (0-9a-zA-Z,-)"),
+        Setting("lazy_write", "1", "bool", doc="write only when the data changed (else touch)"),
+        Setting("trans_sid_tags", "a=href,area=href,frame=src,form=", "str",
+                debian="a=href,area=href,frame=src,form=", doc="tags=attributes rewritten by trans-sid"),
+        Setting("trans_sid_hosts", "", "str", doc="hosts rewritten by trans-sid; empty = HTTP_HOST"),
+        Setting("upload_progress.enabled", "1", "bool", "PERDIR",
+                doc="track file upload progress in the session (php.ini only)"),
+        Setting("upload_progress.cleanup", "1", "bool", "PERDIR",
+                doc="remove the progress entry when the upload is done"),
+        Setting("upload_progress.prefix", "upload_progress_", "str", "PERDIR",
+                doc="prefix of the progress key in $_SESSION"),
+        Setting("upload_progress.name", "PHP_SESSION_UPLOAD_PROGRESS", "str", "PERDIR",
+                doc="form field that names the upload"),
+        Setting("upload_progress.freq", "1%", "str", "PERDIR", check="rfc1867_freq",
+                doc="update every N bytes, or N% of the upload (0..100%)"),
+        Setting("upload_progress.min_freq", "1", "float", "PERDIR",
+                doc="minimum seconds between updates"),
         # phpsess extensions (documented in conf/phpsess.ini and docs/compatibility.md)
-        Setting("lock_timeout", "0", "float", phpsess_only=True),
-        Setting("lock_max_waiters", "0", "int", phpsess_only=True),
-        Setting("lock_wait_log_ms", "1000", "int", phpsess_only=True),
-        Setting("lazy_start", "0", "bool", phpsess_only=True),
-        Setting("concurrency", "lock", "str", phpsess_only=True),
+        Setting("lock_timeout", "0", "float", phpsess_only=True, check="nonneg_float",
+                doc="seconds to wait for the session lock; 0 = wait forever (as PHP)"),
+        Setting("lock_max_waiters", "0", "int", phpsess_only=True, check="nonneg_int",
+                doc="refuse to queue behind more than N waiters on one session; 0 = no limit"),
+        Setting("lock_wait_log_ms", "1000", "int", phpsess_only=True, check="nonneg_int",
+                doc="log lock waits longer than this many milliseconds; 0 = never"),
+        Setting("lazy_start", "0", "bool", phpsess_only=True,
+                doc="open (and lock) storage at the first access to SESSION, not at start"),
+        Setting("concurrency", "lock", "str", phpsess_only=True, check="concurrency",
+                doc="lock = PHP's exclusive lock; merge = optimistic merge of changed keys"),
     ]
 }
 
+# -- C/PHP conversions --------------------------------------------------------------------
+
+#: C isspace() in the "C" locale; also zend_is_whitespace() of zend_ini.c
+_C_SPACE = " \t\n\r\v\f"
+_DIGITS = "0123456789"
+_LONG_MAX = (1 << 63) - 1
+_LONG_MIN = -(1 << 63)
+_ULONG_MAX = (1 << 64) - 1
+#: session.c OnUpdateCookieLifetime: larger lifetimes are accepted but not applied
+MAX_COOKIE_LIFETIME = _LONG_MAX - 0x7FFFFFFF - 1
+
+
+def _ch(s: str, i: int) -> str:
+    """``s[i]``, or NUL past the end (C reads the terminator)."""
+    return s[i] if i < len(s) else "\0"
+
+
+def _c_str(s: str) -> str:
+    """What ``printf("%s")`` shows of a PHP string: everything before the first NUL."""
+    i = s.find("\0")
+    return s if i < 0 else s[:i]
+
+
+def _to_signed64(v: int) -> int:
+    v &= _ULONG_MAX
+    return v - (1 << 64) if v > _LONG_MAX else v
+
+
+def _to_int32(v: int) -> int:
+    v &= 0xFFFFFFFF
+    return v - (1 << 32) if v > 0x7FFFFFFF else v
+
+
+def _strtol(s: str) -> tuple[int, int]:
+    """C ``strtol(s, &end, 10)``: (value saturated to long, index of end; 0 if no digits)."""
+    i = 0
+    n = len(s)
+    while i < n and s[i] in _C_SPACE:
+        i += 1
+    neg = False
+    if i < n and s[i] in "+-":
+        neg = s[i] == "-"
+        i += 1
+    j = i
+    while j < n and s[j] in _DIGITS:
+        j += 1
+    if j == i:
+        return 0, 0
+    v = int(s[i:j])
+    v = -v if neg else v
+    return max(_LONG_MIN, min(_LONG_MAX, v)), j
+
+
+def parse_long(raw: str) -> int:
+    """C ``atol``/``strtol`` base 10 on the leading part of ``raw``: garbage gives 0."""
+    return _strtol(raw)[0]
+
+
+def parse_bool(raw: str) -> bool:
+    """PHP's ``zend_ini_parse_bool``: ``on``/``yes``/``true`` (any case, nothing around them),
+    else C ``atoi() != 0`` (so ``"2"``, ``"-1"``, ``"12abc"`` are true, ``" on"`` is false)."""
+    if len(raw) <= 4 and raw.isascii() and raw.lower() in ("on", "yes", "true"):
+        return True
+    return _to_int32(_strtol(raw)[0]) != 0
+
+
+_FLOAT_PREFIX = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+
+
+def parse_float(raw: str) -> float:
+    """``zend_strtod`` on the leading part of ``raw`` (decimal only, no inf/nan): garbage gives 0.0."""
+    m = _FLOAT_PREFIX.match(raw.lstrip(_C_SPACE))
+    if m is None:
+        return 0.0
+    try:
+        return float(m.group())
+    except (OverflowError, ValueError):  # pragma: no cover - float() saturates to inf
+        return 0.0
+
+
+def _escape(s: str) -> str:
+    """``smart_str_append_escaped`` of a byte view (one char per byte, see parse_quantity):
+    control bytes, backslash and bytes > 126 escaped, C style."""
+    out = []
+    for b in s.encode("latin-1"):
+        if 32 <= b <= 126 and b != 92:
+            out.append(chr(b))
+        elif b == 10:
+            out.append("\\n")
+        elif b == 13:
+            out.append("\\r")
+        elif b == 9:
+            out.append("\\t")
+        elif b == 12:
+            out.append("\\f")
+        elif b == 11:
+            out.append("\\v")
+        elif b == 92:
+            out.append("\\\\")
+        elif b == 27:
+            out.append("\\e")
+        else:
+            out.append("\\x%02X" % b)
+    return "".join(out)
+
+
+def _strtoul(s: str, i: int, base: int) -> tuple[int, int, bool]:
+    """C ``strtoul(s + i, &end, base)`` for the digit run at ``i`` (no sign or blanks there).
+
+    :returns: (value, end index, overflowed); base 0 means octal after a leading 0.
+    """
+    if base == 0:
+        base = 8 if _ch(s, i) == "0" else 10
+    digits = "0123456789abcdef"[:base]
+    j = i
+    n = len(s)
+    while j < n and s[j].lower() in digits and s[j].isascii():
+        j += 1
+    if j == i:
+        return 0, i, False
+    v = int(s[i:j], base)
+    if v > _ULONG_MAX:
+        return _ULONG_MAX, j, True
+    return v, j, False
+
+
+def parse_quantity(raw: str) -> tuple[int, str | None]:
+    """PHP 8.2's ``zend_ini_parse_quantity`` (signed): ``"1k"`` -> 1024, ``"0x1A"`` -> 26.
+
+    Leading/trailing blanks are ignored; ``0x``/``0o``/``0b`` prefixes and a leading ``0``
+    (octal) select the base; one ``k``/``m``/``g`` suffix multiplies.  Anything else is
+    "interpreted for backwards compatibility" as PHP does, with its message.
+
+    :returns: (value as a 64-bit signed integer, PHP's error text or None).
+    """
+    # work on bytes, as C does: one char per byte of the UTF-8 (surrogateescape) encoding
+    s = raw if raw.isascii() else raw.encode("utf-8", "surrogateescape").decode("latin-1")
+    start = 0
+    end = len(s)
+    while start < end and s[start] in _C_SPACE:
+        start += 1
+    while start < end and s[end - 1] in _C_SPACE:
+        end -= 1
+    if start == end:
+        return 0, None
+    d = start
+    negative = False
+    if s[d] == "+":
+        d += 1
+    elif s[d] == "-":
+        negative = True
+        d += 1
+    if _ch(s, d) not in _DIGITS:
+        return 0, (
+            f'Invalid quantity "{_escape(s)}": no valid leading digits, '
+            'interpreting as "0" for backwards compatibility'
+        )
+    base = 0
+    if s[d] == "0" and _ch(s, d + 1) not in _DIGITS:
+        if d + 1 == end:
+            return 0, None
+        c = _ch(s, d + 1)
+        if c in "gGmMkK":
+            pass  # "0k": a zero with a multiplier
+        elif c in "xXoObB":
+            base = {"x": 16, "o": 8, "b": 2}[c.lower()]
+            d += 2
+            bad = d == end
+            if not bad:
+                # zend_ini_consume_quantity_prefix: no blanks, sign or second prefix allowed
+                p = d
+                while p < end and s[p] in _C_SPACE:
+                    p += 1
+                if _ch(s, p) in "+-":
+                    p += 1
+                if _ch(s, p) == "0" and _ch(s, p + 1) not in _DIGITS and p + 1 != end:
+                    if _ch(s, p + 1) in "xXoObB":
+                        p += 2
+                bad = p != d
+            if bad:
+                return 0, (
+                    f'Invalid quantity "{_escape(s)}": no digits after base prefix, '
+                    'interpreting as "0" for backwards compatibility'
+                )
+        else:
+            c = c.encode("latin-1").decode("utf-8", "surrogateescape")  # the raw byte, as %c
+            return 0, (
+                f'Invalid prefix "0{c}", interpreting as "0" for backwards compatibility'
+            )
+    value, digits_end, overflow = _strtoul(s, d, base)
+    if not overflow:
+        if negative and value == _LONG_MAX + 1:
+            value = -value
+        elif value > _LONG_MAX:
+            overflow = True
+        elif negative:
+            value = -value
+    if digits_end == d:
+        return 0, (
+            f'Invalid quantity "{_escape(s)}": no valid leading digits, '
+            'interpreting as "0" for backwards compatibility'
+        )
+    while digits_end < end and s[digits_end] in _C_SPACE:
+        digits_end += 1
+    if digits_end < end:
+        suffix = s[end - 1]
+        factor = {"g": 1 << 30, "m": 1 << 20, "k": 1 << 10}.get(suffix.lower() if suffix.isascii() else "")
+        if factor is None:
+            return _to_signed64(value), (
+                f'Invalid quantity "{_escape(s)}": unknown multiplier "{_escape(suffix)}", '
+                f'interpreting as "{_escape(s[:digits_end])}" for backwards compatibility'
+            )
+        if not overflow:
+            sv = _to_signed64(value)
+            if sv > 0:
+                overflow = sv > _LONG_MAX // factor
+            else:
+                overflow = sv < -(-_LONG_MIN // factor)
+        value = (value * factor) & _ULONG_MAX
+        if digits_end != end - 1:
+            return _to_signed64(value), (
+                f'Invalid quantity "{_escape(s)}", interpreting as '
+                f'"{_escape(s[:digits_end])}{_escape(suffix)}" for backwards compatibility'
+            )
+    if overflow:
+        return _to_signed64(value), (
+            f'Invalid quantity "{_escape(s)}": value is out of range, '
+            "using overflow result for backwards compatibility"
+        )
+    return _to_signed64(value), None
+
+
+_NUMERIC = re.compile(r"[ \t\n\r\v\f]*[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?[ \t\n\r\v\f]*\Z")
+
+
+def is_numeric_string(s: str) -> bool:
+    """PHP's ``is_numeric()`` on a string: decimal integer or float, blanks around allowed."""
+    return _NUMERIC.match(s) is not None
+
+
+def php_float_string(value: float, precision: int = 14) -> str:
+    """A float as PHP turns it into a string (``precision`` = 14): ``1.0E+20``, ``0.1``, ``-0``."""
+    if math.isnan(value):
+        return "NAN"
+    if math.isinf(value):
+        return "INF" if value > 0 else "-INF"
+    if value == 0:
+        return "-0" if math.copysign(1.0, value) < 0 else "0"
+    sign = "-" if value < 0 else ""
+    mantissa, _, exp = ("%.*e" % (precision - 1, abs(value))).partition("e")
+    digits = mantissa.replace(".", "").rstrip("0") or "0"
+    decpt = int(exp) + 1  # zend_gcvt: value = 0.DIGITS * 10**decpt
+    if decpt < -3 or decpt > precision:
+        e = decpt - 1
+        frac = digits[1:] or "0"
+        return f"{sign}{digits[0]}.{frac}E{'+' if e >= 0 else '-'}{abs(e)}"
+    if decpt <= 0:
+        return f"{sign}0.{'0' * -decpt}{digits}"
+    if len(digits) <= decpt:
+        return sign + digits + "0" * (decpt - len(digits))
+    return f"{sign}{digits[:decpt]}.{digits[decpt:]}"
+
 
 def ini_string(value: Any) -> str:
-    """Convert a value passed to ``ini_set()`` to the string PHP stores.
+    """Convert a value passed to ``ini_set()`` or ``session_start([...])`` to the string PHP stores.
 
-    PHP converts ``true`` to ``"1"``, ``false`` and ``null`` to ``""``, numbers
-    to their decimal text.
+    ``true`` -> ``"1"``, ``false``/``null`` -> ``""``, ints in decimal, floats as PHP prints
+    them (``1.5``, ``100.0`` -> ``"100"``, ``1e20`` -> ``"1.0E+20"``); bytes are decoded
+    with surrogateescape so every byte survives.
     """
+    if isinstance(value, str):
+        return value
     if value is True:
         return "1"
     if value is False or value is None:
         return ""
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "surrogateescape")
+    if isinstance(value, (bytes, bytearray)):
+        return bytes(value).decode("utf-8", "surrogateescape")
     if isinstance(value, float):
-        r = repr(value)
-        return r[:-2] if r.endswith(".0") else r
+        return php_float_string(value)
     return str(value)
 
 
-def parse_bool(raw: str) -> bool:
-    """PHP's ``zend_ini_parse_bool``: on/yes/true (any case) or a non-zero leading integer."""
-    low = raw.strip().lower()
-    if low in ("on", "yes", "true"):
-        return True
-    return parse_long(raw) != 0
+# -- validators (PHP's OnUpdate* handlers) ----------------------------------------------------
 
-
-def parse_long(raw: str) -> int:
-    """C ``strtol`` base 10 on the leading part of ``raw``: garbage gives 0."""
-    s = raw.strip()
-    i = 0
-    if i < len(s) and s[i] in "+-":
-        i += 1
-    j = i
-    while j < len(s) and s[j].isdigit():
-        j += 1
-    if j == i:
-        return 0
-    return int(s[:j])
-
-
-def parse_float(raw: str) -> float:
-    """C ``strtod`` on the leading part of ``raw``: garbage gives 0.0."""
-    s = raw.strip()
-    for end in range(len(s), 0, -1):
-        try:
-            return float(s[:end])
-        except ValueError:
-            continue
-    return 0.0
-
-
+_KEEP = object()  # accepted, but the value in use does not change (cookie_lifetime too large)
+_BUILTIN_SAVE_HANDLERS = ("files", "redis", "memory")
 _SERIALIZE_HANDLERS = ("php", "php_serialize", "php_binary")
-_SAVE_HANDLERS = ("files", "redis", "memory", "user")
+
+
+def _known_save_handlers() -> tuple[str, ...] | dict[str, str]:
+    try:
+        from .handlers.base import HANDLERS
+    except ImportError:  # pragma: no cover - partial install
+        return _BUILTIN_SAVE_HANDLERS
+    return HANDLERS
+
+
+def _quantity(key: str, raw: str, warn: Warn | None) -> int:
+    value, err = parse_quantity(raw)
+    if err is not None:
+        _warn(warn, f'Invalid "session.{key}" setting. {_c_str(err)}')
+    return value
+
+
+def _warn(warn: Warn | None, message: str) -> None:
+    if warn is None:
+        log.warning("%s", message)
+    else:
+        warn(message)
+
+
+def _strict_long(raw: str) -> int | None:
+    """``strtol`` that must consume the whole string (blanks/sign before digits only)."""
+    value, end = _strtol(raw)
+    if end != len(raw):
+        return None if raw else 0  # strtol("") gives 0 with *end == '\0'
+    return value
+
+
+def _v_str(key: str, raw: str, warn: Warn | None) -> Any:
+    # PHP 8.2 keeps these as C strings: what it uses stops at a NUL byte
+    return _c_str(raw)
+
+
+def _v_bool(key: str, raw: str, warn: Warn | None) -> Any:
+    return parse_bool(raw)
+
+
+def _v_float(key: str, raw: str, warn: Warn | None) -> Any:
+    return parse_float(raw)
+
+
+def _v_long(key: str, raw: str, warn: Warn | None) -> Any:
+    return _quantity(key, raw, warn)
+
+
+def _v_save_path(key: str, raw: str, warn: Warn | None) -> Any:
+    # session.c OnUpdateSaveDir: a NUL byte fails silently
+    if "\0" in raw:
+        raise ConfigError(key, raw, "")
+    return raw
+
+
+def _v_name(key: str, raw: str, warn: Warn | None) -> Any:
+    # session.c OnUpdateName (8.2): empty or numeric -> warning; then OnUpdateStringUnempty
+    # fails silently on a value whose first byte is NUL
+    if raw == "" or is_numeric_string(raw):
+        raise ConfigError(key, raw, f'session.name "{_c_str(raw)}" cannot be numeric or empty')
+    if raw[0] == "\0":
+        raise ConfigError(key, raw, "")
+    return _c_str(raw)
+
+
+def _v_save_handler(key: str, raw: str, warn: Warn | None) -> Any:
+    # session.c OnUpdateSaveHandler: module names compare case-insensitively, up to a NUL
+    name = _c_str(raw)
+    name = name.lower() if name.isascii() else name
+    if name == "user":
+        raise ConfigError(key, raw, 'Session save handler "user" cannot be set by ini_set()')
+    if name not in _known_save_handlers():
+        raise ConfigError(key, raw, f'Session save handler "{_c_str(raw)}" cannot be found')
+    return name
+
+
+def _v_serialize_handler(key: str, raw: str, warn: Warn | None) -> Any:
+    # session.c _php_find_ps_serializer: case-insensitive, up to a NUL
+    name = _c_str(raw)
+    low = name.lower() if name.isascii() else name
+    if low not in _SERIALIZE_HANDLERS:
+        raise ConfigError(key, raw, f'Serialization handler "{name}" cannot be found')
+    return low
+
+
+def _v_cookie_lifetime(key: str, raw: str, warn: Warn | None) -> Any:
+    # session.c OnUpdateCookieLifetime: atol() < 0 refused; > MAX accepted, not applied;
+    # then OnUpdateLongGEZero: a negative quantity ("-0x5") fails silently
+    if parse_long(raw) < 0:
+        raise ConfigError(key, raw, "CookieLifetime cannot be negative")
+    if parse_long(raw) > MAX_COOKIE_LIFETIME:
+        return _KEEP
+    value = _quantity(key, raw, warn)
+    if value < 0:
+        raise ConfigError(key, raw, "")
+    return value
+
+
+def _v_sid_length(key: str, raw: str, warn: Warn | None) -> Any:
+    value = _strict_long(raw)
+    if value is None or not 22 <= value <= 256:
+        raise ConfigError(
+            key, raw, 'session.configuration "session.sid_length" must be between 22 and 256'
+        )
+    return value
+
+
+def _v_sid_bits(key: str, raw: str, warn: Warn | None) -> Any:
+    value = _strict_long(raw)
+    if value is None or not 4 <= value <= 6:
+        raise ConfigError(
+            key, raw, 'session.configuration "session.sid_bits_per_character" must be between 4 and 6'
+        )
+    return value
+
+
+def _v_rfc1867_freq(key: str, raw: str, warn: Warn | None) -> Any:
+    value = _to_int32(parse_long(raw))
+    if value < 0:
+        raise ConfigError(key, raw, "session.upload_progress.freq must be greater than or equal to 0")
+    if raw.endswith("%") and value > 100:
+        raise ConfigError(key, raw, "session.upload_progress.freq must be less than or equal to 100%")
+    return raw
+
+
+def _v_nonneg_float(key: str, raw: str, warn: Warn | None) -> Any:
+    try:
+        value = float(raw.strip(_C_SPACE)) if raw.strip(_C_SPACE) else 0.0
+    except ValueError:
+        value = -1.0
+    if not (value >= 0 and math.isfinite(value)):
+        raise ConfigError(key, raw, f'session.{key} must be a number of seconds >= 0, "{raw}" given')
+    return value
+
+
+def _v_nonneg_int(key: str, raw: str, warn: Warn | None) -> Any:
+    text = raw.strip(_C_SPACE)
+    if text == "":
+        return 0
+    if not (text.isascii() and text.lstrip("+").isdigit()) or text.count("+") > 1:
+        raise ConfigError(key, raw, f'session.{key} must be an integer >= 0, "{raw}" given')
+    return int(text)
+
+
+def _v_concurrency(key: str, raw: str, warn: Warn | None) -> Any:
+    low = raw.strip(_C_SPACE).lower()
+    if low not in ("lock", "merge"):
+        raise ConfigError(key, raw, f'session.concurrency must be "lock" or "merge", "{raw}" given')
+    return low
+
+
+_VALIDATORS: dict[str, Callable[[str, str, Warn | None], Any]] = {
+    "str": _v_str,
+    "bool": _v_bool,
+    "float": _v_float,
+    "int": _v_long,
+    "long": _v_long,
+    "save_path": _v_save_path,
+    "name": _v_name,
+    "save_handler": _v_save_handler,
+    "serialize_handler": _v_serialize_handler,
+    "cookie_lifetime": _v_cookie_lifetime,
+    "sid_length": _v_sid_length,
+    "sid_bits": _v_sid_bits,
+    "rfc1867_freq": _v_rfc1867_freq,
+    "nonneg_float": _v_nonneg_float,
+    "nonneg_int": _v_nonneg_int,
+    "concurrency": _v_concurrency,
+}
+
+_SETTING_VALIDATOR = {name: _VALIDATORS[s.check or s.kind] for name, s in SETTINGS.items()}
+_DEFAULT_RAW: dict[str, str] = {name: s.default for name, s in SETTINGS.items()}
 
 
 class SessionConfig:
-    """The ``session.*`` settings of one request, typed, with PHP's raw strings kept."""
+    """The ``session.*`` settings of one request, typed, with PHP's raw strings kept.
+
+    Defaults live on the class; an instance holds only its raw-string dict and the
+    typed values that differ, so creating and copying one costs a few microseconds.
+    """
 
     save_handler: str
     save_path: str
@@ -174,36 +655,29 @@ class SessionConfig:
     lazy_start: bool
     concurrency: str
 
-    def __init__(self, overrides: Mapping[str, Any] | None = None) -> None:
+    _raw: dict[str, str]
+
+    def __init__(self, overrides: Mapping[str, Any] | None = None, *, warn: Warn | None = None) -> None:
         """Start from PHP 8.2's compiled defaults, then apply ``overrides``.
 
-        ``overrides`` maps ini names (with or without ``session.``) to values;
-        an invalid value raises :class:`ConfigError`.  PERDIR settings may be
-        given here (this is php.ini level).
+        ``overrides`` maps ini names (with or without ``session.``) to values, applied
+        at php.ini level (PERDIR settings allowed).
+
+        :param warn: receives PHP's warnings for accepted-but-odd values (default: logged).
+        :raises ConfigError: an unknown name, or a value PHP refuses.
         """
-        self._raw: dict[str, str] = {}
-        for s in SETTINGS.values():
-            self._raw[s.name] = s.default
-            setattr(self, s.attr, self._parse(s, s.default))
+        self._raw = _DEFAULT_RAW.copy()
         if overrides:
             for key, value in overrides.items():
-                self.set(key, value, startup=True)
+                if self.canonical(key) is None:
+                    raise ConfigError(key, value, f'Unknown session setting "{key}"')
+                self.set(key, value, startup=True, warn=warn)
 
     @staticmethod
     def canonical(name: str) -> str | None:
         """``"session.gc_maxlifetime"`` or ``"gc_maxlifetime"`` -> ``"gc_maxlifetime"``; None if unknown."""
         key = name[8:] if name.startswith("session.") else name
         return key if key in SETTINGS else None
-
-    @staticmethod
-    def _parse(s: Setting, raw: str) -> Any:
-        if s.kind == "bool":
-            return parse_bool(raw)
-        if s.kind == "int":
-            return parse_long(raw)
-        if s.kind == "float":
-            return parse_float(raw)
-        return raw
 
     def get(self, name: str) -> str | None:
         """The raw string ``ini_get("session.NAME")`` returns; None for an unknown setting."""
@@ -216,137 +690,318 @@ class SessionConfig:
         value: Any,
         *,
         startup: bool = False,
-        warn: Callable[[str], None] | None = None,
+        warn: Warn | None = None,
     ) -> str:
         """Set one setting as ``ini_set()`` would; return the previous raw string.
 
+        ``value`` is converted with :func:`ini_string` first.  Whether a session is active
+        or output was sent is the caller's business (``php.py``), as are the function
+        prefixes of the messages.
+
         :param startup: php.ini level (PERDIR settings allowed).
-        :param warn: receives PHP's non-fatal warning texts (value accepted anyway).
-        :raises ConfigError: the value is refused; the setting keeps its old value.
+        :param warn: receives PHP's non-fatal warning texts (value accepted anyway);
+            when None they are logged.
+        :raises ConfigError: the value is refused and the setting keeps its old value;
+            ``str(exc)`` is PHP's warning, or ``""`` when PHP refuses silently.
         """
         key = self.canonical(name)
         if key is None:
-            raise ConfigError(name, value, f'Unknown session setting "{name}"')
+            raise ConfigError(name, value, "")
         s = SETTINGS[key]
         if s.mode == "PERDIR" and not startup:
-            raise ConfigError(name, value, f'Setting "session.{key}" can only be set in php.ini')
+            raise ConfigError(name, value, "")
         raw = ini_string(value)
-        parsed = self._validate(s, raw, warn)
+        parsed = _SETTING_VALIDATOR[key](key, raw, warn)
         old = self._raw[key]
         self._raw[key] = raw
-        setattr(self, s.attr, parsed)
+        if parsed is not _KEEP:
+            self.__dict__[s.attr] = parsed
         return old
-
-    def _validate(self, s: Setting, raw: str, warn: Callable[[str], None] | None) -> Any:
-        key = s.name
-        if "\0" in raw and key in ("save_path", "name"):
-            raise ConfigError(key, raw, f"session.{key} must not contain any null bytes")
-        if key == "save_handler":
-            low = raw.lower()
-            if low == "user":
-                raise ConfigError(key, raw, 'Session save handler "user" cannot be set by ini_set()')
-            if low not in _SAVE_HANDLERS:
-                raise ConfigError(key, raw, f'Session save handler "{raw}" cannot be found')
-            return low
-        if key == "serialize_handler":
-            low = raw.lower()
-            if low not in _SERIALIZE_HANDLERS:
-                raise ConfigError(key, raw, f'Serialization handler "{raw}" cannot be found')
-            return low
-        if key == "name":
-            stripped = raw.strip()
-            if raw == "" or _is_numeric(stripped):
-                raise ConfigError(key, raw, f'session.name "{raw}" cannot be numeric or empty')
-            return raw
-        if key == "cookie_lifetime":
-            v = parse_long(raw)
-            if v < 0:
-                raise ConfigError(key, raw, "CookieLifetime cannot be negative")
-            return v
-        if key == "sid_length":
-            if not raw.strip().lstrip("+-").isdigit() or not 22 <= int(raw) <= 256:
-                raise ConfigError(
-                    key, raw, 'session.configuration "session.sid_length" must be between 22 and 256'
-                )
-            return int(raw)
-        if key == "sid_bits_per_character":
-            if not raw.strip().lstrip("+-").isdigit() or not 4 <= int(raw) <= 6:
-                raise ConfigError(
-                    key, raw, 'session.configuration "session.sid_bits_per_character" must be between 4 and 6'
-                )
-            return int(raw)
-        if key == "concurrency":
-            low = raw.lower()
-            if low not in ("lock", "merge"):
-                raise ConfigError(key, raw, 'session.concurrency must be "lock" or "merge"')
-            return low
-        if key == "lock_timeout":
-            v = parse_float(raw)
-            if v < 0:
-                raise ConfigError(key, raw, "session.lock_timeout cannot be negative")
-            return v
-        return self._parse(s, raw)
 
     def copy(self) -> SessionConfig:
         """An independent copy (each request gets one, so ini_set never leaks)."""
-        return _copy.copy(self)
-
-    def __copy__(self) -> SessionConfig:
-        new = SessionConfig.__new__(SessionConfig)
-        new.__dict__.update(self.__dict__)
-        new._raw = dict(self._raw)
+        new = object.__new__(SessionConfig)
+        d = self.__dict__.copy()
+        d["_raw"] = self._raw.copy()
+        new.__dict__ = d
         return new
+
+    __copy__ = copy
 
     def as_ini(self) -> dict[str, str]:
         """All settings as ``{"session.NAME": raw}``, in PHP's order."""
         return {f"session.{k}": v for k, v in self._raw.items()}
 
+    def changed(self) -> dict[str, str]:
+        """The raw settings that differ from PHP's defaults."""
+        return {k: v for k, v in self._raw.items() if v != SETTINGS[k].default}
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, SessionConfig):
+            return NotImplemented
+        return self._raw == other._raw and self.__dict__ == other.__dict__
+
+    __hash__ = None  # type: ignore[assignment]
+
     def __repr__(self) -> str:
-        changed = {k: v for k, v in self._raw.items() if v != SETTINGS[k].default}
-        return f"SessionConfig({changed!r})"
+        return f"SessionConfig({self.changed()!r})"
 
 
-def _is_numeric(s: str) -> bool:
-    try:
-        float(s)
-    except ValueError:
-        return False
-    return s.strip() != "" and s.lower() not in ("inf", "nan", "infinity", "-inf", "+inf")
+for _s in SETTINGS.values():
+    setattr(SessionConfig, _s.attr, _SETTING_VALIDATOR[_s.name](_s.name, _s.default, None))
+del _s
 
 
-def load_ini_file(path: str) -> dict[str, str]:
+# -- php.ini files ----------------------------------------------------------------------------
+
+_VALUE_STOP = set('$= \t\n\r;&|^~()!"\'\0')
+_OPERATORS = set("&|^~()!")
+_BOOL_VALUE = re.compile(r"(true|on|yes|false|off|no|none|null)(?![^$= \t\n\r;&|^~()!\"'\0]|\$(?!\{))", re.I)
+_NAME_CHARS = re.compile(r"[^=\n\r\t;&|^$~(){}!\"\[\]\0]+")
+
+
+class _IniSyntaxError(Exception):
+    pass
+
+
+class _IniScanner:
+    """A php.ini scanner for plain ``key = value`` lines, following zend_ini_scanner.l."""
+
+    def __init__(self, text: str, lookup: Callable[[str], str]) -> None:
+        self.s = text
+        self.i = 0
+        self.line = 1
+        self.lookup = lookup
+
+    def error(self, what: str) -> _IniSyntaxError:
+        return _IniSyntaxError(f"syntax error, unexpected {what}")
+
+    def peek(self, k: int = 0) -> str:
+        return _ch(self.s, self.i + k)
+
+    def advance(self, n: int = 1) -> None:
+        for c in self.s[self.i:self.i + n]:
+            if c == "\n":
+                self.line += 1
+        self.i += n
+
+    def variable(self) -> str:
+        """``${NAME}`` at the cursor: an earlier ini entry, else the environment, else ""."""
+        end = self.s.find("}", self.i + 2)
+        if end < 0 or "\n" in self.s[self.i:end]:
+            raise self.error("end of line, expecting '}'")
+        name = self.s[self.i + 2:end]
+        self.advance(end + 1 - self.i)
+        return self.lookup(name)
+
+    def double_quoted(self) -> str:
+        """The body of a ``"..."`` string: ``\\"``, ``\\\\``, ``\\$`` unescaped, ``${VAR}`` expanded."""
+        self.advance()
+        out: list[str] = []
+        while True:
+            c = self.peek()
+            if self.i >= len(self.s):
+                raise self.error("end of file, expecting '\"'")
+            if c == '"':
+                self.advance()
+                return "".join(out)
+            if c == "\\":
+                nxt = self.peek(1)
+                if nxt in '"\\$' and self.i + 1 < len(self.s):
+                    out.append(nxt)
+                    self.advance(2)
+                    continue
+                out.append(c)
+                self.advance()
+                continue
+            if c == "$" and self.peek(1) == "{":
+                out.append(self.variable())
+                continue
+            out.append(c)
+            self.advance()
+
+    def value(self, key: str) -> str:
+        """Everything after ``=`` up to the end of line or a ``;`` comment."""
+        while self.peek() in " \t" and self.i < len(self.s):
+            self.advance()
+        m = _BOOL_VALUE.match(self.s, self.i)
+        if m:
+            # a whole-value keyword: anything but a comment after it is a syntax error
+            self.advance(m.end(1) - self.i)
+            word = m.group(1).lower()
+            self.rest_of_line()
+            return "1" if word in ("true", "on", "yes") else ""
+        parts: list[tuple[str, bool]] = []  # (text, is a run of blanks)
+        while self.i < len(self.s):
+            c = self.peek()
+            if c in "\r\n;":
+                break
+            if c in " \t":
+                j = self.i
+                while j < len(self.s) and self.s[j] in " \t":
+                    j += 1
+                parts.append((self.s[self.i:j], True))
+                self.advance(j - self.i)
+                continue
+            if c == '"':
+                # the scanner's {TABS_AND_SPACES}*["] and ["]{TABS_AND_SPACES}*: blanks
+                # around a double-quoted part are dropped (not around other parts)
+                while parts and parts[-1][1]:
+                    parts.pop()
+                parts.append((self.double_quoted(), False))
+                while self.i < len(self.s) and self.peek() in " \t":
+                    self.advance()
+            elif c == "'":
+                end = self.s.find("'", self.i + 1)
+                if end < 0:
+                    raise self.error("end of file, expecting \"'\"")
+                parts.append((self.s[self.i + 1:end], False))
+                self.advance(end + 1 - self.i)
+            elif c == "$" and self.peek(1) == "{":
+                parts.append((self.variable(), False))
+            elif c in _OPERATORS:
+                if not key.startswith("session."):
+                    # an expression (error_reporting = E_ALL & ~E_NOTICE): not ours, skip it
+                    while self.i < len(self.s) and self.peek() not in "\r\n;":
+                        self.advance()
+                    parts = []
+                    break
+                raise self.error(f"'{c}' (ini expressions are not supported by phpsess)")
+            elif c == "=":
+                raise self.error("'='")
+            elif c == "\0":
+                raise self.error("NUL byte")
+            else:
+                j = self.i + 1
+                while j < len(self.s) and (self.s[j] not in _VALUE_STOP or (
+                        self.s[j] == "$" and _ch(self.s, j + 1) != "{")):
+                    j += 1
+                parts.append((self.s[self.i:j], False))
+                self.advance(j - self.i)
+        # blanks before the end of line or a comment are not part of the value
+        while parts and parts[-1][1]:
+            parts.pop()
+        self.rest_of_line()
+        return "".join(text for text, _ in parts)
+
+    def rest_of_line(self) -> None:
+        """Skip blanks and a ``;`` comment; anything else there is a syntax error."""
+        while self.i < len(self.s) and self.peek() in " \t":
+            self.advance()
+        if self.peek() == ";":
+            while self.i < len(self.s) and self.peek() not in "\r\n":
+                self.advance()
+        if self.i < len(self.s) and self.peek() not in "\r\n":
+            raise self.error(f"'{self.peek()}'")
+
+    def entries(self) -> Iterator[tuple[str | None, str, str | None]]:
+        """(section, key, value) for every entry, as scanned; value None for a bare key."""
+        section: str | None = None
+        s = self.s
+        while self.i < len(s):
+            c = self.peek()
+            if c in " \t\r\n":
+                self.advance()
+                continue
+            if c == ";":
+                while self.i < len(s) and self.peek() not in "\r\n":
+                    self.advance()
+                continue
+            if c == "[":
+                end = s.find("]", self.i)
+                if end < 0 or "\n" in s[self.i:end]:
+                    raise self.error("end of line, expecting ']'")
+                section = s[self.i + 1:end].strip(" \t")
+                self.advance(end + 1 - self.i)
+                self.rest_of_line()
+                continue
+            m = _NAME_CHARS.match(s, self.i)
+            if not m:
+                raise self.error(f"'{c}'")
+            key = m.group().rstrip(" ")
+            self.advance(m.end() - self.i)
+            while self.peek() in " \t" and self.i < len(s):
+                self.advance()
+            if self.peek() == "[":  # key[offset] = value: arrays, never session.*
+                end = s.find("]", self.i)
+                if end < 0:
+                    raise self.error("end of line, expecting ']'")
+                key += s[self.i:end + 1]
+                self.advance(end + 1 - self.i)
+                while self.peek() in " \t" and self.i < len(s):
+                    self.advance()
+            if self.peek() == "=":
+                self.advance()
+                yield section, key, self.value(key)
+            else:
+                self.rest_of_line()
+                yield section, key, None
+
+
+def load_ini_file(path: str, environ: Mapping[str, str] | None = None) -> dict[str, str]:
     """Read a php.ini-syntax file and return its ``session.*`` entries as raw strings.
 
-    Sections are ignored (PHP applies ``[PHP]`` and host sections alike);
-    ``;`` starts a comment; values may be double-quoted; ``On``/``Off``/
-    ``yes``/``no``/``none`` become ``"1"``/``""`` as PHP's ini scanner does.
+    Follows PHP's ini scanner for what appears in session settings: ``;`` comments,
+    ``"double"`` quotes (``\\"``, ``\\\\``, ``\\$`` escapes), ``'single'`` raw quotes,
+    adjacent parts concatenated (``"a" b`` -> ``a b``), trailing blanks dropped,
+    whole values ``On``/``yes``/``true`` -> ``"1"`` and ``Off``/``no``/``false``/``none``/
+    ``null`` -> ``""`` (any case; so ``cookie_samesite = None`` is empty, as in PHP), and
+    ``${NAME}`` -> an earlier entry of the file, else the environment variable, else ``""``.
+    Plain ``[sections]`` are ignored as PHP does; entries under ``[HOST=...]`` and
+    ``[PATH=...]`` apply only to some requests in PHP and are skipped -- as is, like in
+    PHP, every entry after such a section, even under a later ``[PHP]``.  The last of
+    repeated keys wins.  Differences: PHP's ini expressions (``|``, ``&``, ``~``, ``!``,
+    ``^``, parentheses) and constant names are not evaluated (the first is an error, the
+    second kept literally), and a syntax error raises instead of ignoring the rest.
+
+    :param environ: the variables for ``${NAME}`` (default ``os.environ``).
+    :raises ConfigError: the file cannot be read or has a syntax error.
     """
+    env = os.environ if environ is None else environ
+    try:
+        with open(path, "rb") as fh:
+            text = fh.read().decode("utf-8", "surrogateescape")
+    except OSError as exc:
+        raise ConfigError(path, None, f"cannot read {path}: {exc.strerror or exc}") from exc
+    seen: dict[str, str] = {}
+
+    def lookup(name: str) -> str:
+        if name in seen:
+            return seen[name]
+        return env.get(name, "")
+
+    scanner = _IniScanner(text, lookup)
     out: dict[str, str] = {}
-    with open(path, encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
-            text = line.strip()
-            if not text or text.startswith((";", "#", "[")):
+    per_request = False
+    try:
+        for section, key, value in scanner.entries():
+            if value is None:
                 continue
-            if "=" not in text:
-                raise ConfigError(path, text, f"syntax error in {path} on line {lineno}")
-            key, _, value = text.partition("=")
-            key = key.strip()
-            value = value.strip()
-            if value.startswith('"'):
-                end = value.find('"', 1)
-                value = value[1:end] if end > 0 else value[1:]
-            else:
-                value = value.split(";", 1)[0].strip()
-                low = value.lower()
-                if low in ("on", "yes", "true"):
-                    value = "1"
-                elif low in ("off", "no", "false", "none"):
-                    value = ""
+            # main/php_ini.c: a section named PATH... or HOST... collects the entries for
+            # some requests only -- and so does every entry after it, whatever section
+            # follows (the active section is never reset)
+            if section is not None and section[:4].upper() in ("HOST", "PATH"):
+                per_request = True
+            if per_request:
+                continue
+            seen[key] = value
             if key.startswith("session."):
                 out[key] = value
+    except _IniSyntaxError as exc:
+        raise ConfigError(path, None, f"{exc} in {path} on line {scanner.line}") from None
     return out
 
 
-def from_ini_file(path: str) -> SessionConfig:
-    """A SessionConfig with PHP's defaults overridden by ``path``'s ``session.*`` entries."""
-    return SessionConfig(load_ini_file(path))
+def from_ini_file(path: str, *, warn: Warn | None = None) -> SessionConfig:
+    """A SessionConfig with PHP's defaults overridden by ``path``'s ``session.*`` entries.
+
+    Entries phpsess does not know (``session.cookie_partitioned`` of PHP 8.5, typos) are
+    ignored, as PHP ignores unknown ini entries; invalid values raise.
+
+    :raises ConfigError: unreadable file, syntax error, or a value PHP would refuse.
+    """
+    entries = load_ini_file(path)
+    known = {k: v for k, v in entries.items() if SessionConfig.canonical(k) is not None}
+    for k in entries.keys() - known.keys():
+        log.warning("%s: unknown setting %s ignored", path, k)
+    return SessionConfig(known, warn=warn)

@@ -35,7 +35,11 @@ _FORBIDDEN = re.compile(r"[\r\n\t <>'\"\\]")
 def bin_to_readable(data: bytes, length: int, bits: int) -> str:
     """Turn random bytes into ``length`` id characters, ``bits`` bits each, as PHP packs them.
 
-    The bytes are consumed as a little-endian bit stream (session.c: bin_to_readable).
+    The bytes are consumed as a little-endian bit stream (session.c: bin_to_readable):
+    character ``i`` is bits ``i*bits .. i*bits+bits-1`` of ``int.from_bytes(data, "little")``,
+    an index into :data:`ALPHABET`.
+
+    :raises IndexError: ``data`` has fewer than ``ceil(length * bits / 8)`` bytes.
     """
     mask = (1 << bits) - 1
     out = []
@@ -56,19 +60,31 @@ def bin_to_readable(data: bytes, length: int, bits: int) -> str:
 def create_id(
     cfg: "SessionConfig", random_bytes: Callable[[int], bytes] = secrets.token_bytes
 ) -> str:
-    """A new session id of ``cfg.sid_length`` characters of ``cfg.sid_bits_per_character`` bits."""
+    """A new session id of ``cfg.sid_length`` characters of ``cfg.sid_bits_per_character`` bits.
+
+    Reads ``sid_length`` random bytes, as PHP 8.2 does, and packs them with
+    :func:`bin_to_readable`.
+    """
     length = cfg.sid_length
     return bin_to_readable(random_bytes(length), length, cfg.sid_bits_per_character)
 
 
 def is_valid_id(sid: str) -> bool:
-    """The files handler's check (mod_files.c: ps_files_valid_key): ``[A-Za-z0-9,-]{1,256}``."""
+    """The files handler's check (session.c: php_session_valid_key): ``[A-Za-z0-9,-]{1,256}``.
+
+    PHP looks at the id as a C string; ``session_id()`` already cuts an id at a NUL byte,
+    so here an id that still contains one is simply invalid.
+    """
     return _VALID_ID.match(sid) is not None
 
 
 def has_forbidden_chars(sid: str) -> bool:
-    """True when session_start() silently discards ``sid`` (CR, LF, TAB, space, ``<>'"\\``)."""
-    return _FORBIDDEN.search(sid) is not None
+    """True when session_start() silently discards ``sid`` (CR, LF, TAB, space, ``<>'"\\``).
+
+    As PHP's ``strpbrk``, only the part before a NUL byte is looked at.
+    """
+    nul = sid.find("\0")
+    return _FORBIDDEN.search(sid if nul < 0 else sid[:nul]) is not None
 
 
 def is_valid_prefix(prefix: str) -> bool:

@@ -1,0 +1,397 @@
+"""PHP's request parsing: ``$_GET``, ``$_COOKIE``, ``$_POST`` from raw request data. No I/O.
+
+Follows main/php_variables.c (``php_default_treat_data``, ``php_register_variable_ex``,
+the urlencoded POST reader) and main/rfc1867.c for multipart fields, as PHP 8.2 does:
+
+* names: leading blanks dropped, ``.`` and space turned into ``_`` (before any ``[``),
+  ``a[x][]`` array syntax, numeric-string keys becoming integers (``"12"`` -> 12), the
+  nesting limit (64) and ``max_input_vars`` (1000);
+* values: form decoding for GET and POST (``+`` -> space, ``%XX``), percent decoding
+  only for cookies (``+`` stays), names of cookies not decoded at all;
+* repeated names: the last wins for GET/POST, the first for cookies.
+
+PHP arrays become Python values like the codec's: a ``list`` when the keys are exactly
+0..n-1 in order, else a ``dict`` (int and str keys).  The superglobal itself is always a
+``dict``.  Strings are ``str``, decoded from UTF-8 with surrogateescape so that every byte
+survives (``s.encode("utf-8", "surrogateescape")`` gives PHP's bytes back).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Callable, Union
+
+__all__ = [
+    "parse_query",
+    "parse_cookies",
+    "parse_post",
+    "parse_multipart",
+    "url_decode",
+    "raw_url_decode",
+    "MAX_INPUT_VARS",
+    "MAX_INPUT_NESTING_LEVEL",
+]
+
+#: php.ini defaults
+MAX_INPUT_VARS = 1000
+MAX_INPUT_NESTING_LEVEL = 64
+
+_LONG_MAX = (1 << 63) - 1
+_LONG_MIN = -(1 << 63)
+_HEX = re.compile(rb"%([0-9A-Fa-f]{2})")
+_NUMERIC_KEY = re.compile(r"-?(?:0|[1-9][0-9]*)\Z")
+_C_SPACE = " \t\n\r\v\f"
+
+Warn = Callable[[str], None]
+Key = Union[int, str]
+
+
+def _decode(b: bytes) -> str:
+    return b.decode("utf-8", "surrogateescape")
+
+
+def raw_url_decode(s: bytes) -> bytes:
+    """PHP's ``rawurldecode()``: ``%XX`` decoded, everything else (``+`` too) kept."""
+    if b"%" not in s:
+        return s
+    return _HEX.sub(lambda m: bytes((int(m.group(1), 16),)), s)
+
+
+def url_decode(s: bytes) -> bytes:
+    """PHP's ``urldecode()``: ``+`` -> space, ``%XX`` decoded, a bad ``%`` kept."""
+    return raw_url_decode(s.replace(b"+", b" "))
+
+
+class _PArray:
+    """A PHP array under construction: ordered keys plus PHP's next free integer key."""
+
+    __slots__ = ("items", "next_free")
+
+    def __init__(self) -> None:
+        self.items: dict[Key, Any] = {}
+        self.next_free = _LONG_MIN  # ZEND_LONG_MIN: "no integer key yet", next index 0
+
+    def _note(self, key: Key) -> None:
+        if isinstance(key, int) and key >= self.next_free:
+            self.next_free = key + 1 if key < _LONG_MAX else _LONG_MAX
+
+    def set(self, key: Key, value: Any) -> None:
+        self.items[key] = value
+        self._note(key)
+
+    def append(self, value: Any) -> bool:
+        """``$a[] = value``; False when PHP cannot (the next key is taken)."""
+        key = 0 if self.next_free == _LONG_MIN else self.next_free
+        if key in self.items:
+            return False
+        self.items[key] = value
+        self._note(key)
+        return True
+
+
+def _key(name: str) -> Key:
+    """zend_symtable: a canonical decimal integer string in range becomes an int key."""
+    if _NUMERIC_KEY.match(name) and name != "-0":
+        n = int(name)
+        if _LONG_MIN <= n <= _LONG_MAX:
+            return n
+    return name
+
+
+def _to_python(value: Any) -> Any:
+    if not isinstance(value, _PArray):
+        return value
+    items = {k: _to_python(v) for k, v in value.items.items()}
+    if all(k == i for i, k in enumerate(items)):
+        return list(items.values())
+    return items
+
+
+def _c_str(name: str) -> str:
+    i = name.find("\0")
+    return name if i < 0 else name[:i]
+
+
+def _register(
+    track: _PArray, name: str, value: str, *, cookie: bool, max_nesting: int
+) -> None:
+    """php_register_variable_ex: store ``value`` under the (array-syntax) ``name``."""
+    var = _c_str(name).lstrip(" ")
+    # ' ' and '.' become '_' up to the first '['
+    bracket = var.find("[")
+    head = var if bracket < 0 else var[:bracket]
+    head = head.replace(" ", "_").replace(".", "_")
+    if head == "":
+        return
+    if bracket < 0:
+        _store(track, _key(head), value, cookie=cookie)
+        return
+    rest = var[bracket:]  # starts with "["
+    table = track
+    index: str | None = head
+    level = 0
+    pos = 0  # rest[pos] == "["
+    while True:
+        level += 1
+        if level > max_nesting:
+            track.items.pop(_key(head), None)
+            return
+        start = pos + 1
+        probe = start + 1 if rest[start:start + 1] == " " else start
+        if rest[probe:probe + 1] == "]":
+            new_index: str | None = None
+            close = probe
+        else:
+            close = rest.find("]", probe)
+            if close < 0:
+                if level == 1:
+                    # not an index: the whole name is a plain variable, '[' ' ' '.' -> '_'
+                    tail = rest[1:].replace(" ", "_").replace(".", "_").replace("[", "_")
+                    index = head + "_" + tail
+                break
+            new_index = rest[start:close]
+        # descend into (or create) the array at `index`
+        if index is None:
+            child = _PArray()
+            if not table.append(child):
+                return
+        else:
+            k = _key(index)
+            existing = table.items.get(k)
+            if isinstance(existing, _PArray):
+                child = existing
+            else:
+                child = _PArray()
+                table.set(k, child)
+        table = child
+        index = new_index
+        pos = close + 1
+        if rest[pos:pos + 1] != "[":
+            break
+    if index is None:
+        table.append(value)
+    else:
+        _store(table, _key(index), value, cookie=cookie and table is track)
+
+
+def _store(table: _PArray, key: Key, value: Any, *, cookie: bool) -> None:
+    # cookies: the first occurrence of a top-level name wins
+    if cookie and key in table.items:
+        return
+    table.set(key, value)
+
+
+def _too_many(warn: Warn | None, limit: int) -> None:
+    if warn is not None:
+        warn(
+            f"Input variables exceeded {limit}. To increase the limit change max_input_vars in php.ini."
+        )
+
+
+def _as_bytes(s: str | bytes) -> bytes:
+    return s.encode("utf-8", "surrogateescape") if isinstance(s, str) else s
+
+
+def parse_query(
+    qs: str | bytes,
+    *,
+    separators: str = "&",
+    max_input_vars: int = MAX_INPUT_VARS,
+    max_nesting: int = MAX_INPUT_NESTING_LEVEL,
+    warn: Warn | None = None,
+) -> dict[Any, Any]:
+    """``$_GET`` for the query string ``qs`` (also PHP's ``parse_str()``).
+
+    Split on any character of ``separators`` (``arg_separator.input``), empty pieces
+    skipped; names and values form-decoded; the last of a repeated name wins.
+
+    :param warn: receives PHP's "Input variables exceeded" warning (the rest is dropped).
+    """
+    data = _c_str(_decode(_as_bytes(qs))).encode("utf-8", "surrogateescape")
+    track = _PArray()
+    count = 0
+    seps = re.escape(separators.encode())
+    for piece in re.split(b"[" + seps + b"]", data) if separators else [data]:
+        if not piece:
+            continue
+        count += 1
+        if count > max_input_vars:
+            _too_many(warn, max_input_vars)
+            break
+        name, eq, value = piece.partition(b"=")
+        _register(
+            track,
+            _decode(url_decode(name)),
+            _decode(url_decode(value)) if eq else "",
+            cookie=False,
+            max_nesting=max_nesting,
+        )
+    return _to_python_top(track)
+
+
+def _to_python_top(track: _PArray) -> dict[Any, Any]:
+    return {k: _to_python(v) for k, v in track.items.items()}
+
+
+def parse_cookies(
+    header: str | bytes,
+    *,
+    max_input_vars: int = MAX_INPUT_VARS,
+    max_nesting: int = MAX_INPUT_NESTING_LEVEL,
+    warn: Warn | None = None,
+) -> dict[Any, Any]:
+    """``$_COOKIE`` for the ``Cookie:`` header (``HTTP_COOKIE``), spec §6.2.
+
+    Pairs split on ``;`` (empty ones skipped), leading blanks of names dropped, names not
+    decoded, values percent-decoded with ``+`` kept; the first occurrence of a name wins.
+    """
+    data = _as_bytes(header)
+    nul = data.find(b"\0")
+    if nul >= 0:
+        data = data[:nul]
+    track = _PArray()
+    count = 0
+    for piece in data.split(b";"):
+        if not piece:
+            continue
+        name, eq, value = piece.partition(b"=")
+        name = name.lstrip(b" \t\n\r\v\f")
+        if not name:
+            continue
+        count += 1
+        if count > max_input_vars:
+            _too_many(warn, max_input_vars)
+            break
+        _register(
+            track,
+            _decode(name),
+            _decode(raw_url_decode(value)) if eq else "",
+            cookie=True,
+            max_nesting=max_nesting,
+        )
+    return _to_python_top(track)
+
+
+def _parse_post_urlencoded(
+    body: bytes, *, max_input_vars: int, max_nesting: int, warn: Warn | None
+) -> dict[Any, Any]:
+    track = _PArray()
+    pieces = body.split(b"&")
+    if pieces[-1] == b"":
+        pieces.pop()  # nothing after a final "&" (or an empty body)
+    for count, piece in enumerate(pieces, 1):
+        # main/php_variables.c add_post_vars: every piece counts, even an empty one, and
+        # the limit is checked after the variable was stored
+        name, eq, value = piece.partition(b"=")
+        _register(
+            track,
+            _decode(url_decode(name)),
+            _decode(url_decode(value)) if eq else "",
+            cookie=False,
+            max_nesting=max_nesting,
+        )
+        if count > max_input_vars:
+            _too_many(warn, max_input_vars)
+            break
+    return _to_python_top(track)
+
+
+_PARAM = re.compile(
+    r';\s*([^\s=;]+)\s*=\s*("(?:[^"\\]|\\.)*"|[^;]*)', re.S
+)
+
+
+def _header_params(value: str) -> tuple[str, dict[str, str]]:
+    main, _, _ = value.partition(";")
+    params: dict[str, str] = {}
+    for m in _PARAM.finditer(value[len(main):]):
+        v = m.group(2).strip()
+        if len(v) >= 2 and v[0] == v[-1] == '"':
+            v = re.sub(r"\\(.)", r"\1", v[1:-1])
+        params.setdefault(m.group(1).lower(), v)
+    return main.strip().lower(), params
+
+
+def parse_multipart(
+    boundary: str,
+    body: bytes,
+    *,
+    max_input_vars: int = MAX_INPUT_VARS,
+    max_nesting: int = MAX_INPUT_NESTING_LEVEL,
+    warn: Warn | None = None,
+) -> dict[Any, Any]:
+    """The plain fields of a ``multipart/form-data`` body, as ``$_POST`` holds them.
+
+    File parts (those with a ``filename``) belong to ``$_FILES`` and are skipped.  Field
+    names are taken as sent (no decoding) and go through PHP's name rules.
+    """
+    track = _PArray()
+    delim = b"--" + boundary.encode("utf-8", "surrogateescape")
+    count = 0
+    chunks = body.split(delim)
+    for chunk in chunks[1:]:
+        if chunk.startswith(b"--"):
+            break
+        if chunk.startswith(b"\r\n"):
+            chunk = chunk[2:]
+        elif chunk.startswith(b"\n"):
+            chunk = chunk[1:]
+        head, sep, content = chunk.partition(b"\r\n\r\n")
+        if not sep:
+            head, sep, content = chunk.partition(b"\n\n")
+            if not sep:
+                continue
+        if content.endswith(b"\r\n"):
+            content = content[:-2]
+        elif content.endswith(b"\n"):
+            content = content[:-1]
+        name: str | None = None
+        is_file = False
+        for line in _decode(head).replace("\r\n", "\n").split("\n"):
+            hname, colon, hvalue = line.partition(":")
+            if not colon or hname.strip().lower() != "content-disposition":
+                continue
+            kind, params = _header_params(hvalue)
+            if kind != "form-data":
+                continue
+            name = params.get("name")
+            is_file = "filename" in params
+        if name is None or is_file:
+            continue
+        count += 1
+        if count > max_input_vars:
+            _too_many(warn, max_input_vars)
+            break
+        _register(track, name, _decode(content), cookie=False, max_nesting=max_nesting)
+    return _to_python_top(track)
+
+
+def parse_post(
+    content_type: str,
+    body: bytes,
+    *,
+    max_input_vars: int = MAX_INPUT_VARS,
+    max_nesting: int = MAX_INPUT_NESTING_LEVEL,
+    warn: Warn | None = None,
+) -> dict[Any, Any]:
+    """``$_POST`` for a request body of type ``content_type``.
+
+    ``application/x-www-form-urlencoded`` is decoded like a query string (split on ``&``
+    only); ``multipart/form-data`` gives its plain fields (:func:`parse_multipart`); any
+    other type gives ``{}`` as in PHP.  Type names compare case-insensitively.
+    """
+    ctype, _, params = content_type.partition(";")
+    ctype = ctype.strip(_C_SPACE).lower()
+    if ctype == "application/x-www-form-urlencoded":
+        return _parse_post_urlencoded(
+            body, max_input_vars=max_input_vars, max_nesting=max_nesting, warn=warn
+        )
+    if ctype == "multipart/form-data":
+        _, p = _header_params(content_type)
+        boundary = p.get("boundary")
+        if not boundary:
+            return {}
+        return parse_multipart(
+            boundary, body, max_input_vars=max_input_vars, max_nesting=max_nesting, warn=warn
+        )
+    return {}
