@@ -485,27 +485,13 @@ def setcookie(
     if req.headers_sent:
         _headers_sent_warning(req)
         return False
-    samesite = ""
-    expires: Any = expires_or_options
     if isinstance(expires_or_options, Mapping):
-        opts = {str(k).lower(): v for k, v in expires_or_options.items()}
-        expires = opts.get("expires", 0)
-        path = opts.get("path", path)
-        domain = opts.get("domain", domain)
-        secure = bool(opts.get("secure", secure))
-        httponly = bool(opts.get("httponly", httponly))
-        samesite = str(opts.get("samesite", ""))
-    line = headers.setcookie_header(
-        name,
-        value,
-        int(expires),
-        path,
-        domain,
-        secure,
-        httponly,
-        samesite,
-        now=req.clock(),
-    )
+        line = headers.setcookie_options(name, value, expires_or_options, now=req.clock())
+    else:
+        line = headers.setcookie_header(
+            name, value, int(expires_or_options), path, domain, bool(secure), bool(httponly),
+            now=req.clock(),
+        )
     req.add_header("Set-Cookie", line)
     return True
 
@@ -540,14 +526,28 @@ class _SessionProxy(MutableMapping):  # type: ignore[type-arg]
             s.load_lazy()
         return s.data
 
+    @staticmethod
+    def _key(data: Any, key: Any) -> Any:
+        # PHP arrays store "12" as 12 ($_SESSION['12'] is then skipped by the php
+        # serializer); a "12" key decoded from stored data stays a string, so reads
+        # fall back to the key as given
+        if isinstance(key, str):
+            k = codec.php_array_key(key)
+            if k != key and (k in data or key not in data):
+                return k
+        return key
+
     def __getitem__(self, key: Any) -> Any:
-        return self._data()[key]
+        data = self._data()
+        return data[self._key(data, key)]
 
     def __setitem__(self, key: Any, value: Any) -> None:
-        self._data()[key] = value
+        data = self._data()
+        data[codec.php_array_key(key) if isinstance(key, str) else key] = value
 
     def __delitem__(self, key: Any) -> None:
-        del self._data()[key]
+        data = self._data()
+        del data[self._key(data, key)]
 
     def __iter__(self) -> Iterator[Any]:
         return iter(self._data())
@@ -556,10 +556,12 @@ class _SessionProxy(MutableMapping):  # type: ignore[type-arg]
         return len(self._data())
 
     def __contains__(self, key: object) -> bool:
-        return key in self._data()
+        data = self._data()
+        return self._key(data, key) in data
 
     def get(self, key: Any, default: Any = None) -> Any:
-        return self._data().get(key, default)
+        data = self._data()
+        return data.get(self._key(data, key), default)
 
     def copy(self) -> dict[Any, Any]:
         """A plain dict copy of $_SESSION."""
@@ -567,7 +569,9 @@ class _SessionProxy(MutableMapping):  # type: ignore[type-arg]
 
     def replace(self, data: Mapping[Any, Any]) -> None:
         """PHP's ``$_SESSION = [...]``: replace the whole array."""
-        current_request().session.data = dict(data)
+        current_request().session.data = {
+            codec.php_array_key(k) if isinstance(k, str) else k: v for k, v in data.items()
+        }
 
     def __repr__(self) -> str:
         return repr(self._data())

@@ -111,10 +111,13 @@ class Request:
         self.clock = clock
         self.start_time = time.monotonic()
         self.SERVER: dict[str, Any] = dict(self.environ)
-        self.GET: dict[str, Any] = superglobals.parse_query(self.environ.get("QUERY_STRING", ""))
-        self.COOKIE: dict[str, Any] = superglobals.parse_cookies(self.environ.get("HTTP_COOKIE", ""))
-        self.POST: dict[str, Any] = superglobals.parse_post(
-            self.environ.get("CONTENT_TYPE", ""), body
+        self.GET: dict[Any, Any] = superglobals.parse_query(self.environ.get("QUERY_STRING", ""))
+        self.COOKIE: dict[Any, Any] = superglobals.parse_cookies(self.environ.get("HTTP_COOKIE", ""))
+        # PHP reads form bodies for POST requests only
+        self.POST: dict[Any, Any] = (
+            superglobals.parse_post(self.environ.get("CONTENT_TYPE", ""), body)
+            if body and self.environ.get("REQUEST_METHOD", "").upper() == "POST"
+            else {}
         )
         self.body = body
         self.status = 200

@@ -19,7 +19,7 @@ import warnings
 from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from . import encoding, headers, ids
-from .config import SETTINGS, SessionConfig
+from .config import SETTINGS, SessionConfig, is_numeric_string
 from .errors import (
     ConfigError,
     InvalidSessionId,
@@ -41,9 +41,6 @@ __all__ = ["Session", "php_intval"]
 log = logging.getLogger(__name__)
 lock_log = logging.getLogger("phpsess.lock")
 
-#: session.c: the characters a session cookie name must not contain
-_COOKIE_NAME_FORBIDDEN = "=,;.[ \t\r\n\013\014"
-
 
 def php_intval(value: Any) -> int:
     """PHP's integer conversion of a string/int/bool (``"777abc"`` -> 777, ``"x"`` -> 0)."""
@@ -51,7 +48,13 @@ def php_intval(value: Any) -> int:
         return int(value)
     if isinstance(value, int):
         return value
-    s = str(value).lstrip(" \t\n\r\v\f")
+    s = str(value)
+    if is_numeric_string(s):
+        try:
+            return int(float(s)) if any(c in s for c in ".eE") else int(s)
+        except (OverflowError, ValueError):
+            return 0
+    s = s.lstrip(" \t\n\r\v\f")
     end = 0
     if end < len(s) and s[end] in "+-":
         end += 1
@@ -365,6 +368,7 @@ class Session:
         """php_session_cancel_decode(): destroy the stored session, fresh $_SESSION (§8.6)."""
         self._php_destroy()
         self.data = {}
+        self.bound = True  # php_session_track_init(): a fresh $_SESSION is linked again
         self.diagnose("Failed to decode session object. Session has been destroyed")
 
     def _php_destroy(self) -> bool:
@@ -398,10 +402,8 @@ class Session:
     def _send_cookie(self) -> None:
         cfg = self.config
         req = self.request
-        if any(c in cfg.name for c in _COOKIE_NAME_FORBIDDEN):
-            self.diagnose(
-                "session.name cannot contain any of the following '=,;.[ \\t\\r\\n\\013\\014'"
-            )
+        if headers.has_forbidden_cookie_name_chars(cfg.name):
+            self.diagnose(headers.SESSION_NAME_WARNING)
             return
         if req.headers_sent:
             self.diagnose(
