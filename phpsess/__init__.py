@@ -30,3 +30,9 @@ def __getattr__(name: str) -> Any:
             raise AttributeError("SID is not defined before the first session_start()")
         return req.session.sid_constant
     raise AttributeError(f"module 'phpsess' has no attribute {name!r}")
+
+
+# Under a CGI host (GATEWAY_INTERFACE set), `import phpsess` makes this process the request.
+from .cgi import activate_if_cgi as _activate_if_cgi  # noqa: E402
+
+_activate_if_cgi()

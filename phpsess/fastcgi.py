@@ -1,0 +1,618 @@
+"""``phpsess fpm``: a pre-forked FastCGI worker pool that runs script files per request, as
+php-fpm runs ``.php`` files.  Does process management (fork, signals, waitpid) and socket
+I/O; the only module that imports flup.
+
+The FastCGI side is flup6's (:class:`flup.server.fcgi_fork.WSGIServer`: socket
+setup, the record protocol, ``Connection``/``Request``/``InputStream``), with
+buffered record reads and coalesced writes for speed.  The pre-fork side
+replaces flup's ``PreforkServer`` loops, which under Python 3 miss signals
+(PEP 475 retries ``select``/``wait``), wake every idle child on each connection
+and leave the children running when the master is killed:
+
+* the master keeps exactly ``workers`` children, replaces any that dies (``kill -9``
+  included) and recycles each after ``max_requests`` requests;
+* children block in ``accept()`` (the kernel wakes one), die with the master
+  (``prctl(PR_SET_PDEATHSIG, SIGKILL)``), and serve one request at a time;
+* SIGTERM/SIGINT/SIGHUP: stop now (children get SIGTERM, SIGKILL after
+  ``stop_timeout``); SIGQUIT: stop accepting, let running requests finish.
+
+Each request runs in a fresh :class:`~phpsess.request.Request` context through
+:func:`phpsess.scripts.handle_request`, with the CGI view (``os.environ``,
+``sys.stdin``) set for the request and restored after it.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import logging
+import os
+import random
+import select
+import signal
+import socket
+import struct
+import sys
+import time
+import traceback
+from collections import deque
+from types import FrameType
+from typing import Any, Callable
+
+from flup.server import fcgi_base
+from flup.server.fcgi_base import (
+    FCGI_ABORT_REQUEST,
+    FCGI_BEGIN_REQUEST,
+    FCGI_DATA,
+    FCGI_END_REQUEST,
+    FCGI_GET_VALUES,
+    FCGI_KEEP_CONN,
+    FCGI_PARAMS,
+    FCGI_REQUEST_COMPLETE,
+    FCGI_RESPONDER,
+    FCGI_STDIN,
+    FCGI_STDOUT,
+    FCGI_UNKNOWN_ROLE,
+)
+from flup.server.fcgi_fork import WSGIServer
+
+from .request import install_output_proxy
+from .scripts import DEFAULT_CONTENT_TYPE, cgi_head, handle_request
+
+__all__ = ["FastCGIPool", "parse_listen", "serve_fpm", "fcgi_records"]
+
+log = logging.getLogger(__name__)
+
+_HEADER = struct.Struct("!BBHHBx")
+_END_BODY = struct.Struct("!LB3x")
+_MAX_CONTENT = 65528  # largest multiple of 8 that fits a record's 16-bit length
+_FLUSH_AT = 65536  # body bytes buffered before they are sent early
+_PR_SET_PDEATHSIG = 1
+_MASTER_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGCHLD)
+
+
+def fcgi_records(rtype: int, request_id: int, data: bytes) -> bytes:
+    """Encode ``data`` as FastCGI records of type ``rtype`` (no end-of-stream record)."""
+    out = []
+    view = memoryview(data)
+    for i in range(0, len(data), _MAX_CONTENT):
+        chunk = view[i : i + _MAX_CONTENT]
+        pad = -len(chunk) & 7
+        out.append(_HEADER.pack(1, rtype, request_id, len(chunk), pad))
+        out.append(bytes(chunk))
+        if pad:
+            out.append(b"\0" * pad)
+    return b"".join(out)
+
+
+def _decode_params(data: bytes, into: dict[str, str]) -> None:
+    """FastCGI name-value pairs into ``into``, decoded as ``os.environ`` is under CGI
+    (UTF-8 with surrogateescape, so the original bytes survive)."""
+    # one latin-1 decode makes string offsets equal byte offsets; only non-ASCII
+    # values need the UTF-8 treatment
+    text = data.decode("latin-1")
+    ascii_only = data.isascii()
+    pos = 0
+    n = len(data)
+    while pos < n:
+        nlen = data[pos]
+        if nlen & 0x80:
+            nlen = int.from_bytes(data[pos : pos + 4], "big") & 0x7FFFFFFF
+            pos += 4
+        else:
+            pos += 1
+        vlen = data[pos]
+        if vlen & 0x80:
+            vlen = int.from_bytes(data[pos : pos + 4], "big") & 0x7FFFFFFF
+            pos += 4
+        else:
+            pos += 1
+        name = text[pos : pos + nlen]
+        pos += nlen
+        value = text[pos : pos + vlen]
+        pos += vlen
+        if not ascii_only:
+            if not name.isascii():
+                name = name.encode("latin-1").decode("utf-8", "surrogateescape")
+            if not value.isascii():
+                value = value.encode("latin-1").decode("utf-8", "surrogateescape")
+        into[name] = value
+
+
+class _Connection(fcgi_base.Connection):  # type: ignore[misc]
+    """flup's non-multiplexed Connection, reading records from one buffered recv()
+    and writing each response (stdout records + end record) with one sendall()."""
+
+    def __init__(self, sock: socket.socket, addr: Any, server: Any) -> None:
+        super().__init__(sock, addr, server)
+        self._rbuf = b""
+        self._out: list[bytes] = []
+
+    def process_input(self) -> None:
+        buf = self._rbuf
+        while len(buf) < 8:
+            more = self._sock.recv(65536)
+            if not more:
+                raise EOFError
+            buf += more
+        _v, rtype, rid, clen, plen = _HEADER.unpack_from(buf)
+        end = 8 + clen + plen
+        while len(buf) < end:
+            more = self._sock.recv(max(65536, end - len(buf)))
+            if not more:
+                raise EOFError
+            buf += more
+        content = buf[8 : 8 + clen]
+        self._rbuf = buf[end:]
+        if rtype == FCGI_STDIN:
+            req = self._requests.get(rid)
+            if req is not None:
+                req.stdin.add_data(content)
+        elif rtype == FCGI_PARAMS:
+            req = self._requests.get(rid)
+            if req is not None:
+                if clen:
+                    _decode_params(content, req.params)
+                else:
+                    req.run()
+        else:
+            rec = fcgi_base.Record(rtype, rid)
+            rec.contentLength = clen
+            rec.contentData = content
+            if rtype == FCGI_BEGIN_REQUEST:
+                self._do_begin_request(rec)
+            elif rtype == FCGI_ABORT_REQUEST:
+                self._do_abort_request(rec)
+            elif rtype == FCGI_DATA:
+                self._do_data(rec)
+            elif rtype == FCGI_GET_VALUES:
+                self._do_get_values(rec)
+            # other record types: ignored
+
+    def end_request(
+        self, req: Any, appStatus: int = 0, protocolStatus: int = FCGI_REQUEST_COMPLETE, remove: bool = True
+    ) -> None:
+        data = b"".join(self._out) + _HEADER.pack(1, FCGI_END_REQUEST, req.requestId, 8, 0)
+        data += _END_BODY.pack(appStatus, protocolStatus)
+        self._out = []
+        self._sock.sendall(data)
+        if remove:
+            self._requests.pop(req.requestId, None)
+        if not (req.flags & FCGI_KEEP_CONN) and not self._requests:
+            self._cleanupSocket()
+            self._keepGoing = False
+
+
+class _Response:
+    """One request's response: the CGI head, then the body; sent as FastCGI stdout records,
+    buffered up to :data:`_FLUSH_AT` bytes."""
+
+    __slots__ = ("conn", "request_id", "parts", "size", "broken", "started")
+
+    def __init__(self, conn: _Connection, request_id: int) -> None:
+        self.conn = conn
+        self.request_id = request_id
+        self.parts: list[bytes] = []
+        self.size = 0
+        self.broken = False
+        self.started = False
+
+    def send_headers(self, status: int, headers: list[tuple[str, str]]) -> None:
+        self.started = True
+        self.write(cgi_head(status, headers))
+
+    def write(self, data: bytes) -> None:
+        self.parts.append(data)
+        self.size += len(data)
+        if self.size >= _FLUSH_AT:
+            self.flush()
+
+    def flush(self) -> None:
+        data = b"".join(self.parts)
+        self.parts = []
+        self.size = 0
+        if not data or self.broken:
+            return
+        try:
+            self.conn._sock.sendall(fcgi_records(FCGI_STDOUT, self.request_id, data))
+        except OSError:
+            self.broken = True  # the web server went away; the script still runs to its end
+
+    def finish(self) -> None:
+        """Queue what is left and the end of the stdout stream on the connection."""
+        data = b"".join(self.parts)
+        self.parts = []
+        if self.broken:
+            return
+        out = self.conn._out
+        if data:
+            out.append(fcgi_records(FCGI_STDOUT, self.request_id, data))
+        out.append(_HEADER.pack(1, FCGI_STDOUT, self.request_id, 0, 0))
+
+
+class _Request(fcgi_base.Request):  # type: ignore[misc]
+    """flup's FastCGI request, run by :meth:`FastCGIPool.handler`; never lets a socket
+    error escape into the worker loop."""
+
+    def run(self) -> None:
+        try:
+            self.server.handler(self)
+        except Exception:
+            traceback.print_exc(file=sys.stderr)
+        try:
+            self._end(0, FCGI_REQUEST_COMPLETE)
+        except OSError as exc:
+            log.debug("client went away: %s", exc)
+            self._conn._keepGoing = False
+
+
+class _GracefulExit(Exception):
+    pass
+
+
+class FastCGIPool(WSGIServer):  # type: ignore[misc]
+    """A pre-forked pool of ``workers`` processes serving FastCGI requests by running
+    the script ``SCRIPT_FILENAME`` names (only under ``root``).
+
+    :param root: document root; scripts outside it (real path) answer 404.
+    :param bind: a unix socket path or a ``(host, port)`` tuple.
+    :param workers: number of worker processes (all pre-forked).
+    :param max_requests: recycle a worker after this many requests (0: never).
+    :param listen_mode: permissions of a unix socket.
+    :param stop_timeout: seconds children get after SIGTERM before SIGKILL.
+    """
+
+    request_class = _Request
+    maxwrite = _MAX_CONTENT + 8
+
+    def __init__(
+        self,
+        root: str,
+        bind: str | tuple[str, int],
+        *,
+        workers: int = 4,
+        max_requests: int = 0,
+        listen_mode: int = 0o660,
+        stop_timeout: float = 3.0,
+    ) -> None:
+        if workers < 1:
+            raise ValueError("workers must be at least 1")
+        super().__init__(
+            None,
+            bindAddress=bind,
+            debug=False,
+            minSpare=workers,
+            maxSpare=workers,
+            maxChildren=workers,
+            maxRequests=max_requests,
+        )
+        self._connectionClass = _Connection
+        self.root = os.path.realpath(root)
+        self.workers = workers
+        self.max_requests = max_requests
+        self.listen_mode = listen_mode
+        self.stop_timeout = stop_timeout
+        self._stop: str | None = None
+        self._children: dict[int, float] = {}  # pid -> start time
+        self._busy = False
+        self._quit = False
+        self._sock: socket.socket | None = None
+        self._master_pid = 0
+        self._wake: tuple[int, int] | None = None
+
+    # -- the request -------------------------------------------------------------------
+    def handler(self, req: Any) -> tuple[int, int]:
+        """Serve one FastCGI request (called by flup's Connection in a worker)."""
+        if req.role != FCGI_RESPONDER:
+            return FCGI_UNKNOWN_ROLE, 0
+        body = req.stdin.read()
+        resp = _Response(req._conn, req.requestId)
+        try:
+            handle_request(req.params, body, self.root, resp.send_headers, resp.write, process_globals=True)
+        except Exception:
+            traceback.print_exc(file=sys.stderr)
+            if not resp.started:
+                resp.send_headers(500, [DEFAULT_CONTENT_TYPE])
+        resp.finish()
+        return FCGI_REQUEST_COMPLETE, 0
+
+    # -- the master --------------------------------------------------------------------
+    def _setupSocket(self) -> socket.socket:
+        """Bind and listen (flup's, plus IPv6 and the unix socket's mode)."""
+        addr = self._bindAddress
+        if isinstance(addr, str):
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                os.unlink(addr)
+            except FileNotFoundError:
+                pass
+            sock.bind(addr)
+            os.chmod(addr, self.listen_mode)
+        else:
+            family = socket.AF_INET6 if ":" in addr[0] else socket.AF_INET
+            sock = socket.socket(family, socket.SOCK_STREAM)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind(addr)
+        sock.listen(socket.SOMAXCONN)
+        return sock
+
+    def run(self) -> bool:
+        """Bind, fork the workers and supervise them until a stop signal; returns False."""
+        self._web_server_addrs = None
+        sock = self._setupSocket()
+        self._sock = sock
+        sock.setblocking(True)
+        self._master_pid = os.getpid()
+        r, w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self._wake = (r, w)
+        old_wakeup = signal.set_wakeup_fd(w)
+        old_handlers = {s: signal.getsignal(s) for s in _MASTER_SIGNALS}
+        for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(s, self._on_stop)
+        signal.signal(signal.SIGQUIT, self._on_graceful)
+        signal.signal(signal.SIGCHLD, self._on_child)
+        log.info("phpsess fpm: %d workers on %s, root %s", self.workers, self._bindAddress, self.root)
+        deaths: deque[float] = deque(maxlen=self.workers)
+        pause_until = 0.0
+        try:
+            while self._stop is None:
+                for _pid, started in self._reap():
+                    now = time.monotonic()
+                    if now - started < 1.0:
+                        deaths.append(now)
+                        if len(deaths) == deaths.maxlen and now - deaths[0] < 1.0:
+                            log.error("workers die at start; pausing respawn for 1 s")
+                            pause_until = now + 1.0
+                timeout: float | None = None
+                if time.monotonic() >= pause_until:
+                    while len(self._children) < self.workers and self._stop is None:
+                        if not self._spawn():
+                            timeout = 1.0
+                            break
+                else:
+                    timeout = max(0.0, pause_until - time.monotonic())
+                try:
+                    select.select([r], [], [], timeout)
+                except InterruptedError:
+                    pass
+                try:
+                    while os.read(r, 512):
+                        pass
+                except (BlockingIOError, InterruptedError):
+                    pass
+        finally:
+            self._stop_children()
+            signal.set_wakeup_fd(old_wakeup)
+            for s, h in old_handlers.items():
+                signal.signal(s, h)
+            os.close(r)
+            os.close(w)
+            self._cleanupSocket(sock)
+            if isinstance(self._bindAddress, str):
+                try:
+                    os.unlink(self._bindAddress)
+                except OSError:
+                    pass
+            log.info("phpsess fpm: stopped")
+        return False
+
+    def _on_stop(self, signum: int, frame: FrameType | None) -> None:
+        self._stop = "now"  # also ends a graceful stop in progress
+
+    def _on_graceful(self, signum: int, frame: FrameType | None) -> None:
+        if self._stop is None:
+            self._stop = "graceful"
+
+    def _on_child(self, signum: int, frame: FrameType | None) -> None:
+        pass  # the wakeup fd wakes the loop, which reaps
+
+    def worker_pids(self) -> list[int]:
+        """The pids of the live workers (in the master)."""
+        return list(self._children)
+
+    def _reap(self) -> list[tuple[int, float]]:
+        dead = []
+        while self._children:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                break
+            if pid == 0:
+                break
+            started = self._children.pop(pid, None)
+            if started is not None:
+                if os.WIFSIGNALED(status) and self._stop is None:
+                    log.warning("worker %d killed by signal %d", pid, os.WTERMSIG(status))
+                dead.append((pid, started))
+        return dead
+
+    def _stop_children(self) -> None:
+        if self._stop == "graceful" and self._sock is not None:
+            # stop accepting: blocked accept() calls fail, running requests finish
+            try:
+                self._sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            self._wait_children(time.monotonic() + 30.0, graceful=True)
+        for pid in list(self._children):
+            _kill(pid, signal.SIGTERM)
+        self._wait_children(time.monotonic() + self.stop_timeout)
+        for pid in list(self._children):
+            _kill(pid, signal.SIGKILL)
+        self._wait_children(time.monotonic() + 5.0)
+
+    def _wait_children(self, deadline: float, graceful: bool = False) -> None:
+        while self._children and time.monotonic() < deadline:
+            if graceful and self._stop == "now":
+                return  # SIGTERM during a graceful stop: stop now
+            self._reap()
+            if self._children:
+                time.sleep(0.02)
+
+    def _spawn(self) -> bool:
+        # no signal handler of the master may run in the child before it installs its own
+        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, _MASTER_SIGNALS)
+        try:
+            pid = os.fork()
+        except OSError as exc:
+            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+            log.error("cannot fork a worker: %s", exc)
+            return False
+        if pid:
+            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+            self._children[pid] = time.monotonic()
+            return True
+        code = 0
+        try:
+            self._worker()
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else 1
+        except BaseException:
+            traceback.print_exc()
+            code = 1
+        finally:
+            try:
+                sys.stdout.flush()
+                sys.stderr.flush()
+            finally:
+                os._exit(code)
+        return False  # not reached
+
+    # -- a worker ----------------------------------------------------------------------
+    def _worker(self) -> None:
+        _set_pdeathsig(signal.SIGKILL)
+        if os.getppid() != self._master_pid:
+            return  # the master died while we were forking
+        signal.set_wakeup_fd(-1)
+        if self._wake is not None:
+            os.close(self._wake[0])
+            os.close(self._wake[1])
+        for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD):
+            signal.signal(s, signal.SIG_DFL)
+        signal.signal(signal.SIGQUIT, self._on_worker_quit)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, _MASTER_SIGNALS)
+        random.seed()
+        install_output_proxy()
+        sock = self._sock
+        assert sock is not None
+        served = 0
+        while not self._quit:
+            self._busy = False
+            try:
+                client, addr = sock.accept()
+            except _GracefulExit:
+                break
+            except OSError as exc:
+                if exc.errno in (errno.EINVAL, errno.EBADF):
+                    break  # the master shut the listening socket down
+                if exc.errno in (errno.ECONNABORTED, errno.EAGAIN, errno.EINTR):
+                    continue
+                raise
+            self._busy = True
+            try:
+                self._connectionClass(client, addr, self).run()
+            except OSError as exc:
+                log.info("FastCGI connection lost: %s", exc)
+            except Exception:
+                log.exception("FastCGI connection failed")
+            finally:
+                client.close()
+            served += 1
+            if self.max_requests and served >= self.max_requests:
+                break
+
+    def _on_worker_quit(self, signum: int, frame: FrameType | None) -> None:
+        self._quit = True
+        if not self._busy:
+            raise _GracefulExit
+
+
+def _kill(pid: int, sig: int) -> None:
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        pass
+
+
+_libc: Any = None
+
+
+def _set_pdeathsig(sig: int) -> None:
+    """Ask Linux to send ``sig`` to this process when its parent dies (no-op elsewhere)."""
+    global _libc
+    if not sys.platform.startswith("linux"):
+        return
+    if _libc is None:
+        _libc = ctypes.CDLL(None, use_errno=True)
+    _libc.prctl(_PR_SET_PDEATHSIG, int(sig), 0, 0, 0)
+
+
+def parse_listen(listen: str) -> str | tuple[str, int]:
+    """``--listen``: a unix socket path (contains ``/``), ``HOST:PORT``, ``[V6]:PORT`` or a port.
+
+    >>> parse_listen("127.0.0.1:9000")
+    ('127.0.0.1', 9000)
+    >>> parse_listen("/run/phpsess/fpm.sock")
+    '/run/phpsess/fpm.sock'
+    """
+    if listen.startswith("unix:"):
+        return listen[5:]
+    if "/" in listen:
+        return listen
+    if listen.isdigit():
+        return ("127.0.0.1", int(listen))
+    host, sep, port = listen.rpartition(":")
+    if not sep or not port.isdigit():
+        raise ValueError(f"--listen: expected a socket path or HOST:PORT, got {listen!r}")
+    return (host.strip("[]") or "127.0.0.1", int(port))
+
+
+def serve_fpm(
+    listen: str,
+    root: str,
+    *,
+    workers: int = 4,
+    max_requests: int = 0,
+    listen_mode: int = 0o660,
+    on_ready: Callable[[FastCGIPool], None] | None = None,
+) -> int:
+    """Run the pool until a stop signal (``phpsess fpm``); returns the exit code."""
+    if not os.path.isdir(root):
+        log.error("--root %s is not a directory", root)
+        return 2
+    address = parse_listen(listen)
+    if isinstance(address, str) and _listening(address):
+        log.error("another process is listening on %s", address)
+        return 2
+    _preload()
+    pool = FastCGIPool(
+        root, address, workers=workers, max_requests=max_requests, listen_mode=listen_mode
+    )
+    if on_ready is not None:
+        on_ready(pool)
+    pool.run()
+    return 0
+
+
+def _listening(path: str) -> bool:
+    """True when something accepts connections on the unix socket ``path``."""
+    if not os.path.exists(path):
+        return False
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        try:
+            s.connect(path)
+        except OSError:
+            return False
+        return True
+
+
+def _preload() -> None:
+    """Import, once in the master, what every worker needs (shared copy-on-write after fork)."""
+    from . import php  # noqa: F401
+    from .handlers.base import handler_class
+    from .request import default_config
+
+    try:
+        handler_class(default_config().save_handler)
+    except (KeyError, ImportError) as exc:
+        log.debug("save handler not preloaded: %s", exc)

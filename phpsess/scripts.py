@@ -1,0 +1,510 @@
+"""Running a script file for one request, as php-fpm runs a ``.php`` file.  Reads script
+files (stat + read, compiled code cached), and, with ``process_state``, sets the
+process-wide CGI view of the request (``os.environ``, ``sys.stdin``, ``sys.argv``, cwd).
+
+A script is a plain Python file that reads like the PHP page it replaces::
+
+    import phpsess
+    phpsess.session_start()
+    phpsess.SESSION["n"] = phpsess.SESSION.get("n", 0) + 1
+    print("n =", phpsess.SESSION["n"])
+
+:func:`run_script` executes it in a fresh globals dict (``__name__ ==
+"__main__"``); :func:`handle_request` does a whole request (find the script
+under the document root or answer 404, make the :class:`~phpsess.request.Request`,
+run it, PHP's request shutdown, PHP's default ``Content-type``).  Both the
+FastCGI pool (``phpsess fpm``) and ``phpsess serve`` use it.
+"""
+
+from __future__ import annotations
+
+import builtins
+import io
+import logging
+import os
+import stat
+import sys
+import traceback
+import types
+from typing import IO, Callable, Mapping
+
+from .config import SessionConfig
+from .request import HeadersSink, Request, install_output_proxy, reason_phrase, request_context
+
+__all__ = [
+    "DEFAULT_CONTENT_TYPE",
+    "NOT_FOUND_BODY",
+    "compile_script",
+    "clear_cache",
+    "run_script",
+    "resolve_script",
+    "finalize_headers",
+    "cgi_head",
+    "handle_request",
+    "process_state",
+    "set_request_environ",
+    "reset_environ",
+    "end_request_environ",
+]
+
+log = logging.getLogger(__name__)
+
+#: PHP's ``default_mimetype`` + ``default_charset``, sent when the script set no Content-type
+#: (``main/SAPI.c: sapi_send_headers`` adds it last, spelled ``Content-type``) [obs php-cgi]
+DEFAULT_CONTENT_TYPE: tuple[str, str] = ("Content-type", "text/html; charset=UTF-8")
+
+#: the body php-fpm answers when SCRIPT_FILENAME names no script ("Primary script unknown")
+NOT_FOUND_BODY = b"File not found.\n"
+
+# path -> (st_mtime_ns, st_size, code)
+_code_cache: dict[str, tuple[int, int, types.CodeType]] = {}
+_root_cache: dict[str, str] = {}
+
+
+def compile_script(path: str) -> types.CodeType:
+    """Return the compiled code of the script at ``path``.
+
+    Cached by (path, mtime_ns, size): a changed file is read and compiled again,
+    as opcache does with ``validate_timestamps=1``.
+
+    :raises OSError: the file cannot be read.
+    :raises SyntaxError: the file is not valid Python.
+    """
+    st = os.stat(path)
+    hit = _code_cache.get(path)
+    if hit is not None and hit[0] == st.st_mtime_ns and hit[1] == st.st_size:
+        return hit[2]
+    with open(path, "rb") as f:
+        st = os.fstat(f.fileno())
+        source = f.read()
+    code = compile(source, path, "exec", dont_inherit=True)
+    _code_cache[path] = (st.st_mtime_ns, st.st_size, code)
+    return code
+
+
+def clear_cache() -> None:
+    """Forget every compiled script (the next request of each re-reads its file)."""
+    _code_cache.clear()
+    _root_cache.clear()
+
+
+def _print_script_traceback(exc: BaseException, stream: IO[str] | None = None) -> None:
+    """Print ``exc`` as Python would at top level, without phpsess's own frames."""
+    tb = exc.__traceback__
+    # drop the frames of this module (run_script) above the script's own frame
+    while tb is not None and tb.tb_frame.f_code.co_filename == __file__:
+        tb = tb.tb_next
+    out = stream if stream is not None else sys.stderr
+    try:
+        traceback.print_exception(type(exc), exc, tb, file=out)
+        out.flush()
+    except (OSError, ValueError):  # stderr closed: nothing more we can do
+        pass
+
+
+def _fatal_error_status(request: Request) -> None:
+    """PHP's fatal error with ``display_errors=0``: 500, but only if headers are not sent
+    yet and the status is still 200 (``main/main.c: php_error_cb``) [obs php-cgi]."""
+    if not request.headers_sent and request.status == 200:
+        request.status = 500
+
+
+class _MainModule:
+    """``with _MainModule(path) as module:`` a fresh ``__main__`` module for one script.
+
+    On exit the previous ``__main__`` comes back and, with ``clear``, the script's
+    globals are dropped (they form reference cycles with its functions).  Exit only
+    after the request shutdown: shutdown functions defined by the script still use
+    its globals.
+    """
+
+    def __init__(self, path: str, clear: bool = True) -> None:
+        self.module = types.ModuleType("__main__")
+        g = self.module.__dict__
+        g["__file__"] = path
+        g["__builtins__"] = builtins
+        g["__cached__"] = None
+        self.clear = clear
+
+    def __enter__(self) -> types.ModuleType:
+        self._before = sys.modules.get("__main__")
+        sys.modules["__main__"] = self.module
+        return self.module
+
+    def __exit__(self, *exc: object) -> None:
+        if sys.modules.get("__main__") is self.module:
+            if self._before is not None:
+                sys.modules["__main__"] = self._before
+            else:
+                del sys.modules["__main__"]
+        if self.clear:
+            self.module.__dict__.clear()
+
+
+def _exec(path: str, request: Request, module: types.ModuleType) -> None:
+    """Run the script in ``module``'s globals; PHP's exit and fatal-error semantics."""
+    try:
+        code = compile_script(path)
+        exec(code, module.__dict__)
+    except SystemExit:
+        pass  # PHP's exit: a normal end of the script
+    except Exception as exc:
+        _fatal_error_status(request)
+        _print_script_traceback(exc)
+    except BaseException:
+        _fatal_error_status(request)
+        raise
+
+
+def run_script(path: str, request: Request) -> None:
+    """Execute the script file at ``path`` for ``request``.
+
+    The script runs with ``__name__ == "__main__"`` and ``__file__`` set, in a
+    fresh globals dict (a temporary ``__main__`` module), with ``request`` as the
+    current request.  ``sys.exit()`` ends the script normally (exit code
+    ignored, status unchanged, like PHP's ``exit``).  An exception is PHP's fatal
+    error: status 500 if headers are not sent yet (and the script did not set
+    another status), the traceback on stderr.  It does not run the request
+    shutdown; the caller's :class:`~phpsess.request.request_context` does (so the
+    session is written after an exception too, as PHP does).
+
+    :raises KeyboardInterrupt: and other non-``Exception`` errors, after setting 500.
+    """
+    with _MainModule(path, clear=False) as module:
+        if _current_or_none() is request:
+            _exec(path, request, module)
+        else:
+            with request_context(request, shutdown=False):
+                _exec(path, request, module)
+
+
+def _current_or_none() -> Request | None:
+    from . import request as _request_module
+
+    return _request_module._current.get(None)
+
+
+def resolve_script(environ: Mapping[str, str], root: str) -> str | None:
+    """The real path of the script a request names, or None when it must not run.
+
+    The script is ``SCRIPT_FILENAME`` (nginx: ``$document_root$fastcgi_script_name``),
+    else ``root`` + ``SCRIPT_NAME``.  It runs only if its real path (symlinks
+    resolved) is a regular ``.py`` file inside the real path of ``root``.
+    """
+    name = environ.get("SCRIPT_FILENAME") or ""
+    if not name:
+        script_name = environ.get("SCRIPT_NAME") or ""
+        if not script_name:
+            return None
+        name = os.path.join(root, script_name.lstrip("/"))
+    if "\0" in name:
+        return None
+    real_root = _root_cache.get(root)
+    if real_root is None:
+        real_root = _root_cache[root] = os.path.realpath(root).rstrip(os.sep) + os.sep
+    real = _real_file(name)
+    if real is None or not real.startswith(real_root) or not real.endswith(".py"):
+        return None
+    return real
+
+
+_PROC_FD = "/proc/self/fd/"
+_use_proc = os.path.isdir(_PROC_FD)
+
+
+def _real_file(name: str) -> str | None:
+    """The real path of the regular file ``name`` (None: missing, unreadable, not a file).
+
+    On Linux: open it and ask /proc which file that is (4 system calls, and the
+    kernel's answer); elsewhere :func:`os.path.realpath`.
+    """
+    if _use_proc:
+        try:
+            fd = os.open(name, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY)
+        except OSError:
+            return None
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                return None
+            real = os.readlink(_PROC_FD + str(fd))
+        except OSError:
+            return None
+        finally:
+            os.close(fd)
+        return real if real.startswith("/") and not real.endswith(" (deleted)") else None
+    real = os.path.realpath(name)
+    return real if os.path.isfile(real) else None
+
+
+def finalize_headers(status: int, headers: list[tuple[str, str]]) -> tuple[int, list[tuple[str, str]]]:
+    """The status and header list as PHP's SAPI sends them.
+
+    A ``Status:`` header line (``header("Status: 404 Not Found")``) sets the status
+    and is removed; PHP's default ``Content-type: text/html; charset=UTF-8`` is
+    appended when no Content-Type was set.  ``X-Powered-By`` is not sent
+    (as with ``expose_php=0``).
+    """
+    out: list[tuple[str, str]] = []
+    has_type = False
+    for name, value in headers:
+        low = name.lower()
+        if low == "status":
+            code = value.strip()[:3]
+            if code.isdigit():
+                status = int(code)
+            continue
+        if low == "content-type":
+            has_type = True
+        out.append((name, value))
+    if not has_type:
+        out.append(DEFAULT_CONTENT_TYPE)
+    return status, out
+
+
+def cgi_head(status: int, headers: list[tuple[str, str]]) -> bytes:
+    """The CGI response head: ``Status: 200 OK``, the header lines, a blank line (CRLF).
+
+    Header text is encoded as UTF-8 (with surrogateescape), the bytes PHP would send.
+    """
+    reason = reason_phrase(status)
+    lines = [f"Status: {status} {reason}" if reason else f"Status: {status}"]
+    lines.extend(f"{n}: {v}" for n, v in headers)
+    lines.append("\r\n")
+    return "\r\n".join(lines).encode("utf-8", "surrogateescape")
+
+
+# os.environ keeps its values encoded in a private dict (``_data``); updating that dict
+# and the C environment (putenv) directly is several times cheaper than going through
+# os.environ's mapping methods.  Most CGI variables are the same from one request to the
+# next (SERVER_*, DOCUMENT_ROOT, HTTP_HOST...), so they are not taken out after each
+# request: the next request changes only what differs and removes what it lacks.
+# Snapshots tell who changed the environment: a script (between the start and the end
+# of its request: everything goes back to the worker's own environment) or the worker
+# itself (between requests: that becomes the worker's own environment).
+_environ_data: dict[bytes, bytes] | None = getattr(os.environ, "_data", None)
+if not isinstance(_environ_data, dict) or any(not isinstance(k, bytes) for k in list(_environ_data)[:1]):
+    _environ_data = None
+_base_env: dict[bytes, bytes] | None = None  # the worker's own environment
+_applied: dict[str, str] = {}  # the request variables in the environment now
+_at_start: dict[bytes, bytes] = {}  # the environment as a request started
+_at_end: dict[bytes, bytes] | None = None  # the environment as the last request ended
+
+
+def _encode_var(k: str, v: str) -> tuple[bytes, bytes] | None:
+    kb = k.encode("utf-8", "surrogateescape")
+    vb = v.encode("utf-8", "surrogateescape")
+    if not kb or b"=" in kb or b"\0" in kb or b"\0" in vb:
+        return None
+    return kb, vb
+
+
+def _env_bytes() -> dict[bytes, bytes]:
+    if _environ_data is not None:
+        return dict(_environ_data)
+    return {k.encode("utf-8", "surrogateescape"): v.encode("utf-8", "surrogateescape") for k, v in os.environ.items()}
+
+
+def _put(kb: bytes, vb: bytes | None) -> None:
+    data = _environ_data
+    if data is not None:
+        if vb is None:
+            os.unsetenv(kb)
+            data.pop(kb, None)
+        else:
+            os.putenv(kb, vb)
+            data[kb] = vb
+        return
+    k = kb.decode("utf-8", "surrogateescape")
+    if vb is None:
+        os.environ.pop(k, None)
+    else:
+        os.environ[k] = vb.decode("utf-8", "surrogateescape")
+
+
+def reset_environ() -> None:
+    """Give ``os.environ`` (and the C environment) back the worker's own variables."""
+    global _at_end
+    _applied.clear()
+    base = _base_env
+    if base is None:
+        return
+    now = _env_bytes()
+    for kb in now:
+        if kb not in base:
+            _put(kb, None)
+    for kb, vb in base.items():
+        if now.get(kb) != vb:
+            _put(kb, vb)
+    _at_end = _env_bytes()
+
+
+def set_request_environ(environ: Mapping[str, str]) -> None:
+    """Make ``os.environ`` the worker's own environment with ``environ`` on top.
+
+    Variables an earlier request set and this one lacks get the worker's value
+    back (or disappear).  The C environment (for child processes) is set too.
+    Pair each call with :func:`end_request_environ`.
+    """
+    global _base_env, _at_start
+    if _base_env is None:
+        _base_env = _env_bytes()
+    elif _at_end is not None and (now := _env_bytes()) != _at_end:
+        # changed between requests, by the worker itself: that is its own environment now
+        base = _base_env
+        for kb in set(now) | set(_at_end):
+            if now.get(kb) != _at_end.get(kb):
+                if kb in now:
+                    base[kb] = now[kb]
+                else:
+                    base.pop(kb, None)
+    data = _environ_data
+    if data is None:  # not CPython: the plain way
+        reset_environ()
+        for k, v in environ.items():
+            if isinstance(v, str) and _encode_var(k, v) is not None:
+                os.environ[k] = v
+        _at_start = _env_bytes()
+        return
+    base = _base_env
+    for k in [k for k in _applied if k not in environ]:
+        del _applied[k]
+        kb = k.encode("utf-8", "surrogateescape")
+        _put(kb, base.get(kb))
+    for k, v in environ.items():
+        if _applied.get(k) == v or not isinstance(v, str):
+            continue
+        enc = _encode_var(k, v)
+        if enc is None:
+            continue
+        kb, vb = enc
+        if data.get(kb) != vb:
+            os.putenv(kb, vb)
+            data[kb] = vb
+        _applied[k] = v
+    _at_start = dict(data)
+
+
+def end_request_environ() -> None:
+    """A request ended: undo whatever its script did to ``os.environ``.
+
+    The request's own variables stay until the next :func:`set_request_environ`
+    (or :func:`reset_environ`).
+    """
+    global _at_end
+    if _env_bytes() != _at_start:
+        reset_environ()  # the script changed the environment: start from the worker's own
+    _at_end = _env_bytes()
+
+
+class process_state:
+    """``with process_state(environ, body, script):`` the CGI view of one request.
+
+    Sets ``sys.stdin`` (the body), ``sys.argv`` (``[script]``) and ``sys.path[0]``
+    (the script's directory, as ``python script.py`` has it), all restored on
+    exit; ``os.environ`` (the request's CGI variables over the worker's own, see
+    :func:`set_request_environ`) and the working directory (the script's
+    directory, as php-cgi and php-fpm ``chdir``) are left as they are: the next
+    request sets its own, and :func:`reset_environ` puts the environment back.
+    Process-wide: only for runtimes that serve one request per process at a
+    time (the FastCGI pool, a pre-forked server), never from threads.
+    """
+
+    def __init__(self, environ: Mapping[str, str], body: bytes, script: str) -> None:
+        self.environ = environ
+        self.body = body
+        self.script = script
+
+    def __enter__(self) -> None:
+        set_request_environ(self.environ)
+        self._stdin = sys.stdin
+        sys.stdin = io.TextIOWrapper(io.BytesIO(self.body), encoding="utf-8", errors="surrogateescape")
+        self._argv = sys.argv
+        sys.argv = [self.script]
+        d = self._dir = os.path.dirname(self.script)
+        try:
+            cwd = os.getcwd()
+        except OSError:
+            cwd = ""
+        if d and d != cwd:
+            try:
+                os.chdir(d)
+            except OSError:
+                pass
+        sys.path.insert(0, d)
+
+    def __exit__(self, *exc: object) -> None:
+        end_request_environ()
+        sys.stdin = self._stdin
+        sys.argv = self._argv
+        d = self._dir
+        if sys.path and sys.path[0] == d:
+            del sys.path[0]
+        else:
+            try:
+                sys.path.remove(d)
+            except ValueError:
+                pass
+
+
+def handle_request(
+    environ: Mapping[str, str],
+    body: bytes,
+    root: str,
+    send_headers: HeadersSink,
+    write_body: Callable[[bytes], None],
+    *,
+    process_globals: bool = True,
+    config: SessionConfig | None = None,
+) -> None:
+    """Serve one request: run the script ``environ`` names under ``root``, as php-fpm does.
+
+    ``send_headers(status, headers)`` is called exactly once, before the first
+    ``write_body(bytes)``; the headers are final (:func:`finalize_headers`:
+    ``Status:`` lines applied, default Content-type added).  A script that is
+    missing, outside ``root`` (after resolving symlinks) or not a ``.py`` file is
+    never executed: 404 ``File not found.``, like php-fpm.  The session is
+    written and unlocked on every exit path of the script.  ``sys.stdout`` becomes
+    an :class:`~phpsess.request.OutputProxy` (once), so ``print()`` reaches the request.
+
+    :param environ: the CGI variables (FastCGI params, or a WSGI environ).
+    :param body: the request body (``$_POST``, and ``sys.stdin`` for CGI-style scripts).
+    :param process_globals: also set ``os.environ``/``sys.stdin``/``sys.argv``/cwd for the
+        request (:class:`process_state`); pass False from a threaded server.
+    :param config: the settings the request starts from (default: the process-wide
+        :func:`~phpsess.request.default_config`).
+    """
+    install_output_proxy()  # print() goes to the current request (idempotent)
+    path = resolve_script(environ, root)
+    if path is None:
+        # php-fpm: "Primary script unknown"
+        log.warning("primary script unknown: %r (root %s)", environ.get("SCRIPT_FILENAME", ""), root)
+        send_headers(404, [DEFAULT_CONTENT_TYPE])
+        write_body(NOT_FOUND_BODY)
+        return
+
+    def sink(status: int, headers: list[tuple[str, str]]) -> None:
+        send_headers(*finalize_headers(status, headers))
+
+    env = environ  # Request copies it
+    if not env.get("SCRIPT_FILENAME"):
+        env = {**environ, "SCRIPT_FILENAME": path}  # found through SCRIPT_NAME
+    request = Request(environ=env, config=config, body=body, send_headers=sink, write_body=write_body)
+    state = process_state(env, body, path) if process_globals else None
+    if state is not None:
+        state.__enter__()
+    try:
+        with _MainModule(path) as module:
+            with request_context(request):
+                _exec(path, request, module)
+    except SystemExit:
+        pass  # exit() in a shutdown function: the rest of the shutdown already ran
+    except Exception as exc:
+        # a shutdown function (or the session write) failed: PHP's fatal error at shutdown
+        _fatal_error_status(request)
+        _print_script_traceback(exc)
+    finally:
+        if not request.headers_sent:
+            request.send_headers()
+        if state is not None:
+            state.__exit__(None, None, None)
+
