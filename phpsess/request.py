@@ -17,6 +17,7 @@ import logging
 import os
 import sys
 import time
+import traceback
 from typing import IO, TYPE_CHECKING, Any, Callable, Iterator, Mapping
 
 from .config import SessionConfig
@@ -176,6 +177,9 @@ class Request:
             return
         name = name.strip()
         value = value.strip()
+        if name.lower() == "content-type" and value[:5].lower() == "text/" and "charset" not in value.lower():
+            # SAPI: text/* types get default_charset appended, the header rebuilt
+            name, value = "Content-type", value + ";charset=UTF-8"
         if replace:
             self.remove_header(name)
         self.headers.append((name, value))
@@ -245,6 +249,12 @@ class Request:
                 fn, args = self.shutdown_functions[i]
                 fn(*args)
                 i += 1
+        except Exception:
+            # PHP: a fatal error in a shutdown function ends the others, gives a 500
+            # while headers are unsent, and the session is still written
+            if not self.headers_sent:
+                self.status = 500
+            traceback.print_exc()
         finally:
             try:
                 if self._session is not None:
