@@ -1,0 +1,699 @@
+"""The ``files`` save handler: ``sess_<id>`` files shared with PHP. Does file I/O.
+
+A one-for-one port of PHP 8.2's ``ext/session/mod_files.c``: same ``save_path``
+syntax (``PATH``, ``N;PATH``, ``N;MODE;PATH``), same file names and modes, and the
+same lock -- BSD ``flock(LOCK_EX)`` on the session file, taken by :meth:`read` and
+held until :meth:`close` -- so PHP and Python requests exclude each other.
+
+Where phpsess differs, PHP cannot tell (docs/handlers.md, "files"):
+
+* writes never pass through an empty or torn file (``pwrite`` over the old bytes,
+  then ``ftruncate`` to the new length, with a tail PHP's decoder ignores), and
+  never replace the inode PHP locks;
+* the lock wait may be bounded (``session.lock_timeout``) and the queue capped
+  (``session.lock_max_waiters``);
+* gc never deletes a file another request holds locked;
+* a reader that wins the lock on a file that was deleted meanwhile opens it again.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import secrets
+import stat
+import time
+from typing import Callable
+
+from .. import ids, locking, locks
+from ..config import SessionConfig
+from ..errors import InvalidSessionId, LockBusy, LockTimeout, SaveHandlerError, SessionError
+from .base import LockInfo, SaveHandler
+
+__all__ = [
+    "FilesHandler",
+    "SavePath",
+    "parse_save_path",
+    "session_file_path",
+    "default_temp_dir",
+    "crash_safe_image",
+    "strip_crash_padding",
+    "strtol",
+    "MAXPATHLEN",
+    "FILE_PREFIX",
+]
+
+log = logging.getLogger(__name__)
+lock_log = logging.getLogger("phpsess.lock")
+
+#: Linux PATH_MAX, PHP's MAXPATHLEN
+MAXPATHLEN = 4096
+#: mod_files.c: FILE_PREFIX
+FILE_PREFIX = "sess_"
+
+_LONG_MIN = -(1 << 63)
+_LONG_MAX = (1 << 63) - 1
+_SIZE_T = 1 << 64
+_OPEN_FLAGS = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
+_SPACE = " \t\n\v\f\r"
+_PATH_ERROR = (
+    "Failed to create session data file path. Too short session ID, "
+    f"invalid save_path or path length exceeds {MAXPATHLEN} characters"
+)
+#: retries of a read whose file was deleted while we waited for its lock
+_MAX_REOPEN = 100
+
+
+# -- pure helpers ----------------------------------------------------------------------
+
+
+def strtol(text: str, base: int) -> tuple[int, bool]:
+    """C ``strtol(text, NULL, base)`` for base 8 or 10: ``(value, erange)``.
+
+    Leading white space and one sign are accepted; conversion stops at the first
+    character that is not a digit of ``base``; no digits gives 0.  Out of the
+    range of a 64-bit ``long`` gives the clamped value and ``erange=True``.  Pure.
+    """
+    i = 0
+    while i < len(text) and text[i] in _SPACE:
+        i += 1
+    neg = False
+    if i < len(text) and text[i] in "+-":
+        neg = text[i] == "-"
+        i += 1
+    digits = "01234567" if base == 8 else "0123456789"
+    j = i
+    while j < len(text) and text[j] in digits:
+        j += 1
+    if j == i:
+        return 0, False
+    value = int(text[i:j], base)
+    if neg:
+        value = -value
+    if value > _LONG_MAX:
+        return _LONG_MAX, True
+    if value < _LONG_MIN:
+        return _LONG_MIN, True
+    return value, False
+
+
+class SavePath:
+    """A parsed ``session.save_path``: directory depth, file mode, base directory."""
+
+    __slots__ = ("dirdepth", "filemode", "basedir")
+
+    def __init__(self, dirdepth: int, filemode: int, basedir: str) -> None:
+        self.dirdepth = dirdepth  # as PHP's size_t: a negative N wraps to a huge depth
+        self.filemode = filemode
+        self.basedir = basedir
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, SavePath):
+            return NotImplemented
+        return (self.dirdepth, self.filemode, self.basedir) == (
+            other.dirdepth,
+            other.filemode,
+            other.basedir,
+        )
+
+    def __repr__(self) -> str:
+        return f"SavePath({self.dirdepth}, 0o{self.filemode:o}, {self.basedir!r})"
+
+
+def default_temp_dir(environ: dict[str, str] | None = None) -> str:
+    """PHP's ``php_get_temporary_directory()`` on Linux: ``$TMPDIR`` (one trailing ``/``
+    dropped) when set and non-empty, else ``P_tmpdir`` = ``/tmp``.
+
+    Reads only the environment, never the file system (unlike ``tempfile.gettempdir``,
+    which also looks at ``$TEMP``/``$TMP`` and probes directories).
+    """
+    env = os.environ if environ is None else environ
+    value = env.get("TMPDIR", "")
+    if value:
+        return value[:-1] if value.endswith("/") else value
+    return "/tmp"
+
+
+def parse_save_path(save_path: str, environ: dict[str, str] | None = None) -> SavePath:
+    """Parse ``PATH`` | ``N;PATH`` | ``N;MODE;PATH`` exactly as ``PS_OPEN_FUNC(files)``.
+
+    Empty means the temp dir (:func:`default_temp_dir`).  Only the first two ``;``
+    split (the path may contain more).  ``N`` is ``strtol`` base 10 (garbage: 0;
+    negative: wraps like C's ``size_t``), ``MODE`` ``strtol`` base 8 (``"0999"``: 0),
+    default ``0600``.  No I/O.
+
+    :raises SaveHandlerError: with PHP's text, for an out-of-range ``N`` or ``MODE``.
+    """
+    if save_path == "":
+        save_path = default_temp_dir(environ)
+    parts = save_path.split(";", 2)
+    dirdepth = 0
+    filemode = 0o600
+    if len(parts) > 1:
+        value, erange = strtol(parts[0], 10)
+        if erange:
+            raise SaveHandlerError(
+                "The first parameter in session.save_path is invalid", handler="files", operation="open"
+            )
+        dirdepth = value % _SIZE_T
+    if len(parts) > 2:
+        value, erange = strtol(parts[1], 8)
+        if erange or value < 0 or value > 0o7777:
+            raise SaveHandlerError(
+                "The second parameter in session.save_path is invalid", handler="files", operation="open"
+            )
+        filemode = value
+    return SavePath(dirdepth, filemode, parts[-1])
+
+
+def session_file_path(sp: SavePath, sid: str) -> str:
+    """``PATH/[id[0]/.../id[N-1]/]sess_<id>`` (``ps_files_path_create``). Pure.
+
+    :raises InvalidSessionId: ``sid`` fails PHP's key check (``[A-Za-z0-9,-]{1,256}``).
+    :raises SaveHandlerError: id not longer than the depth, empty base directory, or
+        a path over ``MAXPATHLEN`` -- PHP's "Failed to create session data file path".
+    """
+    if not ids.is_valid_id(sid):
+        raise InvalidSessionId(sid)
+    base_len = len(os.fsencode(sp.basedir))
+    depth = sp.dirdepth
+    if base_len == 0 or len(sid) <= depth or base_len + 2 * depth + len(sid) + 5 + 6 > MAXPATHLEN:
+        raise SaveHandlerError(_PATH_ERROR, handler="files", operation="open")
+    sub = "".join(c + "/" for c in sid[:depth])
+    return f"{sp.basedir}/{sub}{FILE_PREFIX}{sid}"
+
+
+def crash_safe_image(new: bytes, old_size: int, serialize_handler: str) -> bytes:
+    """The bytes to ``pwrite`` at offset 0 before ``ftruncate(len(new))`` when shrinking.
+
+    The image is ``new`` followed by a tail that PHP's decoder of
+    ``serialize_handler`` ignores, long enough to cover all ``old_size`` old bytes,
+    so that the file reads as ``new`` both before and after the truncation:
+
+    * ``php_serialize``: ``unserialize()`` stops after the outer array -- no tail needed;
+    * ``php``: ``<first key>|R:0…01;`` re-assigns the first key to a reference to
+      its own value (slot 1), zero-padded to the needed length (at least one zero:
+      PHP never writes one, so :func:`strip_crash_padding` can recognise it);
+    * ``php_binary``: the same with the binary key header.
+
+    When ``new`` does not start with a key (not session data), ``new`` is returned.  Pure.
+    """
+    head = _padding_head(new, serialize_handler)
+    if head is None:
+        return new
+    zeros = max(1, old_size - len(new) - len(head) - 2)  # 2: "1;"
+    return new + head + b"0" * zeros + b"1;"
+
+
+def _padding_head(data: bytes, serialize_handler: str) -> bytes | None:
+    """``<first key>|R:`` (php) or ``<len><first key>R:`` (php_binary) of ``data``, or None."""
+    if serialize_handler == "php":
+        bar = data.find(b"|")
+        return None if bar < 0 else data[: bar + 1] + b"R:"
+    if serialize_handler == "php_binary":
+        if not data:
+            return None
+        keylen = data[0] & 0x7F
+        return None if keylen + 1 >= len(data) else data[: keylen + 1] + b"R:"
+    return None
+
+
+def strip_crash_padding(data: bytes, serialize_handler: str) -> bytes:
+    """Undo a :func:`crash_safe_image` left behind by a writer killed before its truncate.
+
+    The tail re-assigns the first key (which PHP's encoders never write twice) with
+    a zero-padded ``R:0…01;`` (which they never write at all), so it cannot be
+    mistaken for session data.  Anything else is returned unchanged.  Pure.
+    """
+    if data[-3:] != b"01;":  # the common case, at once
+        return data
+    head = _padding_head(data, serialize_handler)
+    if head is None:
+        return data
+    end = len(data) - 2
+    while end > 0 and data[end - 1] == 0x30:  # the zero padding
+        end -= 1
+    if end == len(data) - 2:
+        return data  # no leading zero: PHP's own R:n, not our padding
+    start = end - len(head)
+    if start <= 0 or data[start:end] != head or data[start - 1] not in b";}":
+        return data
+    return data[:start]
+
+
+# -- the handler -----------------------------------------------------------------------
+
+
+def _oserror_text(exc: OSError) -> str:
+    code = exc.errno or 0
+    return f"{os.strerror(code)} ({code})"
+
+
+class FilesHandler(SaveHandler):
+    """PHP's ``files`` save handler (``session.save_handler = files``).
+
+    One instance serves one request: :meth:`read` opens ``sess_<id>`` and takes its
+    flock, kept (with the descriptor) until :meth:`close`, :meth:`destroy`, or an
+    operation on another id.
+    """
+
+    name = "files"
+    has_validator = True
+
+    def __init__(self, config: SessionConfig | None = None) -> None:
+        super().__init__(config)
+        #: source of random bytes for :meth:`create_sid` (tests replace it)
+        self.random_bytes: Callable[[int], bytes] = secrets.token_bytes
+        self.save_path: SavePath | None = None
+        self._fd = -1
+        self._sid: str | None = None
+        self._path = ""
+        self._size = 0
+        self._shared = False
+        self._registry_slot = -1  # phpsess.locks registry record of the lock held (held_seconds)
+        self._last: tuple[str | None, str] = (None, "")  # (sid, path) of the last path() call
+
+    # -- PS_OPEN / PS_CLOSE ---------------------------------------------------------------
+    def open(self, save_path: str, name: str) -> None:
+        """PS_OPEN: parse ``save_path``; no file system access (errors surface at read).
+
+        :raises SaveHandlerError: PHP's "The first/second parameter in
+            session.save_path is invalid".
+        """
+        parsed = parse_save_path(save_path)
+        self.close()
+        self.save_path = parsed
+        self._last = (None, "")
+
+    def close(self) -> None:
+        """PS_CLOSE: close the descriptor, which releases the flock.  Safe when nothing is open."""
+        fd = self._fd
+        self._fd = -1
+        self._sid = None
+        self._shared = False
+        if fd >= 0:
+            if self._registry_slot >= 0:
+                locks.note_released(self._registry_slot)
+                self._registry_slot = -1
+            os.close(fd)
+
+    # -- paths ----------------------------------------------------------------------------
+    def path(self, sid: str) -> str:
+        """The file that holds ``sid`` (no I/O).
+
+        :raises InvalidSessionId: for an id PHP's files handler refuses.
+        :raises SaveHandlerError: too short id / path too long, or :meth:`open` not called.
+        """
+        if self.save_path is None:
+            raise SaveHandlerError("files handler used before open()", handler="files", operation="open")
+        if sid == self._last[0]:
+            return self._last[1]
+        path = session_file_path(self.save_path, sid)
+        self._last = (sid, path)
+        return path
+
+    # -- opening and locking (ps_files_open) ------------------------------------------------
+    def _open_locked(self, sid: str, shared: bool, operation: str) -> None:
+        """Open ``sid``'s file and lock it, unless it is already open (ps_files_open)."""
+        if self._fd >= 0 and self._sid == sid and self._shared == shared:
+            self.lock_info = LockInfo(0.0, shared)
+            try:
+                self._size = os.fstat(self._fd).st_size
+            except OSError as exc:
+                raise SaveHandlerError(
+                    f"fstat failed: {_oserror_text(exc)}", handler="files", operation=operation
+                ) from exc
+            return
+        self.close()
+        self.lock_info = LockInfo(0.0, shared)
+        path = self.path(sid)
+        timeout = self.config.lock_timeout
+        deadline = time.monotonic() + timeout if timeout > 0 else 0.0
+        waited = 0.0
+        for _ in range(_MAX_REOPEN):
+            fd = self._open_file(path)
+            try:
+                if locking.try_lock(fd, shared=shared):
+                    st = os.fstat(fd)
+                    self._check_owner(st)
+                else:
+                    st = os.fstat(fd)
+                    self._check_owner(st)  # refuse before waiting, as PHP checks before flock
+                    self._check_waiters(sid, path, st)
+                    waited += self._wait(fd, sid, path, shared, deadline, waited)
+                    st = os.fstat(fd)
+            except SessionError:
+                os.close(fd)
+                raise
+            except OSError as exc:
+                os.close(fd)
+                raise SaveHandlerError(
+                    f"flock({path}) failed: {_oserror_text(exc)}", handler="files", operation="lock"
+                ) from exc
+            except BaseException:  # KeyboardInterrupt while waiting...
+                os.close(fd)
+                raise
+            if st.st_nlink == 0:
+                # destroy() or gc unlinked the file while we waited for its lock:
+                # lock the file now at that path instead (PHP would use the dead inode)
+                os.close(fd)
+                continue
+            self._fd = fd
+            self._sid = sid
+            self._path = path
+            self._size = st.st_size
+            self._shared = shared
+            self._registry_slot = locks.note_acquired(st.st_dev, st.st_ino, shared=shared)
+            self.lock_info = LockInfo(waited, shared)
+            self._log_wait(sid, path, waited)
+            return
+        raise SaveHandlerError(
+            f"session file {path} was deleted {_MAX_REOPEN} times while waiting for its lock",
+            handler="files",
+            operation=operation,
+        )
+
+    def _open_file(self, path: str) -> int:
+        try:
+            return os.open(path, _OPEN_FLAGS, self.save_path.filemode if self.save_path else 0o600)
+        except OSError as exc:
+            # O_NOFOLLOW: a planted symlink gives ELOOP and nothing is created at its target
+            raise SaveHandlerError(
+                f"open({path}, O_RDWR) failed: {_oserror_text(exc)}", handler="files", operation="open"
+            ) from exc
+
+    @staticmethod
+    def _check_owner(st: os.stat_result) -> None:
+        # mod_files.c: accept files of root, of our real or effective uid, or anything as root
+        uid = st.st_uid
+        if uid != 0 and os.getuid() != 0 and uid != os.getuid() and uid != os.geteuid():
+            raise SaveHandlerError(
+                "Session data file is not created by your uid", handler="files", operation="open"
+            )
+
+    def _check_waiters(self, sid: str, path: str, st: os.stat_result) -> None:
+        limit = self.config.lock_max_waiters
+        if limit <= 0:
+            return
+        waiters = locking.count_waiters(st.st_dev, st.st_ino)
+        if waiters >= limit:
+            raise LockBusy(
+                f"Session {sid} is busy: {waiters} requests already wait for its lock "
+                f"({path}; session.lock_max_waiters = {limit})",
+                handler="files",
+                sid=sid,
+                waiters=waiters,
+            )
+
+    def _wait(self, fd: int, sid: str, path: str, shared: bool, deadline: float, before: float) -> float:
+        timeout = 0.0
+        if deadline:
+            timeout = deadline - time.monotonic()
+        t0 = time.perf_counter()
+        try:
+            if deadline and timeout <= 0:
+                raise TimeoutError(errno.ETIMEDOUT, "no time left")
+            locking.wait_lock(fd, shared=shared, timeout=timeout)
+        except TimeoutError as exc:
+            waited = before + time.perf_counter() - t0
+            raise LockTimeout(
+                f"Session lock for {sid} not acquired within session.lock_timeout = "
+                f"{self.config.lock_timeout:g} s (waited {waited:.3f} s for {path})",
+                handler="files",
+                sid=sid,
+                waited=waited,
+            ) from exc
+        return time.perf_counter() - t0
+
+    def _log_wait(self, sid: str, path: str, waited: float) -> None:
+        threshold = self.config.lock_wait_log_ms
+        if threshold > 0 and waited * 1000 >= threshold:
+            lock_log.warning("waited %.3f s for the lock of session %s (%s)", waited, sid, path)
+
+    # -- PS_READ ----------------------------------------------------------------------------
+    def read(self, sid: str, *, shared: bool = False) -> bytes:
+        """PS_READ: open (creating it empty) and lock ``sid``'s file, return its bytes.
+
+        The flock (``LOCK_EX``; ``LOCK_SH`` when ``shared``, for read_and_close) is
+        held until :meth:`close`.  ``lock_info.waited`` says how long it waited.
+
+        :raises InvalidSessionId: illegal characters or over 256 characters; nothing
+            is touched on disk.
+        :raises SaveHandlerError: PHP's texts: ``open(PATH, O_RDWR) failed: ...``
+            (missing directory, symlink), ``Session data file is not created by your
+            uid``, ``Read failed: ...``, ``Read returned less bytes than requested``.
+        :raises LockTimeout: ``session.lock_timeout`` expired first.
+        :raises LockBusy: ``session.lock_max_waiters`` requests already wait.
+        """
+        self._open_locked(sid, shared, "read")
+        fd = self._fd
+        try:
+            size = self._size
+            if size == 0:
+                return b""
+            data = os.pread(fd, size, 0)
+            while len(data) < size:
+                more = os.pread(fd, size - len(data), len(data))
+                if not more:
+                    raise SaveHandlerError(
+                        "Read returned less bytes than requested", handler="files", operation="read"
+                    )
+                data += more
+        except OSError as exc:
+            raise SaveHandlerError(
+                f"Read failed: {_oserror_text(exc)}", handler="files", operation="read"
+            ) from exc
+        clean = strip_crash_padding(data, self.config.serialize_handler)
+        if len(clean) != len(data) and not shared:
+            # a writer died between its pwrite and its ftruncate: finish its work
+            try:
+                os.ftruncate(fd, len(clean))
+                self._size = len(clean)
+            except OSError:
+                pass
+        return clean
+
+    # -- PS_WRITE ---------------------------------------------------------------------------
+    def write(self, sid: str, data: bytes) -> None:
+        """PS_WRITE: replace ``sid``'s bytes in place, on the same locked inode.
+
+        Opens and locks the file first if :meth:`read` did not (PHP does the same).
+        Growing or same size: one ``pwrite`` at offset 0.  Empty: ``ftruncate(0)``.
+        Shrinking: ``pwrite`` of :func:`crash_safe_image` then ``ftruncate(len)``.
+        So a process killed at any instant leaves the old or the new session as PHP
+        reads it (for writes of up to one page; docs/handlers.md).
+
+        :raises SaveHandlerError: ``Write failed: ...`` / ``Write wrote less bytes
+            than requested``, or a write under a shared (read-only) lock.
+        """
+        if self._fd < 0 or self._sid != sid:
+            self._open_locked(sid, False, "write")
+        if self._shared:
+            raise SaveHandlerError(
+                f"session {sid} is locked read-only (shared); it cannot be written",
+                handler="files",
+                operation="write",
+            )
+        fd = self._fd
+        old = self._size
+        n = len(data)
+        try:
+            if n >= old:
+                self._pwrite_all(fd, data)
+            elif n == 0:
+                os.ftruncate(fd, 0)
+            else:
+                self._pwrite_all(fd, crash_safe_image(data, old, self.config.serialize_handler))
+                os.ftruncate(fd, n)
+        except OSError as exc:
+            raise SaveHandlerError(
+                f"Write failed: {_oserror_text(exc)}", handler="files", operation="write"
+            ) from exc
+        self._size = n
+
+    @staticmethod
+    def _pwrite_all(fd: int, data: bytes) -> None:
+        done = os.pwrite(fd, data, 0)
+        if done == len(data):
+            return
+        view = memoryview(data)
+        while done < len(data):
+            try:
+                step = os.pwrite(fd, view[done:], done)
+            except OSError as exc:
+                raise SaveHandlerError(
+                    "Write wrote less bytes than requested", handler="files", operation="write"
+                ) from exc
+            if step <= 0:
+                raise SaveHandlerError(
+                    "Write wrote less bytes than requested", handler="files", operation="write"
+                )
+            done += step
+
+    # -- PS_UPDATE_TIMESTAMP ----------------------------------------------------------------
+    def update_timestamp(self, sid: str, data: bytes) -> None:
+        """PS_UPDATE_TIMESTAMP: ``utime(path)`` (atime = mtime = now); if that fails
+        (the file is gone), :meth:`write` ``data`` instead, as PHP does."""
+        path = self.path(sid)
+        try:
+            os.utime(path)
+        except OSError:
+            self.write(sid, data)
+
+    # -- PS_DESTROY -------------------------------------------------------------------------
+    def destroy(self, sid: str) -> None:
+        """PS_DESTROY: delete ``sid``'s file.  A missing file is not an error.
+
+        When this handler holds ``sid`` locked, the file is unlinked, emptied and
+        only then closed (PHP closes first, so a waiting request would lock and read
+        the destroyed data): a phpsess waiter then opens a fresh file at the path,
+        a PHP waiter reads an empty session.  With nothing open for ``sid``, any
+        other open session is closed (as PHP) and the file is unlinked if present.
+
+        :raises InvalidSessionId: illegal id; nothing is touched.
+        :raises SaveHandlerError: unlink failed and the file still exists.
+        """
+        path = self.path(sid)
+        if self._fd >= 0 and self._sid == sid:
+            fd = self._fd
+            try:
+                self._unlink(path)
+                if not self._shared:  # shared readers may still be reading it
+                    try:
+                        os.ftruncate(fd, 0)
+                    except OSError:
+                        pass  # the file is already unlinked: emptying it only helps waiters
+            finally:
+                self.close()
+            return
+        self.close()
+        self._unlink(path)
+
+    @staticmethod
+    def _unlink(path: str) -> None:
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            if not os.path.lexists(path):
+                return
+            raise SaveHandlerError(
+                f"unlink({path}) failed: {_oserror_text(exc)}", handler="files", operation="destroy"
+            ) from exc
+
+    # -- PS_GC ------------------------------------------------------------------------------
+    def gc(self, max_lifetime: int, *, now: float | None = None) -> int:
+        """PS_GC: delete ``sess_*`` files whose mtime is more than ``max_lifetime``
+        seconds old; return how many.  Depth > 0: nothing, -1 (as PHP).
+
+        Unlike PHP, a file some request holds locked (this one's included) is never
+        deleted: each candidate is locked with ``LOCK_NB`` first and its mtime
+        checked again under the lock.  Entries that are not regular files
+        (symlinks...) are judged by ``stat`` and unlinked as PHP does.
+
+        :param now: the clock (``time.time()``), for tests.
+        :raises SaveHandlerError: PHP's ``ps_files_cleanup_dir: opendir(...) failed``.
+        """
+        if self.save_path is None:
+            raise SaveHandlerError("files handler used before open()", handler="files", operation="gc")
+        if self.save_path.dirdepth != 0:
+            return -1  # mod_files.c: cleanup only for dirdepth == 0
+        basedir = self.save_path.basedir
+        t_now = int(time.time() if now is None else now)
+        try:
+            entries = os.scandir(basedir)
+        except OSError as exc:
+            raise SaveHandlerError(
+                f"ps_files_cleanup_dir: opendir({basedir}) failed: {_oserror_text(exc)}",
+                handler="files",
+                operation="gc",
+            ) from exc
+        deleted = 0
+        with entries:
+            for entry in entries:
+                if not entry.name.startswith(FILE_PREFIX):
+                    continue
+                if len(os.fsencode(entry.name)) + len(os.fsencode(basedir)) + 2 >= MAXPATHLEN:
+                    continue
+                path = f"{basedir}/{entry.name}"
+                try:
+                    if t_now - int(os.stat(path).st_mtime) <= max_lifetime:
+                        continue
+                except OSError:
+                    continue
+                if self._gc_one(path, t_now, max_lifetime):
+                    deleted += 1
+        log.debug("gc of %s: %d deleted", basedir, deleted)
+        return deleted
+
+    @staticmethod
+    def _gc_one(path: str, t_now: int, max_lifetime: int) -> bool:
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        except OSError as exc:
+            if exc.errno not in (errno.ELOOP, errno.ENXIO, errno.EISDIR, errno.EACCES):
+                return False
+            # not a regular file we can lock (symlink, fifo...): PHP's plain stat + unlink
+            try:
+                os.unlink(path)
+            except OSError:
+                return False
+            return True
+        try:
+            if not locking.try_lock(fd):
+                return False  # in use by a request (PHP's or ours): never delete it
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                os.unlink(path)  # a fifo or device named sess_*: PHP unlinks it too
+                return True
+            if st.st_nlink == 0:
+                return False
+            if t_now - int(st.st_mtime) <= max_lifetime:
+                return False  # written while we were looking
+            try:
+                now_st = os.stat(path, follow_symlinks=False)
+            except OSError:
+                return False
+            if (now_st.st_dev, now_st.st_ino) != (st.st_dev, st.st_ino):
+                return False  # replaced meanwhile: not the file we judged
+            os.unlink(path)
+            return True
+        except OSError:
+            return False
+        finally:
+            os.close(fd)
+
+    # -- PS_CREATE_SID / PS_VALIDATE_SID ----------------------------------------------------
+    def create_sid(self) -> str:
+        """PS_CREATE_SID: a new id from :func:`phpsess.ids.create_id`; if its file
+        exists, try again (PHP: at most 3 retries).
+
+        :raises SaveHandlerError: four ids in a row collided.
+        """
+        for _ in range(4):
+            sid = ids.create_id(self.config, self.random_bytes)
+            if not self._exists(sid):
+                return sid
+        raise SaveHandlerError(
+            "Failed to create a session ID that does not exist yet (4 collisions)",
+            handler="files",
+            operation="create_sid",
+        )
+
+    def validate_id(self, sid: str) -> bool:
+        """PS_VALIDATE_SID: True when ``sid`` is a valid id and its file exists (``stat``)."""
+        return self._exists(sid)
+
+    def _exists(self, sid: str) -> bool:
+        try:
+            path = self.path(sid)
+        except (InvalidSessionId, SaveHandlerError):
+            return False
+        try:
+            os.stat(path)
+        except OSError:
+            return False
+        return True
+
