@@ -25,6 +25,7 @@ from .errors import (
     InvalidSessionId,
     LockBusy,
     LockTimeout,
+    MergeConflict,
     PHPNotice,
     PHPWarning,
     SaveHandlerError,
@@ -39,7 +40,6 @@ if TYPE_CHECKING:
 __all__ = ["Session", "php_intval"]
 
 log = logging.getLogger(__name__)
-lock_log = logging.getLogger("phpsess.lock")
 
 
 def php_intval(value: Any) -> int:
@@ -338,14 +338,10 @@ class Session:
         return False
 
     def _note_lock_wait(self, handler: SaveHandler) -> None:
+        """Add the handler's lock wait to the request's telemetry (handlers log long waits)."""
         waited = handler.lock_info.waited
         self.lock_wait += waited
         self.request.lock_wait += waited
-        threshold = self.config.lock_wait_log_ms
-        if threshold > 0 and waited * 1000 >= threshold:
-            lock_log.warning(
-                "session %s: waited %.3f s for its lock (%s)", self.id, waited, self.module_name
-            )
 
     def _maybe_gc(self, handler: SaveHandler) -> None:
         """Probabilistic GC after a successful read (§9.1)."""
@@ -557,6 +553,9 @@ class Session:
         try:
             if self.status == Status.ACTIVE:
                 self._close(write=True)
+        except MergeConflict as exc:
+            # merge_conflict = error, and the script did not write_close() itself
+            log.warning("session %s not written (merge mode): %s", self.id, exc)
         except Exception:  # pragma: no cover - last line of defence at shutdown
             log.exception("session shutdown failed")
             if self.handler is not None:
