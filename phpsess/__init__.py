@@ -17,7 +17,8 @@ from .errors import __all__ as _errors_all  # noqa: E402
 from .php import *  # noqa: F401,F403,E402
 from .php import __all__ as _php_all  # noqa: E402
 
-__all__ = ["__version__", "SID", *_errors_all, *_php_all]
+# SID is not in __all__: it exists only after session_start() (see __getattr__)
+__all__ = ["__version__", *_errors_all, *_php_all]
 
 
 def __getattr__(name: str) -> Any:

@@ -590,7 +590,16 @@ class Session:
         else:
             try:
                 if isinstance(self.data, dict):
-                    handler.write(old, self._encode(self.data) or b"")
+                    if self.merge_base is not None:
+                        # merge mode: the old id keeps what other requests wrote meanwhile,
+                        # and this request carries the merged data to the new id
+                        try:
+                            self._merge_write(handler, old)
+                        except MergeConflict:
+                            self._safe_close(handler)
+                            raise
+                    else:
+                        handler.write(old, self._encode(self.data) or b"")
             except (SaveHandlerError, InvalidSessionId):
                 self._safe_close(handler)
                 self.handler = None

@@ -499,10 +499,10 @@ class FilesHandler(SaveHandler):
         old = self._size
         n = len(data)
         try:
-            if n >= old:
+            if n == 0:
+                os.ftruncate(fd, 0)  # also when already empty: PHP's write refreshes the mtime
+            elif n >= old:
                 self._pwrite_all(fd, data)
-            elif n == 0:
-                os.ftruncate(fd, 0)
             else:
                 self._pwrite_all(fd, crash_safe_image(data, old, self.config.serialize_handler))
                 os.ftruncate(fd, n)
