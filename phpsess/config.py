@@ -144,6 +144,8 @@ SETTINGS: dict[str, Setting] = {
                 doc="open (and lock) storage at the first access to SESSION, not at start"),
         Setting("concurrency", "lock", "str", phpsess_only=True, check="concurrency",
                 doc="lock = PHP's exclusive lock; merge = optimistic merge of changed keys"),
+        Setting("merge_conflict", "overwrite", "str", phpsess_only=True, check="merge_conflict",
+                doc="merge mode, same key changed by two requests: overwrite (last write wins) or error"),
     ]
 }
 
@@ -587,6 +589,13 @@ def _v_concurrency(key: str, raw: str, warn: Warn | None) -> Any:
     return low
 
 
+def _v_merge_conflict(key: str, raw: str, warn: Warn | None) -> Any:
+    low = raw.strip(_C_SPACE).lower()
+    if low not in ("overwrite", "error"):
+        raise ConfigError(key, raw, f'session.merge_conflict must be "overwrite" or "error", "{raw}" given')
+    return low
+
+
 _VALIDATORS: dict[str, Callable[[str, str, Warn | None], Any]] = {
     "str": _v_str,
     "bool": _v_bool,
@@ -604,6 +613,7 @@ _VALIDATORS: dict[str, Callable[[str, str, Warn | None], Any]] = {
     "nonneg_float": _v_nonneg_float,
     "nonneg_int": _v_nonneg_int,
     "concurrency": _v_concurrency,
+    "merge_conflict": _v_merge_conflict,
 }
 
 _SETTING_VALIDATOR = {name: _VALIDATORS[s.check or s.kind] for name, s in SETTINGS.items()}
@@ -654,6 +664,7 @@ class SessionConfig:
     lock_wait_log_ms: int
     lazy_start: bool
     concurrency: str
+    merge_conflict: str
 
     _raw: dict[str, str]
 

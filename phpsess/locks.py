@@ -1,27 +1,61 @@
 """The lock inspector: which session files are locked right now, by whom, with how many waiters.
-Reads /proc/locks, the save_path directory and (through psutil) the holders' processes.
+Reads /proc/locks, /proc/PID/stat, the save_path directory and (through psutil) the holders'
+processes; keeps this process's lock registry, a one-page file in /dev/shm.
 
 This answers "why does my page hang?": ``phpsess locks`` lists every locked
 ``sess_*`` file under a save_path with the pid and command line of the process
-holding its flock, how long that process has run, how long it has held the
-lock when known, and how many processes wait for it.
+holding its flock, how long that process has run, how long it has held the lock
+when known, and how many processes wait for it.
+
+How long a lock has been held: the kernel does not record when a flock was
+taken, so for PHP's processes it is unknown (``None``).  phpsess's files handler
+records each lock it takes in a per-process *lock registry*
+(:func:`note_acquired` / :func:`note_released`): a 4 KiB file
+``/dev/shm/phpsess-locks.<pid>``, mapped into memory, so recording costs a few
+memory writes and no system call.  The inspector believes a record only when
+the process that wrote it is the one the kernel names as the holder (same pid
+and same process start time) and the record names the same device and inode.
+``$PHPSESS_LOCK_REGISTRY`` sets the directory (``off`` disables recording).
 """
 
 from __future__ import annotations
 
+import atexit
 import dataclasses
+import logging
+import mmap
 import os
+import struct
+import threading
 import time
-from typing import Any, Iterable
+from typing import Any, Iterator
 
-__all__ = ["LockEntry", "SessionLock", "parse_proc_locks", "session_files", "inspect_locks"]
+__all__ = [
+    "LockEntry",
+    "SessionLock",
+    "Holder",
+    "RegistryRecord",
+    "parse_proc_locks",
+    "session_files",
+    "inspect_locks",
+    "note_acquired",
+    "note_released",
+    "read_registry",
+    "registry_dir",
+    "registry_path",
+    "clean_registry",
+]
+
+log = logging.getLogger(__name__)
+
+PROC_LOCKS = "/proc/locks"
 
 
 @dataclasses.dataclass(frozen=True)
 class LockEntry:
     """One line of /proc/locks."""
 
-    kind: str  # FLOCK, POSIX, OFDLCK, LEASE
+    kind: str  # FLOCK, POSIX, OFDLCK, LEASE, DELEG
     mode: str  # READ or WRITE
     pid: int
     dev: tuple[int, int]  # (major, minor)
@@ -33,8 +67,10 @@ def parse_proc_locks(text: str) -> list[LockEntry]:
     """Parse the text of /proc/locks. Pure.
 
     ``1: FLOCK  ADVISORY  WRITE 4242 08:01:1835016 0 EOF`` is a holder;
-    ``1: -> FLOCK  ADVISORY  WRITE 4243 08:01:1835016 0 EOF`` a process waiting for it.
-    Major and minor device numbers are hexadecimal.
+    ``1: -> FLOCK  ADVISORY  WRITE 4243 08:01:1835016 0 EOF`` a process waiting for
+    it (newer kernels indent a waiter that waits behind another waiter:
+    ``1:  -> FLOCK ...``).  Major and minor device numbers are hexadecimal.
+    Lines that do not parse (other lock kinds' layouts, a torn read) are skipped.
     """
     out: list[LockEntry] = []
     for line in text.splitlines():
@@ -62,19 +98,281 @@ def parse_proc_locks(text: str) -> list[LockEntry]:
     return out
 
 
-def session_files(save_path: str) -> Iterable[str]:
-    """Every ``sess_*`` file under ``save_path`` (the path part of ``N;MODE;PATH``), any depth."""
-    root = save_path.rsplit(";", 1)[-1] if ";" in save_path else save_path
-    root = root or "/tmp"
-    for dirpath, _dirs, files in os.walk(root):
-        for name in files:
-            if name.startswith("sess_"):
-                yield os.path.join(dirpath, name)
+def session_files(save_path: str) -> Iterator[str]:
+    """Every ``sess_*`` file under the directory of ``save_path`` (``PATH``, ``N;PATH``,
+    ``N;MODE;PATH``; empty = the temp dir), at any depth."""
+    for path, _dev, _ino in _walk(_save_dir(save_path)):
+        yield path
+
+
+def _save_dir(save_path: str) -> str:
+    from .handlers.files import parse_save_path
+
+    try:
+        return parse_save_path(save_path).basedir
+    except Exception:  # an out-of-range N or MODE: the path is still the last part
+        return save_path.rsplit(";", 1)[-1]
+
+
+def _walk(root: str) -> Iterator[tuple[str, int, int]]:
+    """``(path, st_dev, inode)`` of each ``sess_*`` entry under ``root``, symlinks not followed.
+
+    One ``stat`` per directory: entries share their directory's device (bind
+    mounts aside), and ``scandir`` gives the inode without a ``stat`` per file.
+    """
+    stack = [root]
+    while stack:
+        top = stack.pop()
+        try:
+            dev = os.stat(top).st_dev
+            it = os.scandir(top)
+        except OSError:
+            continue
+        with it:
+            for entry in it:
+                try:
+                    if entry.is_dir(follow_symlinks=False):
+                        stack.append(entry.path)
+                    elif entry.name.startswith("sess_"):
+                        yield entry.path, dev, entry.inode()
+                except OSError:
+                    continue
+
+
+# -- the lock registry (held_seconds) ------------------------------------------------------
+
+_MAGIC = b"PHPSESL1"
+_HEADER = struct.Struct("<8sIIQ")  # magic, pid, reserved, process start time (clock ticks)
+_SLOT = struct.Struct("<IIQQd")  # state (0 free, 1 exclusive, 2 shared), reserved, dev, ino, acquired
+_SIZE = 4096
+_NSLOTS = (_SIZE - _HEADER.size) // _SLOT.size
+
+
+@dataclasses.dataclass(frozen=True)
+class RegistryRecord:
+    """One lock a phpsess process says it holds: on which inode, since when (epoch seconds)."""
+
+    dev: int  # st_dev
+    inode: int
+    shared: bool
+    acquired: float
+
+
+def _off(value: str) -> bool:
+    return value.lower() in ("", "off", "0", "no", "none")
+
+
+def registry_dir() -> str | None:
+    """Where lock registries live: ``$PHPSESS_LOCK_REGISTRY``, else ``/dev/shm``; None when off."""
+    value = os.environ.get("PHPSESS_LOCK_REGISTRY", "/dev/shm")
+    return None if _off(value) else value
+
+
+def registry_path(pid: int, directory: str | None = None) -> str | None:
+    """The registry file of process ``pid`` in ``directory`` (default :func:`registry_dir`);
+    None when registries are off (``directory="off"`` too)."""
+    d = directory if directory is not None else registry_dir()
+    return None if d is None or _off(d) else os.path.join(d, f"phpsess-locks.{pid}")
+
+
+def _start_time(pid: int) -> int | None:
+    """Field 22 of /proc/PID/stat: when the process started, in clock ticks since boot."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            text = fh.read()
+    except OSError:
+        return None
+    # the command name (field 2) may hold spaces and parentheses: split after the last ")"
+    rest = text[text.rfind(b")") + 2 :].split()
+    try:
+        return int(rest[19])
+    except (IndexError, ValueError):
+        return None
+
+
+class _Registry:
+    """This process's registry: a mapped file, one slot per lock held."""
+
+    def __init__(self) -> None:
+        self.mutex = threading.Lock()
+        self.pid = -1
+        self.map: mmap.mmap | None = None
+        self.path: str | None = None
+        self.free: list[int] = []
+        self.disabled = False
+
+    def _setup(self) -> bool:
+        pid = os.getpid()
+        if self.pid == pid:
+            return self.map is not None
+        # first use, or a forked child: the inherited mapping is the parent's file
+        if self.map is not None:
+            try:
+                self.map.close()
+            except (BufferError, ValueError):
+                pass
+        self.pid = pid
+        self.map = None
+        self.free = list(range(_NSLOTS - 1, -1, -1))
+        path = registry_path(pid)
+        if path is None:
+            return False
+        start = _start_time(pid)
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+            try:
+                if os.fstat(fd).st_uid != os.geteuid():
+                    raise PermissionError(f"{path} belongs to another user")
+                os.ftruncate(fd, _SIZE)
+                mapped = mmap.mmap(fd, _SIZE)
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            log.debug("lock registry %s unavailable: %s", path, exc)
+            return False
+        _HEADER.pack_into(mapped, 0, _MAGIC, pid, 0, start or 0)
+        self.map = mapped
+        self.path = path
+        atexit.register(self._remove, pid, path)
+        # processes that ended through os._exit (forked workers) left theirs behind:
+        # each new registry sweeps them, so they never pile up
+        clean_registry(os.path.dirname(path))
+        return True
+
+    @staticmethod
+    def _remove(pid: int, path: str) -> None:
+        if os.getpid() == pid:
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
+
+    def acquired(self, dev: int, ino: int, shared: bool, when: float) -> int:
+        with self.mutex:
+            if not self._setup() or not self.free:
+                return -1
+            slot = self.free.pop()
+            assert self.map is not None
+            _SLOT.pack_into(self.map, _HEADER.size + slot * _SLOT.size, 2 if shared else 1, 0, dev, ino, when)
+            return slot
+
+    def released(self, slot: int) -> None:
+        with self.mutex:
+            if slot < 0 or self.pid != os.getpid() or self.map is None:
+                return
+            self.map[_HEADER.size + slot * _SLOT.size : _HEADER.size + slot * _SLOT.size + 4] = b"\0\0\0\0"
+            self.free.append(slot)
+
+
+_registry = _Registry()
+
+
+def note_acquired(dev: int, ino: int, *, shared: bool = False, when: float | None = None) -> int:
+    """Record that this process now holds the flock of inode ``ino`` on ``dev`` (``st_dev``).
+
+    Called by the files handler right after it obtains a session lock.  Never
+    raises; returns the registry slot to pass to :func:`note_released` (-1 when
+    nothing could be recorded).
+    """
+    try:
+        return _registry.acquired(dev, ino, shared, time.time() if when is None else when)
+    except Exception as exc:  # recording is best effort: a session must never fail for it
+        log.debug("lock registry: %s", exc)
+        return -1
+
+
+def note_released(slot: int) -> None:
+    """Forget the lock recorded in ``slot`` (the handler released it). Never raises."""
+    try:
+        _registry.released(slot)
+    except Exception as exc:
+        log.debug("lock registry: %s", exc)
+
+
+def read_registry(pid: int, directory: str | None = None) -> list[RegistryRecord] | None:
+    """The locks process ``pid`` has recorded, or None when it has no valid registry
+    (never recorded, registries off, or the file belongs to an earlier process with that pid)."""
+    path = registry_path(pid, directory)
+    if path is None:
+        return None
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read(_SIZE)
+            owner = os.fstat(fh.fileno()).st_uid
+        if owner != os.stat(f"/proc/{pid}").st_uid:
+            return None  # not written by that process: another user's file
+    except OSError:
+        return None
+    if len(data) < _SIZE:
+        return None
+    magic, rec_pid, _reserved, start = _HEADER.unpack_from(data, 0)
+    if magic != _MAGIC or rec_pid != pid or start == 0 or start != _start_time(pid):
+        return None
+    out: list[RegistryRecord] = []
+    for slot in range(_NSLOTS):
+        state, _r, dev, ino, acquired = _SLOT.unpack_from(data, _HEADER.size + slot * _SLOT.size)
+        if state in (1, 2):
+            out.append(RegistryRecord(dev, ino, state == 2, acquired))
+    return out
+
+
+def clean_registry(directory: str | None = None) -> int:
+    """Delete the registries of processes that no longer run (they exited without
+    cleaning up, e.g. through ``os._exit``); returns how many were deleted."""
+    d = directory if directory is not None else registry_dir()
+    if d is None or _off(d):
+        return 0
+    deleted = 0
+    try:
+        names = os.listdir(d)
+    except OSError:
+        return 0
+    for name in names:
+        if not name.startswith("phpsess-locks."):
+            continue
+        try:
+            pid = int(name.rsplit(".", 1)[1])
+        except ValueError:
+            continue
+        if read_registry(pid, d) is not None:
+            continue  # a live process's
+        try:
+            with open(os.path.join(d, name), "rb") as fh:
+                head = fh.read(_HEADER.size)
+        except OSError:
+            continue
+        if len(head) == _HEADER.size and _HEADER.unpack(head)[3] == 0 and os.path.exists(f"/proc/{pid}"):
+            continue  # being created right now (start time not written yet)
+        try:
+            os.unlink(os.path.join(d, name))
+            deleted += 1
+        except OSError:
+            pass
+    return deleted
+
+
+# -- the inspector -------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class Holder:
+    """A process holding a session's flock (several for a shared lock)."""
+
+    pid: int
+    mode: str  # WRITE (exclusive) or READ (shared)
+    cmdline: str
+    process_seconds: float | None  # how long the process has been running
+    held_seconds: float | None  # how long it has held this lock (phpsess processes only)
 
 
 @dataclasses.dataclass
 class SessionLock:
-    """A locked session file and what is known about its holder and waiters."""
+    """A locked session file and what is known about its holder(s) and waiters.
+
+    ``pid``, ``mode``, ``cmdline``, ``process_seconds`` and ``held_seconds``
+    describe the first holder; ``holders`` lists all of them (more than one for
+    shared locks, e.g. ``read_and_close`` requests).
+    """
 
     id: str
     path: str
@@ -85,58 +383,80 @@ class SessionLock:
     held_seconds: float | None
     waiters: int
     waiter_pids: list[int]
+    holders: list[Holder]
 
     def as_json(self) -> dict[str, Any]:
         """The JSON object ``phpsess locks --json`` prints for this lock."""
         return dataclasses.asdict(self)
 
 
-def inspect_locks(save_path: str, proc_locks: str = "/proc/locks") -> list[SessionLock]:
-    """The session files under ``save_path`` that some process holds a lock on now."""
+def _describe(pid: int, dev: int, ino: int, mode: str, now: float, registry_dir_: str | None) -> Holder:
     import psutil
 
+    cmdline = ""
+    process_seconds: float | None = None
+    try:
+        proc = psutil.Process(pid)
+        cmdline = " ".join(proc.cmdline()) or f"[{proc.name()}]"
+        process_seconds = round(max(0.0, now - proc.create_time()), 3)
+    except (psutil.Error, OSError):
+        pass
+    held: float | None = None
+    records = read_registry(pid, registry_dir_)
+    for rec in records or ():
+        if rec.dev == dev and rec.inode == ino and rec.shared == (mode == "READ"):
+            held = round(max(0.0, now - rec.acquired), 3)
+            break
+    return Holder(pid, mode, cmdline, process_seconds, held)
+
+
+def inspect_locks(
+    save_path: str,
+    *,
+    proc_locks: str = PROC_LOCKS,
+    registry: str | None = None,
+    now: float | None = None,
+) -> list[SessionLock]:
+    """The session files under ``save_path`` (any depth) that some process holds a flock on now.
+
+    :param proc_locks: the lock table to read (tests pass a file).
+    :param registry: the lock registry directory (default :func:`registry_dir`; ``"off"``:
+        do not look, every ``held_seconds`` is None).
+    :returns: one :class:`SessionLock` per locked file, most waiters first.
+    """
     with open(proc_locks, encoding="ascii", errors="replace") as fh:
-        entries = parse_proc_locks(fh.read())
+        entries = [e for e in parse_proc_locks(fh.read()) if e.kind == "FLOCK"]
+    if not entries:
+        return []
     by_inode: dict[tuple[tuple[int, int], int], list[LockEntry]] = {}
     for e in entries:
         by_inode.setdefault((e.dev, e.inode), []).append(e)
+    t = time.time() if now is None else now
+    reg = registry if registry is not None else registry_dir()
     result: list[SessionLock] = []
-    now = time.time()
-    for path in session_files(save_path):
-        try:
-            st = os.stat(path, follow_symlinks=False)
-        except OSError:
-            continue
-        key = ((os.major(st.st_dev), os.minor(st.st_dev)), st.st_ino)
-        found = by_inode.get(key)
+    for path, dev, ino in _walk(_save_dir(save_path)):
+        found = by_inode.get(((os.major(dev), os.minor(dev)), ino))
         if not found:
             continue
         holders = [e for e in found if not e.blocked]
         waiters = [e for e in found if e.blocked]
         if not holders:
             continue
-        holder = holders[0]
-        cmdline = ""
-        process_seconds: float | None = None
-        try:
-            proc = psutil.Process(holder.pid)
-            cmdline = " ".join(proc.cmdline())
-            process_seconds = round(now - proc.create_time(), 3)
-        except (psutil.Error, OSError):
-            pass
+        described = [_describe(h.pid, dev, ino, h.mode, t, reg) for h in holders]
+        first = described[0]
         result.append(
             SessionLock(
                 id=os.path.basename(path)[5:],
                 path=path,
-                pid=holder.pid,
-                mode=holder.mode,
-                cmdline=cmdline,
-                process_seconds=process_seconds,
-                held_seconds=None,  # the kernel does not record when a flock was taken
+                pid=first.pid,
+                mode=first.mode,
+                cmdline=first.cmdline,
+                process_seconds=first.process_seconds,
+                held_seconds=first.held_seconds,
                 waiters=len(waiters),
                 waiter_pids=[w.pid for w in waiters],
+                holders=described,
             )
         )
     result.sort(key=lambda lock: (-lock.waiters, lock.path))
     return result
-

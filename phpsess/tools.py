@@ -1,21 +1,22 @@
-"""Operations commands behind ``phpsess show|gc|locks|destroy``. File system I/O, stdout.
+"""Operations commands behind ``phpsess show|gc|locks|destroy``. File system and Redis I/O, stdout.
 
 * ``phpsess show ID_OR_FILE``: decode a stored session to readable text or JSON;
 * ``phpsess gc --save-path PATH --maxlifetime SECONDS``: for cron (what Debian's
   sessionclean does for PHP), any directory depth, safe while requests hold
-  locks: a locked or freshly written session is never deleted;
+  locks: a locked, awaited or freshly written session is never deleted;
 * ``phpsess locks [--save-path PATH] [--json]``: which sessions are locked now,
-  by whom, with how many waiters (phpsess/locks.py);
+  by whom, with how many waiters (:mod:`phpsess.locks`);
 * ``phpsess destroy ID...``: delete sessions, waiting for their lock like a request.
 
-Each returns the process exit status.
+The CLI calls each as ``tools.NAME(config=SessionConfig, **parsed_arguments)``;
+each returns the process exit status (0 ok, 1 failure, 2 undecodable data).
 """
 
 from __future__ import annotations
 
 import base64
-import fcntl
 import json as _json
+import logging
 import os
 import sys
 import time
@@ -23,72 +24,120 @@ from typing import Any, Iterable
 
 from .config import SessionConfig
 
-__all__ = ["show", "gc", "locks", "destroy", "to_json", "gc_files"]
+__all__ = ["show", "gc", "locks", "destroy", "to_json", "gc_files", "read_session_file"]
+
+log = logging.getLogger(__name__)
+
+#: how long ``show`` waits for a request's lock before reading without it
+SHOW_LOCK_WAIT = 1.0
 
 
 def to_json(value: Any) -> Any:
-    """A JSON-friendly view of a decoded PHP value (objects as ``{"__class__": ..., ...}``)."""
+    """A JSON-friendly view of a decoded PHP value. Pure.
+
+    Objects become ``{"__class__": NAME, prop: value...}`` (private/protected
+    property names keep PHP's ``\\0`` markers, written ``\\0``), custom-serialized
+    objects ``{"__class__": NAME, "__serialized__": ...}``, enums
+    ``{"__enum__": "Class::Case"}``, bytes that are not UTF-8
+    ``{"__bytes_base64__": ...}``, NAN/INF their PHP spelling.
+    """
     from . import codec
 
     if isinstance(value, dict):
-        return {str(k): to_json(v) for k, v in value.items()}
+        return {_name(k): to_json(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [to_json(v) for v in value]
-    if isinstance(value, bytes):
-        return {"__bytes_base64__": base64.b64encode(value).decode("ascii")}
+    if isinstance(value, (bytes, bytearray)):
+        return {"__bytes_base64__": base64.b64encode(bytes(value)).decode("ascii")}
     if isinstance(value, float) and (value != value or value in (float("inf"), float("-inf"))):
-        return repr(value)
-    obj_types = tuple(
-        t for t in (getattr(codec, n, None) for n in ("PHPObject", "PHPCustomObject", "PHPEnum", "PHPReference")) if t
-    )
-    if obj_types and isinstance(value, obj_types):
-        name = type(value).__name__
-        if name == "PHPObject":
-            props = {str(k).replace("\0", "\\0"): to_json(v) for k, v in value.properties.items()}
-            return {"__class__": value.class_name, **props}
-        if name == "PHPCustomObject":
-            return {"__class__": value.class_name, "__serialized__": to_json(value.data)}
-        if name == "PHPEnum":
-            return {"__enum__": f"{value.class_name}::{value.case}"}
+        return "NAN" if value != value else ("INF" if value > 0 else "-INF")
+    if isinstance(value, codec.PHPObject):
+        props = {_name(k).replace("\0", "\\0"): to_json(v) for k, v in value.properties.items()}
+        return {"__class__": _name(value.class_name), **props}
+    if isinstance(value, codec.PHPCustomObject):
+        return {"__class__": _name(value.class_name), "__serialized__": to_json(value.data)}
+    if isinstance(value, codec.PHPEnum):
+        return {"__enum__": f"{_name(value.class_name)}::{_name(value.case)}"}
+    if isinstance(value, codec.PHPReference):
         return {"__reference__": to_json(value.value)}
     return value
 
 
+def _name(key: Any) -> str:
+    """A key or class name as JSON text: bytes that are not UTF-8 keep their bytes as ``\\xNN``."""
+    if isinstance(key, (bytes, bytearray)):
+        return bytes(key).decode("utf-8", "backslashreplace")
+    return str(key)
+
+
+def _json_dumps(value: Any, indent: int | None = None) -> str:
+    return _json.dumps(value, indent=indent, ensure_ascii=False)
+
+
+def _save_path(config: SessionConfig, save_path: str | None) -> str:
+    return save_path if save_path is not None else config.save_path
+
+
+def _basedir(raw: str) -> str:
+    from .handlers.files import parse_save_path
+
+    return parse_save_path(raw).basedir
+
+
 def _session_path(config: SessionConfig, sid: str, save_path: str | None) -> str:
-    from . import ids
+    """The file of ``sid`` (an id, or already a path to a ``sess_*`` file)."""
+    from .handlers.files import parse_save_path, session_file_path
 
-    if os.sep in sid and os.path.exists(sid):
+    if (os.sep in sid or os.path.basename(sid).startswith("sess_")) and os.path.lexists(sid):
         return sid
-    if not ids.is_valid_id(sid):
-        raise ValueError(f"invalid session id {sid!r}")
-    raw = save_path if save_path is not None else config.save_path
-    depth, path = _split_save_path(raw)
-    parts = [path] + [sid[i] for i in range(depth)] + ["sess_" + sid]
-    return os.path.join(*parts)
+    return session_file_path(parse_save_path(_save_path(config, save_path)), sid)
 
 
-def _split_save_path(raw: str) -> tuple[int, str]:
-    parts = raw.split(";", 2)
-    if len(parts) == 1:
-        depth, path = 0, parts[0]
-    elif len(parts) == 2:
-        depth, path = _strtol(parts[0]), parts[1]
-    else:
-        depth, path = _strtol(parts[0]), parts[2]
-    import tempfile
+def read_session_file(path: str, *, wait: float = SHOW_LOCK_WAIT) -> tuple[bytes, bool]:
+    """Read a ``sess_*`` file under a shared flock, as a read-only request would.
 
-    return depth, path or tempfile.gettempdir()
+    Waits up to ``wait`` seconds for a request holding the lock; after that reads
+    without the lock (the files handler's writes never pass through a torn state).
+    Never creates the file.
+
+    :returns: ``(data, locked)``: the bytes (crash padding stripped) and whether they
+        were read under the lock.
+    :raises OSError: the file cannot be opened (``FileNotFoundError`` when absent).
+    """
+    from . import locking
+
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        locked = locking.try_lock(fd, shared=True)
+        if not locked and wait > 0:
+            try:
+                locking.wait_lock(fd, shared=True, timeout=wait)
+                locked = True
+            except TimeoutError:
+                locked = False
+        size = os.fstat(fd).st_size
+        chunks = []
+        done = 0
+        while done < size:
+            chunk = os.pread(fd, size - done, done)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            done += len(chunk)
+        return b"".join(chunks), locked
+    finally:
+        os.close(fd)
 
 
-def _strtol(s: str) -> int:
-    s = s.strip()
-    digits = ""
-    for ch in s:
-        if ch.isdigit():
-            digits += ch
-        else:
-            break
-    return int(digits) if digits else 0
+def _read_redis(config: SessionConfig, sid: str, save_path: str) -> bytes | None:
+    from .handlers.redis import client_for
+    from .redis_url import parse_save_path, pick_server
+
+    server = pick_server(parse_save_path(save_path), sid)
+    data = client_for(server).get(server.session_key(sid))
+    if data is None:
+        return None
+    return data if isinstance(data, bytes) else str(data).encode()
 
 
 def show(
@@ -99,80 +148,126 @@ def show(
     save_path: str | None = None,
     serialize_handler: str | None = None,
 ) -> int:
-    """Print a stored session (``sid`` may be an id or a ``sess_*`` file path)."""
-    from . import encoding
-    from .errors import SessionDecodeError
+    """``phpsess show``: print a stored session, decoded (or ``raw`` bytes, or ``json``).
 
-    path = _session_path(config, sid, save_path)
+    ``sid`` is a session id (looked up with ``session.save_handler``: files or
+    redis) or the path of a ``sess_*`` file.  The text form starts with a
+    ``# path (N bytes, handler, modified ...)`` line, then indented JSON.
+
+    :returns: 0; 1 when there is no such session or id; 2 when the data does not decode.
+    """
+    from . import encoding
+    from .errors import InvalidSessionId, SaveHandlerError, SessionDecodeError
+    from .handlers.files import strip_crash_padding
+
+    handler = serialize_handler or config.serialize_handler
+    where = _save_path(config, save_path)
+    is_file = os.sep in sid or os.path.basename(sid).startswith("sess_")
+    mtime: float | None = None
     try:
-        with open(path, "rb") as fh:
-            data = fh.read()
-    except FileNotFoundError:
-        print(f"phpsess show: no session file {path}", file=sys.stderr)
+        if config.save_handler == "redis" and not is_file:
+            data = _read_redis(config, sid, where)
+            if data is None:
+                print(f"phpsess show: no session {sid} in {where}", file=sys.stderr)
+                return 1
+            label = f"{sid} ({where})"
+        else:
+            path = _session_path(config, sid, save_path)
+            try:
+                data, locked = read_session_file(path)
+                mtime = os.stat(path).st_mtime
+            except FileNotFoundError:
+                print(f"phpsess show: no session file {path}", file=sys.stderr)
+                return 1
+            if not locked:
+                print(f"phpsess show: {path} is locked by a request; read without its lock", file=sys.stderr)
+            data = strip_crash_padding(data, handler)
+            label = path
+    except (InvalidSessionId, SaveHandlerError, OSError) as exc:
+        print(f"phpsess show: {sid}: {exc}", file=sys.stderr)
         return 1
     if raw:
+        sys.stdout.flush()
         sys.stdout.buffer.write(data)
+        sys.stdout.buffer.flush()
         return 0
-    handler = serialize_handler or config.serialize_handler
     try:
         decoded = encoding.decode(data, handler) if data else {}
     except SessionDecodeError as exc:
-        print(f"phpsess show: {path} does not decode as {handler!r}: {exc}", file=sys.stderr)
+        print(f"phpsess show: {label} does not decode as {handler!r}: {exc}", file=sys.stderr)
         return 2
     if json:
         print(_json_dumps(to_json(decoded)))
-    else:
-        st = os.stat(path)
-        print(f"# {path}  ({len(data)} bytes, {handler}, modified {time.ctime(st.st_mtime)})")
-        print(_json_dumps(to_json(decoded), indent=2))
+        return 0
+    when = "" if mtime is None else f", modified {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(mtime))}"
+    print(f"# {label}  ({len(data)} bytes, {handler}{when})")
+    print(_json_dumps(to_json(decoded), indent=2))
     return 0
 
 
-def _json_dumps(value: Any, indent: int | None = None) -> str:
-    return _json.dumps(value, indent=indent, ensure_ascii=False)
+def gc_files(
+    paths: Iterable[str], maxlifetime: float, *, now: float | None = None, dry_run: bool = False
+) -> list[str]:
+    """Delete the session files among ``paths`` idle (mtime) longer than ``maxlifetime`` seconds.
 
-
-def gc_files(paths: Iterable[str], maxlifetime: int, *, now: float | None = None, dry_run: bool = False) -> list[str]:
-    """Delete the session files among ``paths`` idle longer than ``maxlifetime`` seconds.
-
-    A file is deleted only when its flock can be taken without waiting (no
-    request holds it) and, under that lock, its mtime is still too old and the
-    path still names the locked file.  Returns the deleted paths.
+    Safe while requests run: a file is deleted only when its flock can be taken
+    without waiting (no request, PHP's included, holds it), nobody waits for it
+    in ``flock`` either, and -- under that lock -- its mtime is still too old and
+    the path still names the locked inode.  Symlinks and other non-regular
+    files are left alone.  Returns the deleted paths (``dry_run``: the paths
+    that would be deleted; nothing is locked then but for the check).
     """
+    from . import locking
+
     deleted: list[str] = []
     for path in paths:
+        t = time.time() if now is None else now
         try:
             st = os.stat(path, follow_symlinks=False)
         except OSError:
             continue
-        t = time.time() if now is None else now
         if t - st.st_mtime <= maxlifetime:
             continue
         try:
-            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
         except OSError:
-            continue
+            continue  # gone, a symlink (ELOOP), unreadable
         try:
             try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                continue  # a request holds it: alive, whatever its mtime says
+                if not locking.try_lock(fd):
+                    continue  # a request holds it: alive, whatever its mtime says
+            except OSError:
+                continue
             locked = os.fstat(fd)
+            if not _is_regular(locked.st_mode) or locked.st_nlink == 0:
+                continue
             try:
                 current = os.stat(path, follow_symlinks=False)
             except OSError:
                 continue
             if (current.st_dev, current.st_ino) != (locked.st_dev, locked.st_ino):
-                continue
+                continue  # replaced meanwhile
             t = time.time() if now is None else now
             if t - locked.st_mtime <= maxlifetime:
                 continue  # written meanwhile
+            if locking.count_waiters(locked.st_dev, locked.st_ino):
+                continue  # a request is queued for it: about to be used
             if not dry_run:
-                os.unlink(path)
+                try:
+                    os.unlink(path)
+                except OSError as exc:
+                    log.warning("gc: cannot delete %s: %s", path, exc)
+                    continue
             deleted.append(path)
         finally:
             os.close(fd)
     return deleted
+
+
+def _is_regular(mode: int) -> bool:
+    import stat
+
+    return stat.S_ISREG(mode)
 
 
 def gc(
@@ -181,16 +276,31 @@ def gc(
     dry_run: bool = False,
     save_path: str | None = None,
 ) -> int:
-    """``phpsess gc``: delete expired sessions under save_path at any depth."""
-    from .locks import session_files
+    """``phpsess gc``: delete the sessions idle longer than ``maxlifetime`` (default
+    ``session.gc_maxlifetime``) under save_path, at any directory depth.
 
-    raw = save_path if save_path is not None else config.save_path
-    _depth, root = _split_save_path(raw)
+    Unlike PHP's own gc (depth 0 only, deletes locked files), this works with
+    ``N;PATH`` save paths and never deletes a session in use (:func:`gc_files`).
+    With ``session.save_handler = redis`` there is nothing to do (keys expire by TTL).
+    """
+    from .locks import clean_registry, session_files
+
+    if config.save_handler == "redis":
+        print("phpsess gc: redis sessions expire by their TTL; nothing to do")
+        return 0
+    raw = _save_path(config, save_path)
+    try:
+        root = _basedir(raw)
+    except Exception as exc:  # SaveHandlerError: an invalid N;MODE part
+        print(f"phpsess gc: invalid save_path {raw!r}: {exc}", file=sys.stderr)
+        return 1
     lifetime = config.gc_maxlifetime if maxlifetime is None else maxlifetime
     if not os.path.isdir(root):
         print(f"phpsess gc: {root} is not a directory", file=sys.stderr)
         return 1
-    deleted = gc_files(session_files(root), lifetime, dry_run=dry_run)
+    deleted = gc_files(session_files(raw), lifetime, dry_run=dry_run)
+    if not dry_run:
+        clean_registry()
     verb = "would delete" if dry_run else "deleted"
     for path in deleted:
         print(f"{verb} {path}")
@@ -198,48 +308,87 @@ def gc(
     return 0
 
 
+def _seconds(value: float | None) -> str:
+    if value is None:
+        return "-"
+    if value < 100:
+        return f"{value:.1f}s"
+    if value < 6000:
+        return f"{value / 60:.1f}m"
+    return f"{value / 3600:.1f}h"
+
+
 def locks(
     config: SessionConfig,
     save_path: str | None = None,
     json: bool = False,  # noqa: A002 - the option's name
 ) -> int:
-    """``phpsess locks``: the locked sessions under save_path, their holders and waiters."""
-    from .locks import inspect_locks
+    """``phpsess locks``: the locked sessions under save_path, their holders and waiters.
 
-    raw = save_path if save_path is not None else config.save_path
-    _depth, root = _split_save_path(raw)
-    found = inspect_locks(root)
+    ``json``: a JSON list, one object per locked session, with the keys ``id``,
+    ``path``, ``pid``, ``mode``, ``cmdline``, ``process_seconds``,
+    ``held_seconds`` (null when unknown: PHP processes), ``waiters``,
+    ``waiter_pids`` and ``holders`` (every holder of a shared lock).
+    """
+    from .locks import clean_registry, inspect_locks
+
+    raw = _save_path(config, save_path)
+    try:
+        root = _basedir(raw)
+    except Exception as exc:
+        print(f"phpsess locks: invalid save_path {raw!r}: {exc}", file=sys.stderr)
+        return 1
+    found = inspect_locks(raw)
+    clean_registry()
     if json:
         print(_json_dumps([lock.as_json() for lock in found]))
         return 0
     if not found:
         print(f"no locked sessions under {root}")
         return 0
-    print(f"{'ID':<34} {'PID':>7} {'MODE':<5} {'RUNNING':>9} {'WAITERS':>7}  COMMAND")
+    print(f"{'ID':<34} {'PID':>7} {'MODE':<5} {'HELD':>6} {'RUNNING':>7} {'WAITERS':>7}  COMMAND")
     for lock in found:
-        running = "-" if lock.process_seconds is None else f"{lock.process_seconds:.1f}s"
-        print(f"{lock.id:<34} {lock.pid:>7} {lock.mode:<5} {running:>9} {lock.waiters:>7}  {lock.cmdline[:80]}")
+        for n, h in enumerate(lock.holders):
+            print(
+                f"{lock.id if n == 0 else '':<34} {h.pid:>7} {h.mode:<5} {_seconds(h.held_seconds):>6} "
+                f"{_seconds(h.process_seconds):>7} {lock.waiters if n == 0 else '':>7}  {h.cmdline[:80]}"
+            )
     return 0
 
 
 def destroy(config: SessionConfig, sids: list[str], save_path: str | None = None) -> int:
-    """``phpsess destroy ID...``: delete sessions through the configured save handler."""
+    """``phpsess destroy ID...``: delete sessions through the configured save handler.
+
+    Each session's lock is taken first (waiting for a running request, as
+    ``session_destroy()`` would; bounded by ``session.lock_timeout``), so a
+    request in progress finishes before its session goes.
+
+    :returns: 0, or 1 when an id was invalid, absent, or could not be destroyed.
+    """
+    from .errors import InvalidSessionId, SaveHandlerError
     from .handlers.base import handler_class
 
     cfg = config.copy()
     if save_path is not None:
         cfg.set("save_path", save_path, startup=True)
     handler = handler_class(cfg.save_handler)(cfg)
-    handler.open(cfg.save_path, cfg.name)
     status = 0
     for sid in sids:
         try:
+            handler.open(cfg.save_path, cfg.name)
+            if not handler.validate_id(sid):
+                print(f"phpsess destroy: {sid}: no such session", file=sys.stderr)
+                status = 1
+                continue
             handler.read(sid)
             handler.destroy(sid)
             print(f"destroyed {sid}")
-        except Exception as exc:  # report and go on with the others
+        except (InvalidSessionId, SaveHandlerError) as exc:
             print(f"phpsess destroy: {sid}: {exc}", file=sys.stderr)
             status = 1
         finally:
-            handler.close()
+            try:
+                handler.close()
+            except SaveHandlerError:
+                pass
     return status
