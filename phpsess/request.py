@@ -270,10 +270,9 @@ def current_request() -> Request:
     Outside any runtime adapter this is a process-wide CLI request (PHP CLI
     semantics), shut down at interpreter exit.
     """
-    try:
-        return _current.get()
-    except LookupError:
-        pass
+    req = _current.get(None)
+    if req is not None:
+        return req
     global _cli_request
     if _cli_request is None or _cli_request.finished:
         _cli_request = Request(environ={}, cli=True, write_body=_stdout_write)

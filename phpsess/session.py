@@ -86,6 +86,7 @@ class Session:
         self.bound = False
         self.handler: SaveHandler | None = None
         self.user_handler: SaveHandler | None = None
+        self._handler_cache: tuple[str, SaveHandler] | None = None
         self.lazy_snapshot: bytes | None = None
         self.send_cookie = False
         self.define_sid = False
@@ -125,14 +126,20 @@ class Session:
         if self.user_handler is not None:
             self.user_handler.config = self.config
             return self.user_handler
+        name = self.config.save_handler
+        cached = self._handler_cache
+        if cached is not None and cached[0] == name:
+            # one instance per request and module: a restart reuses it (it was closed)
+            cached[1].config = self.config
+            return cached[1]
         try:
-            cls = handler_class(self.config.save_handler)
+            cls = handler_class(name)
         except KeyError:
-            self.diagnose(
-                f'Cannot find session save handler "{self.config.save_handler}" - session startup failed'
-            )
+            self.diagnose(f'Cannot find session save handler "{name}" - session startup failed')
             return None
-        return cls(self.config)
+        handler = cls(self.config)
+        self._handler_cache = (name, handler)
+        return handler
 
     # -- session_start -----------------------------------------------------------------
     def start(self, options: Mapping[Any, Any] | None = None) -> bool:

@@ -112,8 +112,13 @@ def handler_class(name: str) -> Callable[..., SaveHandler]:
 
     :raises KeyError: when no such handler is registered.
     """
-    target = HANDLERS[name.lower()]
-    module_name, _, attr = target.partition(":")
-    module = importlib.import_module(module_name)
-    cls: Callable[..., SaveHandler] = getattr(module, attr)
+    key = name.lower()
+    cls = _loaded.get(key)
+    if cls is None:
+        module_name, _, attr = HANDLERS[key].partition(":")
+        cls = getattr(importlib.import_module(module_name), attr)
+        _loaded[key] = cls
     return cls
+
+
+_loaded: dict[str, Callable[..., SaveHandler]] = {}

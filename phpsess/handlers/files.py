@@ -266,6 +266,7 @@ class FilesHandler(SaveHandler):
         #: source of random bytes for :meth:`create_sid` (tests replace it)
         self.random_bytes: Callable[[int], bytes] = secrets.token_bytes
         self.save_path: SavePath | None = None
+        self._save_path_raw = ""
         self._fd = -1
         self._sid: str | None = None
         self._path = ""
@@ -281,9 +282,12 @@ class FilesHandler(SaveHandler):
         :raises SaveHandlerError: PHP's "The first/second parameter in
             session.save_path is invalid".
         """
-        parsed = parse_save_path(save_path)
         self.close()
+        if self.save_path is not None and save_path == self._save_path_raw and save_path:
+            return  # same save_path as the last open: parsed already, path cache still right
+        parsed = parse_save_path(save_path)
         self.save_path = parsed
+        self._save_path_raw = save_path
         self._last = (None, "")
 
     def close(self) -> None:
