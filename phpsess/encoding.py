@@ -1,0 +1,366 @@
+"""The three ``session.serialize_handler`` formats: ``php``, ``php_serialize``, ``php_binary``. No I/O.
+
+Byte for byte as PHP 8.2's ``ext/session/session.c`` (spec §8.1):
+
+* ``php`` (default): ``key|value`` for each entry, no separator, no terminator.  Integer
+  keys are skipped (PHP warns ``Skipping numeric key N``: pass ``on_skip``); a key
+  containing ``|`` makes the whole encoding "nothing" (``None``); ``!`` has no special
+  meaning in 8.2.
+* ``php_binary``: one byte (key length), the key, the value; keys longer than 127 bytes
+  are skipped silently, integer keys with the same warning.
+* ``php_serialize``: the whole session array through ``serialize()``, integer keys
+  included; decoding ignores bytes after the value.
+
+All values of one session share one reference-numbering context, so ``r:n``/``R:n``
+may point across keys.  ``encode`` returns ``None`` for PHP's "nothing" (an empty
+``php``/``php_binary`` session, or a ``|`` in a key with ``php``): the caller writes
+``b""``.  Keys decoded from a payload keep their exact type: a ``php`` session key
+``"12"`` is the string ``"12"`` (PHP keeps it as a string key too) and is written back;
+only ``int`` keys are skipped (``canonicalize_keys=True`` skips ``"12"`` as well, the
+way PHP treats ``$_SESSION['12'] = ...`` set by a script).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Mapping
+
+from .codec import (
+    MAX_DEPTH,
+    AllowedClasses,
+    RefContext,
+    _Fallback,
+    _fast_value,
+    _parse,
+    _str_len,
+    _text_value,
+    dump_pairs,
+    _fast_end,
+    _fast_pieces,
+    php_array_key,
+)
+from .errors import SessionDecodeError, SessionEncodeError
+
+__all__ = [
+    "HANDLERS",
+    "encode",
+    "decode",
+    "encode_php",
+    "decode_php",
+    "encode_php_binary",
+    "decode_php_binary",
+    "encode_php_serialize",
+    "decode_php_serialize",
+    "split_php",
+]
+
+#: the serialize handlers PHP 8.2 ships (``session.serialize_handler``)
+HANDLERS = ("php", "php_serialize", "php_binary")
+
+OnSkip = Callable[[int], None]
+
+
+def _check_handler(handler: str) -> None:
+    if handler not in HANDLERS:
+        raise ValueError(f"unknown session.serialize_handler {handler!r}; expected one of {HANDLERS}")
+
+
+def _key_text(key: Any, on_skip: OnSkip | None, canonicalize: bool) -> str | None:
+    """A session key as text for php/php_binary, or None when PHP skips it as numeric."""
+    if isinstance(key, int):
+        if on_skip is not None:
+            on_skip(int(key))
+        return None
+    if isinstance(key, str):
+        _str_len(key)  # refuse lone surrogates
+        if canonicalize:
+            k = php_array_key(key)
+            if isinstance(k, int):
+                if on_skip is not None:
+                    on_skip(k)
+                return None
+        return key
+    if isinstance(key, (bytes, bytearray)):
+        if canonicalize:
+            k = php_array_key(bytes(key))
+            if isinstance(k, int):
+                if on_skip is not None:
+                    on_skip(k)
+                return None
+        return bytes(key).decode("utf-8", "surrogateescape")
+    raise SessionEncodeError(f"session key must be str, not {type(key).__name__}")
+
+
+def _finish(out: list[str]) -> bytes:
+    return "".join(out).encode("utf-8", "surrogateescape")
+
+
+def encode_php(
+    data: Mapping[Any, Any],
+    *,
+    on_skip: OnSkip | None = None,
+    precision: int = -1,
+    canonicalize_keys: bool = False,
+) -> bytes | None:
+    """``php`` handler: ``key|value...``; None when empty or a key contains ``|``."""
+    pairs = []
+    for key, value in data.items():
+        k = _key_text(key, on_skip, canonicalize_keys)
+        if k is None:
+            continue
+        if "|" in k:
+            return None  # PS_DELIMITER in a key: PHP writes nothing (8.2.36: silently)
+        pairs.append((k + "|", value))
+    if not pairs:
+        return None
+    out: list[str] = []
+    dump_pairs(out, iter(pairs), RefContext(), precision)
+    return _finish(out)
+
+
+def encode_php_binary(
+    data: Mapping[Any, Any],
+    *,
+    on_skip: OnSkip | None = None,
+    precision: int = -1,
+    canonicalize_keys: bool = False,
+) -> bytes | None:
+    """``php_binary`` handler: length byte, key, value; None when nothing is written."""
+    pairs = []
+    for key, value in data.items():
+        k = _key_text(key, on_skip, canonicalize_keys)
+        if k is None:
+            continue
+        n = len(k) if k.isascii() else len(k.encode("utf-8", "surrogateescape"))
+        if n > 127:
+            continue  # PS_BIN_MAX: longer keys are dropped without a warning
+        pairs.append((chr(n) + k, value))
+    if not pairs:
+        return None
+    out: list[str] = []
+    dump_pairs(out, iter(pairs), RefContext(), precision)
+    return _finish(out)
+
+
+def encode_php_serialize(data: Mapping[Any, Any], *, precision: int = -1) -> bytes:
+    """``php_serialize`` handler: ``serialize($_SESSION)`` (``a:0:{}`` when empty)."""
+    out: list[str] = []
+    value = data if type(data) is dict else dict(data.items())
+    dump_pairs(out, iter((("", value),)), RefContext(), precision)
+    return _finish(out)
+
+
+def encode(
+    data: Mapping[Any, Any],
+    handler: str,
+    *,
+    on_skip: OnSkip | None = None,
+    precision: int = -1,
+    canonicalize_keys: bool = False,
+) -> bytes | None:
+    """Encode a session's data with ``handler`` (``session.serialize_handler``).
+
+    :param on_skip: called with each integer key that ``php``/``php_binary`` drop (PHP
+        warns ``Skipping numeric key N``), in order, up to an aborting ``|`` key.
+    :param canonicalize_keys: treat numeric string keys (``"12"``) as PHP array
+        assignment does, i.e. as integer keys (skipped by ``php``/``php_binary``).
+    :returns: the payload, or None for PHP's "nothing" (write ``b""``).
+    :raises SessionEncodeError: a value PHP cannot represent.
+    :raises ValueError: unknown handler.
+    """
+    if handler == "php":
+        return encode_php(data, on_skip=on_skip, precision=precision, canonicalize_keys=canonicalize_keys)
+    if handler == "php_serialize":
+        return encode_php_serialize(data, precision=precision)
+    if handler == "php_binary":
+        return encode_php_binary(data, on_skip=on_skip, precision=precision, canonicalize_keys=canonicalize_keys)
+    _check_handler(handler)
+    raise AssertionError("unreachable")
+
+
+def decode_php(
+    payload: bytes | bytearray | memoryview,
+    *,
+    allowed_classes: AllowedClasses = True,
+    max_depth: int = MAX_DEPTH,
+) -> dict[Any, Any]:
+    """``php`` handler: repeat ``name|value`` until the end; a duplicate name wins last.
+
+    :raises SessionDecodeError: a name without ``|`` (also a trailing one), a bad value.
+    """
+    ctx = RefContext(allowed_classes=allowed_classes, max_depth=max_depth)
+    nxt = _fast_pieces(ctx, payload)
+    if nxt is not None:
+        try:
+            return _fast_php(nxt, ctx)
+        except (_Fallback, StopIteration):
+            pass  # the exact parser decides, and says where it fails
+    text = ctx.text_of(payload)
+    end = ctx.size
+    find = text.find
+    cells: dict[Any, list[Any]] = {}
+    pos = 0
+    while pos < end:
+        bar = find("|", pos)
+        if bar < 0:
+            raise SessionDecodeError("session variable name without '|'", pos)
+        name: Any = text[pos:bar]
+        if not name.isascii():
+            name = _text_value(name)
+        cell: list[Any] = []
+        pos = _parse(text, bar + 1, ctx, cell)
+        cells[name] = cell
+    # A cell is a top-level value's own slot: an R: met later may have boxed it.
+    return {name: cell[0] for name, cell in cells.items()}
+
+
+def _fast_php(nxt: Callable[[], str], ctx: RefContext) -> dict[Any, Any]:
+    """decode_php() over ``;``-pieces (see codec's fast path); raises _Fallback."""
+    out: dict[Any, Any] = {}
+    p = nxt()
+    while p:
+        bar = p.find("|")
+        if bar < 0:
+            raise _Fallback  # a name holding ";", or no "|": the exact parser decides
+        name: Any = p[:bar]
+        if not name.isascii():
+            name = _text_value(name)
+        out[name], p = _fast_value(p[bar + 1 :], nxt, ctx)
+    _fast_end(nxt, p)
+    return out
+
+
+def _fast_php_binary(nxt: Callable[[], str], ctx: RefContext) -> dict[Any, Any]:
+    """decode_php_binary() over ``;``-pieces; raises _Fallback."""
+    out: dict[Any, Any] = {}
+    p = nxt()
+    while p:
+        n = ord(p[0]) & 0x7F
+        name: Any = p[1 : 1 + n]
+        if len(name) != n:
+            raise _Fallback
+        if not name.isascii():
+            name = _text_value(name)
+        out[name], p = _fast_value(p[1 + n :], nxt, ctx)
+    _fast_end(nxt, p)
+    return out
+
+
+def decode_php_binary(
+    payload: bytes | bytearray | memoryview,
+    *,
+    allowed_classes: AllowedClasses = True,
+    max_depth: int = MAX_DEPTH,
+) -> dict[Any, Any]:
+    """``php_binary`` handler: length byte (the 0x80 bit ignored), name, value; repeat.
+
+    :raises SessionDecodeError: a name running past the end, a bad value.
+    """
+    ctx = RefContext(allowed_classes=allowed_classes, max_depth=max_depth)
+    nxt = _fast_pieces(ctx, payload)
+    if nxt is not None:
+        try:
+            return _fast_php_binary(nxt, ctx)
+        except (_Fallback, StopIteration):
+            pass
+    text = ctx.text_of(payload)
+    end = ctx.size
+    cells: dict[Any, list[Any]] = {}
+    pos = 0
+    while pos < end:
+        n = ord(text[pos]) & 0x7F
+        if pos + n >= end:
+            raise SessionDecodeError("session variable name runs past the end", pos)
+        name: Any = text[pos + 1 : pos + 1 + n]
+        if not name.isascii():
+            name = _text_value(name)
+        cell: list[Any] = []
+        pos = _parse(text, pos + 1 + n, ctx, cell)
+        cells[name] = cell
+    return {name: cell[0] for name, cell in cells.items()}
+
+
+def decode_php_serialize(
+    payload: bytes | bytearray | memoryview,
+    *,
+    allowed_classes: AllowedClasses = True,
+    max_depth: int = MAX_DEPTH,
+) -> Any:
+    """``php_serialize`` handler: one ``unserialize()``; bytes after the value are ignored.
+
+    An array comes back as a dict (a list-shaped array too, keyed 0..n-1); empty input
+    and ``N;`` give ``{}``.  Any other value (``i:5;``...) is returned as it is: PHP
+    makes it ``$_SESSION`` itself, and the caller decides what to do with it.
+    """
+    if not payload:
+        return {}
+    ctx = RefContext(allowed_classes=allowed_classes, max_depth=max_depth)
+    nxt = _fast_pieces(ctx, payload)
+    value: Any
+    try:
+        if nxt is None:
+            raise _Fallback
+        value = _fast_value(nxt(), nxt, ctx)[0]
+    except (_Fallback, StopIteration):
+        text = ctx.text_of(payload)
+        cell: list[Any] = []
+        _parse(text, 0, ctx, cell)
+        value = cell[0]
+    if value is None:
+        return {}
+    if type(value) is list:
+        return dict(enumerate(value))
+    return value
+
+
+def decode(
+    payload: bytes | bytearray | memoryview,
+    handler: str,
+    *,
+    allowed_classes: AllowedClasses = True,
+    max_depth: int = MAX_DEPTH,
+) -> Any:
+    """Decode a stored session payload written with ``handler``.
+
+    :returns: the session data as a dict.  With ``php_serialize`` a payload that is
+        not an array comes back as the value itself (see :func:`decode_php_serialize`).
+    :raises SessionDecodeError: where PHP fails to decode (and destroys the session).
+    :raises ValueError: unknown handler.
+    """
+    if handler == "php":
+        return decode_php(payload, allowed_classes=allowed_classes, max_depth=max_depth)
+    if handler == "php_serialize":
+        return decode_php_serialize(payload, allowed_classes=allowed_classes, max_depth=max_depth)
+    if handler == "php_binary":
+        return decode_php_binary(payload, allowed_classes=allowed_classes, max_depth=max_depth)
+    _check_handler(handler)
+    raise AssertionError("unreachable")
+
+
+def split_php(payload: bytes | bytearray | memoryview) -> list[tuple[Any, int, int]] | None:
+    """Find the top-level ``php`` entries without keeping their values.
+
+    :returns: ``[(name, start, end), ...]`` where ``payload[start:end]`` is the
+        serialized value of ``name`` (decode it alone with :func:`codec.loads`), or
+        None when the payload contains ``r:``/``R:`` (values then depend on each other's
+        numbering and must be decoded together).
+    :raises SessionDecodeError: as :func:`decode_php`.
+    """
+    ctx = RefContext()
+    text = ctx.text_of(payload)
+    if ctx.track:
+        return None
+    end = ctx.size
+    find = text.find
+    out: list[tuple[Any, int, int]] = []
+    pos = 0
+    while pos < end:
+        bar = find("|", pos)
+        if bar < 0:
+            raise SessionDecodeError("session variable name without '|'", pos)
+        name: Any = text[pos:bar]
+        if not name.isascii():
+            name = _text_value(name)
+        cell: list[Any] = []
+        pos = _parse(text, bar + 1, ctx, cell)
+        out.append((name, bar + 1, pos))
+    return out
