@@ -32,6 +32,7 @@ from .errors import (
     SessionDecodeError,
 )
 from .handlers.base import SaveHandler, handler_class
+from .lazydata import SPANS, Entries, SessionData, encode_entries, is_array
 from .state import Action, Status, next_status
 
 if TYPE_CHECKING:
@@ -319,7 +320,7 @@ class Session:
         except SessionDecodeError:
             self._cancel_decode()
             return False
-        if cfg.concurrency == "merge" and isinstance(self.data, dict) and not shared:
+        if cfg.concurrency == "merge" and is_array(self.data) and not shared:
             # merge mode: no lock is held while the script works (phpsess/merge.py)
             from .merge import snapshot
 
@@ -365,7 +366,13 @@ class Session:
     def _decode(self, raw: bytes) -> Any:
         if not raw:
             return {}
-        return encoding.decode(raw, self.config.serialize_handler)
+        handler = self.config.serialize_handler
+        if handler == "php" and self.id:
+            entries = SPANS.lookup(self.id, raw)
+            if entries is not None:
+                # exactly what this process last wrote: decode each key on first use
+                return SessionData(raw, entries)
+        return encoding.decode(raw, handler)
 
     def _cancel_decode(self) -> None:
         """php_session_cancel_decode(): destroy the stored session, fresh $_SESSION (§8.6)."""
@@ -378,6 +385,7 @@ class Session:
         """php_session_destroy(): handler destroy + close, id cleared, status NONE."""
         ok = True
         handler = self.handler
+        SPANS.forget(self.id or "")
         if handler is not None:
             try:
                 handler.destroy(self.id or "")
@@ -451,12 +459,20 @@ class Session:
             return None
 
     # -- closing -----------------------------------------------------------------------
+    def _skip_warning(self, key: int) -> None:
+        self.diagnose(f"Skipping numeric key {key}")
+
     def _encode(self, data: Mapping[Any, Any]) -> bytes | None:
-        return encoding.encode(
-            data,
-            self.config.serialize_handler,
-            on_skip=lambda key: self.diagnose(f"Skipping numeric key {key}"),
-        )
+        return encoding.encode(data, self.config.serialize_handler, on_skip=self._skip_warning)
+
+    def _encode_for_write(self, data: Mapping[Any, Any]) -> tuple[bytes | None, Entries | None]:
+        """The payload to store, and its value boundaries when the lazy path can use them."""
+        if self.config.serialize_handler == "php":
+            payload, entries = encode_entries(data, self._skip_warning)
+            if entries is not None:
+                return payload, entries
+            return self._encode(data), None
+        return self._encode(data), None
 
     def _close(self, *, write: bool) -> None:
         """php_session_save_current_state() then close (§2.3)."""
@@ -466,13 +482,13 @@ class Session:
             write = False  # lazy start, $_SESSION never touched: nothing read, nothing to write
             self.lazy_pending = False
         try:
-            if write and handler is not None and isinstance(self.data, dict):
+            if write and handler is not None and is_array(self.data):
                 sid = self.id or ""
                 try:
                     if self.merge_base is not None:
                         self._merge_write(handler, sid)
                     else:
-                        val = self._encode(self.data)
+                        val, entries = self._encode_for_write(self.data)
                         if (
                             val is not None
                             and cfg.lazy_write
@@ -482,7 +498,10 @@ class Session:
                             handler.update_timestamp(sid, val)
                         else:
                             handler.write(sid, val or b"")
+                        if val and entries:
+                            SPANS.remember(sid, val, entries)
                 except (SaveHandlerError, InvalidSessionId) as exc:
+                    SPANS.forget(self.id or "")
                     log.debug("write failed: %s", exc)
                     if self.user_handler is not None:
                         self.diagnose(
@@ -550,7 +569,7 @@ class Session:
         self._ensure_loaded()
         if self.status != Status.ACTIVE:
             return False
-        if isinstance(self.data, dict):
+        if is_array(self.data):
             self.data = {}
         return True
 
@@ -596,7 +615,7 @@ class Session:
                 return False
         else:
             try:
-                if isinstance(self.data, dict):
+                if is_array(self.data):
                     if self.merge_base is not None:
                         # merge mode: the old id keeps what other requests wrote meanwhile,
                         # and this request carries the merged data to the new id
@@ -649,7 +668,7 @@ class Session:
                 f"Failed to create(read) session ID: {self.module_name} (path: {cfg.save_path})"
             ) from exc
         self.handler = handler
-        if cfg.concurrency == "merge" and isinstance(self.data, dict):
+        if cfg.concurrency == "merge" and is_array(self.data):
             # the new id starts empty: everything this request holds is a change,
             # written (under the lock, briefly) at close
             self.merge_base = {}
@@ -719,7 +738,7 @@ class Session:
         if not self.bound:
             self.diagnose("Cannot encode non-existent session")
             return False
-        if not isinstance(self.data, dict):
+        if not is_array(self.data):
             return False
         val = self._encode(self.data)
         return False if val is None else val
@@ -735,7 +754,7 @@ class Session:
         except SessionDecodeError:
             self._cancel_decode()
             return False
-        if self.config.serialize_handler == "php_serialize" or not isinstance(self.data, dict):
+        if self.config.serialize_handler == "php_serialize" or not is_array(self.data):
             self.data = decoded
         elif isinstance(decoded, dict):
             self.data.update(decoded)

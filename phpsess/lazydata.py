@@ -1,0 +1,196 @@
+"""Lazy $_SESSION for the ``php`` serializer: decode a key when the script touches it,
+re-encode only the keys it touched. No I/O.
+
+A request that reads one key of a 10 KB session should cost barely more than
+one that reads a 100-byte session.  Finding where each top-level value ends
+needs a full parse in pure Python (PHP strings are length-prefixed), so the
+boundaries come from the last time this process *wrote* that exact payload:
+
+* at close, :func:`encode_entries` encodes the session key by key and returns the
+  payload together with each value's ``(key, start, end)``; the session keeps
+  them in a small per-process cache (:data:`SPANS`), keyed by session id;
+* at the next start, when the bytes read are identical to the cached payload
+  (one memcmp), the session becomes a :class:`SessionData` over those bytes:
+  nothing is decoded until a key is used, and at close the untouched keys are
+  copied as bytes.
+
+Any other payload (written by PHP or by another process) is decoded in full, as
+before.  Payloads with ``r:``/``R:`` are never split (their numbering spans keys).
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import MutableMapping
+from typing import Any, Callable, Iterator, Mapping
+
+from . import codec
+from .errors import SessionEncodeError
+
+__all__ = ["SessionData", "encode_entries", "SpanCache", "SPANS", "is_array"]
+
+Entries = list[tuple[Any, int, int]]
+
+
+class _Raw:
+    """A value not decoded yet: its bytes are ``payload[start:end]``."""
+
+    __slots__ = ("start", "end")
+
+    def __init__(self, start: int, end: int) -> None:
+        self.start = start
+        self.end = end
+
+
+class SessionData(MutableMapping):  # type: ignore[type-arg]
+    """``$_SESSION`` over a stored ``php`` payload, decoding each value on first use."""
+
+    __slots__ = ("_payload", "_d")
+
+    def __init__(self, payload: bytes, entries: Entries) -> None:
+        self._payload = payload
+        self._d: dict[Any, Any] = {key: _Raw(start, end) for key, start, end in entries}
+
+    def __getitem__(self, key: Any) -> Any:
+        value = self._d[key]
+        if type(value) is _Raw:
+            value = codec.loads(self._payload[value.start : value.end])
+            self._d[key] = value
+        return value
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        self._d[key] = value
+
+    def __delitem__(self, key: Any) -> None:
+        del self._d[key]
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self._d)
+
+    def __len__(self) -> int:
+        return len(self._d)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._d
+
+    def __repr__(self) -> str:
+        return repr(dict(self.items()))
+
+    def copy(self) -> dict[Any, Any]:
+        """A plain dict with every value decoded."""
+        return dict(self.items())
+
+    def raw_items(self) -> Iterator[tuple[Any, bytes | None, Any]]:
+        """``(key, raw bytes or None, value)``: raw bytes for keys never touched."""
+        payload = self._payload
+        for key, value in self._d.items():
+            if type(value) is _Raw:
+                yield key, payload[value.start : value.end], None
+            else:
+                yield key, None, value
+
+
+def is_array(value: Any) -> bool:
+    """True for what PHP would call an array in ``$_SESSION`` (dict or SessionData)."""
+    return isinstance(value, (dict, SessionData))
+
+
+def encode_entries(
+    data: Mapping[Any, Any], on_skip: Callable[[int], None] | None = None
+) -> tuple[bytes | None, Entries | None]:
+    """Encode ``data`` with the ``php`` serializer, key by key.
+
+    :returns: ``(payload, entries)``; ``payload`` is what ``encoding.encode(data,
+        "php")`` gives (None for PHP's "nothing"); ``entries`` are the value
+        boundaries, or None when some value holds objects or references (their
+        numbering then spans keys, so the caller must use the whole-session encoder;
+        ``on_skip`` has then not been called).
+    """
+    parts: list[bytes] = []
+    entries: Entries = []
+    skipped: list[int] = []
+    pos = 0
+    items = data.raw_items() if isinstance(data, SessionData) else (
+        (k, None, v) for k, v in data.items()
+    )
+    for key, raw, value in items:
+        if isinstance(key, int):
+            skipped.append(key)
+            continue
+        if isinstance(key, str):
+            kb = key.encode("utf-8", "surrogateescape")
+        elif isinstance(key, (bytes, bytearray)):
+            kb = bytes(key)
+        else:
+            raise SessionEncodeError(f"session key must be str, not {type(key).__name__}")
+        if b"|" in kb:
+            _report(skipped, on_skip)
+            return None, []  # PS_DELIMITER in a key: PHP writes nothing
+        if raw is None:
+            if not _plain(value):
+                return None, None  # nothing reported: the caller encodes the whole session
+            raw = codec.dumps(value)
+        parts.append(kb)
+        parts.append(b"|")
+        parts.append(raw)
+        start = pos + len(kb) + 1
+        pos = start + len(raw)
+        entries.append((key, start, pos))
+    _report(skipped, on_skip)
+    if not parts:
+        return None, []
+    return b"".join(parts), entries
+
+
+def _report(skipped: list[int], on_skip: Callable[[int], None] | None) -> None:
+    if on_skip is not None:
+        for key in skipped:
+            on_skip(key)
+
+
+def _plain(value: Any, depth: int = 0) -> bool:
+    """True when ``value`` holds no PHP objects or references (so its encoding is self-contained)."""
+    t = type(value)
+    if t is dict:
+        if depth > 64:
+            return False
+        return all(_plain(v, depth + 1) for v in value.values())
+    if t is list or t is tuple:
+        if depth > 64:
+            return False
+        return all(_plain(v, depth + 1) for v in value)
+    return t in (int, str, bytes, float, bool) or value is None
+
+
+class SpanCache:
+    """The payloads this process wrote last, per session id, with their value boundaries."""
+
+    def __init__(self, max_entries: int = 512, max_payload: int = 1 << 20) -> None:
+        self.max_entries = max_entries
+        self.max_payload = max_payload
+        self._d: OrderedDict[str, tuple[bytes, Entries]] = OrderedDict()
+
+    def remember(self, sid: str, payload: bytes, entries: Entries) -> None:
+        """Note that ``payload`` (with ``entries``) is what this process stored for ``sid``."""
+        if len(payload) > self.max_payload:
+            self._d.pop(sid, None)
+            return
+        self._d[sid] = (payload, entries)
+        self._d.move_to_end(sid)
+        if len(self._d) > self.max_entries:
+            self._d.popitem(last=False)
+
+    def lookup(self, sid: str, payload: bytes) -> Entries | None:
+        """The boundaries of ``payload`` when it is exactly what was remembered for ``sid``."""
+        hit = self._d.get(sid)
+        if hit is None or hit[0] != payload:
+            return None
+        return hit[1]
+
+    def forget(self, sid: str) -> None:
+        """Drop ``sid`` (destroyed, or its write failed)."""
+        self._d.pop(sid, None)
+
+
+#: the per-process cache the Session uses
+SPANS = SpanCache()

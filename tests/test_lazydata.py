@@ -1,0 +1,102 @@
+"""phpsess.lazydata: key-by-key encoding equals the whole-session encoder; lazy decode on use."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from phpsess import codec, encoding
+from phpsess.lazydata import SessionData, SpanCache, encode_entries
+
+KEYS = st.one_of(st.text(max_size=5), st.integers(-5, 5))
+SCALARS = st.one_of(
+    st.none(), st.booleans(), st.integers(-(2**63), 2**63 - 1), st.floats(allow_nan=False),
+    st.text(max_size=8), st.binary(max_size=6),
+)
+VALUES = st.recursive(
+    SCALARS,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=4),
+        st.dictionaries(st.one_of(st.text(max_size=4), st.integers(0, 9)), inner, max_size=4),
+    ),
+    max_leaves=10,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(KEYS, VALUES, max_size=6))
+def test_key_by_key_encoding_is_byte_identical_to_the_session_encoder(data: dict[Any, Any]) -> None:
+    skipped_a: list[int] = []
+    skipped_b: list[int] = []
+    whole = encoding.encode(data, "php", on_skip=skipped_a.append)
+    payload, entries = encode_entries(data, skipped_b.append)
+    assert payload == whole
+    assert skipped_a == skipped_b
+    if payload and entries:
+        lazy = SessionData(payload, entries)
+        assert dict(lazy.items()) == encoding.decode(payload, "php")
+        assert encode_entries(SessionData(payload, entries)) == (payload, entries)
+
+
+def test_untouched_keys_are_copied_as_bytes_and_touched_ones_reencoded() -> None:
+    payload, entries = encode_entries({"big": list(range(100)), "n": 1})
+    assert payload is not None and entries is not None
+    lazy = SessionData(payload, entries)
+    lazy["n"] = lazy["n"] + 1
+    raw = dict((k, r) for k, r, _v in lazy.raw_items())
+    assert raw["big"] == codec.dumps(list(range(100))) and raw["n"] is None
+    assert encode_entries(lazy)[0] == encoding.encode({"big": list(range(100)), "n": 2}, "php")
+
+
+def test_objects_fall_back_to_the_whole_session_encoder_without_warnings() -> None:
+    skipped: list[int] = []
+    obj = codec.PHPObject("stdClass", {"p": 1})
+    assert encode_entries({5: 1, "a": obj, "b": obj}, skipped.append) == (None, None)
+    assert skipped == []
+
+
+def test_a_pipe_in_a_key_writes_nothing_after_reporting_numeric_keys() -> None:
+    skipped: list[int] = []
+    assert encode_entries({3: 1, "a|b": 2}, skipped.append) == (None, [])
+    assert skipped == [3]
+
+
+def test_span_cache_answers_only_for_the_exact_bytes_it_remembered() -> None:
+    cache = SpanCache(max_entries=2)
+    cache.remember("a", b"x|i:1;", [("x", 2, 6)])
+    assert cache.lookup("a", b"x|i:1;") == [("x", 2, 6)]
+    assert cache.lookup("a", b"x|i:2;") is None
+    cache.remember("b", b"", [])
+    cache.remember("c", b"", [])
+    assert cache.lookup("a", b"x|i:1;") is None  # evicted, least recently used
+
+
+def test_a_session_this_process_wrote_is_read_back_lazily(tmp_path: Any) -> None:
+    from phpsess.config import SessionConfig
+    from phpsess.request import Request, request_context
+
+    cfg = SessionConfig({"save_path": str(tmp_path), "gc_probability": "0", "use_cookies": "0"})
+    for expected in (1, 2, 3):
+        req = Request(environ={}, config=cfg, cli=True)
+        with request_context(req):
+            s = req.session
+            s.set_id("lazyid123")
+            assert s.start()
+            if expected > 1:
+                assert isinstance(s.data, SessionData)
+            s.data["n"] = s.data.get("n", 0) + 1
+            s.data.setdefault("profile", {"name": "x" * 200})
+            assert s.write_close()
+    assert (tmp_path / "sess_lazyid123").read_bytes() == encoding.encode(
+        {"n": 3, "profile": {"name": "x" * 200}}, "php"
+    )
+    # bytes written by someone else (e.g. PHP) are decoded in full
+    (tmp_path / "sess_lazyid123").write_bytes(b'n|i:7;profile|a:0:{}')
+    req = Request(environ={}, config=cfg, cli=True)
+    with request_context(req):
+        s = req.session
+        s.set_id("lazyid123")
+        assert s.start()
+        assert not isinstance(s.data, SessionData) and s.data == {"n": 7, "profile": []}
