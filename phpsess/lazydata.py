@@ -54,7 +54,13 @@ class SessionData(MutableMapping):  # type: ignore[type-arg]
     def __getitem__(self, key: Any) -> Any:
         value = self._d[key]
         if type(value) is _Raw:
-            value = codec.loads(self._payload[value.start : value.end])
+            raw = self._payload[value.start : value.end]
+            value = _SCALARS.get(raw, _Raw)
+            if value is _Raw:
+                if raw[:2] == b"i:" and raw[2:-1].isdigit() and len(raw) < 21:
+                    value = int(raw[2:-1])  # the common counter: no parser needed
+                else:
+                    value = codec.loads(raw)
             self._d[key] = value
         return value
 
@@ -88,6 +94,10 @@ class SessionData(MutableMapping):  # type: ignore[type-arg]
                 yield key, payload[value.start : value.end], None
             else:
                 yield key, None, value
+
+
+#: scalars whose bytes decode without the parser
+_SCALARS: dict[bytes, Any] = {b"N;": None, b"b:0;": False, b"b:1;": True, b"i:0;": 0, b"i:1;": 1}
 
 
 def is_array(value: Any) -> bool:
@@ -127,9 +137,15 @@ def encode_entries(
             _report(skipped, on_skip)
             return None, []  # PS_DELIMITER in a key: PHP writes nothing
         if raw is None:
-            if not _plain(value):
+            t = type(value)
+            if t is int and -(2**63) <= value < 2**63:
+                raw = b"i:%d;" % value
+            elif t is bool or value is None:
+                raw = b"b:1;" if value is True else b"b:0;" if value is False else b"N;"
+            elif not _plain(value):
                 return None, None  # nothing reported: the caller encodes the whole session
-            raw = codec.dumps(value)
+            else:
+                raw = codec.dumps(value)
         parts.append(kb)
         parts.append(b"|")
         parts.append(raw)

@@ -200,6 +200,7 @@ class _Registry:
         self.path: str | None = None
         self.free: list[int] = []
         self.disabled = False
+        self.forked = False
 
     def _setup(self) -> bool:
         pid = os.getpid()
@@ -249,22 +250,35 @@ class _Registry:
 
     def acquired(self, dev: int, ino: int, shared: bool, when: float) -> int:
         with self.mutex:
-            if not self._setup() or not self.free:
+            if self.forked or self.map is None:
+                self.forked = False
+                if self.disabled or not self._setup():
+                    self.disabled = True
+                    return -1
+            if not self.free:
                 return -1
             slot = self.free.pop()
-            assert self.map is not None
             _SLOT.pack_into(self.map, _HEADER.size + slot * _SLOT.size, 2 if shared else 1, 0, dev, ino, when)
             return slot
 
     def released(self, slot: int) -> None:
         with self.mutex:
-            if slot < 0 or self.pid != os.getpid() or self.map is None:
+            if slot < 0 or self.forked or self.map is None:
                 return
-            self.map[_HEADER.size + slot * _SLOT.size : _HEADER.size + slot * _SLOT.size + 4] = b"\0\0\0\0"
+            at = _HEADER.size + slot * _SLOT.size
+            self.map[at : at + 4] = b"\0\0\0\0"
             self.free.append(slot)
+
+    def after_fork(self) -> None:
+        """In a forked child: the inherited mapping is the parent's file; set up anew on use."""
+        self.mutex = threading.Lock()
+        self.forked = True
+        self.disabled = False
 
 
 _registry = _Registry()
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=lambda: _registry.after_fork())
 
 
 def note_acquired(dev: int, ino: int, *, shared: bool = False, when: float | None = None) -> int:

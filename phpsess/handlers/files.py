@@ -273,7 +273,7 @@ class FilesHandler(SaveHandler):
         self._size = 0
         self._shared = False
         self._registry_slot = -1  # phpsess.locks registry record of the lock held (held_seconds)
-        self._last: tuple[str | None, str] = (None, "")  # (sid, path) of the last path() call
+        self._paths: dict[str, str] = {}  # sid -> path under the current save_path
 
     # -- PS_OPEN / PS_CLOSE ---------------------------------------------------------------
     def open(self, save_path: str, name: str) -> None:
@@ -288,7 +288,7 @@ class FilesHandler(SaveHandler):
         parsed = parse_save_path(save_path)
         self.save_path = parsed
         self._save_path_raw = save_path
-        self._last = (None, "")
+        self._paths = {}
 
     def close(self) -> None:
         """PS_CLOSE: close the descriptor, which releases the flock.  Safe when nothing is open."""
@@ -311,10 +311,12 @@ class FilesHandler(SaveHandler):
         """
         if self.save_path is None:
             raise SaveHandlerError("files handler used before open()", handler="files", operation="open")
-        if sid == self._last[0]:
-            return self._last[1]
-        path = session_file_path(self.save_path, sid)
-        self._last = (sid, path)
+        path = self._paths.get(sid)
+        if path is None:
+            path = session_file_path(self.save_path, sid)
+            if len(self._paths) >= 1024:
+                self._paths.clear()
+            self._paths[sid] = path
         return path
 
     # -- opening and locking (ps_files_open) ------------------------------------------------
