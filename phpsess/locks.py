@@ -258,6 +258,7 @@ class _Registry:
             if not self.free:
                 return -1
             slot = self.free.pop()
+            assert self.map is not None
             _SLOT.pack_into(self.map, _HEADER.size + slot * _SLOT.size, 2 if shared else 1, 0, dev, ino, when)
             return slot
 

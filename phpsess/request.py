@@ -325,12 +325,9 @@ class OutputProxy(io.TextIOBase):
         self.buffer = _BinaryOutput(self)
 
     def _target(self) -> Request | None:
-        try:
-            return _current.get()
-        except LookupError:
-            return None
+        return _current.get(None)
 
-    def write(self, s: str) -> int:  # type: ignore[override]
+    def write(self, s: str) -> int:
         req = self._target()
         if req is None:
             return self._fallback.write(s)
