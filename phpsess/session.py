@@ -30,6 +30,7 @@ from .errors import (
     PHPWarning,
     SaveHandlerError,
     SessionDecodeError,
+    php_type_name,
 )
 from .handlers.base import SaveHandler, handler_class
 from .lazydata import SPANS, Entries, SessionData, encode_entries, is_array
@@ -147,7 +148,7 @@ class Session:
         """``session_start($options)`` (§2.2). Returns PHP's result."""
         if options is not None and not isinstance(options, Mapping):
             raise TypeError(
-                f"session_start(): Argument #1 ($options) must be of type array, {_php_type(options)} given"
+                f"session_start(): Argument #1 ($options) must be of type array, {php_type_name(options)} given"
             )
         if self.status == Status.ACTIVE:
             self.notice("Ignoring session_start() because a session is already active")
@@ -161,7 +162,7 @@ class Session:
             if isinstance(value, float) or not isinstance(value, (str, int, bool)):
                 raise TypeError(
                     f'session_start(): Option "{key}" must be of type string|int|bool, '
-                    f"{_php_type(value)} given"
+                    f"{php_type_name(value)} given"
                 )
             if isinstance(key, int):
                 continue
@@ -802,18 +803,4 @@ class Session:
         self.status = next_status(self.status, action)
 
 
-def _php_type(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "bool"
-    if isinstance(value, int):
-        return "int"
-    if isinstance(value, float):
-        return "float"
-    if isinstance(value, (str, bytes)):
-        return "string"
-    if isinstance(value, (list, tuple, dict)):
-        return "array"
-    return type(value).__name__
 

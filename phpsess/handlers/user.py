@@ -12,26 +12,12 @@ import warnings
 from typing import Any, Callable, Sequence
 
 from ..config import SessionConfig
-from ..errors import PHPDeprecated, SaveHandlerError
+from ..errors import PHPDeprecated, SaveHandlerError, php_type_name
 from .base import SaveHandler
 
 __all__ = ["UserHandler", "callables_handler"]
 
 
-def _php_type(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "bool"
-    if isinstance(value, int):
-        return "int"
-    if isinstance(value, float):
-        return "float"
-    if isinstance(value, (str, bytes)):
-        return "string"
-    if isinstance(value, (list, dict, tuple)):
-        return "array"
-    return type(value).__name__
 
 
 def coerce_bool(result: Any, operation: str) -> None:
@@ -52,7 +38,7 @@ def coerce_bool(result: Any, operation: str) -> None:
             raise SaveHandlerError("", handler="user", operation=operation)
         return
     raise TypeError(
-        f"Session callback must have a return value of type bool, {_php_type(result)} returned"
+        f"Session callback must have a return value of type bool, {php_type_name(result)} returned"
     )
 
 
