@@ -26,6 +26,7 @@ from __future__ import annotations
 import ctypes
 import errno
 import logging
+import mmap
 import os
 import random
 import select
@@ -56,6 +57,7 @@ from flup.server.fcgi_base import (
 )
 from flup.server.fcgi_fork import WSGIServer
 
+from . import telemetry
 from .request import install_output_proxy
 from .scripts import DEFAULT_CONTENT_TYPE, cgi_head, handle_request
 
@@ -68,7 +70,9 @@ _END_BODY = struct.Struct("!LB3x")
 _MAX_CONTENT = 65528  # largest multiple of 8 that fits a record's 16-bit length
 _FLUSH_AT = 65536  # body bytes buffered before they are sent early
 _PR_SET_PDEATHSIG = 1
-_MASTER_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGCHLD)
+_MASTER_SIGNALS = (
+    signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGCHLD, signal.SIGUSR1,
+)
 
 
 def fcgi_records(rtype: int, request_id: int, data: bytes) -> bytes:
@@ -299,6 +303,17 @@ class FastCGIPool(WSGIServer):  # type: ignore[misc]
         self._sock: socket.socket | None = None
         self._master_pid = 0
         self._wake: tuple[int, int] | None = None
+        #: lock-wait histograms, one slot per worker, shared with the workers (telemetry.py)
+        self._stats: mmap.mmap | None = None
+        self._slot = 0  # in a worker: its slot of _stats
+        self._slots: dict[int, int] = {}  # in the master: pid -> slot
+        self._report = False
+
+    def lock_wait_summary(self) -> telemetry.WaitSummary:
+        """The lock waits of every request the pool has served so far."""
+        if self._stats is None:
+            return telemetry.summarize([])
+        return telemetry.summarize(telemetry.read_slot(self._stats, i) for i in range(self.workers))
 
     # -- the request -------------------------------------------------------------------
     def handler(self, req: Any) -> tuple[int, int]:
@@ -308,7 +323,9 @@ class FastCGIPool(WSGIServer):  # type: ignore[misc]
         body = req.stdin.read()
         resp = _Response(req._conn, req.requestId)
         try:
-            handle_request(req.params, body, self.root, resp.send_headers, resp.write, process_globals=True)
+            done = handle_request(req.params, body, self.root, resp.send_headers, resp.write, process_globals=True)
+            if done is not None and self._stats is not None:
+                telemetry.record(self._stats, self._slot, done.lock_wait)
         except Exception:
             traceback.print_exc(file=sys.stderr)
             if not resp.started:
@@ -343,6 +360,7 @@ class FastCGIPool(WSGIServer):  # type: ignore[misc]
         self._sock = sock
         sock.setblocking(True)
         self._master_pid = os.getpid()
+        self._stats = mmap.mmap(-1, telemetry.SLOT_SIZE * self.workers)  # shared with the workers
         r, w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self._wake = (r, w)
         old_wakeup = signal.set_wakeup_fd(w)
@@ -351,6 +369,7 @@ class FastCGIPool(WSGIServer):  # type: ignore[misc]
             signal.signal(s, self._on_stop)
         signal.signal(signal.SIGQUIT, self._on_graceful)
         signal.signal(signal.SIGCHLD, self._on_child)
+        signal.signal(signal.SIGUSR1, self._on_report)
         log.info("phpsess fpm: %d workers on %s, root %s", self.workers, self._bindAddress, self.root)
         deaths: deque[float] = deque(maxlen=self.workers)
         pause_until = 0.0
@@ -380,8 +399,12 @@ class FastCGIPool(WSGIServer):  # type: ignore[misc]
                         pass
                 except (BlockingIOError, InterruptedError):
                     pass
+                if self._report:
+                    self._report = False
+                    log.info("phpsess fpm: %s", telemetry.format_summary(self.lock_wait_summary()))
         finally:
             self._stop_children()
+            log.info("phpsess fpm: %s", telemetry.format_summary(self.lock_wait_summary()))
             signal.set_wakeup_fd(old_wakeup)
             for s, h in old_handlers.items():
                 signal.signal(s, h)
@@ -406,6 +429,9 @@ class FastCGIPool(WSGIServer):  # type: ignore[misc]
     def _on_child(self, signum: int, frame: FrameType | None) -> None:
         pass  # the wakeup fd wakes the loop, which reaps
 
+    def _on_report(self, signum: int, frame: FrameType | None) -> None:
+        self._report = True  # SIGUSR1: the loop logs the lock-wait summary
+
     def worker_pids(self) -> list[int]:
         """The pids of the live workers (in the master)."""
         return list(self._children)
@@ -420,6 +446,7 @@ class FastCGIPool(WSGIServer):  # type: ignore[misc]
             if pid == 0:
                 break
             started = self._children.pop(pid, None)
+            self._slots.pop(pid, None)
             if started is not None:
                 if os.WIFSIGNALED(status) and self._stop is None:
                     log.warning("worker %d killed by signal %d", pid, os.WTERMSIG(status))
@@ -452,6 +479,8 @@ class FastCGIPool(WSGIServer):  # type: ignore[misc]
     def _spawn(self) -> bool:
         # no signal handler of the master may run in the child before it installs its own
         blocked = signal.pthread_sigmask(signal.SIG_BLOCK, _MASTER_SIGNALS)
+        used = set(self._slots.values())
+        self._slot = next(i for i in range(self.workers) if i not in used)
         try:
             pid = os.fork()
         except OSError as exc:
@@ -461,6 +490,7 @@ class FastCGIPool(WSGIServer):  # type: ignore[misc]
         if pid:
             signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
             self._children[pid] = time.monotonic()
+            self._slots[pid] = self._slot
             return True
         code = 0
         try:
@@ -489,6 +519,7 @@ class FastCGIPool(WSGIServer):  # type: ignore[misc]
             os.close(self._wake[1])
         for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD):
             signal.signal(s, signal.SIG_DFL)
+        signal.signal(signal.SIGUSR1, signal.SIG_IGN)  # the master's report signal
         signal.signal(signal.SIGQUIT, self._on_worker_quit)
         signal.pthread_sigmask(signal.SIG_UNBLOCK, _MASTER_SIGNALS)
         random.seed()

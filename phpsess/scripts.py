@@ -455,8 +455,9 @@ def handle_request(
     *,
     process_globals: bool = True,
     config: SessionConfig | None = None,
-) -> None:
-    """Serve one request: run the script ``environ`` names under ``root``, as php-fpm does.
+) -> Request | None:
+    """Serve one request: run the script ``environ`` names under ``root``, as php-fpm does;
+    return the finished :class:`~phpsess.request.Request` (None for a 404).
 
     ``send_headers(status, headers)`` is called exactly once, before the first
     ``write_body(bytes)``; the headers are final (:func:`finalize_headers`:
@@ -480,7 +481,7 @@ def handle_request(
         log.warning("primary script unknown: %r (root %s)", environ.get("SCRIPT_FILENAME", ""), root)
         send_headers(404, [DEFAULT_CONTENT_TYPE])
         write_body(NOT_FOUND_BODY)
-        return
+        return None
 
     def sink(status: int, headers: list[tuple[str, str]]) -> None:
         send_headers(*finalize_headers(status, headers))
@@ -507,4 +508,5 @@ def handle_request(
             request.send_headers()
         if state is not None:
             state.__exit__(None, None, None)
+    return request
 

@@ -212,6 +212,21 @@ def test_held_session_makes_ten_requests_wait_in_turn(site: Site) -> None:
     assert site.get("/counter.py", s).body == b"11\n"
 
 
+def test_sigusr1_logs_the_lock_wait_summary_of_the_whole_pool(site: Site) -> None:
+    s = sid("waits")
+    site.parallel([("/slow.py?mode=hold&s=0.2", s)] * 4)  # the last one waits ~0.6 s
+    log_path = Path(site.socket).with_suffix(".log")
+    before = log_path.read_text().count("lock waits:")
+    os.kill(site.master.pid, signal.SIGUSR1)
+    wait_for(lambda: log_path.read_text().count("lock waits:") > before, 5, "the summary")
+    line = [x for x in log_path.read_text().splitlines() if "lock waits:" in x][-1]
+    count = int(line.split("lock waits: ")[1].split(" requests")[0])
+    assert count >= 4, line
+    assert "p50 <=" in line and "p99 <=" in line
+    peak = line.split("max ")[1].split(",")[0]
+    assert peak.endswith(" ms") and float(peak[:-3]) >= 400 or peak.endswith(" s"), line
+
+
 @pytest.mark.parametrize("mode", ["close", "read_and_close"])
 def test_closed_session_lets_ten_requests_run_together(site: Site, mode: str) -> None:
     s = sid(mode)
