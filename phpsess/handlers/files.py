@@ -61,6 +61,8 @@ _PATH_ERROR = (
     "Failed to create session data file path. Too short session ID, "
     f"invalid save_path or path length exceeds {MAXPATHLEN} characters"
 )
+#: save_path string -> (parsed, {sid: path}): shared by the handler instances of a process
+_PARSED: dict[str, tuple["SavePath", dict[str, str]]] = {}
 #: retries of a read whose file was deleted while we waited for its lock
 _MAX_REOPEN = 100
 
@@ -285,10 +287,15 @@ class FilesHandler(SaveHandler):
         self.close()
         if self.save_path is not None and save_path == self._save_path_raw and save_path:
             return  # same save_path as the last open: parsed already, path cache still right
-        parsed = parse_save_path(save_path)
-        self.save_path = parsed
+        cached = _PARSED.get(save_path) if save_path else None
+        if cached is None:
+            cached = (parse_save_path(save_path), {})
+            if save_path:  # "" depends on $TMPDIR: parsed each time
+                if len(_PARSED) >= 64:
+                    _PARSED.clear()
+                _PARSED[save_path] = cached
+        self.save_path, self._paths = cached
         self._save_path_raw = save_path
-        self._paths = {}
 
     def close(self) -> None:
         """PS_CLOSE: close the descriptor, which releases the flock.  Safe when nothing is open."""
