@@ -1,0 +1,1324 @@
+"""HTTP benchmark: requests/s of a session counter page, ``phpsess fpm`` against php-fpm 8.2,
+both behind the same nginx.  Runs processes: starts nginx (127.0.0.1), php-fpm and
+``phpsess fpm`` (unix sockets) and wrk, writes configs and session files in temp
+directories, and stops and removes everything on exit (Ctrl-C and SIGTERM included).
+
+The page is ``bench/http_scripts/counter.php`` / ``counter.py`` (session_start, n += 1,
+a text body).  php-fpm runs ``pm = static`` with as many children as ``phpsess fpm``
+has workers, with opcache on, as Debian ships it (``--no-opcache`` to turn it off).
+Both use PHP's default session settings except ``session.gc_probability = 0``
+(Debian's php.ini; a gc scan of thousands of new files would measure the directory,
+not the runtime) and their own ``session.save_path`` (under /var/tmp, or /dev/shm with
+``--tmpfs``).  Cases:
+
+* ``new``: no cookie, every request creates a session (and gets a Set-Cookie);
+* ``pool``: each request sends one of 1,000 pre-created session ids, drawn at random
+  (a wrk Lua script);
+* ``shared``: every request sends the same session id, so all of them queue on its lock.
+
+Each case is measured on both servers interleaved: after a 1 s warm-up of each, the
+servers take 1 s wrk turns in ABBA order for ``--duration`` seconds each, so that
+whatever else the machine runs meanwhile weighs on both alike (this 2-CPU machine is
+shared; the ``other`` column shows how much CPU went to anything else).  With
+``--rounds R`` the median of R rounds is kept (the ratio: the median of the rounds'
+paired ratios).  The table gives req/s, wrk's latency p50/p99 (median of the turns),
+the CPU each part used per request (the pool's processes, nginx, wrk, the rest of the
+machine; µs) and the phpsess/php-fpm ratio against issue 4's goals; then RSS and USS
+per worker (psutil) after the runs.
+
+Finding what limits phpsess:
+
+* ``--profile``: each case once more on phpsess under py-spy (``--gil``: only the
+  samples where a worker runs Python, not where it waits), in µs per request;
+* ``--stages``: each case once more with timers wrapped around the main steps of a
+  request inside the workers (``bench/http.py _fpm`` runs ``phpsess fpm`` with them;
+  phpsess itself is not changed);
+* ``--inproc N``: no servers: N requests per case through one worker's own code in
+  this process (the FastCGI records nginx sends, over a socketpair), CPU µs per
+  request, stable enough to compare changes (``--stages`` adds the breakdown).
+
+``$PHPSESS_TEST_PYTHONPATH`` runs another copy of phpsess (a prototype) instead of
+this checkout's, in the pool and in ``--inproc``.
+
+    python bench/http.py [--duration 5] [--workers 4] [--connections 32] [--rounds 3] [--tmpfs]
+    python bench/http.py --cases shared --profile
+    python bench/http.py --inproc 5000 --stages --tmpfs
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import contextlib
+import dataclasses
+import json
+import os
+import random
+import re
+import resource
+import secrets
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterator, Mapping, Sequence
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+# run as a script, bench/ is sys.path[0], and this file would shadow the standard ``http``
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+# measure another copy of phpsess (a prototype): the servers' PYTHONPATH, and --inproc's
+if os.environ.get("PHPSESS_TEST_PYTHONPATH"):
+    sys.path.insert(0, os.environ["PHPSESS_TEST_PYTHONPATH"])
+
+__all__ = [
+    "CASES",
+    "GOALS",
+    "SERVERS",
+    "STAGE_POINTS",
+    "Latency",
+    "WrkResult",
+    "Measurement",
+    "Stack",
+    "CaseSetup",
+    "parse_wrk",
+    "parse_duration",
+    "php_fpm_config",
+    "phpsess_ini",
+    "nginx_config",
+    "pool_lua",
+    "make_ids",
+    "precreate_sessions",
+    "fcgi_request_bytes",
+    "aggregate_pyspy",
+    "start_stack",
+    "check_pages",
+    "prepare_cases",
+    "run_wrk",
+    "measure_slice",
+    "measure_case",
+    "paired_ratios",
+    "profile_pyspy",
+    "install_stage_timers",
+    "dump_stages",
+    "stage_report",
+    "inproc",
+    "format_table",
+    "format_memory",
+    "main",
+]
+
+SCRIPTS = HERE / "http_scripts"
+#: case name -> what it measures
+CASES: dict[str, str] = {
+    "new": "(a) new session per request",
+    "pool": "(b) pool of 1,000 sessions",
+    "shared": "(c) one shared session",
+}
+#: issue 4's goals: phpsess req/s over php-fpm req/s, measured in the same run
+GOALS: dict[str, float] = {"new": 1.0, "pool": 1.0, "shared": 1.5}
+#: server name -> URL path of the counter page
+SERVERS: dict[str, str] = {"php-fpm": "/counter.php", "phpsess": "/counter.py"}
+POOL_SIZE = 1000
+#: what a session holds before the first request (PHP's "php" serialize_handler)
+SESSION_SEED = b"n|i:0;"
+PHP_FPM = "/usr/sbin/php-fpm8.2"
+STAGES_ENV = "PHPSESS_BENCH_STAGES"
+
+
+# -- pure helpers ----------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class Latency:
+    """wrk's latency distribution (milliseconds)."""
+
+    p50: float | None = None
+    p90: float | None = None
+    p99: float | None = None
+
+
+@dataclasses.dataclass
+class WrkResult:
+    """What one wrk run printed."""
+
+    requests: int
+    seconds: float
+    rps: float
+    latency: Latency
+    non_2xx: int = 0
+    socket_errors: int = 0
+
+
+@dataclasses.dataclass
+class Measurement:
+    """One (case, server) run: wrk's figures and the CPU µs per request of each part."""
+
+    case: str
+    server: str
+    wrk: WrkResult
+    cpu_us: dict[str, float]
+    busy: float  # share of the machine's CPU time that was busy (0..1)
+
+
+_UNITS_MS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3, "h": 3600e3}
+
+
+def parse_duration(text: str) -> float:
+    """A wrk duration (``812.00us``, ``1.23ms``, ``2.01s``) in milliseconds.
+
+    >>> parse_duration("812.00us"), parse_duration("1.50ms"), parse_duration("2s")
+    (0.812, 1.5, 2000.0)
+    """
+    m = re.fullmatch(r"([0-9.]+)(us|ms|s|m|h)", text.strip())
+    if not m:
+        raise ValueError(f"not a wrk duration: {text!r}")
+    return float(m.group(1)) * _UNITS_MS[m.group(2)]
+
+
+def parse_wrk(text: str) -> WrkResult:
+    """Parse the output of ``wrk --latency``.
+
+    >>> out = '''Running 5s test @ http://127.0.0.1:8080/counter.py
+    ...   1 threads and 32 connections
+    ...   Latency Distribution
+    ...      50%    4.10ms
+    ...      90%    6.00ms
+    ...      99%   12.34ms
+    ...   20480 requests in 5.00s, 5.20MB read
+    ...   Socket errors: connect 0, read 2, write 0, timeout 1
+    ...   Non-2xx or 3xx responses: 7
+    ... Requests/sec:   4096.00
+    ... Transfer/sec:      1.04MB'''
+    >>> r = parse_wrk(out)
+    >>> r.requests, r.seconds, r.rps, r.latency.p50, r.latency.p99, r.non_2xx, r.socket_errors
+    (20480, 5.0, 4096.0, 4.1, 12.34, 7, 3)
+    """
+    m = re.search(r"^\s*(\d+) requests in ([0-9.]+\w+),", text, re.M)
+    r = re.search(r"^Requests/sec:\s*([0-9.]+)", text, re.M)
+    if not m or not r:
+        raise ValueError(f"cannot read wrk's output:\n{text}")
+    lat = Latency()
+    for pct, value in re.findall(r"^\s*(50|90|99)%\s+(\S+)\s*$", text, re.M):
+        setattr(lat, f"p{pct}", parse_duration(value))
+    non2xx = re.search(r"Non-2xx or 3xx responses:\s*(\d+)", text)
+    sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text)
+    return WrkResult(
+        requests=int(m.group(1)),
+        seconds=parse_duration(m.group(2)) / 1e3,
+        rps=float(r.group(1)),
+        latency=lat,
+        non_2xx=int(non2xx.group(1)) if non2xx else 0,
+        socket_errors=sum(int(x) for x in sock.groups()) if sock else 0,
+    )
+
+
+def php_fpm_config(
+    workdir: Path, socket_path: str, workers: int, save_path: str, *, opcache: bool = True
+) -> str:
+    """php-fpm's config file: one ``pm = static`` pool on a unix socket, in the foreground.
+
+    Session settings are PHP's defaults but ``save_path`` and ``gc_probability = 0``.
+    """
+    lines = [
+        "[global]",
+        f"pid = {workdir}/php-fpm.pid",
+        f"error_log = {workdir}/php-fpm.log",
+        "daemonize = no",
+        "",
+        "[bench]",
+        f"listen = {socket_path}",
+        "listen.mode = 0660",
+        "listen.backlog = 511",
+        "pm = static",
+        f"pm.max_children = {workers}",
+        "catch_workers_output = yes",
+        "clear_env = no",
+        f"php_admin_value[session.save_path] = {save_path}",
+        "php_admin_value[session.gc_probability] = 0",
+        "php_admin_value[expose_php] = 0",
+        "php_admin_value[log_errors] = 1",
+        "php_admin_value[display_errors] = 0",
+    ]
+    if opcache:
+        lines += [
+            "php_admin_value[opcache.enable] = 1",
+            "php_admin_value[opcache.validate_timestamps] = 1",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def phpsess_ini(save_path: str) -> str:
+    """The ``--ini`` file of ``phpsess fpm``: the same session settings as php-fpm's pool."""
+    return f"session.save_path = {save_path}\nsession.gc_probability = 0\n"
+
+
+def nginx_config(
+    workdir: Path, port: int, root: Path, php_socket: str, py_socket: str, *, keepalive: int = 0
+) -> str:
+    """One nginx on 127.0.0.1:``port``: ``*.php`` to php-fpm, ``*.py`` to phpsess fpm.
+
+    The two locations are alike (the shipped conf/nginx.conf's FastCGI settings, no
+    access log), so nginx costs both the same.  By default each request opens a new
+    backend connection, as the shipped config does; ``keepalive`` > 0 keeps up to that
+    many idle connections per backend (``fastcgi_keep_conn on``).
+    """
+    keep_conn = "            fastcgi_keep_conn on;\n" if keepalive else ""
+    keep_up = f" keepalive {keepalive};" if keepalive else ""
+    user = "user root root;\n" if os.geteuid() == 0 else ""
+    temp = "".join(
+        f"    {name}_temp_path {workdir}/tmp_{name};\n"
+        for name in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+    )
+
+    def location(ext: str, upstream: str) -> str:
+        return (
+            f"        location ~ [^/]\\.{ext}$ {{\n"
+            f"            try_files $fastcgi_script_name =404;\n"
+            f"            fastcgi_pass {upstream};\n"
+            f"            include fastcgi_params;\n"
+            f"            fastcgi_param SCRIPT_FILENAME $document_root$fastcgi_script_name;\n"
+            f"            fastcgi_read_timeout 300s;\n"
+            f"{keep_conn}"
+            f"        }}\n"
+        )
+
+    return (
+        f"daemon off;\nmaster_process on;\nworker_processes 1;\n{user}"
+        f"pid {workdir}/nginx.pid;\nerror_log {workdir}/error.log warn;\n"
+        "events { worker_connections 4096; }\n"
+        "http {\n"
+        "    access_log off;\n"
+        "    keepalive_requests 1000000;\n"
+        f"{temp}"
+        f"    upstream php_fpm {{ server unix:{php_socket};{keep_up} }}\n"
+        f"    upstream phpsess_fpm {{ server unix:{py_socket};{keep_up} }}\n"
+        "    server {\n"
+        f"        listen 127.0.0.1:{port} backlog=4096;\n"
+        "        server_name localhost;\n"
+        f"        root {root};\n"
+        + location("php", "php_fpm")
+        + location("py", "phpsess_fpm")
+        + "    }\n}\n"
+    )
+
+
+def pool_lua(ids: Sequence[str], cookie_name: str = "PHPSESSID") -> str:
+    """A wrk script that sends, per request, the cookie of one of ``ids`` drawn at random
+    (each wrk thread seeded differently)."""
+    table = ",\n".join(f'  "{cookie_name}={sid}"' for sid in ids)
+    return (
+        "local cookies = {\n" + table + "\n}\n"
+        "local n = #cookies\n"
+        "local counter = 0\n"
+        "function setup(thread)\n"
+        "  counter = counter + 1\n"
+        "  thread:set('tid', counter)\n"
+        "end\n"
+        "function init(args)\n"
+        "  math.randomseed(os.time() * 1000 + (tid or 0) * 7919)\n"
+        "end\n"
+        "function request()\n"
+        "  return wrk.format(nil, nil, { ['Cookie'] = cookies[math.random(n)] })\n"
+        "end\n"
+    )
+
+
+def make_ids(count: int, token_hex: Callable[[int], str] = secrets.token_hex) -> list[str]:
+    """``count`` session ids as PHP 8.2 makes them by default (32 chars of ``[0-9a-f]``).
+
+    >>> make_ids(2, lambda n: "ab" * n)
+    ['abababababababababababababababab', 'abababababababababababababababab']
+    """
+    return [token_hex(16) for _ in range(count)]
+
+
+def precreate_sessions(save_path: str, ids: Sequence[str], data: bytes = SESSION_SEED) -> None:
+    """Write ``sess_<id>`` files holding ``data`` (mode 0600, as PHP creates them)."""
+    for sid in ids:
+        fd = os.open(os.path.join(save_path, "sess_" + sid), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            os.write(fd, data)
+        finally:
+            os.close(fd)
+
+
+def aggregate_pyspy(raw: str) -> tuple[dict[str, int], dict[str, int], int]:
+    """Sum py-spy's ``--format raw`` (collapsed stacks, ``frame;frame;... count``).
+
+    :returns: (inclusive samples per frame, self samples per frame, total samples);
+        a frame is ``function (file)`` without the line number, counted once per stack.
+
+    >>> inc, own, total = aggregate_pyspy('process 1:"x";a (m.py:1);b (m.py:5) 3\\n'
+    ...                                   'process 1:"x";a (m.py:1);a (m.py:2) 2\\n')
+    >>> inc["a (m.py)"], own["b (m.py)"], own["a (m.py)"], total
+    (5, 3, 2, 5)
+    """
+    inclusive: collections.Counter[str] = collections.Counter()
+    own: collections.Counter[str] = collections.Counter()
+    total = 0
+    for line in raw.splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        if not stack or not count_text.isdigit():
+            continue
+        count = int(count_text)
+        total += count
+        frames = []
+        for frame in stack.split(";"):
+            if frame.startswith(("process ", "thread ")):
+                continue
+            frames.append(re.sub(r":\d+\)$", ")", frame))
+        if not frames:
+            continue
+        for f in set(frames):
+            inclusive[f] += count
+        own[frames[-1]] += count
+    return dict(inclusive), dict(own), total
+
+
+# -- processes ---------------------------------------------------------------------------
+
+
+def _children(pid: int) -> list[int]:
+    import psutil
+
+    try:
+        return [p.pid for p in psutil.Process(pid).children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return []
+
+
+def _cpu_seconds(pids: Sequence[int]) -> float:
+    import psutil
+
+    total = 0.0
+    for pid in pids:
+        try:
+            t = psutil.Process(pid).cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        total += t.user + t.system
+    return total
+
+
+def _memory(pids: Sequence[int]) -> list[tuple[int, int]]:
+    """(RSS, USS) bytes of each process."""
+    import psutil
+
+    out = []
+    for pid in pids:
+        try:
+            info = psutil.Process(pid).memory_full_info()
+        except psutil.NoSuchProcess:
+            continue
+        out.append((info.rss, info.uss))
+    return out
+
+
+@contextlib.contextmanager
+def _php_fpm(workdir: Path, socket_path: str, workers: int, save_path: str, opcache: bool) -> Iterator[int]:
+    """php-fpm in the foreground; yields the master's pid; stops it on exit."""
+    from tests.integration.nginx import stop_process, wait_for_socket
+    from tests.phptools import require
+
+    binary = require(PHP_FPM)
+    conf = workdir / "php-fpm.conf"
+    conf.write_text(php_fpm_config(workdir, socket_path, workers, save_path, opcache=opcache))
+    args = [binary, "-n", "-F", "-y", str(conf)]
+    if opcache:
+        args += ["-d", "zend_extension=opcache.so"]
+    if os.geteuid() == 0:
+        args.append("-R")
+    log = open(workdir / "php-fpm.out", "wb")
+    proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        try:
+            wait_for_socket(socket_path, 15.0)
+        except TimeoutError:
+            raise RuntimeError("php-fpm did not start:\n" + (workdir / "php-fpm.out").read_text(errors="replace"))
+        _wait_children(proc.pid, workers)
+        yield proc.pid
+    finally:
+        stop_process(proc, signal.SIGTERM)
+        log.close()
+
+
+@contextlib.contextmanager
+def _phpsess_fpm(workdir: Path, socket_path: str, workers: int, save_path: str, stages: bool) -> Iterator[int]:
+    """``phpsess fpm`` (through this script when ``stages``); yields the master's pid."""
+    from tests.integration.nginx import PYTHONPATH, stop_process, wait_for_socket
+
+    ini = workdir / "phpsess.ini"
+    ini.write_text(phpsess_ini(save_path))
+    fpm = ["fpm", "--listen", socket_path, "--root", str(SCRIPTS), "--workers", str(workers), "--ini", str(ini)]
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (PYTHONPATH, env.get("PYTHONPATH", "")) if p)
+    env.pop("PHPSESS_INI", None)
+    if stages:
+        env[STAGES_ENV] = str(workdir / "stages")
+        (workdir / "stages").mkdir(exist_ok=True)
+        args = [sys.executable, str(Path(__file__).resolve()), "_fpm", *fpm]
+    else:
+        args = [sys.executable, "-m", "phpsess", *fpm]
+    log = open(workdir / "phpsess-fpm.out", "wb")
+    # cwd: not the checkout, whose phpsess/ would shadow $PHPSESS_TEST_PYTHONPATH under -m
+    proc = subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=str(workdir))
+    try:
+        try:
+            wait_for_socket(socket_path, 15.0)
+        except TimeoutError:
+            raise RuntimeError(
+                "phpsess fpm did not start:\n" + (workdir / "phpsess-fpm.out").read_text(errors="replace")
+            )
+        _wait_children(proc.pid, workers)
+        yield proc.pid
+    finally:
+        stop_process(proc, signal.SIGTERM)
+        log.close()
+
+
+def _phpsess_dir() -> str:
+    """The phpsess package ``phpsess fpm`` runs here (``$PHPSESS_TEST_PYTHONPATH`` or this checkout)."""
+    from tests.integration.nginx import PYTHONPATH
+
+    return os.path.join(PYTHONPATH, "phpsess")
+
+
+def _wait_children(pid: int, workers: int, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while len(_children(pid)) < workers and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+@dataclasses.dataclass
+class Stack:
+    """The running servers of one bench run."""
+
+    port: int
+    pids: dict[str, int]  # "php-fpm" / "phpsess" / "nginx" -> master pid
+    save_paths: dict[str, str]
+    workdir: Path
+
+    def url(self, server: str) -> str:
+        """The counter page of ``server`` through nginx."""
+        return f"http://127.0.0.1:{self.port}{SERVERS[server]}"
+
+    def workers(self, server: str) -> list[int]:
+        """The worker pids of ``server`` (the pool's children)."""
+        return _children(self.pids[server])
+
+    def group(self, name: str) -> list[int]:
+        """A master and its children."""
+        return [self.pids[name], *_children(self.pids[name])]
+
+
+@contextlib.contextmanager
+def start_stack(
+    workdir: Path, save_root: Path, workers: int, *, opcache: bool, stages: bool, keepalive: int = 0
+) -> Iterator[Stack]:
+    """Start php-fpm, phpsess fpm and one nginx in front of both; stop them all on exit."""
+    from tests.integration.nginx import Nginx, free_port
+
+    save_paths = {}
+    for server in SERVERS:
+        d = save_root / server
+        d.mkdir(mode=0o700)
+        save_paths[server] = str(d)
+    php_sock = str(workdir / "php-fpm.sock")
+    py_sock = str(workdir / "phpsess.sock")
+    py_workers: set[int] = set()
+    try:
+        with contextlib.ExitStack() as stack:
+            php_pid = stack.enter_context(_php_fpm(workdir, php_sock, workers, save_paths["php-fpm"], opcache))
+            py_pid = stack.enter_context(_phpsess_fpm(workdir, py_sock, workers, save_paths["phpsess"], stages))
+            py_workers.update(_children(py_pid))
+            port = free_port()
+            ng = Nginx(workdir / "nginx", port=port)
+            ng.config = nginx_config(ng.dir, port, SCRIPTS, php_sock, py_sock, keepalive=keepalive)
+            stack.enter_context(ng)
+            assert ng.proc is not None
+            try:
+                yield Stack(port, {"php-fpm": php_pid, "phpsess": py_pid, "nginx": ng.proc.pid}, save_paths, workdir)
+            finally:
+                py_workers.update(_children(py_pid))
+    finally:
+        _remove_lock_registries(py_workers)
+
+
+def _remove_lock_registries(pids: set[int]) -> None:
+    """Delete the lock registry files (phpsess.locks) our stopped workers left behind:
+    a worker killed by SIGTERM does not run its atexit cleanup."""
+    try:
+        from phpsess import locks
+    except ImportError:
+        return
+    registry_path = getattr(locks, "registry_path", None)
+    if registry_path is None:
+        return
+    for pid in pids:
+        if os.path.exists(f"/proc/{pid}"):
+            continue
+        path = registry_path(pid)
+        if path:
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+
+
+# -- measuring ---------------------------------------------------------------------------
+
+
+def check_pages(stack: Stack) -> list[str]:
+    """Ask both pages twice with a cookie; they must count 1, 2 and send the same headers.
+
+    :returns: the differences found (empty: the two servers answer alike).
+    :raises RuntimeError: a page does not work at all.
+    """
+    from tests.integration.nginx import http_get
+
+    sid = make_ids(1)[0]
+    seen: dict[str, list[tuple[str, str]]] = {}
+    for server, path in SERVERS.items():
+        for n in (1, 2):
+            r = http_get(stack.port, path, cookie=f"PHPSESSID={sid}")
+            if r.status != 200 or r.body != f"n = {n}\n".encode():
+                raise RuntimeError(f"{server} {path}: {r!r}")
+        seen[server] = [(k.lower(), v) for k, v in r.headers if k.lower() not in ("date", "server")]
+        with open(os.path.join(stack.save_paths[server], "sess_" + sid), "rb") as f:
+            if f.read() != b"n|i:2;":
+                raise RuntimeError(f"{server}: unexpected session file")
+        r = http_get(stack.port, path)
+        cookie = r.header("Set-Cookie") or ""
+        if not re.fullmatch(r"PHPSESSID=[0-9a-v]{32}; path=/", cookie):
+            raise RuntimeError(f"{server}: unexpected Set-Cookie {cookie!r}")
+    a, b = seen["php-fpm"], seen["phpsess"]
+    return [] if a == b else [f"php-fpm headers {a}", f"phpsess headers {b}"]
+
+
+def run_wrk(
+    url: str, duration: float, connections: int, threads: int, *, cookie: str | None, lua: str | None
+) -> WrkResult:
+    """One wrk run against ``url``."""
+    args = ["wrk", "--latency", "-t", str(threads), "-c", str(connections), "-d", f"{duration:g}s", "--timeout", "30s"]
+    if cookie:
+        args += ["-H", f"Cookie: {cookie}"]
+    if lua:
+        args += ["-s", lua]
+    out = subprocess.run(args + [url], capture_output=True, text=True, check=True)
+    return parse_wrk(out.stdout)
+
+
+@dataclasses.dataclass
+class CaseSetup:
+    """How wrk is asked to send cookies for a case."""
+
+    cookie: dict[str, str | None]  # per server
+    lua: str | None
+
+
+def prepare_cases(stack: Stack, cases: Sequence[str]) -> dict[str, CaseSetup]:
+    """Pre-create the sessions the cases use (same ids and data for both servers)."""
+    out = {}
+    for case in cases:
+        if case == "new":
+            out[case] = CaseSetup({s: None for s in SERVERS}, None)
+        elif case == "pool":
+            ids = make_ids(POOL_SIZE)
+            for server in SERVERS:
+                precreate_sessions(stack.save_paths[server], ids)
+            lua = stack.workdir / "pool.lua"
+            lua.write_text(pool_lua(ids))
+            out[case] = CaseSetup({s: None for s in SERVERS}, str(lua))
+        elif case == "shared":
+            sid = make_ids(1)[0]
+            for server in SERVERS:
+                precreate_sessions(stack.save_paths[server], [sid])
+            out[case] = CaseSetup({s: f"PHPSESSID={sid}" for s in SERVERS}, None)
+        else:
+            raise ValueError(f"unknown case {case!r}")
+    return out
+
+
+@dataclasses.dataclass
+class _Slice:
+    """The raw sums of one or more wrk runs against one server."""
+
+    requests: int = 0
+    seconds: float = 0.0
+    errors: int = 0
+    cpu: dict[str, float] = dataclasses.field(default_factory=dict)  # seconds per part
+    used: float = 0.0  # busy CPU seconds of the whole machine
+    total: float = 0.0  # CPU seconds of the whole machine (busy + idle)
+    p50: list[float] = dataclasses.field(default_factory=list)
+    p90: list[float] = dataclasses.field(default_factory=list)
+    p99: list[float] = dataclasses.field(default_factory=list)
+
+    def add(self, other: "_Slice") -> None:
+        """Add ``other``'s sums and latency samples to this one."""
+        self.requests += other.requests
+        self.seconds += other.seconds
+        self.errors += other.errors
+        for k, v in other.cpu.items():
+            self.cpu[k] = self.cpu.get(k, 0.0) + v
+        self.used += other.used
+        self.total += other.total
+        self.p50 += other.p50
+        self.p90 += other.p90
+        self.p99 += other.p99
+
+    def measurement(self, case: str, server: str) -> Measurement:
+        """Per-request figures: req/s, median latencies of the slices, CPU µs per request."""
+        n = max(self.requests, 1)
+        cpu = {k: v * 1e6 / n for k, v in self.cpu.items()}
+        # the rest of the machine's busy time: the kernel's own threads, and anything else
+        # running on this machine meanwhile (a noisy neighbour shows here)
+        cpu["other"] = max(0.0, self.used * 1e6 / n - sum(cpu.values()))
+        med = statistics.median
+        wrk = WrkResult(
+            requests=self.requests,
+            seconds=self.seconds,
+            rps=self.requests / self.seconds if self.seconds else 0.0,
+            latency=Latency(
+                med(self.p50) if self.p50 else None,
+                med(self.p90) if self.p90 else None,
+                med(self.p99) if self.p99 else None,
+            ),
+            non_2xx=self.errors,
+        )
+        return Measurement(case, server, wrk, cpu, self.used / self.total if self.total else 0.0)
+
+
+def measure_slice(
+    stack: Stack, server: str, setup: CaseSetup, seconds: int, connections: int, threads: int
+) -> _Slice:
+    """One wrk run against ``server``, with the CPU time each part used meanwhile."""
+    import psutil
+
+    url = stack.url(server)
+    groups = {"pool": stack.group(server), "nginx": stack.group("nginx")}
+    before = {k: _cpu_seconds(v) for k, v in groups.items()}
+    machine0 = psutil.cpu_times()
+    wrk0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    result = run_wrk(url, seconds, connections, threads, cookie=setup.cookie[server], lua=setup.lua)
+    wrk1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    machine1 = psutil.cpu_times()
+    after = {k: _cpu_seconds(v) for k, v in groups.items()}
+    cpu = {k: after[k] - before[k] for k in groups}
+    cpu["wrk"] = (wrk1.ru_utime - wrk0.ru_utime) + (wrk1.ru_stime - wrk0.ru_stime)
+    idle = (machine1.idle - machine0.idle) + (getattr(machine1, "iowait", 0) - getattr(machine0, "iowait", 0))
+    # guest times are already counted in user time
+    total = sum(getattr(machine1, f) - getattr(machine0, f) for f in machine1._fields if not f.startswith("guest"))
+    lat = result.latency
+    return _Slice(
+        requests=result.requests,
+        seconds=result.seconds,
+        errors=result.non_2xx + result.socket_errors,
+        cpu=cpu,
+        used=total - idle,
+        total=total,
+        p50=[lat.p50] if lat.p50 is not None else [],
+        p90=[lat.p90] if lat.p90 is not None else [],
+        p99=[lat.p99] if lat.p99 is not None else [],
+    )
+
+
+def measure_case(
+    stack: Stack,
+    case: str,
+    setup: CaseSetup,
+    duration: int,
+    connections: int,
+    threads: int,
+    servers: Sequence[str] = tuple(SERVERS),
+) -> dict[str, Measurement]:
+    """Measure ``case`` on each of ``servers`` for ``duration`` seconds, interleaved.
+
+    After a 1 s warm-up of each, the servers take turns in 1 s wrk runs, in ABBA order
+    (php-fpm, phpsess, phpsess, php-fpm, ...), so that whatever else the machine does
+    meanwhile falls on both alike.  Returns the sums as per-request figures.
+    """
+    for server in servers:
+        run_wrk(stack.url(server), 1, connections, threads, cookie=setup.cookie[server], lua=setup.lua)
+    sums = {server: _Slice() for server in servers}
+    order = list(servers)
+    for i in range(max(1, duration)):
+        for server in order if i % 2 == 0 else order[::-1]:
+            sums[server].add(measure_slice(stack, server, setup, 1, connections, threads))
+    return {server: sums[server].measurement(case, server) for server in servers}
+
+
+# -- profiling ---------------------------------------------------------------------------
+
+
+def profile_pyspy(
+    stack: Stack, case: str, setup: CaseSetup, duration: float, connections: int, threads: int, rate: int, top: int
+) -> str:
+    """Run ``case`` on phpsess with py-spy sampling every worker; where the CPU time goes."""
+    pyspy = shutil.which("py-spy")
+    if pyspy is None:
+        return "py-spy is not installed (pip install py-spy)\n"
+    url = stack.url("phpsess")
+    cookie = setup.cookie["phpsess"]
+    run_wrk(url, 1.0, connections, threads, cookie=cookie, lua=setup.lua)
+    out = stack.workdir / f"pyspy-{case}.txt"
+    spy = subprocess.Popen(
+        [pyspy, "record", "--pid", str(stack.pids["phpsess"]), "--subprocesses", "--nonblocking", "--gil",
+         "--rate", str(rate), "--duration", str(int(duration) + 2), "--format", "raw", "--output", str(out)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )
+    try:
+        time.sleep(1.0)  # py-spy attaches
+        result = run_wrk(url, duration, connections, threads, cookie=cookie, lua=setup.lua)
+        _, err = spy.communicate(timeout=duration + 30)
+    finally:
+        if spy.poll() is None:
+            spy.terminate()
+            spy.wait(10)
+    if not out.exists():
+        return f"py-spy wrote nothing: {err.decode(errors='replace')}\n"
+    inclusive, own, total = aggregate_pyspy(out.read_text(errors="replace"))
+    # py-spy samples for duration + 2 s, wrk runs `duration`: scale by the samples' own span
+    requests = result.rps * (int(duration) + 2 - 1.0) if result.rps else 1.0
+
+    def us(count: int) -> float:
+        return count / rate / requests * 1e6
+
+    lines = [
+        f"py-spy, case {case}: {result.rps:.0f} req/s under the profiler, "
+        f"{total} samples at {rate} Hz, ~{us(total):.0f} µs of worker CPU per request",
+        f"  {'incl µs':>8} {'self µs':>8}  frame",
+    ]
+    for frame, count in sorted(inclusive.items(), key=lambda kv: -kv[1])[:top]:
+        lines.append(f"  {us(count):8.1f} {us(own.get(frame, 0)):8.1f}  {_short(frame)}")
+    lines.append(f"  top self time:")
+    for frame, count in sorted(own.items(), key=lambda kv: -kv[1])[:top]:
+        lines.append(f"  {'':8} {us(count):8.1f}  {_short(frame)}")
+    return "\n".join(lines) + "\n"
+
+
+def _short(frame: str) -> str:
+    return re.sub(r"\(/[^)]*/(site-packages|lib/python3\.\d+|phpsess|bench)/", r"(\1/", frame)
+
+
+# Stage timers: installed in the phpsess fpm process by ``bench/http.py _fpm ...`` when
+# $PHPSESS_BENCH_STAGES names a directory; each worker writes its totals there on SIGUSR2.
+#: (module, attribute path, label): inclusive wall time of each call, summed per worker
+STAGE_POINTS: list[tuple[str, str, str]] = [
+    ("phpsess.fastcgi", "FastCGIPool._worker", "-"),
+    ("phpsess.fastcgi", "_Connection.run", "connection (flup Connection.run: all of a request)"),
+    ("phpsess.fastcgi", "serve_connection", "connection (serve_connection: all of a request)"),
+    ("phpsess.fastcgi", "_Connection.process_input", "  read one FastCGI record (x4-5 per request)"),
+    ("phpsess.fastcgi", "_decode_params", "    decode the params record"),
+    ("phpsess.fastcgi", "_Connection._do_begin_request", "    begin request (flup)"),
+    ("phpsess.fastcgi", "_Connection.end_request", "    end request: sendall of the response"),
+    ("phpsess.fastcgi", "FastCGIPool.handler", "    pool handler"),
+    ("phpsess.scripts", "handle_request", "      scripts.handle_request"),
+    ("phpsess.scripts", "resolve_script", "        resolve_script"),
+    ("phpsess.request", "Request.__init__", "        Request.__init__"),
+    ("phpsess.config", "SessionConfig.copy", "          SessionConfig.copy"),
+    ("phpsess.superglobals", "parse_query", "          parse_query"),
+    ("phpsess.superglobals", "parse_cookies", "          parse_cookies"),
+    ("phpsess.scripts", "process_state.__enter__", "        process_state enter (environ, stdin)"),
+    ("phpsess.scripts", "set_request_environ", "          set_request_environ"),
+    ("phpsess.scripts", "process_state.__exit__", "        process_state exit"),
+    ("phpsess.scripts", "_exec", "        run the script (_exec)"),
+    ("phpsess.scripts", "compile_script", "          compile_script (cache check)"),
+    ("phpsess.session", "Session.start", "          Session.start"),
+    ("phpsess.session", "Session._new_handler", "            new handler"),
+    ("phpsess.handlers.files", "FilesHandler.open", "            files open"),
+    ("phpsess.handlers.files", "FilesHandler.read", "            files read (open+flock+read)"),
+    ("phpsess.locks", "note_acquired", "              lock registry: note_acquired"),
+    ("phpsess.handlers.files", "FilesHandler.create_sid", "            files create_sid"),
+    ("phpsess.session", "Session._decode", "            decode"),
+    ("phpsess.session", "Session._send_cookie", "            Set-Cookie"),
+    ("phpsess.session", "Session._send_cache_limiter", "            cache limiter headers"),
+    ("phpsess.session", "Session._script_mtime", "              stat of the script (_script_mtime)"),
+    ("phpsess.php", "header", "          header()"),
+    ("phpsess.request", "OutputProxy.write", "          print() -> OutputProxy.write"),
+    ("phpsess.request", "Request.send_headers", "            send headers (first output)"),
+    ("phpsess.request", "Request.shutdown", "        request shutdown"),
+    ("phpsess.session", "Session.request_shutdown", "          session shutdown"),
+    ("phpsess.session", "Session._close", "            Session._close"),
+    ("phpsess.session", "Session._encode_for_write", "              encode"),
+    ("phpsess.handlers.files", "FilesHandler.write", "              files write"),
+    ("phpsess.handlers.files", "FilesHandler.close", "              files close (unlock)"),
+    ("phpsess.locks", "note_released", "                lock registry: note_released"),
+]
+
+_CONN_LABELS = (STAGE_POINTS[1][2], STAGE_POINTS[2][2])
+
+
+def install_stage_timers(out_dir: str | None = None) -> dict[str, list[float]]:
+    """Wrap :data:`STAGE_POINTS` with wall-clock timers in this process.
+
+    :param out_dir: when given (the ``phpsess fpm`` master, before it forks), each worker
+        starts from zero and writes its totals to ``out_dir/<pid>.json`` on SIGUSR2.
+    :returns: the live totals, ``{label: [calls, seconds]}``.
+    """
+    import functools
+    import importlib
+
+    totals: dict[str, list[float]] = {}
+    clock = time.perf_counter
+
+    def wrap(fn: Callable[..., Any], label: str) -> Callable[..., Any]:
+        slot = totals.setdefault(label, [0, 0.0])
+
+        @functools.wraps(fn)
+        def timed(*a: Any, **kw: Any) -> Any:
+            t = clock()
+            try:
+                return fn(*a, **kw)
+            finally:
+                slot[1] += clock() - t
+                slot[0] += 1
+
+        return timed
+
+    def dump(signum: int, frame: Any) -> None:
+        assert out_dir is not None
+        path = os.path.join(out_dir, f"{os.getpid()}.json")
+        with open(path + ".tmp", "w") as f:
+            json.dump(totals, f)
+        os.replace(path + ".tmp", path)
+
+    for module_name, attr, label in STAGE_POINTS:
+        module = importlib.import_module(module_name)
+        owner: Any = module
+        *parents, name = attr.split(".")
+        try:
+            for p in parents:
+                owner = getattr(owner, p)
+            fn = getattr(owner, name)
+        except AttributeError:
+            continue  # renamed since: skip
+        if label == "-":  # the worker: reset counters after fork, dump on SIGUSR2
+            if out_dir is None:
+                continue
+
+            def worker(self: Any, _fn: Callable[..., Any] = fn) -> Any:
+                for slot in totals.values():
+                    slot[0], slot[1] = 0, 0.0
+                signal.signal(signal.SIGUSR2, dump)
+                return _fn(self)
+
+            setattr(owner, name, worker)
+            continue
+        if isinstance(owner, type) and isinstance(owner.__dict__.get(name), (staticmethod, classmethod)):
+            continue
+        setattr(owner, name, wrap(fn, label))
+        # module-level functions imported by name elsewhere (fastcgi imports handle_request)
+        if owner is module:
+            for other in ("phpsess", "phpsess.fastcgi", "phpsess.scripts", "phpsess.session", "phpsess.php"):
+                m = sys.modules.get(other)
+                if m is not None and getattr(m, name, None) is fn:
+                    setattr(m, name, getattr(owner, name))
+    return totals
+
+
+def dump_stages(stack: Stack) -> dict[str, list[float]]:
+    """Ask each phpsess worker for its stage totals (SIGUSR2); their sum per stage
+    as ``{label: [calls, seconds]}``."""
+    out_dir = stack.workdir / "stages"
+    for f in out_dir.glob("*.json"):
+        f.unlink()
+    pids = stack.workers("phpsess")
+    for pid in pids:
+        os.kill(pid, signal.SIGUSR2)
+    deadline = time.monotonic() + 5
+    while len(list(out_dir.glob("*.json"))) < len(pids) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    totals: dict[str, list[float]] = {}
+    for f in out_dir.glob("*.json"):
+        for label, (calls, secs) in json.loads(f.read_text()).items():
+            slot = totals.setdefault(label, [0, 0.0])
+            slot[0] += calls
+            slot[1] += secs
+    return totals
+
+
+def stage_report(before: dict[str, list[float]], after: dict[str, list[float]], m: Measurement) -> str:
+    """The stage timers' difference over one measurement, in µs per request."""
+    n: float = max(m.wrk.requests, 1)
+    for conn_label in _CONN_LABELS:
+        if conn_label in after:
+            n = (after[conn_label][0] - before.get(conn_label, [0, 0.0])[0]) or n
+            break
+    lines = [
+        f"stages, case {m.case}: {m.wrk.rps:.0f} req/s with the timers, pool CPU {m.cpu_us['pool']:.0f} µs/req; "
+        f"inclusive wall time per request in a worker:",
+        f"  {'µs/req':>8} {'calls/req':>9}  stage",
+    ]
+    for _m, _a, label in STAGE_POINTS:
+        if label not in after:
+            continue
+        calls = after[label][0] - before.get(label, [0, 0.0])[0]
+        secs = after[label][1] - before.get(label, [0, 0.0])[1]
+        if calls:
+            lines.append(f"  {secs * 1e6 / n:8.1f} {calls / n:9.2f}  {label}")
+    return "\n".join(lines) + "\n"
+
+
+# -- in-process: one worker's request path, without nginx ----------------------------------
+
+
+def fcgi_request_bytes(root: str, script: str, cookie: str | None) -> bytes:
+    """The FastCGI records nginx sends for ``GET /<script>`` with the shipped config
+    (``fastcgi_params`` + ``SCRIPT_FILENAME``; no keep-conn, empty stdin).  Pure.
+
+    >>> data = fcgi_request_bytes("/srv", "counter.py", "PHPSESSID=x")
+    >>> data[:8], b"HTTP_COOKIEPHPSESSID=x" in data, data[-8:]
+    (b'\\x01\\x01\\x00\\x01\\x00\\x08\\x00\\x00', True, b'\\x01\\x05\\x00\\x01\\x00\\x00\\x00\\x00')
+    """
+    params = {
+        "QUERY_STRING": "", "REQUEST_METHOD": "GET", "CONTENT_TYPE": "", "CONTENT_LENGTH": "",
+        "SCRIPT_NAME": f"/{script}", "REQUEST_URI": f"/{script}", "DOCUMENT_URI": f"/{script}",
+        "DOCUMENT_ROOT": root, "SERVER_PROTOCOL": "HTTP/1.1", "REQUEST_SCHEME": "http",
+        "GATEWAY_INTERFACE": "CGI/1.1", "SERVER_SOFTWARE": "nginx/1.22.1", "REMOTE_ADDR": "127.0.0.1",
+        "REMOTE_PORT": "40000", "SERVER_ADDR": "127.0.0.1", "SERVER_PORT": "8080",
+        "SERVER_NAME": "localhost", "REDIRECT_STATUS": "200", "SCRIPT_FILENAME": f"{root}/{script}",
+        "HTTP_HOST": "127.0.0.1",
+    }
+    if cookie:
+        params["HTTP_COOKIE"] = cookie
+
+    def length(n: int) -> bytes:
+        return bytes([n]) if n < 128 else (n | 0x80000000).to_bytes(4, "big")
+
+    def record(rtype: int, content: bytes) -> bytes:
+        pad = -len(content) & 7
+        return bytes([1, rtype, 0, 1]) + len(content).to_bytes(2, "big") + bytes([pad, 0]) + content + bytes(pad)
+
+    pairs = b"".join(
+        length(len(k)) + length(len(v)) + k.encode() + v.encode() for k, v in params.items()
+    )
+    return record(1, (1).to_bytes(2, "big") + bytes(6)) + record(4, pairs) + record(4, b"") + record(5, b"")
+
+
+def inproc(cases: Sequence[str], count: int, save_root: Path, *, stages: bool, repeat: int = 3) -> str:
+    """Serve ``count`` requests per case in this process through the pool's own FastCGI
+    code (``FastCGIPool`` + its Connection) over a socketpair, as one worker does: the
+    request bytes nginx sends, the response read back.  No other process, so the figures
+    are CPU time and stable.  Best of ``repeat``; the harness's own socket work (the same
+    loop answering a canned response) is subtracted.  With ``stages``, then the stage
+    timers' breakdown.
+    """
+    import socket
+
+    from phpsess.config import from_ini_file
+    from phpsess import fastcgi
+    from phpsess.fastcgi import FastCGIPool
+    from phpsess.request import install_output_proxy, set_default_config
+
+    has_serve_connection = hasattr(fastcgi, "serve_connection")
+
+    save = save_root / "inproc"
+    save.mkdir()
+    ini = save_root / "inproc.ini"
+    ini.write_text(phpsess_ini(str(save)))
+    set_default_config(from_ini_file(str(ini)))
+    ids = make_ids(POOL_SIZE)
+    precreate_sessions(str(save), ids)
+    root = str(SCRIPTS.resolve())
+    pool = FastCGIPool(root, str(save_root / "unused.sock"), workers=1)
+    install_output_proxy()
+    rng = random.Random(4)
+    requests = {
+        "new": [fcgi_request_bytes(root, "counter.py", None)] * count,
+        "pool": [fcgi_request_bytes(root, "counter.py", f"PHPSESSID={rng.choice(ids)}") for _ in range(count)],
+        "shared": [fcgi_request_bytes(root, "counter.py", f"PHPSESSID={ids[0]}")] * count,
+    }
+    canned = b""
+
+    def one(data: bytes, serve: bool) -> bytes:
+        a, b = socket.socketpair()
+        a.sendall(data)
+        a.shutdown(socket.SHUT_WR)  # nginx waits instead; here the worker sees EOF at once
+        if serve:
+            if has_serve_connection:  # a module-level per-connection loop, if there is one
+                getattr(fastcgi, "serve_connection")(pool, b)
+            else:
+                pool._connectionClass(b, None, pool).run()
+        else:
+            b.recv(65536)
+            b.sendall(canned)
+            b.shutdown(socket.SHUT_WR)
+        b.close()
+        out = a.recv(65536)
+        a.close()
+        return out
+
+    def loop(reqs: list[bytes], serve: bool) -> tuple[float, float]:
+        t0, c0 = time.perf_counter(), time.process_time()
+        for data in reqs:
+            one(data, serve)
+        return (time.perf_counter() - t0) / len(reqs) * 1e6, (time.process_time() - c0) / len(reqs) * 1e6
+
+    import phpsess
+
+    lines = [
+        f"in-process ({os.path.dirname(phpsess.__file__)}), {count} requests per case, "
+        f"best of {repeat} (µs per request; CPU = wall here):"
+    ]
+    figures = {}
+    for case in cases:
+        reqs = requests[case]
+        canned = one(reqs[0], True)
+        if b"n = " not in canned:
+            raise RuntimeError(f"in-process {case}: unexpected response {canned[:300]!r}")
+        loop(reqs[: max(1, count // 10)], True)  # warm up
+        base = min(loop(reqs, False) for _ in range(repeat))
+        full = min(loop(reqs, True) for _ in range(repeat))
+        figures[case] = full[1] - base[1]
+        lines.append(
+            f"  {CASES[case]:<30} worker {full[1] - base[1]:6.1f} µs CPU/req"
+            f"  (loop {full[1]:.1f}, harness alone {base[1]:.1f})"
+        )
+    if stages:
+        totals = install_stage_timers()
+        for case in cases:
+            for slot in totals.values():
+                slot[0], slot[1] = 0, 0.0
+            loop(requests[case], True)
+            n = totals.get(_CONN_LABELS[0], [0, 0.0])[0] or totals.get(_CONN_LABELS[1], [0, 0.0])[0] or count
+            lines.append(f"stages, {CASES[case]} (inclusive, timers add ~0.2 µs per call):")
+            lines.append(f"  {'µs/req':>8} {'calls/req':>9}  stage")
+            for _m, _a, label in STAGE_POINTS:
+                if label in totals and totals[label][0]:
+                    calls, secs = totals[label]
+                    lines.append(f"  {secs * 1e6 / n:8.1f} {calls / n:9.2f}  {label}")
+    return "\n".join(lines) + "\n"
+
+
+# -- the report --------------------------------------------------------------------------
+
+
+def _ms(x: float | None) -> str:
+    return "-" if x is None else (f"{x * 1e3:.0f}us" if x < 1 else f"{x:.2f}ms")
+
+
+def paired_ratios(runs: Mapping[tuple[str, str], Sequence[Measurement]]) -> dict[str, float]:
+    """phpsess req/s over php-fpm req/s per case: the median of the rounds' ratios (each
+    round measures both servers interleaved, so its ratio is a paired comparison)."""
+    out = {}
+    for case in CASES:
+        a, b = runs.get((case, "php-fpm"), []), runs.get((case, "phpsess"), [])
+        pairs = [y.wrk.rps / x.wrk.rps for x, y in zip(a, b) if x.wrk.rps > 0]
+        if pairs:
+            out[case] = statistics.median(pairs)
+    return out
+
+
+def format_table(results: Mapping[tuple[str, str], Measurement], ratios: Mapping[str, float]) -> str:
+    """The req/s table with latencies, CPU µs per request, and the ratios against the goals.
+
+    ``other``: busy CPU time of the machine not used by the pool, nginx or wrk (kernel
+    threads, and other programs: a large figure means a noisy run); ``busy``: the share
+    of all CPUs that was busy.
+    """
+    lines = [
+        f"{'case':<30} {'server':<8} {'req/s':>8} {'p50':>8} {'p99':>8} {'errors':>6}"
+        f"   {'CPU µs/req: pool':>16} {'nginx':>6} {'wrk':>5} {'other':>6}  {'busy':>4}"
+    ]
+    for case in CASES:
+        rows = [results[case, s] for s in SERVERS if (case, s) in results]
+        for m in rows:
+            w = m.wrk
+            lines.append(
+                f"{CASES[case]:<30} {m.server:<8} {w.rps:8.0f} {_ms(w.latency.p50):>8} {_ms(w.latency.p99):>8}"
+                f" {w.non_2xx + w.socket_errors:6d}   {m.cpu_us['pool']:16.0f} {m.cpu_us['nginx']:6.0f}"
+                f" {m.cpu_us['wrk']:5.0f} {m.cpu_us['other']:6.0f}  {m.busy * 100:3.0f}%"
+            )
+        if case in ratios:
+            ratio = ratios[case]
+            goal = GOALS[case]
+            verdict = "met" if ratio >= goal else "NOT met"
+            lines.append(f"{'':<30} {'ratio':<8} {ratio:7.2f}x  (goal {goal:.1f}x: {verdict})")
+    return "\n".join(lines) + "\n"
+
+
+def format_memory(stack: Stack) -> str:
+    """RSS and USS per worker (and of the master) of each pool, MiB."""
+    lines = [f"{'server':<8} {'workers':>7} {'RSS/worker':>11} {'USS/worker':>11} {'master RSS':>11} {'master USS':>11}"]
+    for server in SERVERS:
+        workers = _memory(stack.workers(server))
+        master = _memory([stack.pids[server]])
+        if not workers or not master:
+            continue
+        mib = 1024 * 1024
+        lines.append(
+            f"{server:<8} {len(workers):7d} {statistics.mean(r for r, _ in workers) / mib:9.1f}Mi"
+            f" {statistics.mean(u for _, u in workers) / mib:9.1f}Mi {master[0][0] / mib:9.1f}Mi"
+            f" {master[0][1] / mib:9.1f}Mi"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def _median(ms: list[Measurement]) -> Measurement:
+    ms = sorted(ms, key=lambda m: m.wrk.rps)
+    return ms[len(ms) // 2]
+
+
+# -- main --------------------------------------------------------------------------------
+
+
+def _fpm_entry(argv: list[str]) -> int:
+    """``bench/http.py _fpm ARGS``: ``phpsess fpm ARGS`` with the stage timers installed."""
+    from phpsess import cli
+
+    out_dir = os.environ.get(STAGES_ENV)
+    if out_dir:
+        install_stage_timers(out_dir)
+    return int(cli.main(argv) or 0)
+
+
+class _Terminated(Exception):
+    pass
+
+
+def _on_term(signum: int, frame: Any) -> None:
+    raise _Terminated
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the benchmark; print the table, the memory figures and any profile."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["_fpm"]:
+        return _fpm_entry(argv[1:])
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument(
+        "--duration", type=int, default=5,
+        help="seconds each server is measured per case, in 1 s turns (default 5)",
+    )
+    p.add_argument("--workers", type=int, default=4, help="workers of each pool (default 4)")
+    p.add_argument("--connections", type=int, default=32, help="wrk connections (default 32)")
+    p.add_argument("--threads", type=int, default=1, help="wrk threads (default 1)")
+    p.add_argument("--rounds", type=int, default=1, help="measure each case R times, keep the median (default 1)")
+    p.add_argument("--cases", default=",".join(CASES), help="comma-separated: new,pool,shared (default all)")
+    p.add_argument("--tmpfs", action="store_true", help="session files on /dev/shm instead of /var/tmp")
+    p.add_argument("--no-opcache", action="store_true", help="php-fpm without opcache")
+    p.add_argument(
+        "--keepalive", type=int, default=0, metavar="K",
+        help="nginx keeps K idle FastCGI connections per backend (fastcgi_keep_conn; default 0: "
+        "a new connection per request, as the shipped conf/nginx.conf)",
+    )
+    p.add_argument("--profile", action="store_true", help="then profile phpsess workers with py-spy per case")
+    p.add_argument("--rate", type=int, default=1000, help="py-spy samples per second (default 1000)")
+    p.add_argument("--stages", action="store_true", help="then time the steps of a request inside the workers")
+    p.add_argument("--top", type=int, default=30, help="frames listed per profile (default 30)")
+    p.add_argument(
+        "--inproc", type=int, metavar="N", default=0,
+        help="instead: N requests per case through one worker's code in this process (no nginx, "
+        "no php-fpm): stable CPU µs per request; with --stages, the breakdown",
+    )
+    p.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
+    p.add_argument("--keep", action="store_true", help="keep the temp directory (configs, logs, profiles)")
+    args = p.parse_args(argv)
+    cases = [c.strip() for c in args.cases.split(",") if c.strip()]
+    for c in cases:
+        if c not in CASES:
+            p.error(f"unknown case {c!r} (choose from {', '.join(CASES)})")
+
+    if args.inproc:
+        save_root = Path(tempfile.mkdtemp(prefix="phpsess-inproc-", dir="/dev/shm" if args.tmpfs else "/var/tmp"))
+        try:
+            print(inproc(cases, args.inproc, save_root, stages=args.stages), end="")
+        finally:
+            shutil.rmtree(save_root, ignore_errors=True)
+        return 0
+    if shutil.which("wrk") is None:
+        p.error("wrk is not installed (apt-get install -y wrk)")
+    old_term = signal.signal(signal.SIGTERM, _on_term)
+    # Ctrl-C stops the run and everything it started (even when started with SIGINT ignored)
+    old_int = signal.signal(signal.SIGINT, signal.default_int_handler)
+    workdir = Path(tempfile.mkdtemp(prefix="phpsess-http-"))
+    save_root = Path(tempfile.mkdtemp(prefix="phpsess-http-sessions-", dir="/dev/shm" if args.tmpfs else "/var/tmp"))
+    t0 = time.monotonic()
+    try:
+        print(
+            f"phpsess fpm vs php-fpm {'(opcache)' if not args.no_opcache else '(no opcache)'} behind nginx: "
+            f"{args.workers} workers each, wrk {args.threads} thread(s) x {args.connections} connections, "
+            f"{args.duration} s per server and case (1 s turns, interleaved) x {args.rounds} round(s), "
+            f"sessions in {save_root.parent}, {os.cpu_count()} CPUs; phpsess from {_phpsess_dir()}",
+            flush=True,
+        )
+        with start_stack(
+            workdir, save_root, args.workers, opcache=not args.no_opcache, stages=args.stages,
+            keepalive=args.keepalive,
+        ) as stack:
+            diffs = check_pages(stack)
+            for d in diffs:
+                print("WARNING: responses differ:", d)
+            setups = prepare_cases(stack, cases)
+            runs: dict[tuple[str, str], list[Measurement]] = collections.defaultdict(list)
+            order = list(SERVERS)
+            for rnd in range(args.rounds):
+                for case in cases:
+                    got = measure_case(
+                        stack, case, setups[case], args.duration, args.connections, args.threads,
+                        order if rnd % 2 == 0 else order[::-1],
+                    )
+                    for server, m in got.items():
+                        runs[case, server].append(m)
+                    print(
+                        f"  {case:<7} " + "  ".join(f"{s} {m.wrk.rps:6.0f} req/s" for s, m in got.items()),
+                        flush=True,
+                    )
+            results = {k: _median(v) for k, v in runs.items()}
+            print()
+            ratios = paired_ratios(runs)
+            print(format_table(results, ratios))
+            print("memory after the runs:")
+            print(format_memory(stack))
+            extra = {}
+            if args.profile:
+                for case in cases:
+                    text = profile_pyspy(
+                        stack, case, setups[case], args.duration, args.connections, args.threads, args.rate, args.top
+                    )
+                    print(text)
+                    extra[f"pyspy_{case}"] = text
+            if args.stages:
+                for case in cases:
+                    before = dump_stages(stack)
+                    m = measure_case(
+                        stack, case, setups[case], args.duration, args.connections, args.threads, ["phpsess"]
+                    )["phpsess"]
+                    text = stage_report(before, dump_stages(stack), m)
+                    print(text)
+                    extra[f"stages_{case}"] = text
+            if args.json:
+                Path(args.json).write_text(
+                    json.dumps(
+                        {
+                            "args": vars(args),
+                            "results": {f"{c}/{s}": dataclasses.asdict(m) for (c, s), m in results.items()},
+                            "ratios": ratios,
+                            "runs": {f"{c}/{s}": [m.wrk.rps for m in v] for (c, s), v in runs.items()},
+                            **extra,
+                        },
+                        indent=2,
+                    )
+                )
+    except (KeyboardInterrupt, _Terminated):
+        print("interrupted: stopping everything", file=sys.stderr)
+        return 130
+    finally:
+        signal.signal(signal.SIGTERM, old_term)
+        signal.signal(signal.SIGINT, old_int)
+        shutil.rmtree(save_root, ignore_errors=True)
+        if args.keep:
+            print(f"kept {workdir}")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+    print(f"total {time.monotonic() - t0:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
