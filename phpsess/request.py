@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 #: receives (status, headers) once, when the first body byte (or the end) comes
 HeadersSink = Callable[[int, list[tuple[str, str]]], None]
 
+_PKG_DIR = os.path.dirname(__file__)
 _current: contextvars.ContextVar["Request"] = contextvars.ContextVar("phpsess_request")
 _default_config: SessionConfig | None = None
 _cli_request: "Request | None" = None
@@ -214,7 +215,7 @@ class Request:
             return
         self.headers_sent = True
         frame = sys._getframe(1)
-        while frame is not None and frame.f_code.co_filename.startswith(os.path.dirname(__file__)):
+        while frame is not None and frame.f_code.co_filename.startswith(_PKG_DIR):
             frame = frame.f_back  # type: ignore[assignment]
         if frame is not None:
             self.headers_sent_at = f" (output started at {frame.f_code.co_filename}:{frame.f_lineno})"

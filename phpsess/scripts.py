@@ -26,7 +26,7 @@ import stat
 import sys
 import traceback
 import types
-from typing import IO, Callable, Mapping
+from typing import IO, Any, Callable, Iterator, Mapping
 
 from .config import SessionConfig
 from .request import HeadersSink, Request, install_output_proxy, reason_phrase, request_context
@@ -61,6 +61,10 @@ _code_cache: dict[str, tuple[int, int, types.CodeType]] = {}
 _root_cache: dict[str, str] = {}
 
 
+_resolved: dict[tuple[str, str], tuple[str, tuple[int, int, int, int]]] = {}
+_stat_of: dict[str, os.stat_result] = {}
+
+
 def compile_script(path: str) -> types.CodeType:
     """Return the compiled code of the script at ``path``.
 
@@ -70,7 +74,7 @@ def compile_script(path: str) -> types.CodeType:
     :raises OSError: the file cannot be read.
     :raises SyntaxError: the file is not valid Python.
     """
-    st = os.stat(path)
+    st = _stat_of.pop(path, None) or os.stat(path)  # resolve_script's stat of this request, if any
     hit = _code_cache.get(path)
     if hit is not None and hit[0] == st.st_mtime_ns and hit[1] == st.st_size:
         return hit[2]
@@ -199,12 +203,25 @@ def resolve_script(environ: Mapping[str, str], root: str) -> str | None:
         name = os.path.join(root, script_name.lstrip("/"))
     if "\0" in name:
         return None
+    try:
+        st = os.stat(name)
+    except (OSError, ValueError):
+        return None
+    key = (name, root)
+    hit = _resolved.get(key)
+    sig = (st.st_dev, st.st_ino, st.st_mtime_ns, st.st_size)
+    if hit is not None and hit[1] == sig:
+        _stat_of[hit[0]] = st
+        return hit[0]
     real_root = _root_cache.get(root)
     if real_root is None:
         real_root = _root_cache[root] = os.path.realpath(root).rstrip(os.sep) + os.sep
     real = _real_file(name)
     if real is None or not real.startswith(real_root) or not real.endswith(".py"):
         return None
+    # the same file (dev, inode, mtime, size) as last time: the same real path
+    _resolved[key] = (real, sig)
+    _stat_of[real] = st
     return real
 
 
@@ -396,6 +413,27 @@ def end_request_environ() -> None:
     _at_end = _env_bytes()
 
 
+class _LazyStdin:
+    """The request body as ``sys.stdin``, its text wrapper built on first use."""
+
+    __slots__ = ("_body", "_io")
+
+    def __init__(self, body: bytes) -> None:
+        self._body = body
+        self._io: io.TextIOWrapper | None = None
+
+    def _wrapper(self) -> io.TextIOWrapper:
+        if self._io is None:
+            self._io = io.TextIOWrapper(io.BytesIO(self._body), encoding="utf-8", errors="surrogateescape")
+        return self._io
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._wrapper(), name)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._wrapper())
+
+
 class process_state:
     """``with process_state(environ, body, script):`` the CGI view of one request.
 
@@ -417,7 +455,7 @@ class process_state:
     def __enter__(self) -> None:
         set_request_environ(self.environ)
         self._stdin = sys.stdin
-        sys.stdin = io.TextIOWrapper(io.BytesIO(self.body), encoding="utf-8", errors="surrogateescape")
+        sys.stdin = _LazyStdin(self.body)
         self._argv = sys.argv
         sys.argv = [self.script]
         d = self._dir = os.path.dirname(self.script)

@@ -441,10 +441,16 @@ class Session:
                 f"Session cache limiter cannot be sent after headers have already been sent{req.headers_sent_at}"
             )
             return False
-        for name, value in headers.cache_limiter_headers(
-            self.config, now=req.clock(), script_mtime=self._script_mtime()
-        ):
-            req.add_header(name, value, replace=True)
+        limiter = self.config.cache_limiter
+        if limiter == "nocache":
+            hdrs = headers.cache_limiter_headers(self.config, now=0.0, script_mtime=None)
+        else:
+            hdrs = headers.cache_limiter_headers(self.config, now=req.clock(), script_mtime=self._script_mtime())
+        if not req.headers:
+            req.headers.extend(hdrs)  # nothing to replace
+        else:
+            for name, value in hdrs:
+                req.add_header(name, value, replace=True)
         return True
 
     def _script_mtime(self) -> float | None:

@@ -207,6 +207,8 @@ def parse_query(
 
     :param warn: receives PHP's "Input variables exceeded" warning (the rest is dropped).
     """
+    if not qs:
+        return {}
     data = _c_str(_decode(_as_bytes(qs))).encode("utf-8", "surrogateescape")
     track = _PArray()
     count = 0
