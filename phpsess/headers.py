@@ -126,7 +126,12 @@ def _limiter_date(ts: int) -> str:
     return f"{_DAYS[wd]}, {d:02d} {_MONTHS[mo - 1]} {y} {h:02d}:{mi:02d}:{s:02d} GMT"
 
 
+_PLAIN = re.compile(r"[A-Za-z0-9_.\-]*\Z")
+
+
 def _encode(s: str | bytes, safe: frozenset[int], space_plus: bool) -> str:
+    if isinstance(s, str) and _PLAIN.match(s):
+        return s  # nothing to escape (session ids, mostly): skip the byte loop
     data = s.encode("utf-8", "surrogateescape") if isinstance(s, str) else s
     out = []
     for b in data:

@@ -36,25 +36,21 @@ def bin_to_readable(data: bytes, length: int, bits: int) -> str:
     """Turn random bytes into ``length`` id characters, ``bits`` bits each, as PHP packs them.
 
     The bytes are consumed as a little-endian bit stream (session.c: bin_to_readable):
-    character ``i`` is bits ``i*bits .. i*bits+bits-1`` of ``int.from_bytes(data, "little")``,
-    an index into :data:`ALPHABET`.
-
-    :raises IndexError: ``data`` has fewer than ``ceil(length * bits / 8)`` bytes.
+    character ``i`` is bits ``[bits*i, bits*i + bits)`` of that stream.
     """
+    needed = (length * bits + 7) // 8
+    if len(data) < needed:
+        raise IndexError("not enough random bytes for the id")
+    if bits == 4:
+        # each byte gives its low nibble, then its high nibble
+        return "".join(map(_NIBBLES.__getitem__, data[: (length + 1) // 2]))[:length]
+    n = int.from_bytes(data[:needed], "little")
     mask = (1 << bits) - 1
-    out = []
-    w = 0
-    have = 0
-    p = 0
-    for _ in range(length):
-        if have < bits:
-            w |= data[p] << have
-            p += 1
-            have += 8
-        out.append(ALPHABET[w & mask])
-        w >>= bits
-        have -= bits
-    return "".join(out)
+    return "".join([ALPHABET[(n >> shift) & mask] for shift in range(0, length * bits, bits)])
+
+
+#: byte -> its two 4-bit characters, low nibble first
+_NIBBLES = [ALPHABET[b & 15] + ALPHABET[b >> 4] for b in range(256)]
 
 
 def create_id(
