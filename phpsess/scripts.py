@@ -291,7 +291,7 @@ def cgi_head(status: int, headers: list[tuple[str, str]]) -> bytes:
 
 
 # os.environ keeps its values encoded in a private dict (``_data``); updating that dict
-# and the C environment (putenv) directly is several times cheaper than going through
+# directly (not the C environment: see _put) is several times cheaper than going through
 # os.environ's mapping methods.  Most CGI variables are the same from one request to the
 # next (SERVER_*, DOCUMENT_ROOT, HTTP_HOST...), so they are not taken out after each
 # request: the next request changes only what differs and removes what it lacks.
@@ -324,11 +324,12 @@ def _env_bytes() -> dict[bytes, bytes]:
 def _put(kb: bytes, vb: bytes | None) -> None:
     data = _environ_data
     if data is not None:
+        # os.environ only, not the C environment: glibc never frees a replaced putenv()
+        # value (a leak per distinct cookie), and php-fpm's child processes do not see
+        # the request's variables either
         if vb is None:
-            os.unsetenv(kb)
             data.pop(kb, None)
         else:
-            os.putenv(kb, vb)
             data[kb] = vb
         return
     k = kb.decode("utf-8", "surrogateescape")
@@ -339,7 +340,7 @@ def _put(kb: bytes, vb: bytes | None) -> None:
 
 
 def reset_environ() -> None:
-    """Give ``os.environ`` (and the C environment) back the worker's own variables."""
+    """Give ``os.environ`` back the worker's own variables."""
     global _at_end
     _applied.clear()
     base = _base_env
@@ -359,7 +360,8 @@ def set_request_environ(environ: Mapping[str, str]) -> None:
     """Make ``os.environ`` the worker's own environment with ``environ`` on top.
 
     Variables an earlier request set and this one lacks get the worker's value
-    back (or disappear).  The C environment (for child processes) is set too.
+    back (or disappear).  Only ``os.environ`` changes: as under php-fpm, child
+    processes see the worker's own environment.
     Pair each call with :func:`end_request_environ`.
     """
     global _base_env, _at_start
@@ -395,8 +397,7 @@ def set_request_environ(environ: Mapping[str, str]) -> None:
             continue
         kb, vb = enc
         if data.get(kb) != vb:
-            os.putenv(kb, vb)
-            data[kb] = vb
+            data[kb] = vb  # os.environ only (see _put)
         _applied[k] = v
     _at_start = dict(data)
 

@@ -509,7 +509,8 @@ class Session:
                             SPANS.remember(sid, val, entries)
                 except (SaveHandlerError, InvalidSessionId) as exc:
                     SPANS.forget(self.id or "")
-                    log.debug("write failed: %s", exc)
+                    if str(exc):
+                        self.diagnose(str(exc))  # the handler's reason first, as PHP warns it
                     if self.user_handler is not None:
                         self.diagnose(
                             "Failed to write session data using user defined save handler. "

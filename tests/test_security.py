@@ -287,11 +287,6 @@ def test_new_ids_come_from_the_full_alphabet_and_never_repeat(tmp_path: Path) ->
     assert set("".join(ids)) == set("0123456789abcdefghijklmnopqrstuv")  # 160 bits each
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "bug: phpsess does not warn when session.save_path is listable by other users "
-    "(mode o+r, e.g. PHP's default /tmp): anyone on the host can read the session ids "
-    "from the file names and hijack them; expected one WARNING on a phpsess logger "
-    "naming the save_path (Debian uses 1733 for /var/lib/php/sessions for this reason)"))
 def test_world_readable_save_path_is_warned_about(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     save = tmp_path / "open"
     save.mkdir()

@@ -18,13 +18,14 @@ Where phpsess differs, PHP cannot tell (docs/handlers.md, "files"):
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import logging
 import os
 import secrets
 import stat
 import time
-from typing import Callable
+from typing import Any, Callable
 
 from .. import ids, locking, locks
 from ..config import SessionConfig
@@ -61,6 +62,51 @@ _PATH_ERROR = (
     "Failed to create session data file path. Too short session ID, "
     f"invalid save_path or path length exceeds {MAXPATHLEN} characters"
 )
+_warned_listable: set[str] = set()
+
+
+def _warn_if_listable(basedir: str) -> None:
+    """Warn once per process when other users can list ``basedir``: they can read the
+    session ids from the file names (Debian keeps /var/lib/php/sessions at 1733)."""
+    if basedir in _warned_listable:
+        return
+    _warned_listable.add(basedir)
+    try:
+        mode = os.stat(basedir).st_mode
+    except OSError:
+        return  # surfaces at read, with PHP's message
+    if mode & stat.S_IROTH:
+        log.warning(
+            "session.save_path %s can be listed by other users (mode %o): they can read "
+            "session ids from the file names and hijack sessions; use a directory with "
+            "mode 1733 or 0700", basedir, stat.S_IMODE(mode))
+
+
+_libc: Any = None
+
+
+def _reserve(fd: int, size: int) -> None:
+    """Allocate the blocks a growing write needs without changing the file's size
+    (``fallocate(FALLOC_FL_KEEP_SIZE)``), so a full disk fails before the write
+    instead of leaving the first page of the new session over the old one.
+
+    :raises OSError: ENOSPC (file systems without fallocate are left as they are).
+    """
+    global _libc
+    if _libc is None:
+        try:
+            _libc = ctypes.CDLL(None, use_errno=True)
+            _libc.fallocate.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
+        except (OSError, AttributeError):
+            _libc = False
+    if _libc is False:
+        return
+    if _libc.fallocate(fd, 1, 0, size) != 0:  # 1 = FALLOC_FL_KEEP_SIZE
+        err = ctypes.get_errno()
+        if err in (errno.ENOSPC, errno.EDQUOT):
+            raise OSError(err, os.strerror(err))
+
+
 #: save_path string -> (parsed, {sid: path}): shared by the handler instances of a process
 _PARSED: dict[str, tuple["SavePath", dict[str, str]]] = {}
 #: retries of a read whose file was deleted while we waited for its lock
@@ -176,6 +222,7 @@ def session_file_path(sp: SavePath, sid: str) -> str:
     :raises SaveHandlerError: id not longer than the depth, empty base directory, or
         a path over ``MAXPATHLEN`` -- PHP's "Failed to create session data file path".
     """
+    sid = sid.split("\0", 1)[0]  # mod_files.c works on the C string: a NUL ends the id
     if not ids.is_valid_id(sid):
         raise InvalidSessionId(sid)
     base_len = len(os.fsencode(sp.basedir))
@@ -290,6 +337,7 @@ class FilesHandler(SaveHandler):
         cached = _PARSED.get(save_path) if save_path else None
         if cached is None:
             cached = (parse_save_path(save_path), {})
+            _warn_if_listable(cached[0].basedir)
             if save_path:  # "" depends on $TMPDIR: parsed each time
                 if len(_PARSED) >= 64:
                     _PARSED.clear()
@@ -515,6 +563,8 @@ class FilesHandler(SaveHandler):
             if n == 0:
                 os.ftruncate(fd, 0)  # also when already empty: PHP's write refreshes the mtime
             elif n >= old:
+                if n > old:
+                    _reserve(fd, n)  # ENOSPC now, before a byte of the session changes
                 self._pwrite_all(fd, data)
             else:
                 self._pwrite_all(fd, crash_safe_image(data, old, self.config.serialize_handler))

@@ -65,14 +65,6 @@ def test_full_disk_fails_requests_with_php_s_warning_and_recovers(disk_full: dic
     assert len(disk_full["empty_files"]) <= 1
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "bug: FilesHandler.write() on a full disk tears a session that grows past its allocated "
-    "blocks: pwrite() stores the first page of the new data and fails with ENOSPC on the next, "
-    "the file is left as a prefix of the new session, the next read cannot decode it and "
-    "destroys the session (acknowledged data lost; PHP 8.2 does the same). Fix: before a "
-    "growing pwrite, reserve the blocks with fallocate(fd, FALLOC_FL_KEEP_SIZE, 0, n) "
-    "(ctypes; os.posix_fallocate would change the size) and raise SaveHandlerError on "
-    "ENOSPC before touching the file"))
 def test_full_disk_leaves_the_old_session_when_a_write_cannot_grow_it(disk_full: dict[str, Any]) -> None:
     after = disk_full["single_requests"]["file after the failed growth"]
     assert after["still_the_old_session"], after
@@ -80,12 +72,6 @@ def test_full_disk_leaves_the_old_session_when_a_write_cannot_grow_it(disk_full:
     assert disk_full["sessions_failing_once_after_space_freed"] == 0
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "bug: a failed write only reports the generic 'Failed to write session data (files)...'; "
-    "the handler's own reason ('Write failed: No space left on device (28)' / 'Write wrote "
-    "less bytes than requested') is logged at DEBUG and never warned, while PHP 8.2 emits it "
-    "as a warning before the generic one. Fix: in Session._close(), diagnose(str(exc)) "
-    "before the generic message, as _read_and_decode() already does for read errors"))
 def test_full_disk_error_names_the_cause(disk_full: dict[str, Any]) -> None:
     text = disk_full["single_requests"]["write growing past its page"]["text"]
     assert "No space left on device" in text or "Write wrote less bytes than requested" in text, text
@@ -124,14 +110,6 @@ def test_ten_seconds_of_mixed_load(tmp_path: Path) -> None:
     assert abs(r["throughput_change"]) < 0.5  # a smoke check; the soak run holds 10 %
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "bug (memory leak): phpsess.scripts.set_request_environ() puts every request's CGI "
-    "variables into the C environment with os.putenv(); glibc's setenv() never frees a "
-    "value it replaces, so a worker grows by about 50 bytes per distinct HTTP_COOKIE and "
-    "about 200 per distinct QUERY_STRING/REQUEST_URI: +29 MiB per worker in the 30-minute "
-    "soak run, without bound. Fix: per request, update only os.environ's own dict "
-    "(os.environ._data), not the C environment; php-fpm does the same (getenv() sees the "
-    "request's variables, a child process does not). Measured with that change: no growth"))
 def test_worker_memory_does_not_grow_with_distinct_cookies(tmp_path: Path) -> None:
     with fpm_stack(tmp_path, workers=1) as st:
         h = Http(st.port)

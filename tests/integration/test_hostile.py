@@ -54,14 +54,6 @@ def test_hostile_cookies_through_cgi_behave_as_php_cgi(tmp_path: Path) -> None:
     assert r["problems"] == [] and r["differences_from_php"] == 0
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "bug (PHP compatibility): PHP 8.2 reads a cookie id as a C string, so "
-    "'PHPSESSID=zzz%00def' opens session 'zzz' (session_id() = 'zzz', file sess_zzz, "
-    "start succeeds); phpsess refuses the whole id (InvalidSessionId, session_start() false "
-    "with 'Session ID is too long or contains illegal characters') or, in strict mode, "
-    "issues a new id. Fix: in phpsess.handlers.files.session_file_path(), cut the id at "
-    "its first NUL before the key check (sid.split('\\0', 1)[0]), as mod_files.c uses the "
-    "C string; not a security issue either way"))
 def test_cookie_id_with_a_nul_byte_is_cut_there_as_php_cgi_does(tmp_path: Path) -> None:
     r = run_cgi_compare(tmp_path, [("nul", "PHPSESSID=zzz%00def")], threads=1)
     assert r["differences_from_php"] == 0, r["problems"]
