@@ -60,7 +60,7 @@ def py_cli(save: Path, code: str, *, popen: bool = False) -> "subprocess.Popen[s
 @pytest.fixture
 def save(tmp_path: Path) -> Path:
     d = tmp_path / "sessions"
-    d.mkdir()
+    d.mkdir(mode=0o700)  # private, as a save_path should be (phpsess warns about a listable one)
     return d
 
 
