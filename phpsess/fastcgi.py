@@ -40,13 +40,10 @@ from collections import deque
 from types import FrameType
 from typing import Any, Callable
 
-from flup.server import fcgi_base
 from flup.server.fcgi_base import (
     FCGI_ABORT_REQUEST,
     FCGI_BEGIN_REQUEST,
-    FCGI_DATA,
     FCGI_END_REQUEST,
-    FCGI_GET_VALUES,
     FCGI_KEEP_CONN,
     FCGI_PARAMS,
     FCGI_REQUEST_COMPLETE,
@@ -121,133 +118,6 @@ def _decode_params(data: bytes, into: dict[str, str]) -> None:
             if not value.isascii():
                 value = value.encode("latin-1").decode("utf-8", "surrogateescape")
         into[name] = value
-
-
-class _Connection(fcgi_base.Connection):  # type: ignore[misc]
-    """flup's non-multiplexed Connection, reading records from one buffered recv()
-    and writing each response (stdout records + end record) with one sendall()."""
-
-    def __init__(self, sock: socket.socket, addr: Any, server: Any) -> None:
-        super().__init__(sock, addr, server)
-        self._rbuf = b""
-        self._out: list[bytes] = []
-
-    def process_input(self) -> None:
-        buf = self._rbuf
-        while len(buf) < 8:
-            more = self._sock.recv(65536)
-            if not more:
-                raise EOFError
-            buf += more
-        _v, rtype, rid, clen, plen = _HEADER.unpack_from(buf)
-        end = 8 + clen + plen
-        while len(buf) < end:
-            more = self._sock.recv(max(65536, end - len(buf)))
-            if not more:
-                raise EOFError
-            buf += more
-        content = buf[8 : 8 + clen]
-        self._rbuf = buf[end:]
-        if rtype == FCGI_STDIN:
-            req = self._requests.get(rid)
-            if req is not None:
-                req.stdin.add_data(content)
-        elif rtype == FCGI_PARAMS:
-            req = self._requests.get(rid)
-            if req is not None:
-                if clen:
-                    _decode_params(content, req.params)
-                else:
-                    req.run()
-        else:
-            rec = fcgi_base.Record(rtype, rid)
-            rec.contentLength = clen
-            rec.contentData = content
-            if rtype == FCGI_BEGIN_REQUEST:
-                self._do_begin_request(rec)
-            elif rtype == FCGI_ABORT_REQUEST:
-                self._do_abort_request(rec)
-            elif rtype == FCGI_DATA:
-                self._do_data(rec)
-            elif rtype == FCGI_GET_VALUES:
-                self._do_get_values(rec)
-            # other record types: ignored
-
-    def end_request(
-        self, req: Any, appStatus: int = 0, protocolStatus: int = FCGI_REQUEST_COMPLETE, remove: bool = True
-    ) -> None:
-        data = b"".join(self._out) + _HEADER.pack(1, FCGI_END_REQUEST, req.requestId, 8, 0)
-        data += _END_BODY.pack(appStatus, protocolStatus)
-        self._out = []
-        self._sock.sendall(data)
-        if remove:
-            self._requests.pop(req.requestId, None)
-        if not (req.flags & FCGI_KEEP_CONN) and not self._requests:
-            self._cleanupSocket()
-            self._keepGoing = False
-
-
-class _Response:
-    """One request's response: the CGI head, then the body; sent as FastCGI stdout records,
-    buffered up to :data:`_FLUSH_AT` bytes."""
-
-    __slots__ = ("conn", "request_id", "parts", "size", "broken", "started")
-
-    def __init__(self, conn: _Connection, request_id: int) -> None:
-        self.conn = conn
-        self.request_id = request_id
-        self.parts: list[bytes] = []
-        self.size = 0
-        self.broken = False
-        self.started = False
-
-    def send_headers(self, status: int, headers: list[tuple[str, str]]) -> None:
-        self.started = True
-        self.write(cgi_head(status, headers))
-
-    def write(self, data: bytes) -> None:
-        self.parts.append(data)
-        self.size += len(data)
-        if self.size >= _FLUSH_AT:
-            self.flush()
-
-    def flush(self) -> None:
-        data = b"".join(self.parts)
-        self.parts = []
-        self.size = 0
-        if not data or self.broken:
-            return
-        try:
-            self.conn._sock.sendall(fcgi_records(FCGI_STDOUT, self.request_id, data))
-        except OSError:
-            self.broken = True  # the web server went away; the script still runs to its end
-
-    def finish(self) -> None:
-        """Queue what is left and the end of the stdout stream on the connection."""
-        data = b"".join(self.parts)
-        self.parts = []
-        if self.broken:
-            return
-        out = self.conn._out
-        if data:
-            out.append(fcgi_records(FCGI_STDOUT, self.request_id, data))
-        out.append(_HEADER.pack(1, FCGI_STDOUT, self.request_id, 0, 0))
-
-
-class _Request(fcgi_base.Request):  # type: ignore[misc]
-    """flup's FastCGI request, run by :meth:`FastCGIPool.handler`; never lets a socket
-    error escape into the worker loop."""
-
-    def run(self) -> None:
-        try:
-            self.server.handler(self)
-        except Exception:
-            traceback.print_exc(file=sys.stderr)
-        try:
-            self._end(0, FCGI_REQUEST_COMPLETE)
-        except OSError as exc:
-            log.debug("client went away: %s", exc)
-            self._conn._keepGoing = False
 
 
 class _FlatResponse:
@@ -384,8 +254,6 @@ class FastCGIPool(WSGIServer):  # type: ignore[misc]
     :param stop_timeout: seconds children get after SIGTERM before SIGKILL.
     """
 
-    request_class = _Request
-    maxwrite = _MAX_CONTENT + 8
 
     def __init__(
         self,
@@ -408,7 +276,6 @@ class FastCGIPool(WSGIServer):  # type: ignore[misc]
             maxChildren=workers,
             maxRequests=max_requests,
         )
-        self._connectionClass = _Connection
         self.root = os.path.realpath(root)
         self.workers = workers
         self.max_requests = max_requests
@@ -432,24 +299,6 @@ class FastCGIPool(WSGIServer):  # type: ignore[misc]
         if self._stats is None:
             return telemetry.summarize([])
         return telemetry.summarize(telemetry.read_slot(self._stats, i) for i in range(self.workers))
-
-    # -- the request -------------------------------------------------------------------
-    def handler(self, req: Any) -> tuple[int, int]:
-        """Serve one FastCGI request (called by flup's Connection in a worker)."""
-        if req.role != FCGI_RESPONDER:
-            return FCGI_UNKNOWN_ROLE, 0
-        body = req.stdin.read()
-        resp = _Response(req._conn, req.requestId)
-        try:
-            done = handle_request(req.params, body, self.root, resp.send_headers, resp.write, process_globals=True)
-            if done is not None and self._stats is not None:
-                telemetry.record(self._stats, self._slot, done.lock_wait)
-        except Exception:
-            traceback.print_exc(file=sys.stderr)
-            if not resp.started:
-                resp.send_headers(500, [DEFAULT_CONTENT_TYPE])
-        resp.finish()
-        return FCGI_REQUEST_COMPLETE, 0
 
     # -- the master --------------------------------------------------------------------
     def _setupSocket(self) -> socket.socket:
@@ -678,16 +527,12 @@ class FastCGIPool(WSGIServer):  # type: ignore[misc]
 
 
 def _preload_and_freeze() -> None:
-    """Import what every request uses once, in the master, and move it out of the
-    garbage collector's reach (gc.freeze), so forked workers share those pages
-    instead of copying them on the first collection (about 3-4 MiB less per worker)."""
+    """Import what every request uses once, in the master (:func:`_preload`), and move it
+    out of the garbage collector's reach (gc.freeze), so forked workers share those
+    pages instead of copying them on the first collection (about 3-4 MiB less per worker)."""
     import gc
-    import importlib
 
-    for name in ("phpsess.php", "phpsess.session", "phpsess.handlers.files", "phpsess.codec",
-                 "phpsess.encoding", "phpsess.headers", "phpsess.superglobals", "phpsess.ids",
-                 "phpsess.locks", "phpsess.lazydata", "phpsess.state"):
-        importlib.import_module(name)
+    _preload()
     gc.collect()
     gc.freeze()
 
@@ -749,7 +594,6 @@ def serve_fpm(
     if isinstance(address, str) and _listening(address):
         log.error("another process is listening on %s", address)
         return 2
-    _preload()
     pool = FastCGIPool(
         root, address, workers=workers, max_requests=max_requests, listen_mode=listen_mode
     )
@@ -773,7 +617,7 @@ def _listening(path: str) -> bool:
 
 def _preload() -> None:
     """Import, once in the master, what every worker needs (shared copy-on-write after fork)."""
-    from . import php  # noqa: F401
+    from . import codec, encoding, lazydata, php  # noqa: F401
     from .handlers.base import handler_class
     from .request import default_config
 
