@@ -159,15 +159,12 @@ def parse_proc_locks(text: str, dev: int, ino: int) -> int:
     holder and ``1:  -> FLOCK  ADVISORY  WRITE 21072 fe:00:2147449 0 EOF`` for a
     waiter (newer kernels indent waiters of waiters).  Pure.
     """
-    target = f"{os.major(dev):02x}:{os.minor(dev):02x}:{ino}"
-    count = 0
-    for line in text.splitlines():
-        fields = line.split()
-        if len(fields) < 7 or fields[1] != "->" or fields[2] != "FLOCK":
-            continue
-        if fields[6] == target:
-            count += 1
-    return count
+    from .locks import parse_proc_locks as parse_entries
+
+    where = (os.major(dev), os.minor(dev))
+    return sum(
+        1 for e in parse_entries(text) if e.blocked and e.kind == "FLOCK" and e.dev == where and e.inode == ino
+    )
 
 
 def count_waiters(dev: int, ino: int) -> int:
