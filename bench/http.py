@@ -518,6 +518,48 @@ class Stack:
         return [self.pids[name], *_children(self.pids[name])]
 
 
+def create_cost_us(directory: Path, count: int = 200) -> float:
+    """Wall µs to create (and then remove) one empty file in ``directory``: what a
+    new session costs the file system before any runtime code runs."""
+    names = [str(directory / f"probe_{os.getpid()}_{i}") for i in range(count)]
+    t0 = time.perf_counter()
+    for name in names:
+        os.close(os.open(name, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600))
+    elapsed = time.perf_counter() - t0
+    for name in names:
+        os.unlink(name)
+    return elapsed / count * 1e6
+
+
+FAST_CREATE_US = 60.0
+
+
+def fast_directory(parent: Path, name: str, settle: float = 120.0) -> Path:
+    """Make ``parent/name`` (mode 0700) and wait until creating a file in it costs what
+    it normally does.
+
+    Right after many files were deleted (the previous run's clean-up), ext4 skips its
+    recently freed inodes and every create costs 300-1,000 µs instead of ~15 µs for
+    a minute or so (measured with :func:`create_cost_us`).  Case (a) creates one file
+    per request, so that state would decide the ratio.  The probe is repeated every
+    5 s for up to ``settle`` seconds; the last figure is recorded in ``CREATE_COSTS``
+    for the report.
+    """
+    d = parent / name
+    d.mkdir(mode=0o700)
+    deadline = time.monotonic() + settle
+    cost = create_cost_us(d)
+    while cost > FAST_CREATE_US and time.monotonic() < deadline:
+        print(f"  file create in {d} costs {cost:.0f} µs: waiting for the file system to settle", flush=True)
+        time.sleep(5)
+        cost = create_cost_us(d)
+    CREATE_COSTS[name] = cost
+    return d
+
+
+CREATE_COSTS: dict[str, float] = {}
+
+
 @contextlib.contextmanager
 def start_stack(
     workdir: Path, save_root: Path, workers: int, *, opcache: bool, stages: bool, keepalive: int = 0
@@ -525,11 +567,7 @@ def start_stack(
     """Start php-fpm, phpsess fpm and one nginx in front of both; stop them all on exit."""
     from tests.integration.nginx import Nginx, free_port
 
-    save_paths = {}
-    for server in SERVERS:
-        d = save_root / server
-        d.mkdir(mode=0o700)
-        save_paths[server] = str(d)
+    save_paths = {server: str(fast_directory(save_root, server)) for server in SERVERS}
     php_sock = str(workdir / "php-fpm.sock")
     py_sock = str(workdir / "phpsess.sock")
     py_workers: set[int] = set()
@@ -1017,8 +1055,7 @@ def inproc(cases: Sequence[str], count: int, save_root: Path, *, stages: bool, r
 
     has_serve_connection = hasattr(fastcgi, "serve_connection")
 
-    save = save_root / "inproc"
-    save.mkdir()
+    save = fast_directory(save_root, "inproc")
     ini = save_root / "inproc.ini"
     ini.write_text(phpsess_ini(str(save)))
     set_default_config(from_ini_file(str(ini)))
@@ -1063,7 +1100,8 @@ def inproc(cases: Sequence[str], count: int, save_root: Path, *, stages: bool, r
 
     lines = [
         f"in-process ({os.path.dirname(phpsess.__file__)}), {count} requests per case, "
-        f"best of {repeat} (µs per request; CPU = wall here):"
+        f"best of {repeat} (µs per request; CPU = wall here; file create cost in the save path "
+        f"{CREATE_COSTS['inproc']:.0f} µs):"
     ]
     figures = {}
     for case in cases:
@@ -1201,6 +1239,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--rounds", type=int, default=1, help="measure each case R times, keep the median (default 1)")
     p.add_argument("--cases", default=",".join(CASES), help="comma-separated: new,pool,shared (default all)")
     p.add_argument("--tmpfs", action="store_true", help="session files on /dev/shm instead of /var/tmp")
+    p.add_argument(
+        "--save-root", metavar="DIR",
+        help="make the session directories under DIR (default /var/tmp, /dev/shm with --tmpfs)",
+    )
     p.add_argument("--no-opcache", action="store_true", help="php-fpm without opcache")
     p.add_argument(
         "--keepalive", type=int, default=0, metavar="K",
@@ -1225,7 +1267,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             p.error(f"unknown case {c!r} (choose from {', '.join(CASES)})")
 
     if args.inproc:
-        save_root = Path(tempfile.mkdtemp(prefix="phpsess-inproc-", dir="/dev/shm" if args.tmpfs else "/var/tmp"))
+        save_root = Path(tempfile.mkdtemp(prefix="phpsess-inproc-", dir=_save_parent(args)))
         try:
             print(inproc(cases, args.inproc, save_root, stages=args.stages), end="")
         finally:
@@ -1237,7 +1279,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Ctrl-C stops the run and everything it started (even when started with SIGINT ignored)
     old_int = signal.signal(signal.SIGINT, signal.default_int_handler)
     workdir = Path(tempfile.mkdtemp(prefix="phpsess-http-"))
-    save_root = Path(tempfile.mkdtemp(prefix="phpsess-http-sessions-", dir="/dev/shm" if args.tmpfs else "/var/tmp"))
+    save_root = Path(tempfile.mkdtemp(prefix="phpsess-http-sessions-", dir=_save_parent(args)))
     t0 = time.monotonic()
     try:
         print(
@@ -1251,6 +1293,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             workdir, save_root, args.workers, opcache=not args.no_opcache, stages=args.stages,
             keepalive=args.keepalive,
         ) as stack:
+            print(
+                "file create cost in the save paths (µs): "
+                + ", ".join(f"{k} {v:.0f}" for k, v in CREATE_COSTS.items())
+                + ("" if max(CREATE_COSTS.values()) <= FAST_CREATE_US else
+                   "  WARNING: slow file system, case (a) measures it more than the servers"),
+                flush=True,
+            )
             diffs = check_pages(stack)
             for d in diffs:
                 print("WARNING: responses differ:", d)
@@ -1318,6 +1367,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             shutil.rmtree(workdir, ignore_errors=True)
     print(f"total {time.monotonic() - t0:.0f} s")
     return 0
+
+
+def _save_parent(args: argparse.Namespace) -> str:
+    if args.save_root:
+        return str(args.save_root)
+    return "/dev/shm" if args.tmpfs else "/var/tmp"
 
 
 if __name__ == "__main__":

@@ -228,10 +228,14 @@ def serve_connection(pool: "FastCGIPool", sock: socket.socket) -> None:
         if not resp.broken:
             sock.sendall(out)
         if not keep:
-            # as php-fpm: half-close, drain until the web server closes
+            # The caller closes at once, without waiting for the web server to close
+            # first: that wait cost every request a wake-up and kept the worker from
+            # its next accept (php-fpm's single recv returns at once too, on the empty
+            # stdin record it left unread).  Bytes still queued here would turn a TCP
+            # close into a reset that can destroy the response in flight, so they
+            # are read first, without blocking.
             try:
-                sock.shutdown(socket.SHUT_WR)
-                while sock.recv(4096):
+                while sock.recv(65536, socket.MSG_DONTWAIT):
                     pass
             except OSError:
                 pass
