@@ -215,8 +215,11 @@ def serve_connection(pool: "FastCGIPool", sock: socket.socket) -> None:
                 done = handle_request(
                     params, b"".join(body), pool.root, resp.send_headers, resp.write, process_globals=True
                 )
-                if done is not None and pool._stats is not None:
-                    telemetry.record(pool._stats, pool._slot, done.lock_wait)
+                if done is not None:
+                    if pool._stats_words is not None:
+                        telemetry.record_words(pool._stats_words, pool._slot, done.lock_wait)
+                    elif pool._stats is not None:
+                        telemetry.record(pool._stats, pool._slot, done.lock_wait)
             except Exception:
                 traceback.print_exc(file=sys.stderr)
                 if not resp.started:
@@ -295,6 +298,7 @@ class FastCGIPool(WSGIServer):  # type: ignore[misc]
         #: lock-wait histograms, one slot per worker, shared with the workers (telemetry.py)
         self._stats: mmap.mmap | None = None
         self._slot = 0  # in a worker: its slot of _stats
+        self._stats_words: memoryview | None = None  # in a worker: _stats as 64-bit words
         self._slots: dict[int, int] = {}  # in the master: pid -> slot
         self._report = False
 
@@ -496,6 +500,8 @@ class FastCGIPool(WSGIServer):  # type: ignore[misc]
         signal.pthread_sigmask(signal.SIG_UNBLOCK, _MASTER_SIGNALS)
         random.seed()
         install_output_proxy()
+        if self._stats is not None:
+            self._stats_words = telemetry.slot_words(self._stats)
         sock = self._sock
         assert sock is not None
         served = 0

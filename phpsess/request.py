@@ -198,12 +198,17 @@ class Request:
     def remove_header(self, name: str, value_prefix: str | None = None) -> None:
         """Drop headers named ``name`` (case-insensitive), optionally only those whose value
         starts with ``value_prefix``."""
+        headers = self.headers
+        if not headers:
+            return
         low = name.lower()
-        self.headers = [
+        keep = [
             (n, v)
-            for (n, v) in self.headers
+            for (n, v) in headers
             if not (n.lower() == low and (value_prefix is None or v.startswith(value_prefix)))
         ]
+        if len(keep) != len(headers):
+            self.headers = keep
 
     def headers_list(self) -> list[str]:
         """PHP's ``headers_list()``: ``"Name: value"`` strings, in order."""

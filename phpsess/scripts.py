@@ -26,7 +26,7 @@ import stat
 import sys
 import traceback
 import types
-from typing import IO, Any, Callable, Iterator, Mapping
+from typing import IO, Any, Callable, Iterable, Iterator, Mapping
 
 from .config import SessionConfig
 from .request import HeadersSink, Request, install_output_proxy, reason_phrase, request_context
@@ -367,8 +367,9 @@ def set_request_environ(environ: Mapping[str, str]) -> None:
     global _base_env, _at_start
     if _base_env is None:
         _base_env = _env_bytes()
-    elif _at_end is not None and (now := _env_bytes()) != _at_end:
+    elif _at_end is not None and (_environ_data if _environ_data is not None else _env_bytes()) != _at_end:
         # changed between requests, by the worker itself: that is its own environment now
+        now = _env_bytes()
         base = _base_env
         for kb in set(now) | set(_at_end):
             if now.get(kb) != _at_end.get(kb):
@@ -385,12 +386,18 @@ def set_request_environ(environ: Mapping[str, str]) -> None:
         _at_start = _env_bytes()
         return
     base = _base_env
-    for k in [k for k in _applied if k not in environ]:
+    for k in _applied.keys() - environ.keys():
         del _applied[k]
         kb = k.encode("utf-8", "surrogateescape")
         _put(kb, base.get(kb))
-    for k, v in environ.items():
-        if _applied.get(k) == v or not isinstance(v, str):
+    # only what differs from the last request (set operations on the item views: most
+    # CGI variables are the same every time)
+    try:
+        changed: Iterable[tuple[str, Any]] = environ.items() - _applied.items()
+    except TypeError:  # an unhashable value: look at every item
+        changed = environ.items()
+    for k, v in changed:
+        if not isinstance(v, str):
             continue
         enc = _encode_var(k, v)
         if enc is None:
@@ -409,9 +416,11 @@ def end_request_environ() -> None:
     (or :func:`reset_environ`).
     """
     global _at_end
-    if _env_bytes() != _at_start:
+    if (_environ_data if _environ_data is not None else _env_bytes()) != _at_start:
         reset_environ()  # the script changed the environment: start from the worker's own
-    _at_end = _env_bytes()
+        _at_end = _env_bytes()
+    else:
+        _at_end = _at_start  # unchanged: the same snapshot (nothing mutates it)
 
 
 class _LazyStdin:

@@ -14,10 +14,11 @@ slow" needs; the exact maximum is kept beside it.
 from __future__ import annotations
 
 import struct
+import sys
 from dataclasses import dataclass
 from typing import Iterable
 
-__all__ = ["BUCKETS", "SLOT_SIZE", "record", "read_slot", "WaitSummary", "summarize", "format_summary"]
+__all__ = ["BUCKETS", "SLOT_SIZE", "record", "record_words", "slot_words", "read_slot", "WaitSummary", "summarize", "format_summary"]
 
 #: log2 buckets of microseconds: up to 2**40 µs (~12 days)
 BUCKETS = 40
@@ -45,6 +46,29 @@ def record(buf: bytearray | memoryview | object, slot: int, seconds: float) -> N
     at = base + _HEAD.size + 8 * bucket_of(micros)
     (n,) = _Q.unpack_from(buf, at)  # type: ignore[arg-type]
     _Q.pack_into(buf, at, n + 1)  # type: ignore[arg-type]
+
+
+_WORDS_PER_SLOT = SLOT_SIZE // 8
+_NATIVE_LE = sys.byteorder == "little"
+
+
+def slot_words(buf: bytearray | memoryview | object) -> memoryview | None:
+    """A view of ``buf`` as 64-bit words for :func:`record_words` (None where the
+    machine's byte order is not the buffer's little-endian)."""
+    if not _NATIVE_LE:
+        return None
+    return memoryview(buf).cast("B").cast("Q")  # type: ignore[arg-type]
+
+
+def record_words(words: memoryview, slot: int, seconds: float) -> None:
+    """:func:`record` through a :func:`slot_words` view: the same bytes, a few times cheaper."""
+    base = slot * _WORDS_PER_SLOT
+    micros = int(seconds * 1e6)
+    words[base] += 1
+    words[base + 1] += micros
+    if micros > words[base + 2]:
+        words[base + 2] = micros
+    words[base + 3 + (min(micros.bit_length() - 1, BUCKETS - 1) if micros > 1 else 0)] += 1
 
 
 def read_slot(buf: bytes | bytearray | memoryview | object, slot: int) -> tuple[int, int, int, list[int]]:

@@ -28,3 +28,22 @@ def test_percentiles_never_exceed_the_exact_maximum() -> None:
     telemetry.record(buf, 0, 0.3)
     s = telemetry.summarize([telemetry.read_slot(buf, 0)])
     assert s.p50 == s.p99 == s.max == 0.3
+
+
+def test_recording_through_the_word_view_writes_the_same_bytes() -> None:
+    import mmap
+    import random
+
+    rng = random.Random(7)
+    plain = bytearray(telemetry.SLOT_SIZE * 3)
+    shared = mmap.mmap(-1, telemetry.SLOT_SIZE * 3)  # what the pool's workers write to
+    words = telemetry.slot_words(shared)
+    assert words is not None  # x86 and arm64 are little-endian
+    waits = [0.0, 1e-7, 1e-6, 2e-6, 3.3e-6, 0.25, 7.5, 1e7] + [rng.random() * 10 for _ in range(500)]
+    for wait in waits:
+        slot = rng.randrange(3)
+        telemetry.record(plain, slot, wait)
+        telemetry.record_words(words, slot, wait)
+    assert bytes(plain) == shared[:]
+    words.release()
+    shared.close()

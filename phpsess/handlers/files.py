@@ -540,7 +540,9 @@ class FilesHandler(SaveHandler):
         """PS_WRITE: replace ``sid``'s bytes in place, on the same locked inode.
 
         Opens and locks the file first if :meth:`read` did not (PHP does the same).
-        Growing or same size: one ``pwrite`` at offset 0.  Empty: ``ftruncate(0)``.
+        Growing or same size: one ``pwrite`` at offset 0 (growing over old bytes: their
+        blocks reserved first, so a full disk fails before anything changes; over an
+        empty file: emptied again if the write fails).  Empty: ``ftruncate(0)``.
         Shrinking: ``pwrite`` of :func:`crash_safe_image` then ``ftruncate(len)``.
         So a process killed at any instant leaves the old or the new session as PHP
         reads it (for writes of up to one page; docs/handlers.md).
@@ -563,9 +565,21 @@ class FilesHandler(SaveHandler):
             if n == 0:
                 os.ftruncate(fd, 0)  # also when already empty: PHP's write refreshes the mtime
             elif n >= old:
-                if n > old:
-                    _reserve(fd, n)  # ENOSPC now, before a byte of the session changes
-                self._pwrite_all(fd, data)
+                if old:
+                    if n > old:
+                        _reserve(fd, n)  # ENOSPC now, before a byte of the session changes
+                    self._pwrite_all(fd, data)
+                else:
+                    # an empty file has nothing to protect (and reserving first cost a
+                    # system call per new session): a failed write is undone instead
+                    try:
+                        self._pwrite_all(fd, data)
+                    except BaseException:
+                        try:
+                            os.ftruncate(fd, 0)
+                        except OSError:
+                            pass
+                        raise
             else:
                 self._pwrite_all(fd, crash_safe_image(data, old, self.config.serialize_handler))
                 os.ftruncate(fd, n)
