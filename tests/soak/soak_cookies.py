@@ -43,7 +43,7 @@ if __package__ in (None, ""):
 from phpsess import ids  # noqa: E402
 from tests.integration.nginx import PYTHONPATH, fcgi_request  # noqa: E402
 from tests.phptools import require  # noqa: E402
-from tests.soak.stack import SCRIPTS, Stack, fpm_stack, pool_workers  # noqa: E402
+from tests.soak.stack import SCRIPTS, Stack, fpm_stack, pool_workers, stop_on_signals  # noqa: E402
 
 __all__ = [
     "CANARY", "WHOAMI_PHP", "hostile_cookies", "candidates", "check_outcome", "run_stack", "run_cgi_compare", "main",
@@ -325,6 +325,7 @@ def run_cgi_compare(base: Path, cookies: list[tuple[str, str]], *, threads: int 
 
 def main(argv: list[str] | None = None) -> int:
     """Command line: run every path, print the figures as JSON, exit 1 on a problem."""
+    stop_on_signals()
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--random", type=int, default=1000, help="random cookies besides the fixed list")
     ap.add_argument("--seed", type=int, default=1)

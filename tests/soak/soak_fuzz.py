@@ -43,6 +43,7 @@ if __package__ in (None, ""):
 from phpsess import codec, encoding  # noqa: E402
 from phpsess.codec import PHPCustomObject, PHPEnum, PHPObject, PHPReference  # noqa: E402
 from phpsess.errors import SessionDecodeError  # noqa: E402
+from tests.soak.stack import stop_on_signals  # noqa: E402
 
 __all__ = ["DECODERS", "inputs", "fuzz", "main"]
 
@@ -369,6 +370,7 @@ def fuzz(count: int, *, seed: int = 1, max_ms: float = 100.0, max_mb: float = 4.
 
 def main(argv: list[str] | None = None) -> int:
     """Command line: run, print the figures as JSON, exit 1 when a problem was found."""
+    stop_on_signals()
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--count", type=int, default=1_000_000)
     ap.add_argument("--seed", type=int, default=1)

@@ -49,6 +49,7 @@ from tests.soak.stack import (  # noqa: E402
     redis_locks,
     run_clients,
     wait_pool_full,
+    stop_on_signals,
 )
 
 __all__ = ["run_kill", "main"]
@@ -185,6 +186,7 @@ def run_kill(
 
 def main(argv: list[str] | None = None) -> int:
     """Command line: run, print the figures as JSON, exit 1 when a problem was found."""
+    stop_on_signals()
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--handler", choices=("files", "redis"), default="files")
     ap.add_argument("--kills", type=int, default=1000)

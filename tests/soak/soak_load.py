@@ -41,7 +41,7 @@ from typing import Any, Callable
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from tests.soak.stack import Http, fd_count, fpm_stack, new_sid, read_files, rss  # noqa: E402
+from tests.soak.stack import Http, fd_count, fpm_stack, new_sid, read_files, rss, stop_on_signals  # noqa: E402
 
 __all__ = ["run_load", "main"]
 
@@ -258,6 +258,7 @@ def run_load(
 
 def main(argv: list[str] | None = None) -> int:
     """Command line: run, print the figures (JSON), exit 1 when a check failed."""
+    stop_on_signals()
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--minutes", type=float, default=30.0)
     ap.add_argument("--workers", type=int, default=4)

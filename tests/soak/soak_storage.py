@@ -47,6 +47,7 @@ from tests.soak.stack import (  # noqa: E402
     read_files,
     read_redis,
     run_clients,
+    stop_on_signals,
 )
 
 __all__ = ["tmpfs", "run_disk_full", "run_read_only", "run_redis_restart", "main"]
@@ -296,6 +297,7 @@ def run_redis_restart(base: Path, *, restarts: int = 3, down: float = 1.0, up: f
 
 def main(argv: list[str] | None = None) -> int:
     """Command line: run one scenario, print the figures as JSON, exit 1 on a problem."""
+    stop_on_signals()
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("scenario", choices=("disk_full", "read_only", "redis_restart"))
     ap.add_argument("--restarts", type=int, default=20)

@@ -51,6 +51,23 @@ from phpsess.errors import SessionDecodeError  # noqa: E402
 from phpsess.handlers.files import strip_crash_padding  # noqa: E402
 from tests.integration.nginx import Nginx, shipped_conf, start_fpm, wait_for  # noqa: E402
 
+
+class Stopped(KeyboardInterrupt):
+    """SIGTERM (or SIGINT) arrived: unwind so that every server this run started stops."""
+
+
+def stop_on_signals() -> None:
+    """Make SIGTERM and SIGINT raise :class:`Stopped` in the main thread, also when the run
+    was started in the background (where SIGINT is ignored) or killed with plain
+    ``kill``: the ``with`` blocks then stop nginx and the pool instead of leaving them
+    running."""
+
+    def _raise(signum: int, frame: object) -> None:
+        raise Stopped(f"stopped by signal {signum}")
+
+    signal.signal(signal.SIGTERM, _raise)
+    signal.signal(signal.SIGINT, _raise)
+
 __all__ = [
     "REPO",
     "SCRIPTS",
