@@ -1043,6 +1043,8 @@ def _fast_value(p: str, nxt: Callable[[], str], ctx: RefContext) -> tuple[Any, s
     miss = _MISS
     list_tokens = _LIST_TOKENS
     nlist = _NLIST_KEYS
+    hget = _HEADERS.get
+    max_depth = ctx.max_depth
     try:
         v = vget(p, miss)
         if v is not miss:
@@ -1056,48 +1058,75 @@ def _fast_value(p: str, nxt: Callable[[], str], ctx: RefContext) -> tuple[Any, s
         kind, remaining, cont = opened  # kind 0: list (append), 1: array dict, 2: properties
         key: Any = 0
         while True:
-            # ---------------- a key: the whole piece p ----------------
-            if kind == 1:
-                key = aget(p, miss)
-                if key is miss:
-                    key = _fast_key(p, akeys, False)
-            elif kind == 0:
-                k = len(cont)
-                if k < nlist and p == list_tokens[k]:
-                    key = k
+            # ------- key/value entries; those whose value is a known token are stored
+            # ------- right here (most entries), the others go on below
+            if kind == 1:  # an array dict: the common case, in a tight loop
+                while True:
+                    key = aget(p, miss)
+                    if key is miss:
+                        key = _fast_key(p, akeys, False)
+                    p = nxt()
+                    v = vget(p, miss)
+                    if v is miss:
+                        break
+                    cont[key] = v
+                    p = nxt()
+                    remaining -= 1
+                    if not remaining:
+                        break
+            else:
+                if kind == 0:
+                    k = len(cont)
+                    if k < nlist and p == list_tokens[k]:
+                        key = k
+                    else:
+                        key = _fast_key(p, akeys, False)
+                        if key != k or key.__class__ is not int:
+                            # not a list after all (or a duplicate key): go on as a dict
+                            old = cont
+                            cont = dict(enumerate(old))
+                            kind = 1
+                            pcont, pkind, pkey, _ = stack[-1]
+                            _replace_container(old, cont, pcont, pkey if pkind else len(pcont) - 1)
                 else:
-                    key = _fast_key(p, akeys, False)
-                    if key != k or key.__class__ is not int:
-                        # not a list after all (or a duplicate key): go on as a dict
-                        old = cont
-                        cont = dict(enumerate(old))
-                        kind = 1
-                        pcont, pkind, pkey, _ = stack[-1]
-                        _replace_container(old, cont, pcont, pkey if pkind else len(pcont) - 1)
-            else:
-                key = pget(p, miss)
-                if key is miss:
-                    key = _fast_key(p, pkeys, True)
-            # ---------------- its value ----------------
-            p = nxt()
-            v = vget(p, miss)
-            if v is not miss:
+                    key = pget(p, miss)
+                    if key is miss:
+                        key = _fast_key(p, pkeys, True)
                 p = nxt()
-            else:
-                v, p, opened = _fast_miss(p, nxt, ctx, len(stack))
-                if opened is not None:
+                v = vget(p, miss)
+                if v is not miss:
                     if kind == 0:
                         cont.append(v)
                     else:
                         cont[key] = v
+                    p = nxt()
+                    remaining -= 1
+            if v is miss:
+                # ---------------- a value that is not a known token ----------------
+                h = hget(p)
+                if h is not None:
+                    # a known array header glued to its first key (one in six pieces
+                    # of a typical session): what _fast_miss would do, without the call
+                    if max_depth and len(stack) >= max_depth:
+                        raise _Fallback
+                    n, p = h
+                    if p == "i:0":
+                        v = []
+                        opened = (0, n, v)
+                    else:
+                        v = {}
+                        opened = (1, n, v)
+                else:
+                    v, p, opened = _fast_miss(p, nxt, ctx, len(stack))
+                if kind == 0:
+                    cont.append(v)
+                else:
+                    cont[key] = v
+                if opened is not None:
                     stack.append((cont, kind, key, remaining))
                     kind, remaining, cont = opened
                     continue  # p is its first key
-            if kind == 0:
-                cont.append(v)
-            else:
-                cont[key] = v
-            remaining -= 1
+                remaining -= 1
             if remaining:
                 continue
             # ---------------- close what this value completes ----------------
