@@ -1356,7 +1356,11 @@ def dump_pairs(
                     if v.isascii():
                         append(f'{k}s:{len(v)}:"{v}";')
                     else:
-                        append(f'{k}s:{_str_len(v)}:"{v}";')
+                        try:
+                            append(f'{k}s:{len(v.encode())}:"{v}";')
+                        except UnicodeEncodeError:
+                            _str_len(v)  # raises SessionEncodeError (lone surrogate)
+                            raise
                 elif t is int:
                     if -9223372036854775808 <= v <= 9223372036854775807:
                         append(f"{k}i:{v};")

@@ -199,16 +199,17 @@ class Request:
         """Drop headers named ``name`` (case-insensitive), optionally only those whose value
         starts with ``value_prefix``."""
         headers = self.headers
-        if not headers:
-            return
         low = name.lower()
-        keep = [
+        for n, v in headers:  # usually nothing matches: then no new list
+            if n.lower() == low and (value_prefix is None or v.startswith(value_prefix)):
+                break
+        else:
+            return
+        self.headers = [
             (n, v)
             for (n, v) in headers
             if not (n.lower() == low and (value_prefix is None or v.startswith(value_prefix)))
         ]
-        if len(keep) != len(headers):
-            self.headers = keep
 
     def headers_list(self) -> list[str]:
         """PHP's ``headers_list()``: ``"Name: value"`` strings, in order."""
