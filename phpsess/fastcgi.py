@@ -54,7 +54,7 @@ from flup.server.fcgi_base import (
 )
 from flup.server.fcgi_fork import WSGIServer
 
-from . import telemetry
+from . import locks, telemetry
 from .request import install_output_proxy
 from .scripts import DEFAULT_CONTENT_TYPE, cgi_head, handle_request
 
@@ -423,6 +423,7 @@ class FastCGIPool(WSGIServer):  # type: ignore[misc]
                 break
             started = self._children.pop(pid, None)
             self._slots.pop(pid, None)
+            locks.forget_registry(pid)
             if started is not None:
                 if os.WIFSIGNALED(status) and self._stop is None:
                     log.warning("worker %d killed by signal %d", pid, os.WTERMSIG(status))

@@ -44,6 +44,7 @@ __all__ = [
     "registry_dir",
     "registry_path",
     "clean_registry",
+    "forget_registry",
 ]
 
 log = logging.getLogger(__name__)
@@ -329,6 +330,18 @@ def read_registry(pid: int, directory: str | None = None) -> list[RegistryRecord
         if state in (1, 2):
             out.append(RegistryRecord(dev, ino, state == 2, acquired))
     return out
+
+
+def forget_registry(pid: int, directory: str | None = None) -> None:
+    """Delete the registry of ``pid``, a child its parent has just reaped (a worker
+    stopped by SIGTERM or killed never runs its own clean-up).  Missing: nothing to do."""
+    path = registry_path(pid, directory)
+    if path is None:
+        return
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
 
 
 def clean_registry(directory: str | None = None) -> int:

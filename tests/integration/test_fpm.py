@@ -506,3 +506,17 @@ def test_tcp_listen(tmp_path: Path) -> None:
         assert out.startswith(b"Status: 200 OK\r\n")
     finally:
         stop_process(proc)
+
+
+def test_stopped_workers_leave_no_lock_registry_behind(tmp_path: Path) -> None:
+    # a worker stopped with SIGTERM never runs its own clean-up: the master deletes
+    # /dev/shm/phpsess-locks.<pid> when it reaps it (here in a private directory)
+    root, _, ini = make_site(tmp_path)
+    reg = tmp_path / "registry"
+    reg.mkdir()
+    sock = str(tmp_path / "reg.sock")
+    with start_fpm(root, sock, workers=2, max_requests=2, ini=str(ini), env={"PHPSESS_LOCK_REGISTRY": str(reg)}):
+        for i in range(6):  # recycled workers (max_requests) are reaped too
+            assert _fcgi(sock, root, "counter.py", HTTP_COOKIE=f"PHPSESSID={sid(f'reg{i}')}")[0] == 200
+        assert any(p.name.startswith("phpsess-locks.") for p in reg.iterdir())  # the live workers'
+    assert [p.name for p in reg.iterdir()] == []
