@@ -140,6 +140,7 @@ def run_load(
     idle: float = 10.0,
     sample: float = 5.0,
     window: float = 60.0,
+    warmup: float = 0.0,
     seed: int = 1,
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
@@ -147,6 +148,10 @@ def run_load(
 
     :param window: throughput is compared between the first and the last window of this
         many seconds (a minute for real runs).
+    :param warmup: the first window starts this many seconds into the run.  Files live
+        ``2 x idle`` seconds, so gc's first wave deletes everything the first seconds
+        created at once, and ext4 then makes every create slow for a while (it skips
+        recently freed inodes): the workload itself is not steady before that.
     """
     ini = {"gc_probability": 1, "gc_divisor": 100, "gc_maxlifetime": int(idle * 2), "lock_timeout": 30}
     problems: list[str] = []
@@ -219,8 +224,11 @@ def run_load(
             return (hi[1] - lo[1]) / max(1e-9, hi[0] - lo[0])
 
         w = min(window, elapsed / 2)
-        first, last = rate(0, w), rate(elapsed - w, elapsed)
+        start = min(warmup, max(0.0, elapsed - 2 * w))
+        raw_first = rate(0, w)
+        first, last = rate(start, start + w), rate(elapsed - w, elapsed)
         change = (last - first) / first if first else 0.0
+        per_window = [round(rate(a, min(a + w, elapsed)), 1) for a in _frange(0.0, elapsed - w / 2, w)]
         growth = {pid: (rss_end[pid] - rss_start[pid]) / MIB for pid in workers_pids}
         after_first_window = next((s for s in samples if s["t"] >= w), samples[0] if samples else None)
         growth_after_warmup = (
@@ -234,10 +242,13 @@ def run_load(
             "requests": stats.total,
             "by_kind": dict(stats.count),
             "errors": sum(stats.errors.values()),
+            "throughput_very_first_window_rps": round(raw_first, 1),
+            "warmup_seconds": round(start, 1),
             "throughput_first_window_rps": round(first, 1),
             "throughput_last_window_rps": round(last, 1),
             "throughput_change": round(change, 4),
             "window_seconds": round(w, 1),
+            "throughput_per_window_rps": per_window,
             "worker_rss_start_mib": [round(v / MIB, 1) for v in rss_start.values()],
             "worker_rss_end_mib": [round(v / MIB, 1) for v in rss_end.values()],
             "worker_rss_growth_mib": [round(v, 2) for v in growth.values()],
@@ -256,6 +267,14 @@ def run_load(
     return report
 
 
+def _frange(a: float, b: float, step: float) -> list[float]:
+    out = []
+    while a < b:
+        out.append(a)
+        a += step
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     """Command line: run, print the figures (JSON), exit 1 when a check failed."""
     stop_on_signals()
@@ -267,12 +286,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-rss-growth", type=float, default=10.0,
                     help="MiB a worker may grow after the first minute (default 10)")
     ap.add_argument("--max-throughput-change", type=float, default=0.10)
+    ap.add_argument("--warmup", type=float, default=60.0,
+                    help="seconds before the first throughput minute (default 60: gc's first wave)")
     ap.add_argument("--samples-out", help="write every sample (JSON) to this file")
     ap.add_argument("--seed", type=int, default=1)
     args = ap.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="phpsess-soak-load-") as tmp:
         report = run_load(Path(tmp), seconds=args.minutes * 60, workers=args.workers, clients=args.clients,
-                          idle=args.idle, seed=args.seed)
+                          idle=args.idle, warmup=args.warmup, seed=args.seed)
     if args.samples_out:
         Path(args.samples_out).write_text(json.dumps(report["samples"], indent=1))
     bad = list(report["problems"])
