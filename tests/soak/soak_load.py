@@ -41,7 +41,7 @@ from typing import Any, Callable
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from tests.soak.stack import Http, fd_count, fpm_stack, new_sid, read_files, rss, stop_on_signals  # noqa: E402
+from tests.soak.stack import Http, cpu_seconds, fd_count, fpm_stack, machine_busy_seconds, new_sid, read_files, rss, stop_on_signals  # noqa: E402
 
 __all__ = ["run_load", "main"]
 
@@ -165,7 +165,8 @@ def run_load(
         warm.close()
         time.sleep(0.3)
         workers_pids = st.worker_pids()
-        watched = st.nginx_pids() + [st.master.pid] + workers_pids
+        nginx_pids = st.nginx_pids()
+        watched = nginx_pids + [st.master.pid] + workers_pids
         fds_idle_start = fd_count(watched)
         rss_start = {pid: rss(pid) for pid in workers_pids}
         samples: list[dict[str, Any]] = []
@@ -194,6 +195,13 @@ def run_load(
                     "fds": fd_count(watched),
                     "session_files": sum(1 for _ in os.scandir(st.save_dir)),
                     "load1": round(os.getloadavg()[0], 2),
+                    # CPU seconds so far: the pool (master + workers), nginx, this client
+                    # process, the whole machine; per window they tell whether a change of
+                    # throughput came from the servers' cost per request or from elsewhere
+                    "cpu_pool_s": round(cpu_seconds([st.master.pid] + workers_pids), 3),
+                    "cpu_nginx_s": round(cpu_seconds(nginx_pids), 3),
+                    "cpu_client_s": round(sum(os.times()[:2]), 3),
+                    "cpu_machine_s": round(machine_busy_seconds(), 3),
                 })
         stop.set()
         for t in threads:
@@ -229,6 +237,22 @@ def run_load(
         first, last = rate(start, start + w), rate(elapsed - w, elapsed)
         change = (last - first) / first if first else 0.0
         per_window = [round(rate(a, min(a + w, elapsed)), 1) for a in _frange(0.0, elapsed - w / 2, w)]
+
+        def cpu_per_request(field: str, a: float, b: float) -> float:
+            # µs of ``field`` CPU per request between the samples nearest to a and b
+            if not samples:
+                return 0.0
+            lo = min(samples, key=lambda x: abs(x["t"] - a))
+            hi = min(samples, key=lambda x: abs(x["t"] - b))
+            n = hi["requests"] - lo["requests"]
+            return round((hi[field] - lo[field]) / n * 1e6, 1) if n > 0 else 0.0
+
+        cpu_windows = {
+            f: [cpu_per_request(f, a, min(a + w, elapsed)) for a in _frange(0.0, elapsed - w / 2, w)]
+            for f in ("cpu_pool_s", "cpu_nginx_s", "cpu_client_s", "cpu_machine_s")
+        }
+        cpu_first = {f: cpu_per_request(f, start, start + w) for f in cpu_windows}
+        cpu_last = {f: cpu_per_request(f, elapsed - w, elapsed) for f in cpu_windows}
         growth = {pid: (rss_end[pid] - rss_start[pid]) / MIB for pid in workers_pids}
         after_first_window = next((s for s in samples if s["t"] >= w), samples[0] if samples else None)
         growth_after_warmup = (
@@ -249,6 +273,10 @@ def run_load(
             "throughput_change": round(change, 4),
             "window_seconds": round(w, 1),
             "throughput_per_window_rps": per_window,
+            # CPU µs per request, first and last window: pool, nginx, client, machine
+            "cpu_us_per_request_first_window": {k[4:-2]: v for k, v in cpu_first.items()},
+            "cpu_us_per_request_last_window": {k[4:-2]: v for k, v in cpu_last.items()},
+            "cpu_us_per_request_per_window": {k[4:-2]: v for k, v in cpu_windows.items()},
             "worker_rss_start_mib": [round(v / MIB, 1) for v in rss_start.values()],
             "worker_rss_end_mib": [round(v / MIB, 1) for v in rss_end.values()],
             "worker_rss_growth_mib": [round(v, 2) for v in growth.values()],
