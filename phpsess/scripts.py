@@ -26,7 +26,7 @@ import stat
 import sys
 import traceback
 import types
-from typing import IO, Any, Callable, Iterable, Iterator, Mapping
+from typing import IO, Any, Callable, Iterator, Mapping
 
 from .config import SessionConfig
 from .request import HeadersSink, Request, install_output_proxy, reason_phrase, request_context
@@ -315,6 +315,11 @@ def _encode_var(k: str, v: str) -> tuple[bytes, bytes] | None:
     return kb, vb
 
 
+def _env_now() -> Mapping[bytes, bytes]:
+    """The environment as it is, to compare with a snapshot (no copy where possible)."""
+    return _environ_data if _environ_data is not None else _env_bytes()
+
+
 def _env_bytes() -> dict[bytes, bytes]:
     if _environ_data is not None:
         return dict(_environ_data)
@@ -367,7 +372,7 @@ def set_request_environ(environ: Mapping[str, str]) -> None:
     global _base_env, _at_start
     if _base_env is None:
         _base_env = _env_bytes()
-    elif _at_end is not None and (_environ_data if _environ_data is not None else _env_bytes()) != _at_end:
+    elif _at_end is not None and _env_now() != _at_end:
         # changed between requests, by the worker itself: that is its own environment now
         now = _env_bytes()
         base = _base_env
@@ -386,18 +391,12 @@ def set_request_environ(environ: Mapping[str, str]) -> None:
         _at_start = _env_bytes()
         return
     base = _base_env
-    for k in _applied.keys() - environ.keys():
+    for k in [k for k in _applied if k not in environ]:
         del _applied[k]
         kb = k.encode("utf-8", "surrogateescape")
         _put(kb, base.get(kb))
-    # only what differs from the last request (set operations on the item views: most
-    # CGI variables are the same every time)
-    try:
-        changed: Iterable[tuple[str, Any]] = environ.items() - _applied.items()
-    except TypeError:  # an unhashable value: look at every item
-        changed = environ.items()
-    for k, v in changed:
-        if not isinstance(v, str):
+    for k, v in environ.items():
+        if _applied.get(k) == v or not isinstance(v, str):
             continue
         enc = _encode_var(k, v)
         if enc is None:
@@ -416,7 +415,7 @@ def end_request_environ() -> None:
     (or :func:`reset_environ`).
     """
     global _at_end
-    if (_environ_data if _environ_data is not None else _env_bytes()) != _at_start:
+    if _env_now() != _at_start:
         reset_environ()  # the script changed the environment: start from the worker's own
         _at_end = _env_bytes()
     else:

@@ -68,7 +68,7 @@ def record_words(words: memoryview, slot: int, seconds: float) -> None:
     words[base + 1] += micros
     if micros > words[base + 2]:
         words[base + 2] = micros
-    words[base + 3 + (min(micros.bit_length() - 1, BUCKETS - 1) if micros > 1 else 0)] += 1
+    words[base + 3 + bucket_of(micros)] += 1
 
 
 def read_slot(buf: bytes | bytearray | memoryview | object, slot: int) -> tuple[int, int, int, list[int]]:
