@@ -324,8 +324,15 @@ def clear_caches() -> None:
     _KEYS.clear()
     _PROPS.clear()
     _HEADERS.clear()
+    _clear_encoder_caches()
+
+
+def _clear_encoder_caches() -> None:
     _ARRAY_KEY_PIECES.clear()
     _PROP_KEY_PIECES.clear()
+    _STR_PIECES.clear()
+    _INT_PIECES.clear()
+    _FLOAT_PIECES.clear()
 
 
 # --------------------------------------------------------------------------------------
@@ -1298,6 +1305,52 @@ class _PropKeys(dict):  # type: ignore[type-arg]
 # dict key -> its serialized form.
 _ARRAY_KEY_PIECES = _ArrayKeys()
 _PROP_KEY_PIECES = _PropKeys()
+# Scalar value -> its serialized form, one dict per type (1, 1.0 and True are equal
+# dict keys, so they must not share one).  A worker re-encodes the same users' values
+# request after request; a hit is one lookup instead of building the piece.  Only
+# short strings are kept; floats only in the default precision, and never 0.0/-0.0
+# (equal keys, different pieces) or NAN (never found again).
+_STR_PIECES: dict[str, str] = {}
+_INT_PIECES: dict[int, str] = {}
+_FLOAT_PIECES: dict[float, str] = {}
+
+
+def _str_piece(v: str) -> str:
+    """``s:<bytes>:"<v>";`` for a str value (cached when short)."""
+    if v.isascii():
+        piece = f's:{len(v)}:"{v}";'
+    else:
+        try:
+            piece = f's:{len(v.encode())}:"{v}";'
+        except UnicodeEncodeError:
+            _str_len(v)  # raises SessionEncodeError (lone surrogate)
+            raise
+    if len(v) <= _CACHE_TOKEN_MAX:
+        _STR_PIECES[v] = piece
+    return piece
+
+
+def _int_piece(v: int) -> str:
+    """``i:<v>;`` for an int value in PHP's range (cached)."""
+    if not -9223372036854775808 <= v <= 9223372036854775807:
+        raise SessionEncodeError(f"int {v} is outside PHP's 64-bit range")
+    piece = _INT_PIECES[v] = f"i:{v};"
+    return piece
+
+
+def _float_piece(v: float, precision: int) -> str:
+    """``d:<v>;`` as PHP writes it with ``serialize_precision``; cached for -1."""
+    if precision >= 0:
+        return f"d:{format_float(v, precision)};"
+    r = repr(v)
+    if "e" in r or "n" in r:
+        r = format_float(v)
+    elif r[-2:] == ".0":
+        r = r[:-2]
+    piece = f"d:{r};"
+    if v:  # not 0.0/-0.0 (NAN is never found again, and is rare)
+        _FLOAT_PIECES[v] = piece
+    return piece
 
 
 def _name_text(name: str | bytes, what: str) -> tuple[str, int]:
@@ -1336,12 +1389,14 @@ def dump_pairs(
     ids = ctx.ids
     out0 = len(out) - ctx.counter  # so that number = len(out) - out0 - skipped + 1
     skipped = 0  # "}" and "R:" pieces
-    if len(_ARRAY_KEY_PIECES) > _CACHE_LIMIT or len(_PROP_KEY_PIECES) > _CACHE_LIMIT:
-        _ARRAY_KEY_PIECES.clear()
-        _PROP_KEY_PIECES.clear()
+    if max(len(_ARRAY_KEY_PIECES), len(_PROP_KEY_PIECES), len(_STR_PIECES), len(_INT_PIECES),
+           len(_FLOAT_PIECES)) > _CACHE_LIMIT:
+        _clear_encoder_caches()
     akeys = _ARRAY_KEY_PIECES
     pkeys = _PROP_KEY_PIECES
-    fast_float = precision < 0
+    sget = _STR_PIECES.get
+    iget = _INT_PIECES.get
+    fget = _FLOAT_PIECES.get if precision < 0 else {}.get
     append = out.append
     stack: list[Any] = []  # (iterator, closing piece) of the enclosing containers
     path: list[Any] = []  # the containers themselves, for cycle detection
@@ -1353,19 +1408,11 @@ def dump_pairs(
             for k, v in it:
                 t = type(v)
                 if t is str:
-                    if v.isascii():
-                        append(f'{k}s:{len(v)}:"{v}";')
-                    else:
-                        try:
-                            append(f'{k}s:{len(v.encode())}:"{v}";')
-                        except UnicodeEncodeError:
-                            _str_len(v)  # raises SessionEncodeError (lone surrogate)
-                            raise
+                    piece = sget(v)
+                    append(k + (piece if piece is not None else _str_piece(v)))
                 elif t is int:
-                    if -9223372036854775808 <= v <= 9223372036854775807:
-                        append(f"{k}i:{v};")
-                    else:
-                        raise SessionEncodeError(f"int {v} is outside PHP's 64-bit range")
+                    piece = iget(v)
+                    append(k + (piece if piece is not None else _int_piece(v)))
                 elif t is dict:
                     if not v:
                         append(f"{k}a:0:{{}}")
@@ -1391,15 +1438,8 @@ def dump_pairs(
                         check_at = _check_cycle(path, check_at)
                     break
                 elif t is float:
-                    if fast_float:
-                        r = repr(v)
-                        if "e" in r or "n" in r:
-                            r = format_float(v)
-                        elif r[-2:] == ".0":
-                            r = r[:-2]
-                        append(f"{k}d:{r};")
-                    else:
-                        append(f"{k}d:{format_float(v, precision)};")
+                    piece = fget(v)
+                    append(k + (piece if piece is not None else _float_piece(v, precision)))
                 elif t is bool:
                     append(f"{k}b:1;" if v else f"{k}b:0;")
                 elif v is None:

@@ -751,3 +751,33 @@ def test_cache_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
     assert codec._VALUES == codec._SEED
     assert loads(dumps(["x" * 200])) == ["x" * 200]  # long tokens are not cached
     assert 's:200:"' + "x" * 200 + '"' not in codec._VALUES
+
+
+def test_encoder_value_caches_keep_equal_values_of_other_types_apart() -> None:
+    codec.clear_caches()
+    # 1, 1.0 and True are equal dict keys; 0.0 and -0.0 too; each keeps its own form
+    # whatever order the caches were filled in.
+    for _ in range(2):
+        assert dumps([1, 1.0, True, -0.0, 0.0, "1", 2.5]) == (
+            b'a:7:{i:0;i:1;i:1;d:1;i:2;b:1;i:3;d:-0;i:4;d:0;i:5;s:1:"1";i:6;d:2.5;}'
+        )
+        assert dumps([True, 1.0, 1, 0.0, -0.0]) == b"a:5:{i:0;b:1;i:1;d:1;i:2;i:1;i:3;d:0;i:4;d:-0;}"
+    # a float cached in the default precision is not reused for another precision
+    assert dumps(0.1) == b"d:0.1;"
+    assert dumps(0.1, precision=17) == b"d:0.10000000000000001;"
+    assert dumps(0.1) == b"d:0.1;"
+
+
+def test_encoder_caches_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    codec.clear_caches()
+    monkeypatch.setattr(codec, "_CACHE_LIMIT", 50)
+    dumps([f"v{i}" for i in range(200)] + list(range(200)) + [i / 7 for i in range(1, 200)])
+    assert len(codec._STR_PIECES) == 200 and len(codec._FLOAT_PIECES) == 199
+    dumps(None)  # the next encode empties caches that grew past the limit
+    assert not codec._STR_PIECES and not codec._INT_PIECES and not codec._FLOAT_PIECES
+    assert dumps(["x" * 200]) == b'a:1:{i:0;s:200:"' + b"x" * 200 + b'";}'
+    assert "x" * 200 not in codec._STR_PIECES  # long strings are not cached
+    with pytest.raises(SessionEncodeError):
+        dumps(["\ud800"])
+    with pytest.raises(SessionEncodeError):
+        dumps([2**63])
