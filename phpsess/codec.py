@@ -1398,8 +1398,9 @@ def dump_pairs(
     iget = _INT_PIECES.get
     fget = _FLOAT_PIECES.get if precision < 0 else {}.get
     append = out.append
-    stack: list[Any] = []  # (iterator, closing piece) of the enclosing containers
-    path: list[Any] = []  # the containers themselves, for cycle detection
+    # (iterator, closing piece, container) of the enclosing levels; the containers
+    # are there for cycle detection
+    stack: list[Any] = []
     it: Iterator[tuple[str, Any]] = iter(pairs)
     closer = ""
     check_at = 1024
@@ -1418,24 +1419,22 @@ def dump_pairs(
                         append(f"{k}a:0:{{}}")
                         continue
                     append(f"{k}a:{len(v)}:{{")
-                    stack.append((it, closer))
-                    path.append(v)
+                    stack.append((it, closer, v))
                     it = zip(map(akeys.__getitem__, v), v.values())
                     closer = "}"
                     if len(stack) >= check_at:
-                        check_at = _check_cycle(path, check_at)
+                        check_at = _check_cycle(stack, check_at)
                     break
                 elif t is list:
                     if not v:
                         append(f"{k}a:0:{{}}")
                         continue
                     append(f"{k}a:{len(v)}:{{")
-                    stack.append((it, closer))
-                    path.append(v)
+                    stack.append((it, closer, v))
                     it = zip(_LIST_KEYS if len(v) <= _NLIST_KEYS else _list_keys(), v)
                     closer = "}"
                     if len(stack) >= check_at:
-                        check_at = _check_cycle(path, check_at)
+                        check_at = _check_cycle(stack, check_at)
                     break
                 elif t is float:
                     piece = fget(v)
@@ -1456,12 +1455,11 @@ def dump_pairs(
                         append(f'{k}O:{clen}:"{cname}":0:{{}}')
                         continue
                     append(f'{k}O:{clen}:"{cname}":{len(props)}:{{')
-                    stack.append((it, closer))
-                    path.append(v)
+                    stack.append((it, closer, v))
                     it = zip(map(pkeys.__getitem__, props), props.values())
                     closer = "}"
                     if len(stack) >= check_at:
-                        check_at = _check_cycle(path, check_at)
+                        check_at = _check_cycle(stack, check_at)
                     break
                 elif t is PHPReference:
                     inner = v.value
@@ -1484,8 +1482,7 @@ def dump_pairs(
                     if ident is None:  # (objects register themselves when written)
                         ids[id(v)] = len(out) - out0 - skipped + 1
                     # first time: write the referenced value itself, under the same key
-                    stack.append((it, closer))
-                    path.append(v)
+                    stack.append((it, closer, v))
                     it = iter(((k, inner),))
                     closer = ""
                     break
@@ -1494,12 +1491,11 @@ def dump_pairs(
                     append(piece)
                     if sub is None:
                         continue
-                    stack.append((it, closer))
-                    path.append(v)
+                    stack.append((it, closer, v))
                     it = sub
                     closer = "}"
                     if len(stack) >= check_at:
-                        check_at = _check_cycle(path, check_at)
+                        check_at = _check_cycle(stack, check_at)
                     break
             else:
                 if not stack:
@@ -1507,8 +1503,7 @@ def dump_pairs(
                 if closer:
                     append(closer)
                     skipped += 1
-                it, closer = stack.pop()
-                path.pop()
+                it, closer, _ = stack.pop()
     finally:
         ctx.counter = len(out) - out0 - skipped
 
@@ -1563,10 +1558,13 @@ def _encode_other(k: str, v: Any, t: type, ids: dict[Any, int], num: int) -> tup
     )
 
 
-def _check_cycle(path: list[Any], check_at: int) -> int:
-    """Raise if a container is its own ancestor; return the depth of the next check."""
+def _check_cycle(stack: list[Any], check_at: int) -> int:
+    """Raise if a container is its own ancestor; return the depth of the next check.
+
+    ``stack`` holds ``(iterator, closer, container)`` for each open level.
+    """
     seen = set()
-    for c in path:
+    for _, _, c in stack:
         if id(c) in seen:
             raise SessionEncodeError("recursive array: a list or dict contains itself (use a PHPReference)")
         seen.add(id(c))
