@@ -42,15 +42,16 @@ def bin_to_readable(data: bytes, length: int, bits: int) -> str:
     if len(data) < needed:
         raise IndexError("not enough random bytes for the id")
     if bits == 4:
-        # each byte gives its low nibble, then its high nibble
-        return "".join(map(_NIBBLES.__getitem__, data[: (length + 1) // 2]))[:length]
+        # each byte gives its low nibble, then its high nibble: hex() of the bytes
+        # with their nibbles swapped
+        return data[: (length + 1) // 2].translate(_SWAP_NIBBLES).hex()[:length]
     n = int.from_bytes(data[:needed], "little")
     mask = (1 << bits) - 1
     return "".join([ALPHABET[(n >> shift) & mask] for shift in range(0, length * bits, bits)])
 
 
-#: byte -> its two 4-bit characters, low nibble first
-_NIBBLES = [ALPHABET[b & 15] + ALPHABET[b >> 4] for b in range(256)]
+#: byte -> the byte with its two nibbles swapped
+_SWAP_NIBBLES = bytes((b >> 4) | ((b & 15) << 4) for b in range(256))
 
 
 def create_id(

@@ -125,7 +125,7 @@ class Request:
         self.status = 200
         self.headers: list[tuple[str, str]] = []
         self.headers_sent = False
-        self.headers_sent_at: str = ""
+        self._sent_at: tuple[str, int] | None = None  # where the output started
         self._send_headers = send_headers
         self._write_body = write_body
         self.shutdown_functions: list[tuple[Callable[..., Any], tuple[Any, ...]]] = []
@@ -211,6 +211,13 @@ class Request:
             if not (n.lower() == low and (value_prefix is None or v.startswith(value_prefix)))
         ]
 
+    @property
+    def headers_sent_at(self) -> str:
+        """`` (output started at FILE:LINE)`` once headers went out from a script, else ``""``
+        (the tail of PHP's "headers already sent" warnings)."""
+        at = self._sent_at
+        return f" (output started at {at[0]}:{at[1]})" if at is not None else ""
+
     def headers_list(self) -> list[str]:
         """PHP's ``headers_list()``: ``"Name: value"`` strings, in order."""
         return [f"{n}: {v}" for n, v in self.headers]
@@ -224,7 +231,7 @@ class Request:
         while frame is not None and frame.f_code.co_filename.startswith(_PKG_DIR):
             frame = frame.f_back  # type: ignore[assignment]
         if frame is not None:
-            self.headers_sent_at = f" (output started at {frame.f_code.co_filename}:{frame.f_lineno})"
+            self._sent_at = (frame.f_code.co_filename, frame.f_lineno)  # text built when asked
         if self._send_headers is not None:
             self._send_headers(self.status, list(self.headers))
 
