@@ -110,6 +110,17 @@ def test_ten_seconds_of_mixed_load(tmp_path: Path) -> None:
     assert abs(r["throughput_change"]) < 0.5  # a smoke check; the soak run holds 10 %
 
 
+def test_paced_load_offers_its_rate_and_records_latency(tmp_path: Path) -> None:
+    r = run_load(tmp_path, seconds=6, workers=2, clients=4, idle=3, sample=1, window=2, rate=150, log=quiet)
+    assert r["problems"] == [] and r["errors"] == 0
+    assert r["offered_rate_rps"] == 150
+    # the clients keep to their schedule: never more than the rate (plus the start-up
+    # spread of one interval per client)
+    assert r["requests"] <= 150 * r["seconds"] + 4
+    assert all(s["latency_ms"]["p50"] is not None for s in r["samples"])
+    assert r["latency_ms_last_window"]["p99"] is not None
+
+
 def test_worker_memory_does_not_grow_with_distinct_cookies(tmp_path: Path) -> None:
     with fpm_stack(tmp_path, workers=1) as st:
         h = Http(st.port)

@@ -76,8 +76,10 @@ class _Client:
             self._inc(self.r.choice(list(self.mine)), "login", "regen=1")
 
     def _get(self, path: str, sid: str | None, kind: str) -> dict[str, Any] | None:
+        t = time.perf_counter()
         try:
             status, body, _ = self.h.get(path, cookie=f"PHPSESSID={sid}" if sid else None)
+            self.stats.latencies.append(time.perf_counter() - t)
         except (OSError, http.client.HTTPException) as exc:
             self.stats.error(kind, f"{type(exc).__name__}: {exc}")
             return None
@@ -119,6 +121,8 @@ class _Stats:
         self.errors: collections.Counter[str] = collections.Counter()
         self.total = 0
         self.hot_acks: list[int] = []
+        #: seconds per answered request since the last sample (the monitor takes the list)
+        self.latencies: list[float] = []
 
     def done(self, kind: str) -> None:
         with self.lock:
@@ -141,10 +145,18 @@ def run_load(
     sample: float = 5.0,
     window: float = 60.0,
     warmup: float = 0.0,
+    rate: float = 0.0,
     seed: int = 1,
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """Run the workload for ``seconds``; returns the figures and ``problems``.
+
+    :param rate: requests per second offered by all clients together, each client
+        keeping its own schedule (a late client catches up, so a pool that keeps up
+        serves exactly the rate, and one that falls behind shows it as lost
+        throughput and rising latency); 0: every client as fast as it can, which
+        measures the machine's capacity (and so its speed, which drifts on a shared
+        machine) as much as the pool.
 
     :param window: throughput is compared between the first and the last window of this
         many seconds (a minute for real runs).
@@ -174,7 +186,14 @@ def run_load(
         pool = [_Client(st.port, seed * 1000 + i, hot, idle, stats) for i in range(clients)]
 
         def loop(c: _Client) -> None:
+            interval = clients / rate if rate > 0 else 0.0
+            due = time.monotonic() + random.random() * interval
             while not stop.is_set():
+                if interval:
+                    ahead = due - time.monotonic()
+                    if ahead > 0:
+                        time.sleep(ahead)
+                    due += interval
                 c.step()
             c.h.close()
 
@@ -188,7 +207,13 @@ def run_load(
             now = time.monotonic()
             if now >= next_sample:
                 next_sample += sample
+                lat, stats.latencies = stats.latencies, []
+                lat.sort()
                 samples.append({
+                    "latency_ms": {  # of the requests answered since the last sample
+                        q: round(lat[min(len(lat) - 1, int(len(lat) * f))] * 1000, 2) if lat else None
+                        for q, f in (("p50", 0.5), ("p99", 0.99), ("max", 1.0))
+                    },
                     "t": round(now - t0, 1),
                     "requests": stats.total,
                     "rss_mib": [round(rss(p) / MIB, 1) for p in workers_pids],
@@ -225,7 +250,7 @@ def run_load(
         if fds_idle_end != fds_idle_start:
             problems.append(f"open descriptors at idle: {fds_idle_start} before, {fds_idle_end} after")
         # throughput: first vs last window
-        def rate(a: float, b: float) -> float:
+        def rate_between(a: float, b: float) -> float:
             pts: list[tuple[float, int]] = [(0.0, 0)] + [(s["t"], s["requests"]) for s in samples]
             lo = min(pts, key=lambda p: abs(p[0] - a))
             hi = min(pts, key=lambda p: abs(p[0] - b))
@@ -233,10 +258,10 @@ def run_load(
 
         w = min(window, elapsed / 2)
         start = min(warmup, max(0.0, elapsed - 2 * w))
-        raw_first = rate(0, w)
-        first, last = rate(start, start + w), rate(elapsed - w, elapsed)
+        raw_first = rate_between(0, w)
+        first, last = rate_between(start, start + w), rate_between(elapsed - w, elapsed)
         change = (last - first) / first if first else 0.0
-        per_window = [round(rate(a, min(a + w, elapsed)), 1) for a in _frange(0.0, elapsed - w / 2, w)]
+        per_window = [round(rate_between(a, min(a + w, elapsed)), 1) for a in _frange(0.0, elapsed - w / 2, w)]
 
         def cpu_per_request(field: str, a: float, b: float) -> float:
             # µs of ``field`` CPU per request between the samples nearest to a and b
@@ -259,10 +284,16 @@ def run_load(
             [round(e / MIB - a, 2) for e, a in zip(rss_end.values(), after_first_window["rss_mib"])]
             if after_first_window else []
         )
+        def latency_of(a: float, b: float) -> dict[str, float | None]:
+            # the worst p50/p99/max of the samples within [a, b]
+            got = [x["latency_ms"] for x in samples if a < x["t"] <= b + 0.01]
+            return {q: max((g[q] for g in got if g[q] is not None), default=None) for q in ("p50", "p99", "max")}
+
         report = {
             "seconds": round(elapsed, 1),
             "workers": workers,
             "clients": clients,
+            "offered_rate_rps": rate or None,
             "requests": stats.total,
             "by_kind": dict(stats.count),
             "errors": sum(stats.errors.values()),
@@ -273,6 +304,12 @@ def run_load(
             "throughput_change": round(change, 4),
             "window_seconds": round(w, 1),
             "throughput_per_window_rps": per_window,
+            # worst sample's latency percentiles in the first and the last window
+            "latency_ms_first_window": latency_of(start, start + w),
+            "latency_ms_last_window": latency_of(elapsed - w, elapsed),
+            "latency_ms_p99_per_window": [
+                latency_of(a, min(a + w, elapsed))["p99"] for a in _frange(0.0, elapsed - w / 2, w)
+            ],
             # CPU µs per request, first and last window: pool, nginx, client, machine
             "cpu_us_per_request_first_window": {k[4:-2]: v for k, v in cpu_first.items()},
             "cpu_us_per_request_last_window": {k[4:-2]: v for k, v in cpu_last.items()},
@@ -316,12 +353,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-throughput-change", type=float, default=0.10)
     ap.add_argument("--warmup", type=float, default=60.0,
                     help="seconds before the first throughput minute (default 60: gc's first wave)")
+    ap.add_argument("--rate", type=float, default=0.0,
+                    help="requests/s offered by all clients together (default 0: as fast as they can)")
     ap.add_argument("--samples-out", help="write every sample (JSON) to this file")
     ap.add_argument("--seed", type=int, default=1)
     args = ap.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="phpsess-soak-load-") as tmp:
         report = run_load(Path(tmp), seconds=args.minutes * 60, workers=args.workers, clients=args.clients,
-                          idle=args.idle, warmup=args.warmup, seed=args.seed)
+                          idle=args.idle, warmup=args.warmup, rate=args.rate, seed=args.seed)
     if args.samples_out:
         Path(args.samples_out).write_text(json.dumps(report["samples"], indent=1))
     bad = list(report["problems"])
