@@ -3,9 +3,11 @@ phpserialize 1.3 vs PHP 8.2's own session_decode()/session_encode().  Runs ``php
 
 The session (a user profile, a 60-item cart, a 25-entry history, a CSRF token, ...)
 is written by PHP itself, so all three decode the same bytes.  Times are the best of
-several repeats, in microseconds per operation.  phpsess is measured twice: "cold"
-empties its token caches before every decode (the first request of a worker),
-"warm" keeps them (a worker that decodes the same users' sessions again).
+several repeats, in microseconds per operation, taken in interleaved rounds (every row
+once per round) so that a drift of the machine's speed weighs on all rows alike.
+phpsess is measured twice: "cold" empties its token caches (decoder and encoder)
+before every operation (the first request of a worker), "warm" keeps them (a worker
+that decodes and encodes the same users' sessions again).
 
     python bench/codec.py            # table
     python bench/codec.py --profile  # plus where phpsess spends its time
@@ -134,7 +136,8 @@ def main(argv: list[str] | None = None) -> int:
     """Print the table (and optionally a profile)."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--profile", action="store_true", help="print cProfile's top functions for phpsess")
-    ap.add_argument("--seconds", type=float, default=1.5, help="time per measurement")
+    ap.add_argument("--seconds", type=float, default=1.5, help="time per measurement (over all rounds)")
+    ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds (default 3)")
     args = ap.parse_args(argv)
 
     data = make_session()
@@ -149,28 +152,41 @@ def main(argv: list[str] | None = None) -> int:
         codec.clear_caches()
         return encoding.encode(encoding.decode(data, "php"), "php")
 
-    rows: dict[str, tuple[float, float, float]] = {}
-    rows["phpsess (cold caches)"] = (
-        best_us(cold_decode, args.seconds),
-        best_us(lambda: encoding.encode(session, "php"), args.seconds),
-        best_us(cold_both, args.seconds),
-    )
-    encoding.decode(data, "php")
-    rows["phpsess (warm caches)"] = (
-        best_us(lambda: encoding.decode(data, "php"), args.seconds),
-        rows["phpsess (cold caches)"][1],
-        best_us(lambda: encoding.encode(encoding.decode(data, "php"), "php"), args.seconds),
-    )
+    # Each row's three measurements, run in interleaved rounds (every row once per
+    # round, the best kept): this shared machine's speed drifts over minutes, and the
+    # ratios compare rows, so each row must see the same machine.
+    def warm_decode() -> Any:
+        return encoding.decode(data, "php")
+
+    def warm_both() -> Any:
+        return encoding.encode(encoding.decode(data, "php"), "php")
+
+    def cold_encode() -> Any:
+        codec.clear_caches()
+        return encoding.encode(session, "php")
+
+    plan: dict[str, tuple[Callable[[], Any], ...]] = {
+        "phpsess (cold caches)": (cold_decode, cold_encode, cold_both),
+        "phpsess (warm caches)": (warm_decode, lambda: encoding.encode(session, "php"), warm_both),
+    }
     try:
         ps_session = phpserialize_decode(data)
         assert phpserialize_encode(ps_session) == data
-        rows["phpserialize 1.3"] = (
-            best_us(lambda: phpserialize_decode(data), args.seconds),
-            best_us(lambda: phpserialize_encode(ps_session), args.seconds),
-            best_us(lambda: phpserialize_encode(phpserialize_decode(data)), args.seconds),
+        plan["phpserialize 1.3"] = (
+            lambda: phpserialize_decode(data),
+            lambda: phpserialize_encode(ps_session),
+            lambda: phpserialize_encode(phpserialize_decode(data)),
         )
     except ImportError:
         print("phpserialize is not installed (pip install phpserialize==1.3): row skipped")
+    best: dict[str, list[float]] = {name: [float("inf")] * len(fns) for name, fns in plan.items()}
+    for _ in range(args.rounds):
+        for name, fns in plan.items():
+            if name == "phpsess (warm caches)":
+                warm_both()  # the cold row emptied the caches
+            for i, fn in enumerate(fns):
+                best[name][i] = min(best[name][i], best_us(fn, args.seconds / args.rounds))
+    rows: dict[str, tuple[float, float, float]] = {name: (got[0], got[1], got[2]) for name, got in best.items()}
     import json
 
     php = json.loads(run_php(PHP_TIMING, stdin=data, LOOPS="20000"))

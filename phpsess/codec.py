@@ -35,6 +35,7 @@ import codecs
 import itertools
 import math
 import re
+import sys
 import threading
 from typing import Any, Callable, Iterable, Iterator, Mapping, Union
 
@@ -314,7 +315,9 @@ _SEED: dict[str, Any] = {"b:1": True, "b:0": False, "N": None}
 _VALUES: dict[str, Any] = dict(_SEED)  # scalar values
 _KEYS: dict[str, Any] = {}  # array keys ("s:1:\"5\"" -> 5)
 _PROPS: dict[str, Any] = {}  # property names (no numeric-string canonicalisation)
-_HEADERS: dict[str, tuple[int, str]] = {}  # "a:2:{s:1:\"x\"" -> (2, "s:1:\"x\"")
+# "a:2:{s:1:\"x\"" -> (2, "s:1:\"x\"", 1): count, first key piece, 0 (a list: the
+# first key is i:0) or 1 (a dict)
+_HEADERS: dict[str, tuple[int, str, int]] = {}
 
 
 def clear_caches() -> None:
@@ -946,7 +949,7 @@ def _fast_miss(p: str, nxt: Callable[[], str], ctx: RefContext, depth: int) -> t
     if c == "a":
         h = _HEADERS.get(p)
         if h is not None:
-            n, p = h
+            n, p, _ = h
         else:
             q = p.find(":", 2)
             ls = p[2:q]
@@ -954,7 +957,7 @@ def _fast_miss(p: str, nxt: Callable[[], str], ctx: RefContext, depth: int) -> t
                 raise _Fallback
             n = int(ls)
             if n and len(p) <= _CACHE_TOKEN_MAX:
-                _HEADERS[p] = (n, p[q + 2 :])
+                _HEADERS[p] = (n, p[q + 2 :], 0 if p[q + 2 :] == "i:0" else 1)
             p = p[q + 2 :]
         if n == 0:
             if p[:1] != "}":
@@ -1051,11 +1054,16 @@ def _fast_value(p: str, nxt: Callable[[], str], ctx: RefContext) -> tuple[Any, s
     list_tokens = _LIST_TOKENS
     nlist = _NLIST_KEYS
     hget = _HEADERS.get
-    max_depth = ctx.max_depth
+    depth_limit = ctx.max_depth or sys.maxsize  # a container at len(stack) >= this falls back
+    # next(it) is a few ns cheaper than the bound nxt(), and pairs reads an array's
+    # entries two pieces at a time in C (zip over one iterator: key piece, value piece)
+    it = nxt.__self__  # type: ignore[attr-defined]
+    next_ = next
+    pairs = zip(it, it)
     try:
         v = vget(p, miss)
         if v is not miss:
-            return v, nxt()
+            return v, next_(it)
         v, p, opened = _fast_miss(p, nxt, ctx, 0)
         if opened is None:
             return v, p
@@ -1068,19 +1076,29 @@ def _fast_value(p: str, nxt: Callable[[], str], ctx: RefContext) -> tuple[Any, s
             # ------- key/value entries; those whose value is a known token are stored
             # ------- right here (most entries), the others go on below
             if kind == 1:  # an array dict: the common case, in a tight loop
-                while True:
-                    key = aget(p, miss)
-                    if key is miss:
-                        key = _fast_key(p, akeys, False)
-                    p = nxt()
-                    v = vget(p, miss)
-                    if v is miss:
-                        break
+                key = aget(p, miss)
+                if key is miss:
+                    key = _fast_key(p, akeys, False)
+                p = next_(it)
+                v = vget(p, miss)
+                if v is not miss:
                     cont[key] = v
-                    p = nxt()
                     remaining -= 1
-                    if not remaining:
-                        break
+                    if remaining:
+                        # the next key is the next piece: the rest in pairs
+                        for kp, p in pairs:
+                            key = aget(kp, miss)
+                            if key is miss:
+                                key = _fast_key(kp, akeys, False)
+                            v = vget(p, miss)
+                            if v is miss:
+                                break
+                            cont[key] = v
+                            remaining -= 1
+                            if not remaining:
+                                break
+                    if v is not miss:
+                        p = next_(it)  # (the pieces ran out: StopIteration, a fallback)
             else:
                 if kind == 0:
                     k = len(cont)
@@ -1099,14 +1117,14 @@ def _fast_value(p: str, nxt: Callable[[], str], ctx: RefContext) -> tuple[Any, s
                     key = pget(p, miss)
                     if key is miss:
                         key = _fast_key(p, pkeys, True)
-                p = nxt()
+                p = next_(it)
                 v = vget(p, miss)
                 if v is not miss:
                     if kind == 0:
                         cont.append(v)
                     else:
                         cont[key] = v
-                    p = nxt()
+                    p = next_(it)
                     remaining -= 1
             if v is miss:
                 # ---------------- a value that is not a known token ----------------
@@ -1114,17 +1132,20 @@ def _fast_value(p: str, nxt: Callable[[], str], ctx: RefContext) -> tuple[Any, s
                 if h is not None:
                     # a known array header glued to its first key (one in six pieces
                     # of a typical session): what _fast_miss would do, without the call
-                    if max_depth and len(stack) >= max_depth:
+                    if len(stack) >= depth_limit:
                         raise _Fallback
-                    n, p = h
-                    if p == "i:0":
-                        v = []
-                        opened = (0, n, v)
+                    remaining_inner, p, kind_inner = h
+                    v = [] if kind_inner == 0 else {}
+                    if kind == 0:
+                        cont.append(v)
                     else:
-                        v = {}
-                        opened = (1, n, v)
-                else:
-                    v, p, opened = _fast_miss(p, nxt, ctx, len(stack))
+                        cont[key] = v
+                    stack.append((cont, kind, key, remaining))
+                    kind = kind_inner
+                    remaining = remaining_inner
+                    cont = v
+                    continue  # p is its first key
+                v, p, opened = _fast_miss(p, nxt, ctx, len(stack))
                 if kind == 0:
                     cont.append(v)
                 else:
@@ -1139,7 +1160,7 @@ def _fast_value(p: str, nxt: Callable[[], str], ctx: RefContext) -> tuple[Any, s
             # ---------------- close what this value completes ----------------
             i = 0  # the closing braces are glued in front of what follows
             while not remaining:
-                if p[i : i + 1] != "}":
+                if p[i] != "}":  # (past the end: IndexError, a fallback too)
                     raise _Fallback
                 i += 1
                 done = cont
