@@ -20,6 +20,7 @@ import time
 import traceback
 from typing import IO, TYPE_CHECKING, Any, Callable, Iterator, Mapping
 
+from . import superglobals
 from .config import SessionConfig
 
 if TYPE_CHECKING:
@@ -83,6 +84,9 @@ def reason_phrase(status: int) -> str:
     return _REASONS.get(status, "")
 
 
+_Session: Any = None  # phpsess.session.Session, once a request used a session
+
+
 class Request:
     """One request's PHP state: superglobals, header list, output state, session.
 
@@ -105,8 +109,6 @@ class Request:
         cli: bool = False,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        from . import superglobals
-
         self.environ: dict[str, str] = dict(environ or {})
         self.config = (config or default_config()).copy()
         self.cli = cli
@@ -144,9 +146,10 @@ class Request:
     def session(self) -> "Session":
         """This request's :class:`~phpsess.session.Session`, created on first use."""
         if self._session is None:
-            from .session import Session
-
-            self._session = Session(self)
+            global _Session
+            if _Session is None:  # (session imports this module: bound on first use)
+                from .session import Session as _Session
+            self._session = _Session(self)
         return self._session
 
     @property

@@ -30,6 +30,7 @@ from typing import IO, Any, Callable, Iterator, Mapping
 
 from .config import SessionConfig
 from .request import HeadersSink, Request, install_output_proxy, reason_phrase, request_context
+from .request import _current as _current_request
 
 __all__ = [
     "DEFAULT_CONTENT_TYPE",
@@ -183,9 +184,7 @@ def run_script(path: str, request: Request) -> None:
 
 
 def _current_or_none() -> Request | None:
-    from . import request as _request_module
-
-    return _request_module._current.get(None)
+    return _current_request.get(None)
 
 
 def resolve_script(environ: Mapping[str, str], root: str) -> str | None:

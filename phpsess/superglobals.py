@@ -247,6 +247,8 @@ def parse_cookies(
     Pairs split on ``;`` (empty ones skipped), leading blanks of names dropped, names not
     decoded, values percent-decoded with ``+`` kept; the first occurrence of a name wins.
     """
+    if not header:
+        return {}
     data = _as_bytes(header)
     nul = data.find(b"\0")
     if nul >= 0:
