@@ -109,18 +109,8 @@ def _decode_params(data: bytes, into: dict[str, str]) -> None:
                 pos = end
         else:
             while pos < n:
-                nlen = data[pos]
-                if nlen & 0x80:
-                    nlen = int.from_bytes(data[pos : pos + 4], "big") & 0x7FFFFFFF
-                    pos += 4
-                else:
-                    pos += 1
-                vlen = data[pos]
-                if vlen & 0x80:
-                    vlen = int.from_bytes(data[pos : pos + 4], "big") & 0x7FFFFFFF
-                    pos += 4
-                else:
-                    pos += 1
+                nlen, pos = _param_length(data, pos)
+                vlen, pos = _param_length(data, pos)
                 name = text[pos : pos + nlen]
                 pos += nlen
                 value = text[pos : pos + vlen]
@@ -134,6 +124,17 @@ def _decode_params(data: bytes, into: dict[str, str]) -> None:
         pos = n + 1  # a length byte past the end
     if pos != n:
         raise ValueError("malformed FastCGI params: a name or value runs past the end of the record")
+
+
+def _param_length(data: bytes, pos: int) -> tuple[int, int]:
+    """A FastCGI name or value length at ``pos`` (one byte, or four with the high bit
+    set) and the offset after it.  :raises IndexError: past the end."""
+    n = data[pos]
+    if n & 0x80:
+        if pos + 4 > len(data):
+            raise IndexError(pos)
+        return int.from_bytes(data[pos : pos + 4], "big") & 0x7FFFFFFF, pos + 4
+    return n, pos + 1
 
 
 class _FlatResponse:
