@@ -42,7 +42,7 @@ if __package__ in (None, ""):
 
 from phpsess import codec, encoding  # noqa: E402
 from phpsess.codec import PHPCustomObject, PHPEnum, PHPObject, PHPReference  # noqa: E402
-from phpsess.errors import SessionDecodeError  # noqa: E402
+from phpsess.errors import SessionDecodeError, SessionEncodeError  # noqa: E402
 from tests.soak.stack import stop_on_signals  # noqa: E402
 
 __all__ = ["DECODERS", "inputs", "fuzz", "main"]
@@ -147,9 +147,9 @@ def random_value(r: random.Random, depth: int = 0) -> Any:
     """A random Python value of the mapped types (for valid payloads to mutate)."""
     if depth > 3 or r.random() < 0.4:
         return r.choice([None, True, False, r.randint(-(2 ** 63), 2 ** 63 - 1), r.randint(-5, 300), r.random() * 1e6,
-                         math.inf, -0.0, "", "é|;}", "s" * r.randrange(100), b"\xff\x00",
+                         math.inf, math.nan, -0.0, "", "é|;}", "s" * r.randrange(100), b"\xff\x00",
                          PHPEnum("Suit", "Hearts"), PHPCustomObject("Ser", b"x;}")])
-    k = r.randrange(4)
+    k = r.randrange(5)
     if k == 0:
         return [random_value(r, depth + 1) for _ in range(r.randrange(5))]
     if k == 1:
@@ -159,8 +159,12 @@ def random_value(r: random.Random, depth: int = 0) -> Any:
         return PHPObject(r.choice(["stdClass", "User", "NS\\Cart"]),
                          {r.choice(["a", "\0*\0b", "\0User\0c"]): random_value(r, depth + 1)
                           for _ in range(r.randrange(4))})
-    box = PHPReference(random_value(r, depth + 1))
-    return [box, random_value(r, depth + 1), box]
+    if k == 3:
+        box = PHPReference(random_value(r, depth + 1))
+        return [box, random_value(r, depth + 1), box]
+    o = PHPObject("stdClass", {})
+    o.properties["self"] = o  # an object that holds itself (r: back to it)
+    return [o, random_value(r, depth + 1), o]
 
 
 def valid_payloads(r: random.Random, n: int) -> list[bytes]:
@@ -279,10 +283,20 @@ def _timed(decode: Callable[[bytes], Any], data: bytes) -> float:
     return time.perf_counter() - t0
 
 
+def _encode_back(name: str, value: Any) -> None:
+    """Encode what decoder ``name`` gave, as its counterpart would (raises SessionEncodeError)."""
+    if name == "loads" or (name == "php_serialize" and not isinstance(value, dict)):
+        codec.dumps(value)
+    else:
+        encoding.encode(value, name)
+
+
 def fuzz(count: int, *, seed: int = 1, max_ms: float = 100.0, max_mb: float = 4.0,
-         max_shape_bytes: int | None = None, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """Run ``count`` inputs through every decoder (time and traced memory of every call);
-    returns figures and ``problems``."""
+         max_shape_bytes: int | None = None, progress: Callable[[str], None] | None = None,
+         trace_memory: bool = True, reencode: bool = False) -> dict[str, Any]:
+    """Run ``count`` inputs through every decoder (time and, with ``trace_memory``, traced
+    memory of every call; with ``reencode``, what decodes must encode again); returns
+    figures and ``problems``."""
     problems: list[dict[str, Any]] = []
     outcomes: collections.Counter[str] = collections.Counter()
     by_gen: collections.Counter[str] = collections.Counter()
@@ -295,7 +309,8 @@ def fuzz(count: int, *, seed: int = 1, max_ms: float = 100.0, max_mb: float = 4.
     retimed = 0
     # tracemalloc runs throughout (starting and stopping it per call leaks in CPython);
     # a call over the time limit is re-timed with tracing off
-    tracemalloc.start(1)
+    if trace_memory:
+        tracemalloc.start(1)
     started = time.perf_counter()
     try:
         for n, (gen, data) in enumerate(inputs(count, seed, max_shape_bytes)):
@@ -304,8 +319,9 @@ def fuzz(count: int, *, seed: int = 1, max_ms: float = 100.0, max_mb: float = 4.
             scale = max(1.0, len(data) / 65536)  # bigger inputs may take proportionally longer
             for name, decode in DECODERS:
                 calls += 1
-                tracemalloc.reset_peak()
-                base = tracemalloc.get_traced_memory()[0]
+                if trace_memory:
+                    tracemalloc.reset_peak()
+                    base = tracemalloc.get_traced_memory()[0]
                 t0 = time.perf_counter()
                 try:
                     value = decode(data)
@@ -318,22 +334,31 @@ def fuzz(count: int, *, seed: int = 1, max_ms: float = 100.0, max_mb: float = 4.
                                      "input": repr(data[:300]), "size": len(data)})
                     continue
                 elapsed = time.perf_counter() - t0
-                peak = tracemalloc.get_traced_memory()[1] - base
+                if trace_memory:
+                    peak = tracemalloc.get_traced_memory()[1] - base
+                    traced += 1
+                    if peak > max_mb * 2 ** 20 * scale:
+                        problems.append({"decoder": name, "what": f"memory: peak {peak / 2 ** 20:.1f} MB",
+                                         "input": repr(data[:300]), "size": len(data)})
+                    if peak > biggest[0]:
+                        biggest = (peak, name, data)
+                    if len(data) <= 65536 and peak > biggest_small[0]:
+                        biggest_small = (peak, name, data)
+                if reencode and outcome == "ok":
+                    try:
+                        _encode_back(name, value)
+                    except SessionEncodeError as exc:
+                        problems.append({"decoder": name, "what": f"decoded value does not encode: {exc}"[:300],
+                                         "input": repr(data[:300]), "size": len(data)})
                 del value
-                traced += 1
-                if peak > max_mb * 2 ** 20 * scale:
-                    problems.append({"decoder": name, "what": f"memory: peak {peak / 2 ** 20:.1f} MB",
-                                     "input": repr(data[:300]), "size": len(data)})
-                if peak > biggest[0]:
-                    biggest = (peak, name, data)
-                if len(data) <= 65536 and peak > biggest_small[0]:
-                    biggest_small = (peak, name, data)
                 if elapsed * 1000 > max_ms * scale:
                     # re-time without tracing: tracing, a garbage-collector pause or a busy
                     # machine is not the input's fault
-                    tracemalloc.stop()
+                    if trace_memory:
+                        tracemalloc.stop()
                     elapsed = min(_timed(decode, data) for _ in range(3))
-                    tracemalloc.start(1)
+                    if trace_memory:
+                        tracemalloc.start(1)
                     retimed += 1
                     if elapsed * 1000 > max_ms * scale:
                         problems.append({"decoder": name, "what": f"slow: {elapsed * 1000:.1f} ms",
@@ -344,7 +369,8 @@ def fuzz(count: int, *, seed: int = 1, max_ms: float = 100.0, max_mb: float = 4.
             if progress is not None and n and n % 100000 == 0:
                 progress(f"{n} inputs, {time.perf_counter() - started:.0f} s, {len(problems)} problems")
     finally:
-        tracemalloc.stop()
+        if trace_memory:
+            tracemalloc.stop()
     total = time.perf_counter() - started
     return {
         "inputs": count,
@@ -376,8 +402,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--max-ms", type=float, default=100.0)
     ap.add_argument("--max-mb", type=float, default=4.0)
+    ap.add_argument("--reencode", action="store_true", help="also check that what decodes encodes again")
     args = ap.parse_args(argv)
-    report = fuzz(args.count, seed=args.seed, max_ms=args.max_ms, max_mb=args.max_mb,
+    report = fuzz(args.count, seed=args.seed, max_ms=args.max_ms, max_mb=args.max_mb, reencode=args.reencode,
                   progress=lambda s: print(s, file=sys.stderr, flush=True))
     print(json.dumps(report, indent=2))
     return 1 if report["problem_count"] else 0
