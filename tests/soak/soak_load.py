@@ -18,9 +18,15 @@ Clients drop a session after ``--idle`` seconds without using it, and gc runs wi
 probability 1/100 per request with ``gc_maxlifetime`` = 2 x idle, so session files are
 deleted all along without ever deleting one still in use.  A monitor samples, every
 ``--sample`` seconds, each worker's RSS, the open descriptors of nginx, the master and
-the workers, the number of session files, and the requests done.
+the workers, the number of session files, the requests done, the latency percentiles of
+the requests answered since the last sample, and CPU times.
 
-    python -m tests.soak.soak_load --minutes 30
+By default the clients send as fast as they are answered (the machine's capacity);
+``--rate R`` paces them to R requests/s together, so that a pool that keeps up serves
+exactly R and a slowdown shows as lost throughput and rising latency.
+
+    python -m tests.soak.soak_load --minutes 30 --rate 1000
+    python -m tests.soak.soak_load --minutes 30            # flat out
 """
 
 from __future__ import annotations
