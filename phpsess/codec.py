@@ -949,24 +949,26 @@ def _fast_miss(p: str, nxt: Callable[[], str], ctx: RefContext, depth: int) -> t
     if c == "a":
         h = _HEADERS.get(p)
         if h is not None:
-            n, p, _ = h
+            n, p, kind = h
         else:
             q = p.find(":", 2)
             ls = p[2:q]
             if q < 0 or p[1] != ":" or not ls.isdigit() or p[q + 1 : q + 2] != "{":
                 raise _Fallback
             n = int(ls)
+            first = p[q + 2 :]
+            kind = 0 if first == "i:0" else 1
             if n and len(p) <= _CACHE_TOKEN_MAX:
-                _HEADERS[p] = (n, p[q + 2 :], 0 if p[q + 2 :] == "i:0" else 1)
-            p = p[q + 2 :]
+                _HEADERS[p] = (n, first, kind)
+            p = first
         if n == 0:
             if p[:1] != "}":
                 raise _Fallback
             return [], p[1:], None  # what follows "a:0:{}" is glued to it
         if ctx.max_depth and depth >= ctx.max_depth:
             raise _Fallback
-        new: Any = [] if p == "i:0" else {}
-        return new, p, (0 if p == "i:0" else 1, n, new)
+        new: Any = [] if kind == 0 else {}
+        return new, p, (kind, n, new)
     if c == "s":
         q = p.find(":", 2)
         ls = p[2:q]
@@ -1337,15 +1339,11 @@ _FLOAT_PIECES: dict[float, str] = {}
 
 
 def _str_piece(v: str) -> str:
-    """``s:<bytes>:"<v>";`` for a str value (cached when short)."""
-    if v.isascii():
-        piece = f's:{len(v)}:"{v}";'
-    else:
-        try:
-            piece = f's:{len(v.encode())}:"{v}";'
-        except UnicodeEncodeError:
-            _str_len(v)  # raises SessionEncodeError (lone surrogate)
-            raise
+    """``s:<bytes>:"<v>";`` for a str value (cached when short).
+
+    :raises SessionEncodeError: a lone surrogate (no UTF-8 form).
+    """
+    piece = f's:{_str_len(v)}:"{v}";'
     if len(v) <= _CACHE_TOKEN_MAX:
         _STR_PIECES[v] = piece
     return piece
@@ -1353,7 +1351,7 @@ def _str_piece(v: str) -> str:
 
 def _int_piece(v: int) -> str:
     """``i:<v>;`` for an int value in PHP's range (cached)."""
-    if not -9223372036854775808 <= v <= 9223372036854775807:
+    if not PHP_INT_MIN <= v <= PHP_INT_MAX:
         raise SessionEncodeError(f"int {v} is outside PHP's 64-bit range")
     piece = _INT_PIECES[v] = f"i:{v};"
     return piece
@@ -1361,15 +1359,8 @@ def _int_piece(v: int) -> str:
 
 def _float_piece(v: float, precision: int) -> str:
     """``d:<v>;`` as PHP writes it with ``serialize_precision``; cached for -1."""
-    if precision >= 0:
-        return f"d:{format_float(v, precision)};"
-    r = repr(v)
-    if "e" in r or "n" in r:
-        r = format_float(v)
-    elif r[-2:] == ".0":
-        r = r[:-2]
-    piece = f"d:{r};"
-    if v:  # not 0.0/-0.0 (NAN is never found again, and is rare)
+    piece = f"d:{format_float(v, precision)};"
+    if precision < 0 and v:  # not 0.0/-0.0 (NAN is never found again, and is rare)
         _FLOAT_PIECES[v] = piece
     return piece
 
