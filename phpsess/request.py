@@ -280,6 +280,17 @@ class Request:
                 if not self.headers_sent:
                     self.send_headers()
 
+    def end_response(self) -> None:
+        """The response is complete and handed over: forget the two sinks (body bytes
+        written after this are dropped).
+
+        A runtime whose sinks are bound methods of an object that holds this request
+        calls it after :meth:`shutdown`, so the pair dies by reference count instead of
+        waiting for the cycle collector.
+        """
+        self._send_headers = None
+        self._write_body = None
+
 
 def current_request() -> Request:
     """The request being served in this context.

@@ -258,7 +258,12 @@ class _Call:
         if self.finished:
             return
         self.finished = True
-        self.context.run(self.request.shutdown)
+        try:
+            self.context.run(self.request.shutdown)
+        finally:
+            # the request's sinks are this call's methods: let go of them, and the call,
+            # the request and the session die by reference count (no cycle left)
+            self.request.end_response()
 
 
 class _Body:

@@ -96,6 +96,35 @@ def test_session_headers_join_the_application_headers(tmp_path: Path, ini: dict[
     assert again.body() == b"n=2" and again.header("Set-Cookie") == []
 
 
+def test_a_finished_call_leaves_nothing_for_the_cycle_collector(ini: dict[str, str]) -> None:
+    """A long-running WSGI server should not pay the cycle collector for every call."""
+    import gc
+
+    app = SessionMiddleware(counter_app, ini=ini)
+
+    def serve_once() -> bytes:  # a server that keeps nothing of the call (Call keeps its result)
+        environ = dict(Call(lambda e, s: [b""]).environ, HTTP_COOKIE="PHPSESSID=abcdefabcdefabcdefabcdefab")
+        result = app(environ, lambda status, headers, exc_info=None: (lambda data: None))
+        try:
+            return b"".join(result)
+        finally:
+            result.close()  # type: ignore[attr-defined]
+
+    serve_once()
+    gc.collect()
+    gc.disable()
+    gc.set_debug(gc.DEBUG_SAVEALL)
+    try:
+        assert serve_once() == b"n=2"
+        gc.collect()
+        left = sorted({type(o).__qualname__ for o in gc.garbage})
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+        gc.enable()
+    assert left == []
+
+
 def test_session_is_written_when_the_response_is_closed(tmp_path: Path, ini: dict[str, str]) -> None:
     c = Call(SessionMiddleware(counter_app, ini=ini), cookie="PHPSESSID=abcdefabcdefabcdefabcdefab")
     assert c.body(close=False) == b"n=1"
