@@ -672,11 +672,39 @@ def canonical(v: Any) -> Any:
     return v
 
 
+def has_colliding_keys(v: Any) -> bool:
+    """True when some dict in ``v`` has two keys PHP sees as one ("5" and 5, "" and b"")."""
+    if isinstance(v, dict):
+        if len({php_array_key(canonical(k)) for k in v}) < len(v):
+            return True
+        return any(has_colliding_keys(x) for x in v.values())
+    if isinstance(v, (list, tuple)):
+        return any(has_colliding_keys(x) for x in v)
+    if isinstance(v, PHPObject):
+        return any(has_colliding_keys(x) for x in v.properties.values())
+    return False
+
+
+def test_a_reference_to_a_value_overwritten_by_an_equal_key_is_refused_as_php_refuses_it() -> None:
+    # PHP 8.2: unserialize('a:3:{s:0:"";E:6:"Suit:H";s:0:"";N;i:0;r:2;}') is false (the
+    # value r:2 names was replaced by the second "" key); found by the property below
+    with pytest.raises(SessionDecodeError, match="^r: to a value that is not an object"):
+        loads(b'a:3:{s:0:"";E:6:"Suit:H";s:0:"";N;i:0;r:2;}')
+
+
 @given(values)
 @settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
 def test_round_trip_property(v: Any) -> None:
     wire = dumps(v)
-    back = loads(wire)
+    if has_colliding_keys(v):
+        # a later equal key replaces a value that an r:/R: further on may name: then
+        # the data is refused, as PHP's unserialize() refuses it
+        try:
+            back = loads(wire)
+        except SessionDecodeError:
+            return
+    else:
+        back = loads(wire)
     assert back == canonical(v)
     assert dumps(back) == dumps(canonical(v))  # == wire unless two keys collide ("5" and 5)
 
