@@ -7,7 +7,7 @@ and notices are Python warnings (:class:`PHPWarning`, :class:`PHPNotice`); only
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
 __all__ = [
     "SessionError",
@@ -23,8 +23,21 @@ __all__ = [
     "PHPWarning",
     "PHPNotice",
     "PHPDeprecated",
-
+    "caused_by",
 ]
+
+_E = TypeVar("_E", bound=BaseException)
+
+
+def caused_by(err: _E, cause: BaseException | None) -> _E:
+    """``err`` with ``cause`` as its ``__cause__``: ``raise caused_by(X, exc)`` is
+    ``raise X from exc`` (and ``caused_by(X, None)`` is ``from None``).
+
+    The modules compiled with mypyc (phpsess/compiled.py) raise this way: mypyc
+    drops the ``from`` clause of a ``raise``.
+    """
+    err.__cause__ = cause  # also sets __suppress_context__, as ``from`` does
+    return err
 
 
 class SessionError(Exception):

@@ -109,7 +109,7 @@ def _civil(ts: int) -> tuple[int, int, int, int, int, int, int]:
     return year, month, day, secs // 3600, secs // 60 % 60, secs % 60, weekday
 
 
-def http_date(ts: float) -> str:
+def http_date(ts: int | float) -> str:
     """``gmdate("D, d M Y H:i:s \\G\\M\\T", ts)``: ``Sat, 21 Nov 2026 21:44:34 GMT``.
 
     English names, zero-padded day and time, the year at least 4 digits (``-0003`` before

@@ -230,7 +230,9 @@ class Request:
         if self.headers_sent:
             return
         self.headers_sent = True
-        frame = sys._getframe(1)
+        # the innermost Python frame outside phpsess is where the output started
+        # (compiled modules have no frames: _getframe(0) may already be the caller's)
+        frame = sys._getframe(0)
         while frame is not None and frame.f_code.co_filename.startswith(_PKG_DIR):
             frame = frame.f_back  # type: ignore[assignment]
         if frame is not None:
@@ -281,15 +283,18 @@ class Request:
                     self.send_headers()
 
     def end_response(self) -> None:
-        """The response is complete and handed over: forget the two sinks (body bytes
-        written after this are dropped).
+        """The request is over and its response handed over: forget the two sinks (body
+        bytes written after this are dropped) and cut the session's link back here
+        (the session's functions that need the request raise from now on).
 
-        A runtime whose sinks are bound methods of an object that holds this request
-        calls it after :meth:`shutdown`, so the pair dies by reference count instead of
+        Runtimes call it after :meth:`shutdown`, so the request, its session and the
+        runtime's objects its sinks belong to die by reference count instead of
         waiting for the cycle collector.
         """
         self._send_headers = None
         self._write_body = None
+        if self._session is not None:
+            self._session.detach()
 
 
 def current_request() -> Request:

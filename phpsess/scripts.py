@@ -93,11 +93,15 @@ def clear_cache() -> None:
     _root_cache.clear()
 
 
+#: the file names this module's frames carry (compiled by mypyc: the relative source path)
+_OWN_FILES = frozenset({__file__, os.path.join("phpsess", "scripts.py")})
+
+
 def _print_script_traceback(exc: BaseException, stream: IO[str] | None = None) -> None:
     """Print ``exc`` as Python would at top level, without phpsess's own frames."""
     tb = exc.__traceback__
     # drop the frames of this module (run_script) above the script's own frame
-    while tb is not None and tb.tb_frame.f_code.co_filename == __file__:
+    while tb is not None and tb.tb_frame.f_code.co_filename in _OWN_FILES:
         tb = tb.tb_next
     out = stream if stream is not None else sys.stderr
     try:
@@ -554,5 +558,6 @@ def handle_request(
             request.send_headers()
         if state is not None:
             state.__exit__(None, None, None)
+        request.end_response()  # no reference cycle outlives the request
     return request
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import enum
 
-from .errors import SessionStateError
+from .errors import SessionStateError, caused_by
 
 __all__ = ["Status", "Action", "TRANSITIONS", "next_status", "allowed"]
 
@@ -75,4 +75,4 @@ def next_status(status: Status, action: Action) -> Status:
     try:
         return TRANSITIONS[status, action]
     except KeyError:
-        raise SessionStateError(status, action) from None
+        raise caused_by(SessionStateError(status, action), None)

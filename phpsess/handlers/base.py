@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import abc
 import importlib
-from typing import Callable
+from typing import Callable, ClassVar
 
 from .. import ids
+from ..compiled import mypyc_attr
 from ..config import SessionConfig
 
 __all__ = ["SaveHandler", "HANDLERS", "handler_class", "LockInfo"]
@@ -32,6 +33,7 @@ class LockInfo:
         self.shared = shared  # True when read() took a shared (read-only) lock
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)
 class SaveHandler(abc.ABC):
     """Stores serialized session payloads for one request at a time.
 
@@ -41,9 +43,12 @@ class SaveHandler(abc.ABC):
     """
 
     #: the ``session.save_handler`` / ``session_module_name()`` name
-    name: str = ""
+    name: ClassVar[str] = ""
 
     def __init__(self, config: SessionConfig | None = None) -> None:
+        cls = type(self)
+        if cls not in _COMPLETE:
+            _check_complete(cls)
         self.config = config if config is not None else SessionConfig()
         self.lock_info = LockInfo()
 
@@ -97,6 +102,22 @@ class SaveHandler(abc.ABC):
 
     #: True when validate_id really checks storage (PHP: the module has a validator)
     has_validator: bool = True
+
+
+_ABSTRACT = ("open", "close", "read", "write", "destroy", "gc")
+_COMPLETE: set[type] = set()  # handler classes that implement every abstract method
+
+
+def _check_complete(cls: type) -> None:
+    """Python's refusal to instantiate an abstract class, done again here: compiled with
+    mypyc, SaveHandler is no longer checked by ``abc`` (phpsess/compiled.py)."""
+    missing = [name for name in _ABSTRACT if getattr(cls, name) is getattr(SaveHandler, name)]
+    if missing:
+        raise TypeError(
+            f"Can't instantiate abstract class {cls.__name__} with abstract "
+            f"method{'s' if len(missing) > 1 else ''} {', '.join(sorted(missing))}"
+        )
+    _COMPLETE.add(cls)
 
 
 #: ``session.save_handler`` name -> "module:Class", imported on first use

@@ -29,7 +29,7 @@ from typing import Any, Callable
 
 from .. import ids, locking, locks
 from ..config import SessionConfig
-from ..errors import InvalidSessionId, LockBusy, LockTimeout, SaveHandlerError, SessionError
+from ..errors import InvalidSessionId, LockBusy, LockTimeout, SaveHandlerError, SessionError, caused_by
 from .base import LockInfo, SaveHandler
 
 __all__ = [
@@ -382,9 +382,9 @@ class FilesHandler(SaveHandler):
             try:
                 self._size = os.fstat(self._fd).st_size
             except OSError as exc:
-                raise SaveHandlerError(
+                raise caused_by(SaveHandlerError(
                     f"fstat failed: {_oserror_text(exc)}", handler="files", operation=operation
-                ) from exc
+                ), exc)
             return
         self.close()
         self.lock_info = LockInfo(0.0, shared)
@@ -409,9 +409,9 @@ class FilesHandler(SaveHandler):
                 raise
             except OSError as exc:
                 os.close(fd)
-                raise SaveHandlerError(
+                raise caused_by(SaveHandlerError(
                     f"flock({path}) failed: {_oserror_text(exc)}", handler="files", operation="lock"
-                ) from exc
+                ), exc)
             except BaseException:  # KeyboardInterrupt while waiting...
                 os.close(fd)
                 raise
@@ -440,9 +440,9 @@ class FilesHandler(SaveHandler):
             return os.open(path, _OPEN_FLAGS, self.save_path.filemode if self.save_path else 0o600)
         except OSError as exc:
             # O_NOFOLLOW: a planted symlink gives ELOOP and nothing is created at its target
-            raise SaveHandlerError(
+            raise caused_by(SaveHandlerError(
                 f"open({path}, O_RDWR) failed: {_oserror_text(exc)}", handler="files", operation="open"
-            ) from exc
+            ), exc)
 
     @staticmethod
     def _check_owner(st: os.stat_result) -> None:
@@ -478,13 +478,13 @@ class FilesHandler(SaveHandler):
             locking.wait_lock(fd, shared=shared, timeout=timeout)
         except TimeoutError as exc:
             waited = before + time.perf_counter() - t0
-            raise LockTimeout(
+            raise caused_by(LockTimeout(
                 f"Session lock for {sid} not acquired within session.lock_timeout = "
                 f"{self.config.lock_timeout:g} s (waited {waited:.3f} s for {path})",
                 handler="files",
                 sid=sid,
                 waited=waited,
-            ) from exc
+            ), exc)
         return time.perf_counter() - t0
 
     def _log_wait(self, sid: str, path: str, waited: float) -> None:
@@ -522,9 +522,9 @@ class FilesHandler(SaveHandler):
                     )
                 data += more
         except OSError as exc:
-            raise SaveHandlerError(
+            raise caused_by(SaveHandlerError(
                 f"Read failed: {_oserror_text(exc)}", handler="files", operation="read"
-            ) from exc
+            ), exc)
         clean = strip_crash_padding(data, self.config.serialize_handler)
         if len(clean) != len(data) and not shared:
             # a writer died between its pwrite and its ftruncate: finish its work
@@ -584,9 +584,9 @@ class FilesHandler(SaveHandler):
                 self._pwrite_all(fd, crash_safe_image(data, old, self.config.serialize_handler))
                 os.ftruncate(fd, n)
         except OSError as exc:
-            raise SaveHandlerError(
+            raise caused_by(SaveHandlerError(
                 f"Write failed: {_oserror_text(exc)}", handler="files", operation="write"
-            ) from exc
+            ), exc)
         self._size = n
 
     @staticmethod
@@ -599,9 +599,9 @@ class FilesHandler(SaveHandler):
             try:
                 step = os.pwrite(fd, view[done:], done)
             except OSError as exc:
-                raise SaveHandlerError(
+                raise caused_by(SaveHandlerError(
                     "Write wrote less bytes than requested", handler="files", operation="write"
-                ) from exc
+                ), exc)
             if step <= 0:
                 raise SaveHandlerError(
                     "Write wrote less bytes than requested", handler="files", operation="write"
@@ -656,9 +656,9 @@ class FilesHandler(SaveHandler):
         except OSError as exc:
             if not os.path.lexists(path):
                 return
-            raise SaveHandlerError(
+            raise caused_by(SaveHandlerError(
                 f"unlink({path}) failed: {_oserror_text(exc)}", handler="files", operation="destroy"
-            ) from exc
+            ), exc)
 
     # -- PS_GC ------------------------------------------------------------------------------
     def gc(self, max_lifetime: int, *, now: float | None = None) -> int:
@@ -682,11 +682,11 @@ class FilesHandler(SaveHandler):
         try:
             entries = os.scandir(basedir)
         except OSError as exc:
-            raise SaveHandlerError(
+            raise caused_by(SaveHandlerError(
                 f"ps_files_cleanup_dir: opendir({basedir}) failed: {_oserror_text(exc)}",
                 handler="files",
                 operation="gc",
-            ) from exc
+            ), exc)
         deleted = 0
         with entries:
             for entry in entries:

@@ -302,3 +302,17 @@ def test_memory_handler_caps_its_queue_and_counts_waiters() -> None:
     holder.close()
     waiter.join(5)
     assert not waiter.is_alive()
+
+
+def test_a_handler_class_missing_an_operation_cannot_be_instantiated() -> None:
+    """As abc refuses an abstract class (also when SaveHandler is compiled with mypyc)."""
+
+    class ReadOnly(SaveHandler):
+        def read(self, sid: str, *, shared: bool = False) -> bytes:
+            return b""
+
+    with pytest.raises(TypeError, match=r"^Can't instantiate abstract class ReadOnly with abstract methods "
+                                        r"close, destroy, gc, open, write$"):
+        ReadOnly()
+    with pytest.raises(TypeError, match="abstract class SaveHandler"):
+        SaveHandler()  # type: ignore[abstract]

@@ -1,0 +1,53 @@
+"""phpsess compiled with mypyc: which modules are compiled, and the class options the
+compiler reads.  No I/O.
+
+``scripts/compile.sh`` (and ``PHPSESS_MYPYC=1 pip install .``) compiles
+:data:`COMPILED_MODULES` to C extensions with mypyc; every other module, and the
+whole package when nothing was compiled, is plain Python with the same behaviour
+(docs/performance.md).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any, Callable, TypeVar
+
+__all__ = ["COMPILED_MODULES", "mypyc_attr", "compiled_modules"]
+
+#: the request path of a pool worker, in dependency order.  Not lazydata: its
+#: SessionData is a MutableMapping, and as a mypyc class it would share that ABC's
+#: registry (isinstance({}, SessionData) would be true)
+COMPILED_MODULES: tuple[str, ...] = (
+    "phpsess.state",
+    "phpsess.ids",
+    "phpsess.headers",
+    "phpsess.superglobals",
+    "phpsess.encoding",
+    "phpsess.locks",
+    "phpsess.handlers.base",
+    "phpsess.handlers.files",
+    "phpsess.request",
+    "phpsess.session",
+    "phpsess.php",
+    "phpsess.scripts",
+)
+
+_T = TypeVar("_T")
+
+if TYPE_CHECKING:
+    from mypy_extensions import mypyc_attr
+else:
+
+    def mypyc_attr(*flags: str, **options: Any) -> Callable[[_T], _T]:
+        """mypy_extensions.mypyc_attr when it is not installed: read by the compiler only."""
+        return lambda cls: cls
+
+
+def compiled_modules() -> list[str]:
+    """The modules of :data:`COMPILED_MODULES` that this copy of phpsess runs compiled."""
+    out = []
+    for name in COMPILED_MODULES:
+        path = getattr(importlib.import_module(name), "__file__", None) or ""
+        if not path.endswith(".py"):
+            out.append(name)
+    return out
