@@ -12,7 +12,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any, Callable, TypeVar
 
-__all__ = ["COMPILED_MODULES", "mypyc_attr", "compiled_modules"]
+__all__ = ["COMPILED_MODULES", "IntOrFalse", "mypyc_attr", "compiled_modules"]
 
 #: the request path of a pool worker, in dependency order.  Not lazydata: its
 #: SessionData is a MutableMapping, and as a mypyc class it would share that ABC's
@@ -33,6 +33,10 @@ COMPILED_MODULES: tuple[str, ...] = (
 )
 
 _T = TypeVar("_T")
+
+#: an int, or False (PHP's "int|false").  Spelled ``int | bool``, mypy would simplify
+#: it to ``int`` (bool is an int) and compiled code would return False as 0.
+IntOrFalse = Any
 
 if TYPE_CHECKING:
     from mypy_extensions import mypyc_attr

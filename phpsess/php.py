@@ -17,6 +17,7 @@ from collections.abc import MutableMapping
 from typing import Any, Callable, Iterator, Mapping
 
 from . import codec, headers
+from .compiled import IntOrFalse
 from .config import SETTINGS
 from .errors import ConfigError, PHPWarning
 from .handlers.base import SaveHandler
@@ -234,7 +235,7 @@ def session_set_save_handler(handler: Any, register_shutdown: Any = True, *more:
 
 
 # -- gc, encode, decode ------------------------------------------------------------------
-def session_gc() -> int | bool:
+def session_gc() -> IntOrFalse:
     """Run the handler's garbage collection now; the number of sessions deleted, or False."""
     return _session("session_gc").gc()
 
@@ -341,7 +342,7 @@ def session_cache_limiter(value: str | None = None) -> str | bool:
     return old
 
 
-def session_cache_expire(value: int | str | None = None) -> int | bool:
+def session_cache_expire(value: int | str | None = None) -> IntOrFalse:
     """Get or set ``session.cache_expire`` in minutes (while active: warns, returns the value)."""
     s = _session("session_cache_expire")
     old = s.config.cache_expire
@@ -459,7 +460,7 @@ def headers_list() -> list[str]:
     return req.headers_list()
 
 
-def http_response_code(response_code: int = 0) -> int | bool:
+def http_response_code(response_code: int = 0) -> IntOrFalse:
     """Get or set the response status; returns the previous one."""
     req = current_request()
     old = req.status

@@ -19,6 +19,7 @@ import sys
 import time
 import traceback
 from typing import IO, TYPE_CHECKING, Any, Callable, Iterator, Mapping
+from types import FrameType
 
 from . import superglobals
 from .config import SessionConfig
@@ -232,9 +233,12 @@ class Request:
         self.headers_sent = True
         # the innermost Python frame outside phpsess is where the output started
         # (compiled modules have no frames: _getframe(0) may already be the caller's)
-        frame = sys._getframe(0)
+        try:
+            frame: FrameType | None = sys._getframe(0)
+        except ValueError:  # compiled, called straight from C (atexit): no Python frame
+            frame = None
         while frame is not None and frame.f_code.co_filename.startswith(_PKG_DIR):
-            frame = frame.f_back  # type: ignore[assignment]
+            frame = frame.f_back
         if frame is not None:
             self._sent_at = (frame.f_code.co_filename, frame.f_lineno)  # text built when asked
         if self._send_headers is not None:

@@ -19,6 +19,7 @@ import warnings
 from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from . import encoding, headers, ids
+from .compiled import IntOrFalse
 from .config import SETTINGS, SessionConfig, is_numeric_string
 from .errors import (
     ConfigError,
@@ -746,7 +747,7 @@ class Session:
         return old.split("\0", 1)[0]
 
     # -- gc, encode, decode ------------------------------------------------------------
-    def gc(self) -> int | bool:
+    def gc(self) -> IntOrFalse:
         """``session_gc()`` (§3.15)."""
         self._ensure_loaded()
         if self.status != Status.ACTIVE or self.handler is None:
@@ -757,7 +758,9 @@ class Session:
         except SaveHandlerError as exc:
             log.warning("session gc failed: %s", exc)
             return False
-        return n if n >= 0 else False
+        if n < 0:
+            return False  # (a conditional expression would make False an int when compiled)
+        return n
 
     def encode(self) -> bytes | bool:
         """``session_encode()`` (§3.13): the encoded bytes, or False."""
