@@ -1258,6 +1258,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="instead: N requests per case through one worker's code in this process (no nginx, "
         "no php-fpm): stable CPU µs per request; with --stages, the breakdown",
     )
+    p.add_argument(
+        "--build", choices=("compiled", "plain"), default="compiled",
+        help="which phpsess to measure: compiled (default: scripts/compile.sh builds build/compiled, "
+        "the request path compiled with mypyc, as PHPSESS_MYPYC=1 pip install builds it) or plain "
+        "(this checkout as plain Python); $PHPSESS_TEST_PYTHONPATH overrides both",
+    )
     p.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
     p.add_argument("--keep", action="store_true", help="keep the temp directory (configs, logs, profiles)")
     args = p.parse_args(argv)
@@ -1266,6 +1272,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if c not in CASES:
             p.error(f"unknown case {c!r} (choose from {', '.join(CASES)})")
 
+    use_build(args.build)
     if args.inproc:
         save_root = Path(tempfile.mkdtemp(prefix="phpsess-inproc-", dir=_save_parent(args)))
         try:
@@ -1367,6 +1374,24 @@ def main(argv: Sequence[str] | None = None) -> int:
             shutil.rmtree(workdir, ignore_errors=True)
     print(f"total {time.monotonic() - t0:.0f} s")
     return 0
+
+
+def use_build(build: str) -> None:
+    """Measure the ``compiled`` build (compile it now into build/compiled) or the
+    ``plain`` checkout; a set ``$PHPSESS_TEST_PYTHONPATH`` wins over both.  Must run
+    before anything imports phpsess or tests.integration.nginx."""
+    if os.environ.get("PHPSESS_TEST_PYTHONPATH") or build != "compiled":
+        return
+    print("compiling phpsess with mypyc (scripts/compile.sh) ...", flush=True)
+    out = subprocess.run(
+        ["bash", str(REPO / "scripts" / "compile.sh"), str(REPO / "build" / "compiled")],
+        capture_output=True, text=True,
+    )
+    if out.returncode != 0:
+        raise SystemExit(f"scripts/compile.sh failed:\n{out.stderr}{out.stdout}")
+    dest = out.stdout.strip().splitlines()[-1]
+    os.environ["PHPSESS_TEST_PYTHONPATH"] = dest
+    sys.path.insert(0, dest)
 
 
 def _save_parent(args: argparse.Namespace) -> str:

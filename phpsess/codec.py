@@ -1336,6 +1336,7 @@ _PROP_KEY_PIECES = _PropKeys()
 _STR_PIECES: dict[str, str] = {}
 _INT_PIECES: dict[int, str] = {}
 _FLOAT_PIECES: dict[float, str] = {}
+_NO_PIECES: dict[float, str] = {}  # the float cache when precision is not the default: always a miss
 
 
 def _str_piece(v: str) -> str:
@@ -1408,7 +1409,7 @@ def dump_pairs(
     pkeys = _PROP_KEY_PIECES
     sget = _STR_PIECES.get
     iget = _INT_PIECES.get
-    fget = _FLOAT_PIECES.get if precision < 0 else {}.get
+    fget: Callable[[float], str | None] = _FLOAT_PIECES.get if precision < 0 else _NO_PIECES.get
     append = out.append
     # (iterator, closing piece, container) of the enclosing levels; the containers
     # are there for cycle detection

@@ -524,7 +524,7 @@ class FastCGIPool(WSGIServer):  # type: ignore[misc]
         assert sock is not None
         # socket.accept() wraps each connection in socket.socket, a Python class;
         # the C type underneath does all serve_connection needs, a few µs cheaper
-        accept_fd = sock._accept
+        accept_fd = sock._accept  # type: ignore[attr-defined]
         family, stype, proto = sock.family, sock.type, sock.proto
         served = 0
         while not self._quit:

@@ -372,7 +372,9 @@ def session_register_shutdown() -> None:
 def ini_get(option: str) -> str | bool:
     """The raw string value of a ``session.*`` setting, or False for an unknown setting."""
     value = current_request().config.get(option)
-    return False if value is None else value
+    if value is None:
+        return False
+    return value
 
 
 def ini_set(option: str, value: Any) -> str | bool:

@@ -771,7 +771,9 @@ class Session:
         if not is_array(self.data):
             return False
         val = self._encode(self.data)
-        return False if val is None else val
+        if val is None:
+            return False
+        return val
 
     def decode(self, payload: bytes) -> bool:
         """``session_decode($data)`` (§3.14)."""

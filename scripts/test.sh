@@ -3,6 +3,8 @@
 # what the tests need when it is missing: PHP 8.2 (cli, cgi, fpm, redis extension),
 # nginx, fcgiwrap, redis-server, Chromium (apt-get) and the Python packages (pip).
 # Extra arguments go to pytest, e.g. `bash scripts/test.sh tests/test_codec.py -x`.
+# The suite runs twice: on plain Python, then on a copy compiled with mypyc (needs gcc
+# and the Python headers, installed with apt-get when missing, and mypy from pip).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -24,4 +26,23 @@ fi
 
 python3 -m pip install -q --disable-pip-version-check -e '.[test]' 2>&1 | grep -v -e '^WARNING: Running pip as' -e 'is ignored: it is neither' || true
 
-exec python3 -m pytest "$@"
+# Two passes: the checkout as plain Python, then a copy with the request path compiled
+# by mypyc (scripts/compile.sh; what bench/http.py measures).  PHPSESS_TEST_BUILDS=plain
+# (or =compiled) runs one of them.
+for build in ${PHPSESS_TEST_BUILDS:-plain compiled}; do
+    case "$build" in
+        plain)
+            echo "== plain Python: $(pwd)"
+            python3 -m pytest "$@"
+            ;;
+        compiled)
+            dest="$(bash scripts/compile.sh build/compiled | tail -n 1)"
+            echo "== compiled with mypyc: $dest"
+            (cd "$dest" && PHPSESS_EXPECT_COMPILED=1 python3 -m pytest "$@")
+            ;;
+        *)
+            echo "unknown build in PHPSESS_TEST_BUILDS: $build (plain, compiled)" >&2
+            exit 2
+            ;;
+    esac
+done
