@@ -849,9 +849,9 @@ def _short(frame: str) -> str:
 STAGE_POINTS: list[tuple[str, str, str]] = [
     ("phpsess.fastcgi", "FastCGIPool._worker", "-"),
     ("phpsess.fastcgi", "_Connection.run", "connection (flup Connection.run: all of a request)"),
-    ("phpsess.fastcgi", "serve_connection", "connection (serve_connection: all of a request)"),
+    ("phpsess.fcgi", "serve_connection", "connection (serve_connection: all of a request)"),
     ("phpsess.fastcgi", "_Connection.process_input", "  read one FastCGI record (x4-5 per request)"),
-    ("phpsess.fastcgi", "_decode_params", "    decode the params record"),
+    ("phpsess.fcgi", "_decode_params", "    decode the params record"),
     ("phpsess.fastcgi", "_Connection._do_begin_request", "    begin request (flup)"),
     ("phpsess.fastcgi", "_Connection.end_request", "    end request: sendall of the response"),
     ("phpsess.fastcgi", "FastCGIPool.handler", "    pool handler"),
@@ -950,9 +950,9 @@ def install_stage_timers(out_dir: str | None = None) -> dict[str, list[float]]:
         if isinstance(owner, type) and isinstance(owner.__dict__.get(name), (staticmethod, classmethod)):
             continue
         setattr(owner, name, wrap(fn, label))
-        # module-level functions imported by name elsewhere (fastcgi imports handle_request)
+        # module-level functions imported by name elsewhere (fcgi imports handle_request)
         if owner is module:
-            for other in ("phpsess", "phpsess.fastcgi", "phpsess.scripts", "phpsess.session", "phpsess.php"):
+            for other in ("phpsess", "phpsess.fastcgi", "phpsess.fcgi", "phpsess.scripts", "phpsess.session", "phpsess.php"):
                 m = sys.modules.get(other)
                 if m is not None and getattr(m, name, None) is fn:
                     setattr(m, name, getattr(owner, name))
@@ -1272,6 +1272,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if c not in CASES:
             p.error(f"unknown case {c!r} (choose from {', '.join(CASES)})")
 
+    if (args.stages or args.profile) and args.build == "compiled" and not os.environ.get("PHPSESS_TEST_PYTHONPATH"):
+        p.error("--stages and --profile look at Python functions, and compiled modules have none: add --build plain")
     use_build(args.build)
     if args.inproc:
         save_root = Path(tempfile.mkdtemp(prefix="phpsess-inproc-", dir=_save_parent(args)))

@@ -30,6 +30,7 @@ COMPILED_MODULES: tuple[str, ...] = (
     "phpsess.session",
     "phpsess.php",
     "phpsess.scripts",
+    "phpsess.fcgi",
 )
 
 _T = TypeVar("_T")

@@ -1,10 +1,10 @@
-"""phpsess.fastcgi's record helpers: FastCGI name-value pairs and records, without a server."""
+"""phpsess.fcgi's record helpers: FastCGI name-value pairs and records, without a server."""
 
 from __future__ import annotations
 
 import pytest
 
-from phpsess.fastcgi import _decode_params, fcgi_records
+from phpsess.fcgi import _decode_params, fcgi_records
 
 
 def _length(n: int) -> bytes:
