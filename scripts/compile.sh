@@ -25,8 +25,13 @@ python3 -c 'import mypyc' 2>/dev/null || python3 -m pip install -q --disable-pip
 rm -rf "$dest"
 mkdir -p "$dest"
 dest="$(cd "$dest" && pwd)"
-# the tracked files (and any uncommitted edits to them), not build products
-git ls-files -z --cached --others --exclude-standard | (cd "$src" && xargs -0 cp --parents -t "$dest" 2>/dev/null || true)
+# the tracked files (and any uncommitted edits to them), not build products; without
+# git (an unpacked archive), everything but build/
+if git -C "$src" rev-parse --is-inside-work-tree >/dev/null 2>&1; then
+    git -C "$src" ls-files -z --cached --others --exclude-standard | (cd "$src" && xargs -0 cp --parents -t "$dest" 2>/dev/null || true)
+else
+    (cd "$src" && find . -path ./build -prune -o -name __pycache__ -prune -o -type f -print0 | xargs -0 cp --parents -t "$dest")
+fi
 cd "$dest"
 mapfile -t files < <(python3 -c '
 import ast
