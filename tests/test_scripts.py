@@ -24,6 +24,7 @@ from phpsess.scripts import (
     resolve_script,
     run_script,
 )
+from tests.gctools import cycle_garbage
 
 
 class Sink:
@@ -479,24 +480,12 @@ def test_a_finished_request_leaves_nothing_for_the_cycle_collector(
     """A pool worker pays for every object a request leaves in a reference cycle
     (the collector's passes cost ~15 % of a new-session request when Request and
     Session referred to each other): everything of a request must die by refcount."""
-    import gc
-
     save = tmp_path / "sessions"
     save.mkdir()
     code = f"import phpsess\nphpsess.ini_set('session.save_path', {str(save)!r})\n" + CYCLE_FREE_SCRIPTS[name]
     write(root, "c.py", code)
     cookie = {"HTTP_COOKIE": "PHPSESSID=abcdefghijklmnopqrstuvwxyz012345"}
     serve(root, "c.py", environ=cookie)  # first run: compile and cache
-    gc.collect()
-    gc.disable()
-    gc.set_debug(gc.DEBUG_SAVEALL)
-    try:
-        serve(root, "c.py", environ=cookie)
-        gc.collect()
-        left = sorted({type(o).__qualname__ for o in gc.garbage})
-    finally:
-        gc.set_debug(0)
-        gc.garbage.clear()
-        gc.enable()
+    _, left = cycle_garbage(lambda: serve(root, "c.py", environ=cookie))
     capsys.readouterr()
     assert left == []

@@ -19,6 +19,7 @@ import pytest
 import phpsess
 from phpsess.errors import PHPWarning
 from phpsess.wsgi import SessionMiddleware, cgi_environ, merge_headers
+from tests.gctools import cycle_garbage
 from tests.integration.nginx import REPO, free_port, http_get, stop_process, wait_for_socket
 
 pytestmark = pytest.mark.slow
@@ -98,8 +99,6 @@ def test_session_headers_join_the_application_headers(tmp_path: Path, ini: dict[
 
 def test_a_finished_call_leaves_nothing_for_the_cycle_collector(ini: dict[str, str]) -> None:
     """A long-running WSGI server should not pay the cycle collector for every call."""
-    import gc
-
     app = SessionMiddleware(counter_app, ini=ini)
 
     def serve_once() -> bytes:  # a server that keeps nothing of the call (Call keeps its result)
@@ -111,17 +110,8 @@ def test_a_finished_call_leaves_nothing_for_the_cycle_collector(ini: dict[str, s
             result.close()  # type: ignore[attr-defined]
 
     serve_once()
-    gc.collect()
-    gc.disable()
-    gc.set_debug(gc.DEBUG_SAVEALL)
-    try:
-        assert serve_once() == b"n=2"
-        gc.collect()
-        left = sorted({type(o).__qualname__ for o in gc.garbage})
-    finally:
-        gc.set_debug(0)
-        gc.garbage.clear()
-        gc.enable()
+    body, left = cycle_garbage(serve_once)
+    assert body == b"n=2"
     assert left == []
 
 
