@@ -24,8 +24,8 @@ shared; the ``other`` column shows how much CPU went to anything else).  With
 paired ratios; a round after which creating a file in a save path costs more than
 ``FAST_CREATE_US`` ran in ext4's slow-create state, measured the file system more than
 the servers, and is left out of the ratio when another round was not: the ratio line
-says so and gives the all-rounds ratio too).  The table gives req/s, wrk's latency p50/p99 (median of the turns),
-the CPU each part used per request (the pool's processes, nginx, wrk, the rest of the
+says so and gives the all-rounds ratio too).  The table gives req/s, wrk's latency
+p50/p99 (median of the turns), the CPU each part used per request (the pool's processes, nginx, wrk, the rest of the
 machine; µs) and the phpsess/php-fpm ratio against issue 4's goals; then RSS and USS
 per worker (psutil) after the runs.
 

@@ -33,14 +33,9 @@ else
     (cd "$src" && find . -path ./build -prune -o -name __pycache__ -prune -o -type f -print0 | xargs -0 cp --parents -t "$dest")
 fi
 cd "$dest"
-mapfile -t files < <(python3 -c '
-import ast
-tree = ast.parse(open("phpsess/compiled.py").read())
-for node in tree.body:
-    if isinstance(node, ast.AnnAssign) and getattr(node.target, "id", "") == "COMPILED_MODULES":
-        for elt in node.value.elts:
-            print(elt.value.replace(".", "/") + ".py")
-')
+# the list is phpsess.compiled's (the copy is still plain Python here)
+mapfile -t files < <(python3 -c 'from phpsess.compiled import COMPILED_MODULES as m; print("\n".join(n.replace(".", "/") + ".py" for n in m))')
+[ ${#files[@]} -gt 0 ] || { echo "no modules to compile: is phpsess importable here? ($dest)" >&2; exit 1; }
 python3 -m mypyc "${files[@]}" > build.log 2>&1 || { tail -40 build.log >&2; echo "mypyc failed (log: $dest/build.log)" >&2; exit 1; }
 rm -rf build .mypy_cache
 python3 -c 'import phpsess.compiled as c; n = c.compiled_modules(); assert len(n) == len(c.COMPILED_MODULES), n; print(f"compiled {len(n)} modules")'
