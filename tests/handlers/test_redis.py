@@ -631,6 +631,7 @@ for _ in range(n):
     h.write(sid, b"count|i:%d;" % (count + 1))
     spans.append((start, time.monotonic()))
     h.close()
+    time.sleep(0.001)  # a client's next request comes a round trip later, never at once
 print(repr(spans))
 """
 
