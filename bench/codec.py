@@ -31,7 +31,7 @@ from typing import Any, Callable
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from phpsess import codec, encoding  # noqa: E402
+from phpsess.core import codec, formats as encoding  # noqa: E402
 
 __all__ = ["main", "make_session"]
 

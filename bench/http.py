@@ -593,10 +593,10 @@ def start_stack(
 
 
 def _remove_lock_registries(pids: set[int]) -> None:
-    """Delete the lock registry files (phpsess.locks) our stopped workers left behind:
+    """Delete the lock registry files (phpsess.storage.locks) our stopped workers left behind:
     a worker killed by SIGTERM does not run its atexit cleanup."""
     try:
-        from phpsess import locks
+        from phpsess.storage import locks
     except ImportError:
         return
     registry_path = getattr(locks, "registry_path", None)
@@ -850,45 +850,45 @@ def _short(frame: str) -> str:
 # $PHPSESS_BENCH_STAGES names a directory; each worker writes its totals there on SIGUSR2.
 #: (module, attribute path, label): inclusive wall time of each call, summed per worker
 STAGE_POINTS: list[tuple[str, str, str]] = [
-    ("phpsess.fastcgi", "FastCGIPool._worker", "-"),
-    ("phpsess.fastcgi", "_Connection.run", "connection (flup Connection.run: all of a request)"),
-    ("phpsess.fcgi", "serve_connection", "connection (serve_connection: all of a request)"),
-    ("phpsess.fastcgi", "_Connection.process_input", "  read one FastCGI record (x4-5 per request)"),
-    ("phpsess.fcgi", "_decode_params", "    decode the params record"),
-    ("phpsess.fastcgi", "_Connection._do_begin_request", "    begin request (flup)"),
-    ("phpsess.fastcgi", "_Connection.end_request", "    end request: sendall of the response"),
-    ("phpsess.fastcgi", "FastCGIPool.handler", "    pool handler"),
-    ("phpsess.scripts", "handle_request", "      scripts.handle_request"),
-    ("phpsess.scripts", "resolve_script", "        resolve_script"),
-    ("phpsess.request", "Request.__init__", "        Request.__init__"),
-    ("phpsess.config", "SessionConfig.copy", "          SessionConfig.copy"),
-    ("phpsess.superglobals", "parse_query", "          parse_query"),
-    ("phpsess.superglobals", "parse_cookies", "          parse_cookies"),
-    ("phpsess.scripts", "process_state.__enter__", "        process_state enter (environ, stdin)"),
-    ("phpsess.scripts", "set_request_environ", "          set_request_environ"),
-    ("phpsess.scripts", "process_state.__exit__", "        process_state exit"),
-    ("phpsess.scripts", "_exec", "        run the script (_exec)"),
-    ("phpsess.scripts", "compile_script", "          compile_script (cache check)"),
-    ("phpsess.session", "Session.start", "          Session.start"),
-    ("phpsess.session", "Session._new_handler", "            new handler"),
-    ("phpsess.handlers.files", "FilesHandler.open", "            files open"),
-    ("phpsess.handlers.files", "FilesHandler.read", "            files read (open+flock+read)"),
-    ("phpsess.locks", "note_acquired", "              lock registry: note_acquired"),
-    ("phpsess.handlers.files", "FilesHandler.create_sid", "            files create_sid"),
-    ("phpsess.session", "Session._decode", "            decode"),
-    ("phpsess.session", "Session._send_cookie", "            Set-Cookie"),
-    ("phpsess.session", "Session._send_cache_limiter", "            cache limiter headers"),
-    ("phpsess.session", "Session._script_mtime", "              stat of the script (_script_mtime)"),
+    ("phpsess.runtime.fpm", "FastCGIPool._worker", "-"),
+    ("phpsess.runtime.fpm", "_Connection.run", "connection (flup Connection.run: all of a request)"),
+    ("phpsess.runtime.fcgi", "serve_connection", "connection (serve_connection: all of a request)"),
+    ("phpsess.runtime.fpm", "_Connection.process_input", "  read one FastCGI record (x4-5 per request)"),
+    ("phpsess.runtime.fcgi", "_decode_params", "    decode the params record"),
+    ("phpsess.runtime.fpm", "_Connection._do_begin_request", "    begin request (flup)"),
+    ("phpsess.runtime.fpm", "_Connection.end_request", "    end request: sendall of the response"),
+    ("phpsess.runtime.fpm", "FastCGIPool.handler", "    pool handler"),
+    ("phpsess.runtime.sapi", "handle_request", "      scripts.handle_request"),
+    ("phpsess.runtime.sapi", "resolve_script", "        resolve_script"),
+    ("phpsess.session.request", "Request.__init__", "        Request.__init__"),
+    ("phpsess.core.config", "SessionConfig.copy", "          SessionConfig.copy"),
+    ("phpsess.core.superglobals", "parse_query", "          parse_query"),
+    ("phpsess.core.superglobals", "parse_cookies", "          parse_cookies"),
+    ("phpsess.runtime.sapi", "process_state.__enter__", "        process_state enter (environ, stdin)"),
+    ("phpsess.runtime.sapi", "set_request_environ", "          set_request_environ"),
+    ("phpsess.runtime.sapi", "process_state.__exit__", "        process_state exit"),
+    ("phpsess.runtime.sapi", "_exec", "        run the script (_exec)"),
+    ("phpsess.runtime.sapi", "compile_script", "          compile_script (cache check)"),
+    ("phpsess.session.session", "Session.start", "          Session.start"),
+    ("phpsess.session.session", "Session._new_handler", "            new handler"),
+    ("phpsess.storage.files", "FilesHandler.open", "            files open"),
+    ("phpsess.storage.files", "FilesHandler.read", "            files read (open+flock+read)"),
+    ("phpsess.storage.locks", "note_acquired", "              lock registry: note_acquired"),
+    ("phpsess.storage.files", "FilesHandler.create_sid", "            files create_sid"),
+    ("phpsess.session.session", "Session._decode", "            decode"),
+    ("phpsess.session.session", "Session._send_cookie", "            Set-Cookie"),
+    ("phpsess.session.session", "Session._send_cache_limiter", "            cache limiter headers"),
+    ("phpsess.session.session", "Session._script_mtime", "              stat of the script (_script_mtime)"),
     ("phpsess.php", "header", "          header()"),
-    ("phpsess.request", "OutputProxy.write", "          print() -> OutputProxy.write"),
-    ("phpsess.request", "Request.send_headers", "            send headers (first output)"),
-    ("phpsess.request", "Request.shutdown", "        request shutdown"),
-    ("phpsess.session", "Session.request_shutdown", "          session shutdown"),
-    ("phpsess.session", "Session._close", "            Session._close"),
-    ("phpsess.session", "Session._encode_for_write", "              encode"),
-    ("phpsess.handlers.files", "FilesHandler.write", "              files write"),
-    ("phpsess.handlers.files", "FilesHandler.close", "              files close (unlock)"),
-    ("phpsess.locks", "note_released", "                lock registry: note_released"),
+    ("phpsess.session.request", "OutputProxy.write", "          print() -> OutputProxy.write"),
+    ("phpsess.session.request", "Request.send_headers", "            send headers (first output)"),
+    ("phpsess.session.request", "Request.shutdown", "        request shutdown"),
+    ("phpsess.session.session", "Session.request_shutdown", "          session shutdown"),
+    ("phpsess.session.session", "Session._close", "            Session._close"),
+    ("phpsess.session.session", "Session._encode_for_write", "              encode"),
+    ("phpsess.storage.files", "FilesHandler.write", "              files write"),
+    ("phpsess.storage.files", "FilesHandler.close", "              files close (unlock)"),
+    ("phpsess.storage.locks", "note_released", "                lock registry: note_released"),
 ]
 
 _CONN_LABELS = (STAGE_POINTS[1][2], STAGE_POINTS[2][2])
@@ -955,7 +955,7 @@ def install_stage_timers(out_dir: str | None = None) -> dict[str, list[float]]:
         setattr(owner, name, wrap(fn, label))
         # module-level functions imported by name elsewhere (fcgi imports handle_request)
         if owner is module:
-            for other in ("phpsess", "phpsess.fastcgi", "phpsess.fcgi", "phpsess.scripts", "phpsess.session", "phpsess.php"):
+            for other in ("phpsess", "phpsess.runtime.fpm", "phpsess.runtime.fcgi", "phpsess.runtime.sapi", "phpsess.session.session", "phpsess.php"):
                 m = sys.modules.get(other)
                 if m is not None and getattr(m, name, None) is fn:
                     setattr(m, name, getattr(owner, name))
@@ -1051,10 +1051,10 @@ def inproc(cases: Sequence[str], count: int, save_root: Path, *, stages: bool, r
     """
     import socket
 
-    from phpsess.config import from_ini_file
-    from phpsess import fastcgi
-    from phpsess.fastcgi import FastCGIPool
-    from phpsess.request import install_output_proxy, set_default_config
+    from phpsess.core.config import from_ini_file
+    from phpsess.runtime import fpm as fastcgi
+    from phpsess.runtime.fpm import FastCGIPool
+    from phpsess.session.request import install_output_proxy, set_default_config
 
     has_serve_connection = hasattr(fastcgi, "serve_connection")
 
@@ -1232,7 +1232,7 @@ def _median(ms: list[Measurement]) -> Measurement:
 
 def _fpm_entry(argv: list[str]) -> int:
     """``bench/http.py _fpm ARGS``: ``phpsess fpm ARGS`` with the stage timers installed."""
-    from phpsess import cli
+    from phpsess.tools import cli
 
     out_dir = os.environ.get(STAGES_ENV)
     if out_dir:

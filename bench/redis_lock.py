@@ -34,8 +34,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, ROOT)
 
-from phpsess.config import SessionConfig  # noqa: E402
-from phpsess.handlers.redis import PHPREDIS_RELEASE_SCRIPT, RedisHandler  # noqa: E402
+from phpsess.core.config import SessionConfig  # noqa: E402
+from phpsess.storage.redis import PHPREDIS_RELEASE_SCRIPT, RedisHandler  # noqa: E402
 
 __all__ = ["main"]
 
@@ -84,8 +84,8 @@ def handoff(kind: str, target: str, rounds: int) -> list[float]:
     out: list[float] = []
     raw = None
     if kind == "phpredis":
-        from phpsess.handlers.redis import client_for
-        from phpsess.redis_url import parse_save_path
+        from phpsess.storage.redis import client_for
+        from phpsess.core.redis_url import parse_save_path
 
         (server,) = parse_save_path(target)
         raw = client_for(server)
@@ -143,7 +143,7 @@ def cycle_files(directory: str, n: int) -> tuple[str, list[float]]:
     """Seconds per cycle through the files handler (raw flock + pread/pwrite if it is absent)."""
     times = []
     try:
-        from phpsess.handlers.files import FilesHandler
+        from phpsess.storage.files import FilesHandler
     except ImportError:
         path = os.path.join(directory, "sess_" + SID)
         for i in range(n):
@@ -172,7 +172,7 @@ def cycle_files(directory: str, n: int) -> tuple[str, list[float]]:
 
 
 def _incrementer(kind: str, target: str, n: int, start: Connection) -> None:
-    from phpsess.handlers.base import handler_class
+    from phpsess.storage.base import handler_class
 
     start.recv()
     for _ in range(n):

@@ -24,7 +24,7 @@ __all__ = ["__version__", *_errors_all, *_php_all]
 def __getattr__(name: str) -> Any:
     """``phpsess.SID``: PHP's SID constant for the current request (``""`` or ``name=id``)."""
     if name == "SID":
-        from .request import current_request
+        from .session.request import current_request
 
         req = current_request()
         if not req.has_session or req.session.sid_constant is None:
@@ -34,6 +34,6 @@ def __getattr__(name: str) -> Any:
 
 
 # Under a CGI host (GATEWAY_INTERFACE set), `import phpsess` makes this process the request.
-from .cgi import activate_if_cgi as _activate_if_cgi  # noqa: E402
+from .runtime.cgi import activate_if_cgi as _activate_if_cgi  # noqa: E402
 
 _activate_if_cgi()

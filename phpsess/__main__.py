@@ -1,10 +1,10 @@
-"""``python -m phpsess``: the ``phpsess`` command (see :mod:`phpsess.cli`)."""
+"""``python -m phpsess``: the ``phpsess`` command (see :mod:`phpsess.tools.cli`)."""
 
 from __future__ import annotations
 
 import sys
 
-from .cli import main
+from .tools.cli import main
 
 __all__: list[str] = []
 

@@ -18,19 +18,19 @@ __all__ = ["COMPILED_MODULES", "IntOrFalse", "mypyc_attr", "compiled_modules"]
 #: SessionData is a MutableMapping, and as a mypyc class it would share that ABC's
 #: registry (isinstance({}, SessionData) would be true)
 COMPILED_MODULES: tuple[str, ...] = (
-    "phpsess.state",
-    "phpsess.ids",
-    "phpsess.headers",
-    "phpsess.superglobals",
-    "phpsess.encoding",
-    "phpsess.locks",
-    "phpsess.handlers.base",
-    "phpsess.handlers.files",
-    "phpsess.request",
-    "phpsess.session",
+    "phpsess.core.state",
+    "phpsess.core.ids",
+    "phpsess.core.http",
+    "phpsess.core.superglobals",
+    "phpsess.core.formats",
+    "phpsess.storage.locks",
+    "phpsess.storage.base",
+    "phpsess.storage.files",
+    "phpsess.session.request",
+    "phpsess.session.session",
     "phpsess.php",
-    "phpsess.scripts",
-    "phpsess.fcgi",
+    "phpsess.runtime.sapi",
+    "phpsess.runtime.fcgi",
 )
 
 _T = TypeVar("_T")

@@ -1,5 +1,5 @@
 """PHP's session API under PHP's names: session_start(), SESSION, ini_set(), header(), ... No I/O
-of its own: every function acts on the current request (phpsess.request.current_request())
+of its own: every function acts on the current request (phpsess.session.request.current_request())
 and its Session.
 
 Only this module (through Session.diagnose) turns PHP's diagnostics into
@@ -16,14 +16,14 @@ from __future__ import annotations
 from collections.abc import MutableMapping
 from typing import Any, Callable, Iterator, Mapping
 
-from . import codec, headers
+from .core import codec, http as headers
 from .compiled import IntOrFalse
-from .config import SETTINGS
+from .core.config import SETTINGS
 from .errors import ConfigError, PHPWarning
-from .handlers.base import SaveHandler
-from .request import Request, current_request
-from .session import Session
-from .state import Status
+from .storage.base import SaveHandler
+from .session.request import Request, current_request
+from .session.session import Session
+from .core.state import Status
 
 __all__ = [
     "PHP_SESSION_DISABLED",
@@ -203,10 +203,10 @@ def session_set_save_handler(handler: Any, register_shutdown: Any = True, *more:
     Either an object with PHP's ``SessionHandlerInterface`` methods (``open``,
     ``close``, ``read``, ``write``, ``destroy``, ``gc``; optionally ``create_sid``,
     ``validateId``, ``updateTimestamp``) returning PHP-style results, or a
-    :class:`~phpsess.handlers.base.SaveHandler` instance, or (PHP's old form)
+    :class:`~phpsess.storage.base.SaveHandler` instance, or (PHP's old form)
     six to nine callables.
     """
-    from .handlers.user import UserHandler, callables_handler
+    from .storage.user import UserHandler, callables_handler
 
     s = _session("session_set_save_handler")
     if more or callable(handler) and not isinstance(handler, SaveHandler) and callable(register_shutdown):
@@ -405,7 +405,7 @@ def ini_set(option: str, value: Any) -> str | bool:
 
 def ini_restore(option: str) -> None:
     """Restore a ``session.*`` setting to its process-wide value."""
-    from .request import default_config
+    from .session.request import default_config
 
     cfg = current_request().config
     key = cfg.canonical(option)

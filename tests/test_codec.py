@@ -1,4 +1,4 @@
-"""phpsess.codec: PHP serialize()/unserialize() of one value, byte for byte as PHP 8.2.
+"""phpsess.core.codec: PHP serialize()/unserialize() of one value, byte for byte as PHP 8.2.
 
 Every expected byte string below is what PHP 8.2 prints; tests/oracle/test_codec_oracle.py
 re-checks the tables against real PHP (PHP_EXPRESSIONS, CASES, LOADS_ONLY, BAD).
@@ -14,8 +14,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from phpsess import codec
-from phpsess.codec import (
+from phpsess.core import codec
+from phpsess.core.codec import (
     PHP_INT_MAX,
     PHP_INT_MIN,
     PHPCustomObject,

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from phpsess.config import (
+from phpsess.core.config import (
     MAX_COOKIE_LIFETIME,
     SETTINGS,
     SessionConfig,
@@ -193,7 +193,7 @@ def test_constructor_raises_on_invalid_values_and_unknown_names() -> None:
 
 
 def test_warnings_without_a_callback_are_logged(caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.WARNING, logger="phpsess.config"):
+    with caplog.at_level(logging.WARNING, logger="phpsess.core.config"):
         cfg = SessionConfig({"gc_maxlifetime": "abc"})
     assert cfg.gc_maxlifetime == 0
     assert 'Invalid "session.gc_maxlifetime" setting.' in caplog.text
@@ -383,7 +383,7 @@ def test_load_ini_file_unreadable(tmp_path: Path) -> None:
 def test_from_ini_file_ignores_unknown_session_keys(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     path = tmp_path / "php.ini"
     path.write_text("session.cookie_partitioned = 1\nsession.name = S\n")
-    with caplog.at_level(logging.WARNING, logger="phpsess.config"):
+    with caplog.at_level(logging.WARNING, logger="phpsess.core.config"):
         cfg = from_ini_file(str(path))
     assert cfg.name == "S" and "session.cookie_partitioned" in caplog.text
 

@@ -1,4 +1,4 @@
-"""phpsess.encoding: the php, php_binary and php_serialize session formats (spec §8.1).
+"""phpsess.core.formats: the php, php_binary and php_serialize session formats (spec §8.1).
 
 Expected bytes are PHP 8.2's session_encode() output; ACCEPTANCE is re-checked against
 real PHP's session_decode() in tests/oracle/test_codec_oracle.py.
@@ -12,9 +12,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from phpsess import codec
-from phpsess.codec import PHPObject, PHPReference
-from phpsess.encoding import HANDLERS, decode, encode, split_php
+from phpsess.core import codec
+from phpsess.core.codec import PHPObject, PHPReference
+from phpsess.core.formats import HANDLERS, decode, encode, split_php
 from phpsess.errors import SessionDecodeError, SessionEncodeError
 
 __all__ = ["SESSIONS", "ACCEPTANCE", "SPEC_PHP"]

@@ -1,10 +1,10 @@
-"""phpsess.fcgi's record helpers: FastCGI name-value pairs and records, without a server."""
+"""phpsess.runtime.fcgi's record helpers: FastCGI name-value pairs and records, without a server."""
 
 from __future__ import annotations
 
 import pytest
 
-from phpsess.fcgi import _decode_params, fcgi_records
+from phpsess.runtime.fcgi import _decode_params, fcgi_records
 
 
 def _length(n: int) -> bytes:

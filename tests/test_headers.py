@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from phpsess.config import SessionConfig
-from phpsess.headers import (
+from phpsess.core.config import SessionConfig
+from phpsess.core.http import (
     COOKIE_NAME_FORBIDDEN,
     NOCACHE_EXPIRES,
     SESSION_NAME_WARNING,

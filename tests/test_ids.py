@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from phpsess.config import SessionConfig
-from phpsess.ids import (
+from phpsess.core.config import SessionConfig
+from phpsess.core.ids import (
     ALPHABET,
     MAX_SID_LENGTH,
     bin_to_readable,

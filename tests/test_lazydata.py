@@ -1,4 +1,4 @@
-"""phpsess.lazydata: key-by-key encoding equals the whole-session encoder; lazy decode on use."""
+"""phpsess.core.lazydata: key-by-key encoding equals the whole-session encoder; lazy decode on use."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from phpsess import codec, encoding
-from phpsess.lazydata import SessionData, SpanCache, encode_entries
+from phpsess.core import codec, formats as encoding
+from phpsess.core.lazydata import SessionData, SpanCache, encode_entries
 
 KEYS = st.one_of(st.text(max_size=5), st.integers(-5, 5))
 SCALARS = st.one_of(
@@ -74,8 +74,8 @@ def test_span_cache_answers_only_for_the_exact_bytes_it_remembered() -> None:
 
 
 def test_a_session_this_process_wrote_is_read_back_lazily(tmp_path: Any) -> None:
-    from phpsess.config import SessionConfig
-    from phpsess.request import Request, request_context
+    from phpsess.core.config import SessionConfig
+    from phpsess.session.request import Request, request_context
 
     cfg = SessionConfig({"save_path": str(tmp_path), "gc_probability": "0", "use_cookies": "0"})
     for expected in (1, 2, 3):

@@ -13,10 +13,10 @@ from typing import Iterator
 
 import pytest
 
-from phpsess import locks
-from phpsess.config import SessionConfig
-from phpsess.handlers.files import FilesHandler
-from phpsess.locks import LockEntry, inspect_locks, parse_proc_locks
+from phpsess.storage import locks
+from phpsess.core.config import SessionConfig
+from phpsess.storage.files import FilesHandler
+from phpsess.storage.locks import LockEntry, inspect_locks, parse_proc_locks
 
 __all__: list[str] = []
 

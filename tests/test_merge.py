@@ -15,11 +15,11 @@ from typing import Any, Callable
 import pytest
 
 from phpsess import php
-from phpsess.config import SessionConfig
+from phpsess.core.config import SessionConfig
 from phpsess.errors import ConfigError, MergeConflict, PHPWarning
-from phpsess.handlers.memory import STORE, MemoryHandler
-from phpsess.merge import DELETED, apply_changes, changes, conflicts, merge_stored, snapshot
-from phpsess.request import Request, request_context
+from phpsess.storage.memory import STORE, MemoryHandler
+from phpsess.core.merge import DELETED, apply_changes, changes, conflicts, merge_stored, snapshot
+from phpsess.session.request import Request, request_context
 
 __all__: list[str] = []
 
@@ -300,7 +300,7 @@ def test_merge_conflict_error_at_request_end_is_logged_and_nothing_written(
         php.SESSION["b"] = 2
         s.request(start_set(a=3))
 
-    with caplog.at_level(logging.WARNING, logger="phpsess.session"):
+    with caplog.at_level(logging.WARNING, logger="phpsess.session.session"):
         s.request(page)
     assert s.stored() == b"a|i:3;"
     assert any("not written (merge mode)" in r.getMessage() and "a" in r.getMessage() for r in caplog.records)
@@ -373,7 +373,7 @@ def test_merge_mode_stored_data_that_no_longer_decodes_is_replaced_by_this_reque
         php.SESSION["b"] = 2
         s.put(b"garbage")
 
-    with caplog.at_level(logging.WARNING, logger="phpsess.merge"):
+    with caplog.at_level(logging.WARNING, logger="phpsess.core.merge"):
         s.request(page)
     assert s.stored() == b"b|i:2;"
     assert any("does not decode" in r.getMessage() for r in caplog.records)

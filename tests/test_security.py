@@ -22,8 +22,8 @@ from typing import Any, Callable
 import pytest
 
 from phpsess import php
-from phpsess.config import SessionConfig
-from phpsess.request import Request, request_context
+from phpsess.core.config import SessionConfig
+from phpsess.session.request import Request, request_context
 
 __all__: list[str] = []
 

@@ -14,10 +14,10 @@ from typing import Any, Callable, Iterator
 import pytest
 
 from phpsess import php
-from phpsess.config import SessionConfig
+from phpsess.core.config import SessionConfig
 from phpsess.errors import PHPNotice, PHPWarning
-from phpsess.handlers.memory import STORE
-from phpsess.request import Request, current_request, request_context
+from phpsess.storage.memory import STORE
+from phpsess.session.request import Request, current_request, request_context
 
 __all__: list[str] = []
 
@@ -359,7 +359,7 @@ class Recorder:
     """Wraps the handler the session uses and records write/update_timestamp calls."""
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        from phpsess.handlers.memory import MemoryHandler
+        from phpsess.storage.memory import MemoryHandler
 
         self.calls: list[str] = []
         calls = self.calls

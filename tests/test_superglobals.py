@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from phpsess.superglobals import (
+from phpsess.core.superglobals import (
     parse_cookies,
     parse_multipart,
     parse_post,

@@ -1,8 +1,8 @@
-"""phpsess.telemetry: log-scale lock-wait histograms summed across workers."""
+"""phpsess.core.telemetry: log-scale lock-wait histograms summed across workers."""
 
 from __future__ import annotations
 
-from phpsess import telemetry
+from phpsess.core import telemetry
 
 
 def test_summary_of_two_workers_slots() -> None:

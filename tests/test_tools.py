@@ -14,10 +14,11 @@ from typing import Any
 
 import pytest
 
-from phpsess import locking, tools
-from phpsess.codec import PHPEnum, PHPObject, loads
-from phpsess.config import SessionConfig
-from phpsess.handlers.files import FilesHandler
+from phpsess.storage import flock as locking
+from phpsess.tools import admin as tools
+from phpsess.core.codec import PHPEnum, PHPObject, loads
+from phpsess.core.config import SessionConfig
+from phpsess.storage.files import FilesHandler
 from tests.phptools import run_php
 
 __all__: list[str] = []
@@ -129,7 +130,7 @@ def test_show_waits_briefly_for_a_locked_session_then_reads_it_anyway(
 def test_show_strips_the_crash_padding_of_a_writer_killed_mid_write(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from phpsess.handlers.files import crash_safe_image
+    from phpsess.storage.files import crash_safe_image
 
     (tmp_path / f"sess_{SID}").write_bytes(crash_safe_image(b"a|i:1;", 40, "php"))
     assert tools.show(cfg(tmp_path), SID, raw=True) == 0

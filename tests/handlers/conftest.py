@@ -24,8 +24,8 @@ from typing import Any, Callable, Iterator
 
 import pytest
 
-from phpsess.config import SessionConfig
-from phpsess.handlers.base import SaveHandler, handler_class
+from phpsess.core.config import SessionConfig
+from phpsess.storage.base import SaveHandler, handler_class
 
 __all__ = ["Backend", "BACKENDS", "Ctx", "Peer", "SID", "SID2"]
 
@@ -50,7 +50,7 @@ def _age_memory(handler: SaveHandler, save_path: str, sid: str, seconds: float) 
 class Backend:
     """How to run the handler contract against one storage."""
 
-    name: str  # the session.save_handler name (phpsess.handlers.base.HANDLERS)
+    name: str  # the session.save_handler name (phpsess.storage.base.HANDLERS)
     #: the session.save_path for one test: (pytest request, tmp_path) -> str
     save_path: Callable[[pytest.FixtureRequest, Path], str]
     #: make sid's last write look ``seconds`` older: (handler, save_path, sid, seconds)
@@ -66,7 +66,7 @@ class Backend:
 
 
 def _memory_cleanup(save_path: str) -> None:
-    from phpsess.handlers.memory import STORE
+    from phpsess.storage.memory import STORE
 
     with STORE.mutex:
         for key in [k for k in STORE.data if k[0] == save_path]:

@@ -13,11 +13,11 @@ from typing import Any
 
 import pytest
 
-from phpsess import ids
-from phpsess.config import SessionConfig
+from phpsess.core import ids
+from phpsess.core.config import SessionConfig
 from phpsess.errors import LockBusy, LockTimeout, SaveHandlerError
-from phpsess.handlers.base import HANDLERS, SaveHandler, handler_class
-from phpsess.handlers.memory import MemoryHandler, MemoryStore
+from phpsess.storage.base import HANDLERS, SaveHandler, handler_class
+from phpsess.storage.memory import MemoryHandler, MemoryStore
 
 from .conftest import SID, SID2, Channel, Ctx
 

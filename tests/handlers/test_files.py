@@ -21,10 +21,10 @@ from typing import Any, Iterator
 
 import pytest
 
-from phpsess import locking
-from phpsess.config import SessionConfig
+from phpsess.storage import flock as locking
+from phpsess.core.config import SessionConfig
 from phpsess.errors import InvalidSessionId, LockBusy, LockTimeout, SaveHandlerError
-from phpsess.handlers.files import (
+from phpsess.storage.files import (
     FilesHandler,
     SavePath,
     crash_safe_image,
@@ -583,7 +583,7 @@ def test_the_kill_test_does_catch_php_s_truncate_then_write(tmp_path: Path) -> N
 
 
 def test_every_state_a_kill_leaves_reads_back_as_old_or_new() -> None:
-    encoding = pytest.importorskip("phpsess.encoding")
+    encoding = pytest.importorskip("phpsess.core.formats")
     for handler, seq in SEQUENCES.items():
         for image, new in _allowed_states(seq, handler).items():
             if new:
@@ -860,6 +860,6 @@ def test_timeout_in_the_main_thread_works_while_other_threads_run(files_ctx: Ctx
 
 
 def test_an_id_is_cut_at_its_first_nul_as_php_does(tmp_path: Path) -> None:
-    from phpsess.handlers.files import parse_save_path, session_file_path
+    from phpsess.storage.files import parse_save_path, session_file_path
 
     assert session_file_path(parse_save_path(str(tmp_path)), "abc\0../x") == str(tmp_path / "sess_abc")

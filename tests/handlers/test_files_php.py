@@ -16,10 +16,10 @@ from typing import Any, Iterator
 
 import pytest
 
-from phpsess import locking
-from phpsess.config import SessionConfig
+from phpsess.storage import flock as locking
+from phpsess.core.config import SessionConfig
 from phpsess.errors import LockBusy, SaveHandlerError
-from phpsess.handlers.files import FilesHandler, crash_safe_image
+from phpsess.storage.files import FilesHandler, crash_safe_image
 
 from tests.phptools import PHP_BASE_INI, require, run_php
 from .conftest import SID

@@ -18,12 +18,12 @@ from typing import Iterator
 import pytest
 import redis
 
-from phpsess import ids
-from phpsess.config import SessionConfig
+from phpsess.core import ids
+from phpsess.core.config import SessionConfig
 from phpsess.errors import InvalidSessionId, LockBusy, LockTimeout, SaveHandlerError
-from phpsess.handlers.base import handler_class
-from phpsess.handlers.redis import PHPREDIS_RELEASE_SCRIPT, RedisHandler, lock_secret
-from phpsess.redis_url import (
+from phpsess.storage.base import handler_class
+from phpsess.storage.redis import PHPREDIS_RELEASE_SCRIPT, RedisHandler, lock_secret
+from phpsess.core.redis_url import (
     DEFAULT_PREFIX,
     LockOptions,
     RedisServer,
@@ -615,8 +615,8 @@ def test_reading_another_id_releases_the_first(url: str, r: redis.Redis) -> None
 
 INCREMENT = r"""
 import sys, time
-from phpsess.config import SessionConfig
-from phpsess.handlers.redis import RedisHandler
+from phpsess.core.config import SessionConfig
+from phpsess.storage.redis import RedisHandler
 url, sid, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
 print("ready", file=sys.stderr, flush=True)
 sys.stdin.readline()  # start barrier
@@ -679,8 +679,8 @@ def test_thousand_increments_from_many_processes_end_at_exactly_1000(redis_serve
 
 HOLD_FOREVER = r"""
 import sys, time
-from phpsess.config import SessionConfig
-from phpsess.handlers.redis import RedisHandler
+from phpsess.core.config import SessionConfig
+from phpsess.storage.redis import RedisHandler
 h = RedisHandler(SessionConfig())
 h.open(sys.argv[1], "PHPSESSID")
 h.read(sys.argv[2])

@@ -171,8 +171,8 @@ def redis_save_path(request: pytest.FixtureRequest, tmp: Path) -> str:
 
 def age_redis_session(handler: object, save_path: str, sid: str, seconds: float) -> None:
     """Make ``sid``'s last write ``seconds`` older: its TTL shrinks by as much (gone at 0)."""
-    from phpsess.handlers.redis import client_for
-    from phpsess.redis_url import parse_save_path, pick_server
+    from phpsess.storage.redis import client_for
+    from phpsess.core.redis_url import parse_save_path, pick_server
 
     server = pick_server(parse_save_path(save_path), sid)
     client = client_for(server)

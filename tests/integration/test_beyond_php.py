@@ -22,9 +22,11 @@ from typing import Any, Iterator
 
 import pytest
 
-from phpsess import ids, locks, tools
-from phpsess.config import SessionConfig
-from phpsess.encoding import decode
+from phpsess.core import ids
+from phpsess.storage import locks
+from phpsess.tools import admin as tools
+from phpsess.core.config import SessionConfig
+from phpsess.core.formats import decode
 from tests.integration.redis_server import RedisProcess, redis_server  # noqa: F401
 from tests.phptools import PHP_BASE_INI, require
 
@@ -44,7 +46,7 @@ def emit(**kw):
     os.write(1, (json.dumps(kw) + "\n").encode())
 
 # import the handler now, as a long-running worker (phpsess fpm) has it loaded already
-from phpsess.handlers.base import handler_class
+from phpsess.storage.base import handler_class
 handler_class(spec.get("options", {}).get("save_handler", "files"))
 emit(event="ready", pid=os.getpid())
 if spec.get("barrier"):
@@ -85,7 +87,7 @@ with warnings.catch_warnings(record=True) as caught:
                     continue
             emit(event="closed", tries=tries)
         elif op == "loop":  # many requests in one process, as a phpsess fpm worker runs them
-            from phpsess.request import Request, request_context
+            from phpsess.session.request import Request, request_context
             rounds, sids, hold = args
             rng = __import__("random").Random(os.getpid())
             done = 0
@@ -103,7 +105,7 @@ with warnings.catch_warnings(record=True) as caught:
                     done += 1
             emit(event="looped", requests=done)
         elif op == "config":
-            from phpsess.config import SessionConfig
+            from phpsess.core.config import SessionConfig
             phpsess_config = SessionConfig(args[0])
         else:
             raise SystemExit(f"unknown step {op}")
@@ -228,7 +230,7 @@ def new_sid() -> str:
 
 def stored(save_path: str, sid: str) -> dict[str, Any]:
     """The session as decoded from its file."""
-    from phpsess.handlers.files import parse_save_path, session_file_path
+    from phpsess.storage.files import parse_save_path, session_file_path
 
     data = Path(session_file_path(parse_save_path(save_path), sid)).read_bytes()
     return dict(decode(data, "php")) if data else {}
@@ -403,8 +405,8 @@ def test_lazy_start_request_that_never_touches_the_session_never_waits(
 # -- shared reads ----------------------------------------------------------------------------------
 HOLD_SHARED = r'''
 import sys, time, json, os
-from phpsess.config import SessionConfig
-from phpsess.handlers.files import FilesHandler
+from phpsess.core.config import SessionConfig
+from phpsess.storage.files import FilesHandler
 save, sid, hold = sys.argv[1], sys.argv[2], float(sys.argv[3])
 h = FilesHandler(SessionConfig({"save_path": save}))
 h.open(save, "PHPSESSID")
@@ -524,7 +526,7 @@ def test_locks_json_shows_a_php_holder_and_one_waiter(
 
 
 def stored_path(save: str, sid: str) -> str:
-    from phpsess.handlers.files import parse_save_path, session_file_path
+    from phpsess.storage.files import parse_save_path, session_file_path
 
     return session_file_path(parse_save_path(save), sid)
 

@@ -1,4 +1,4 @@
-"""A script under a CGI host (phpsess.cgi): real nginx + Debian's fcgiwrap, and php-cgi as the
+"""A script under a CGI host (phpsess.runtime.cgi): real nginx + Debian's fcgiwrap, and php-cgi as the
 oracle for the bytes of the CGI response. Starts nginx and fcgiwrap (stopped by the fixture)."""
 
 from __future__ import annotations
@@ -322,8 +322,8 @@ def test_fcgiwrap_session_lock_serializes_requests(nginx_cgi: Nginx, site: Path)
 
 # -- activation rules ----------------------------------------------------------------------
 def test_activate_if_cgi_is_a_no_op_outside_cgi_and_inside_a_request(monkeypatch: pytest.MonkeyPatch) -> None:
-    from phpsess import cgi
-    from phpsess.request import Request, request_context
+    from phpsess.runtime import cgi
+    from phpsess.session.request import Request, request_context
 
     monkeypatch.delenv("GATEWAY_INTERFACE", raising=False)
     assert cgi.activate_if_cgi() is None and cgi.active_request() is None
@@ -336,7 +336,7 @@ def test_activate_if_cgi_is_a_no_op_outside_cgi_and_inside_a_request(monkeypatch
 def test_read_body_reads_content_length_bytes() -> None:
     import io
 
-    from phpsess.cgi import read_body
+    from phpsess.runtime.cgi import read_body
 
     assert read_body(io.BytesIO(b"abcdef"), "4") == b"abcd"
     assert read_body(io.BytesIO(b"abc"), "10") == b"abc"

@@ -1,4 +1,4 @@
-"""``phpsess fpm`` (phpsess.fastcgi) behind a real nginx with the shipped conf/nginx.conf:
+"""``phpsess fpm`` (phpsess.runtime.fpm) behind a real nginx with the shipped conf/nginx.conf:
 worker processes, session locks across workers, crashes, signals, 404/500.  Starts nginx
 and pools of real processes; every fixture stops what it starts."""
 
@@ -19,8 +19,8 @@ from typing import Any, Iterator
 import psutil
 import pytest
 
-from phpsess.cli import build_parser
-from phpsess.fastcgi import parse_listen
+from phpsess.tools.cli import build_parser
+from phpsess.runtime.fpm import parse_listen
 from tests.integration.nginx import (
     PYTHONPATH,
     Nginx,

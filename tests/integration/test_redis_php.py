@@ -15,11 +15,11 @@ from typing import Iterator, Mapping, Sequence
 import pytest
 import redis
 
-from phpsess import ids
-from phpsess.config import SessionConfig
+from phpsess.core import ids
+from phpsess.core.config import SessionConfig
 from phpsess.errors import LockTimeout
-from phpsess.handlers.redis import RedisHandler
-from phpsess.redis_url import parse_save_path, pick_server
+from phpsess.storage.redis import RedisHandler
+from phpsess.core.redis_url import parse_save_path, pick_server
 from tests.integration.redis_server import RedisProcess, redis_server  # noqa: F401
 from tests.phptools import PHP_BASE_INI, require
 
@@ -189,8 +189,8 @@ def test_php_holds_the_lock_and_python_waits(redis_server: RedisProcess, php_scr
 
 INCREMENT = r"""
 import sys, time
-from phpsess.config import SessionConfig
-from phpsess.handlers.redis import RedisHandler
+from phpsess.core.config import SessionConfig
+from phpsess.storage.redis import RedisHandler
 url, sid, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
 print("ready", file=sys.stderr, flush=True)
 sys.stdin.readline()  # all processes start together

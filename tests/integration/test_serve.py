@@ -19,7 +19,7 @@ from typing import Iterator
 import psutil
 import pytest
 
-from phpsess.server import (
+from phpsess.runtime.server import (
     HTTPError,
     Route,
     build_environ,

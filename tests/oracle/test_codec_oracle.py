@@ -27,8 +27,8 @@ from typing import Any, Iterator
 
 import pytest
 
-from phpsess import codec, encoding
-from phpsess.codec import PHPCustomObject, PHPEnum, PHPObject, PHPReference
+from phpsess.core import codec, formats as encoding
+from phpsess.core.codec import PHPCustomObject, PHPEnum, PHPObject, PHPReference
 
 try:
     from tests.phptools import PHP_BASE_INI, require

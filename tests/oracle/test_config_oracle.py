@@ -17,8 +17,8 @@ from typing import Any
 
 import pytest
 
-from phpsess.config import SETTINGS, ConfigError, SessionConfig, ini_string, load_ini_file
-from phpsess.ids import ALPHABET
+from phpsess.core.config import SETTINGS, ConfigError, SessionConfig, ini_string, load_ini_file
+from phpsess.core.ids import ALPHABET
 
 try:
     from tests.phptools import require, run_php
@@ -367,7 +367,7 @@ def test_php_ids_use_the_alphabet_of_sid_bits_per_character(bits: int) -> None:
 
 
 def test_session_create_id_prefix_rule_matches_is_valid_prefix() -> None:
-    from phpsess.ids import is_valid_prefix
+    from phpsess.core.ids import is_valid_prefix
 
     prefixes = ["", "a", "a,b-C9", "a b", "a_b", "a.b", "\u00e9", "a" * 256, "a" * 257, "x\ty", "-", ","]
     code = r"""<?php ob_start(); $o = [];

@@ -1,4 +1,4 @@
-"""phpsess.headers against real PHP 8.2: Set-Cookie of sessions and setcookie(), cache
+"""phpsess.core.http against real PHP 8.2: Set-Cookie of sessions and setcookie(), cache
 limiter headers, dates and URL encoding, byte for byte. Runs ``php-cgi -n`` and ``php -n``.
 
 Each page prints PHP's ``time()`` after sending its headers; our functions get that as
@@ -16,8 +16,8 @@ from typing import Any, Callable, Mapping
 
 import pytest
 
-from phpsess.config import SessionConfig
-from phpsess.headers import (
+from phpsess.core.config import SessionConfig
+from phpsess.core.http import (
     CookieNameError,
     cache_limiter_headers,
     http_date,

@@ -1,4 +1,4 @@
-"""phpsess.superglobals against real PHP 8.2: ``$_GET``, ``$_COOKIE`` and ``$_POST`` as
+"""phpsess.core.superglobals against real PHP 8.2: ``$_GET``, ``$_COOKIE`` and ``$_POST`` as
 ``php-cgi -n`` builds them from QUERY_STRING, HTTP_COOKIE and a request body. Runs php-cgi.
 
 PHP reports each superglobal with its key types (int or string) and every string
@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from phpsess.superglobals import parse_cookies, parse_post, parse_query
+from phpsess.core.superglobals import parse_cookies, parse_post, parse_query
 
 try:
     from tests.phptools import require, run_php

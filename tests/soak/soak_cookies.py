@@ -40,7 +40,7 @@ from urllib.parse import unquote_to_bytes
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from phpsess import ids  # noqa: E402
+from phpsess.core import ids  # noqa: E402
 from tests.integration.nginx import PYTHONPATH, fcgi_request  # noqa: E402
 from tests.phptools import require  # noqa: E402
 from tests.soak.stack import SCRIPTS, Stack, fpm_stack, pool_workers, stop_on_signals  # noqa: E402

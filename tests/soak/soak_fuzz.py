@@ -40,8 +40,8 @@ from typing import Any, Callable, Iterator
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from phpsess import codec, encoding  # noqa: E402
-from phpsess.codec import PHPCustomObject, PHPEnum, PHPObject, PHPReference  # noqa: E402
+from phpsess.core import codec, formats as encoding  # noqa: E402
+from phpsess.core.codec import PHPCustomObject, PHPEnum, PHPObject, PHPReference  # noqa: E402
 from phpsess.errors import SessionDecodeError, SessionEncodeError  # noqa: E402
 from tests.soak.stack import stop_on_signals  # noqa: E402
 

@@ -46,9 +46,9 @@ REPO = Path(__file__).resolve().parents[2]
 if str(REPO) not in sys.path:  # run as a script: python tests/soak/soak_x.py
     sys.path.insert(0, str(REPO))
 
-from phpsess import encoding  # noqa: E402
+from phpsess.core import formats as encoding  # noqa: E402
 from phpsess.errors import SessionDecodeError  # noqa: E402
-from phpsess.handlers.files import strip_crash_padding  # noqa: E402
+from phpsess.storage.files import strip_crash_padding  # noqa: E402
 from tests.integration.nginx import Nginx, shipped_conf, start_fpm, wait_for  # noqa: E402
 
 

@@ -27,8 +27,9 @@ import stat
 import time
 from typing import Any, Callable
 
-from .. import ids, locking, locks
-from ..config import SessionConfig
+from ..core import ids
+from . import flock as locking, locks
+from ..core.config import SessionConfig
 from ..errors import InvalidSessionId, LockBusy, LockTimeout, SaveHandlerError, SessionError, caused_by
 from .base import LockInfo, SaveHandler
 
@@ -321,7 +322,7 @@ class FilesHandler(SaveHandler):
         self._path = ""
         self._size = 0
         self._shared = False
-        self._registry_slot = -1  # phpsess.locks registry record of the lock held (held_seconds)
+        self._registry_slot = -1  # phpsess.storage.locks registry record of the lock held (held_seconds)
         self._paths: dict[str, str] = {}  # sid -> path under the current save_path
 
     # -- PS_OPEN / PS_CLOSE ---------------------------------------------------------------
@@ -744,7 +745,7 @@ class FilesHandler(SaveHandler):
 
     # -- PS_CREATE_SID / PS_VALIDATE_SID ----------------------------------------------------
     def create_sid(self) -> str:
-        """PS_CREATE_SID: a new id from :func:`phpsess.ids.create_id`; if its file
+        """PS_CREATE_SID: a new id from :func:`phpsess.core.ids.create_id`; if its file
         exists, try again (PHP: at most 3 retries).
 
         :raises SaveHandlerError: four ids in a row collided.

@@ -21,8 +21,8 @@ import traceback
 from typing import IO, TYPE_CHECKING, Any, Callable, Iterator, Mapping
 from types import FrameType
 
-from . import superglobals
-from .config import SessionConfig
+from ..core import superglobals
+from ..core.config import SessionConfig
 
 if TYPE_CHECKING:
     from .session import Session
@@ -58,7 +58,7 @@ def default_config() -> SessionConfig:
     if _default_config is None:
         path = os.environ.get("PHPSESS_INI")
         if path:
-            from .config import from_ini_file
+            from ..core.config import from_ini_file
 
             _default_config = from_ini_file(path)
         else:
@@ -85,7 +85,7 @@ def reason_phrase(status: int) -> str:
     return _REASONS.get(status, "")
 
 
-_Session: Any = None  # phpsess.session.Session, once a request used a session
+_Session: Any = None  # phpsess.session.session.Session, once a request used a session
 
 
 class Request:
@@ -145,7 +145,7 @@ class Request:
     # -- the session -------------------------------------------------------------------
     @property
     def session(self) -> "Session":
-        """This request's :class:`~phpsess.session.Session`, created on first use."""
+        """This request's :class:`~phpsess.session.session.Session`, created on first use."""
         if self._session is None:
             global _Session
             if _Session is None:  # (session imports this module: bound on first use)

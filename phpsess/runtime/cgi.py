@@ -19,8 +19,8 @@ import sys
 from types import TracebackType
 from typing import BinaryIO, Callable, Mapping
 
-from .request import Request, install_output_proxy, request_context
-from .scripts import cgi_head, finalize_headers
+from ..session.request import Request, install_output_proxy, request_context
+from .sapi import cgi_head, finalize_headers
 
 __all__ = ["activate", "activate_if_cgi", "is_cgi", "active_request", "read_body"]
 
@@ -39,7 +39,7 @@ def active_request() -> Request | None:
 
 
 def _in_request_context() -> bool:
-    from . import request as _request_module
+    from ..session import request as _request_module
 
     return _request_module._current.get(None) is not None
 
@@ -80,7 +80,7 @@ def activate(
 ) -> Request:
     """Make this process one CGI request (as php-cgi is).
 
-    Creates the :class:`~phpsess.request.Request` from ``environ`` (default
+    Creates the :class:`~phpsess.session.request.Request` from ``environ`` (default
     ``os.environ``) and the body (``CONTENT_LENGTH`` bytes of ``stdin``, default
     the real stdin; ``sys.stdin`` is then replaced by a copy of the body so the
     script can still read it), makes it current, sends ``print()`` output to it,

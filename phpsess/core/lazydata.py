@@ -25,7 +25,7 @@ from collections.abc import MutableMapping
 from typing import Any, Callable, Iterator, Mapping
 
 from . import codec
-from .errors import SessionEncodeError
+from ..errors import SessionEncodeError
 
 __all__ = ["SessionData", "encode_entries", "SpanCache", "SPANS", "is_array"]
 

@@ -39,7 +39,7 @@ import sys
 import threading
 from typing import Any, Callable, Iterable, Iterator, Mapping, Union
 
-from .errors import SessionDecodeError, SessionEncodeError
+from ..errors import SessionDecodeError, SessionEncodeError
 
 __all__ = [
     "dumps",

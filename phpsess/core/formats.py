@@ -38,7 +38,7 @@ from .codec import (
     _fast_pieces,
     php_array_key,
 )
-from .errors import SessionDecodeError, SessionEncodeError
+from ..errors import SessionDecodeError, SessionEncodeError
 
 __all__ = [
     "HANDLERS",

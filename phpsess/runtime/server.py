@@ -3,7 +3,7 @@ process and signal I/O.
 
 The shape is php-fpm's: one master process binds the listening sockets, forks
 ``workers`` processes and supervises them; each worker accepts one connection,
-serves one request (running the script through :func:`phpsess.scripts.handle_request`
+serves one request (running the script through :func:`phpsess.runtime.sapi.handle_request`
 in a fresh request context), answers with ``Content-Length`` and
 ``Connection: close``, and only then accepts the next.  Because a worker is busy
 for the whole request, a script blocked on a session lock really blocks, as a
@@ -40,8 +40,9 @@ from dataclasses import dataclass
 from email.utils import formatdate
 from typing import Callable, Sequence
 
-from . import __version__, locks
-from .request import reason_phrase
+from .. import __version__
+from ..storage import locks
+from ..session.request import reason_phrase
 
 __all__ = [
     "serve",
@@ -361,7 +362,7 @@ class Server:
     :param host: address to bind (IPv4 or IPv6 literal, or a name).
     :param workers: worker processes, each serving one request at a time.
     :param extra_ports: additional ephemeral ports on ``host`` (see the module doc).
-    :param access_log: log one line per request (logger ``phpsess.server``).
+    :param access_log: log one line per request (logger ``phpsess.runtime.server``).
     """
 
     def __init__(
@@ -562,7 +563,7 @@ class Server:
         if os.getppid() != self._master_pid:  # the master died before prctl
             os._exit(0)
         self.pids = {}
-        from .request import install_output_proxy
+        from ..session.request import install_output_proxy
 
         install_output_proxy()
 
@@ -670,7 +671,7 @@ def _buffered_request(environ: dict[str, str], body: bytes, root: str) -> Respon
     The status and headers are those the request had at its first body byte (or at
     its end, with no body), as PHP sends them.
     """
-    from .scripts import handle_request
+    from .sapi import handle_request
 
     sent: list[tuple[int, list[tuple[str, str]]]] = []
     chunks: list[bytes] = []
@@ -794,15 +795,16 @@ def serve(
     :raises ConfigError: ``ini`` holds a setting PHP would refuse.
     """
     if ini is not None:
-        from .config import from_ini_file
-        from .request import set_default_config
+        from ..core.config import from_ini_file
+        from ..session.request import set_default_config
 
         set_default_config(from_ini_file(ini))
         os.environ["PHPSESS_INI"] = os.path.abspath(ini)
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(message)s")
     # load the runtime once in the master, so every forked worker starts warm
-    from . import php, scripts  # noqa: F401
+    from .. import php
+    from . import sapi as scripts  # noqa: F401
 
     server = Server(root, port, host, workers, extra_ports=extra_ports, access_log=access_log)
     server.bind()

@@ -18,10 +18,10 @@ import sys
 import warnings
 from typing import TYPE_CHECKING, Any, Callable, Mapping
 
-from . import encoding, headers, ids
-from .compiled import IntOrFalse
-from .config import SETTINGS, SessionConfig, is_numeric_string
-from .errors import (
+from ..core import formats as encoding, http as headers, ids
+from ..compiled import IntOrFalse
+from ..core.config import SETTINGS, SessionConfig, is_numeric_string
+from ..errors import (
     ConfigError,
     InvalidSessionId,
     LockBusy,
@@ -34,9 +34,9 @@ from .errors import (
     caused_by,
     php_type_name,
 )
-from .handlers.base import SaveHandler, handler_class
-from .lazydata import SPANS, Entries, SessionData, encode_entries, is_array
-from .state import Action, Status, next_status
+from ..storage.base import SaveHandler, handler_class
+from ..core.lazydata import SPANS, Entries, SessionData, encode_entries, is_array
+from ..core.state import Action, Status, next_status
 
 if TYPE_CHECKING:
     from .request import Request
@@ -343,7 +343,7 @@ class Session:
             return False
         if cfg.concurrency == "merge" and is_array(self.data) and not shared:
             # merge mode: no lock is held while the script works (phpsess/merge.py)
-            from .merge import snapshot
+            from ..core.merge import snapshot
 
             self.merge_base = snapshot(self.data)
             self._safe_close(handler)
@@ -552,7 +552,7 @@ class Session:
 
     def _merge_write(self, handler: SaveHandler, sid: str) -> None:
         """Merge mode: re-read under the lock, apply only this request's top-level changes."""
-        from . import merge
+        from ..core import merge
 
         merge.merge_write(self, handler, sid)
 

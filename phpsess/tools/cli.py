@@ -1,6 +1,6 @@
 """The ``phpsess`` command: ``fpm``, ``serve``, ``show``, ``gc``, ``locks``, ``destroy``.
 Parses arguments, sets up logging and the process-wide settings (``--ini``), then hands
-over to the runtime (:mod:`phpsess.fastcgi`, :mod:`phpsess.server`) or the tools.
+over to the runtime (:mod:`phpsess.runtime.fpm`, :mod:`phpsess.runtime.server`) or the tools.
 
 Each command imports its implementation only when it runs, so ``phpsess gc`` does
 not load flup and ``phpsess fpm`` does not load the tools.
@@ -60,7 +60,7 @@ def _add_save_path(p: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``phpsess`` argument parser (all subcommands)."""
-    from . import __version__
+    from .. import __version__
 
     parser = argparse.ArgumentParser(
         prog="phpsess", description="PHP's session runtime for Python scripts: serve them, inspect sessions."
@@ -146,8 +146,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _load_ini(path: str | None) -> Any:
     """Apply ``--ini`` process-wide (and for child processes through ``$PHPSESS_INI``)."""
-    from .config import from_ini_file
-    from .request import default_config, set_default_config
+    from ..core.config import from_ini_file
+    from ..session.request import default_config, set_default_config
 
     if path:
         path = os.path.abspath(path)
@@ -160,7 +160,7 @@ def _load_ini(path: str | None) -> Any:
 
 def _cmd_fpm(args: argparse.Namespace) -> int:
     _load_ini(args.ini)
-    from .fastcgi import serve_fpm
+    from ..runtime.fpm import serve_fpm
 
     return serve_fpm(
         args.listen,
@@ -172,14 +172,14 @@ def _cmd_fpm(args: argparse.Namespace) -> int:
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
-    from . import server
+    from ..runtime import server
 
     server.serve(root=args.root, port=args.port, host=args.host, workers=args.workers, ini=args.ini)
     return 0
 
 
 def _cmd_tool(args: argparse.Namespace) -> int:
-    from . import tools
+    from . import admin as tools
 
     config = _load_ini(args.ini)
     kwargs = {
@@ -202,7 +202,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except Exception as exc:
-        from .errors import SessionError
+        from ..errors import SessionError
 
         if isinstance(exc, (SessionError, OSError)):
             print(f"phpsess {args.command}: {exc}", file=sys.stderr)

@@ -1,7 +1,7 @@
 """The FastCGI protocol side of ``phpsess fpm``: the requests of one web-server
-connection, read from the socket, run through :func:`phpsess.scripts.handle_request`
+connection, read from the socket, run through :func:`phpsess.runtime.sapi.handle_request`
 and answered in FastCGI records.  Socket I/O only; the pool (processes, signals)
-is :mod:`phpsess.fastcgi`.  The record constants are flup's.
+is :mod:`phpsess.runtime.fpm`.  The record constants are flup's.
 """
 
 from __future__ import annotations
@@ -26,11 +26,11 @@ from flup.server.fcgi_base import (
     FCGI_UNKNOWN_ROLE,
 )
 
-from . import telemetry
-from .scripts import DEFAULT_CONTENT_TYPE, cgi_head, handle_request
+from ..core import telemetry
+from .sapi import DEFAULT_CONTENT_TYPE, cgi_head, handle_request
 
 if TYPE_CHECKING:
-    from .fastcgi import FastCGIPool
+    from .fpm import FastCGIPool
 
 __all__ = ["fcgi_records", "serve_connection"]
 

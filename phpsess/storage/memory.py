@@ -1,6 +1,6 @@
 """The ``memory`` save handler: sessions in a process-local dict. No I/O.
 
-The reference implementation of the :class:`~phpsess.handlers.base.SaveHandler`
+The reference implementation of the :class:`~phpsess.storage.base.SaveHandler`
 contract, used by the tests and by single-process experiments.  All instances of
 one process share one store, partitioned by ``save_path``; each session id has a
 ``threading.Lock`` held from :meth:`~MemoryHandler.read` to
@@ -16,8 +16,8 @@ import threading
 import time
 from typing import Callable
 
-from .. import ids
-from ..config import SessionConfig
+from ..core import ids
+from ..core.config import SessionConfig
 from ..errors import LockBusy, LockTimeout, SaveHandlerError
 from .base import LockInfo, SaveHandler
 

@@ -1,10 +1,10 @@
 """``phpsess fpm``: a pre-forked FastCGI worker pool that runs script files per request, as
 php-fpm runs ``.php`` files.  Does process management (fork, signals, waitpid) and socket
-I/O; the requests of each connection are served by :mod:`phpsess.fcgi`.
+I/O; the requests of each connection are served by :mod:`phpsess.runtime.fcgi`.
 
 The server side is flup6's (:class:`flup.server.fcgi_fork.WSGIServer`: socket
 setup, the protocol constants); the records of a connection are parsed from one
-buffer and answered with one write (:func:`phpsess.fcgi.serve_connection`, compiled
+buffer and answered with one write (:func:`phpsess.runtime.fcgi.serve_connection`, compiled
 with the request path).  The pre-fork side
 replaces flup's ``PreforkServer`` loops, which under Python 3 miss signals
 (PEP 475 retries ``select``/``wait``), wake every idle child on each connection
@@ -17,8 +17,8 @@ and leave the children running when the master is killed:
 * SIGTERM/SIGINT/SIGHUP: stop now (children get SIGTERM, SIGKILL after
   ``stop_timeout``); SIGQUIT: stop accepting, let running requests finish.
 
-Each request runs in a fresh :class:`~phpsess.request.Request` context through
-:func:`phpsess.scripts.handle_request`, with the CGI view (``os.environ``,
+Each request runs in a fresh :class:`~phpsess.session.request.Request` context through
+:func:`phpsess.runtime.sapi.handle_request`, with the CGI view (``os.environ``,
 ``sys.stdin``) set for the request and restored after it.
 """
 
@@ -43,9 +43,10 @@ from typing import Any, Callable
 
 from flup.server.fcgi_fork import WSGIServer
 
-from . import locks, telemetry
+from ..storage import locks
+from ..core import telemetry
 from .fcgi import fcgi_records, serve_connection
-from .request import install_output_proxy
+from ..session.request import install_output_proxy
 
 __all__ = ["FastCGIPool", "parse_listen", "serve_fpm", "fcgi_records"]
 
@@ -445,9 +446,10 @@ def _listening(path: str) -> bool:
 
 def _preload() -> None:
     """Import, once in the master, what every worker needs (shared copy-on-write after fork)."""
-    from . import codec, encoding, lazydata, php  # noqa: F401
-    from .handlers.base import handler_class
-    from .request import default_config
+    from ..core import codec, formats as encoding, lazydata
+    from .. import php  # noqa: F401
+    from ..storage.base import handler_class
+    from ..session.request import default_config
 
     try:
         handler_class(default_config().save_handler)

@@ -43,10 +43,10 @@ from redis.backoff import NoBackoff
 from redis.exceptions import NoPermissionError, RedisError
 from redis.retry import Retry
 
-from .. import ids
-from ..config import SessionConfig
+from ..core import ids
+from ..core.config import SessionConfig
 from ..errors import InvalidSessionId, LockBusy, LockTimeout, SaveHandlerError
-from ..redis_url import (
+from ..core.redis_url import (
     DEFAULT_LOCK_TIMEOUT,
     RedisServer,
     SavePathError,

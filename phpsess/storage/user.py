@@ -11,7 +11,7 @@ from __future__ import annotations
 import warnings
 from typing import Any, Callable, Sequence
 
-from ..config import SessionConfig
+from ..core.config import SessionConfig
 from ..errors import PHPDeprecated, SaveHandlerError, php_type_name
 from .base import SaveHandler
 

@@ -107,7 +107,7 @@ def session_files(save_path: str) -> Iterator[str]:
 
 
 def _save_dir(save_path: str) -> str:
-    from .handlers.files import parse_save_path
+    from .files import parse_save_path
 
     try:
         return parse_save_path(save_path).basedir

@@ -29,7 +29,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Mapping
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 __all__ = [
     "SessionConfig",
@@ -441,7 +441,7 @@ _SERIALIZE_HANDLERS = ("php", "php_serialize", "php_binary")
 
 def _known_save_handlers() -> tuple[str, ...] | dict[str, str]:
     try:
-        from .handlers.base import HANDLERS
+        from ..storage.base import HANDLERS
     except ImportError:  # pragma: no cover - partial install
         return _BUILTIN_SAVE_HANDLERS
     return HANDLERS

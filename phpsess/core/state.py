@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import enum
 
-from .errors import SessionStateError, caused_by
+from ..errors import SessionStateError, caused_by
 
 __all__ = ["Status", "Action", "TRANSITIONS", "next_status", "allowed"]
 

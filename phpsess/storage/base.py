@@ -3,7 +3,7 @@
 Mirrors PHP's ``SessionHandlerInterface`` plus the id hooks of
 ``SessionIdInterface`` and ``SessionUpdateTimestampHandlerInterface``.
 Handlers are storage only: policy (strict mode, lazy_write, gc odds,
-delete-old on regenerate) lives once, in :class:`phpsess.session.Session`.
+delete-old on regenerate) lives once, in :class:`phpsess.session.session.Session`.
 
 Failure is reported by raising :class:`~phpsess.errors.SaveHandlerError`
 (chained ``from`` the underlying ``OSError``/``RedisError``), never by
@@ -16,9 +16,9 @@ import abc
 import importlib
 from typing import Callable, ClassVar
 
-from .. import ids
+from ..core import ids
 from ..compiled import mypyc_attr
-from ..config import SessionConfig
+from ..core.config import SessionConfig
 
 __all__ = ["SaveHandler", "HANDLERS", "handler_class", "LockInfo"]
 
@@ -122,9 +122,9 @@ def _check_complete(cls: type) -> None:
 
 #: ``session.save_handler`` name -> "module:Class", imported on first use
 HANDLERS: dict[str, str] = {
-    "files": "phpsess.handlers.files:FilesHandler",
-    "redis": "phpsess.handlers.redis:RedisHandler",
-    "memory": "phpsess.handlers.memory:MemoryHandler",
+    "files": "phpsess.storage.files:FilesHandler",
+    "redis": "phpsess.storage.redis:RedisHandler",
+    "memory": "phpsess.storage.memory:MemoryHandler",
 }
 
 

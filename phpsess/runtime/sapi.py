@@ -11,7 +11,7 @@ A script is a plain Python file that reads like the PHP page it replaces::
 
 :func:`run_script` executes it in a fresh globals dict (``__name__ ==
 "__main__"``); :func:`handle_request` does a whole request (find the script
-under the document root or answer 404, make the :class:`~phpsess.request.Request`,
+under the document root or answer 404, make the :class:`~phpsess.session.request.Request`,
 run it, PHP's request shutdown, PHP's default ``Content-type``).  Both the
 FastCGI pool (``phpsess fpm``) and ``phpsess serve`` use it.
 """
@@ -28,9 +28,9 @@ import traceback
 import types
 from typing import IO, Any, Callable, Iterator, Mapping
 
-from .config import SessionConfig
-from .request import HeadersSink, Request, install_output_proxy, reason_phrase, request_context
-from .request import _current as _current_request
+from ..core.config import SessionConfig
+from ..session.request import HeadersSink, Request, install_output_proxy, reason_phrase, request_context
+from ..session.request import _current as _current_request
 
 __all__ = [
     "DEFAULT_CONTENT_TYPE",
@@ -174,7 +174,7 @@ def run_script(path: str, request: Request) -> None:
     ignored, status unchanged, like PHP's ``exit``).  An exception is PHP's fatal
     error: status 500 if headers are not sent yet (and the script did not set
     another status), the traceback on stderr.  It does not run the request
-    shutdown; the caller's :class:`~phpsess.request.request_context` does (so the
+    shutdown; the caller's :class:`~phpsess.session.request.request_context` does (so the
     session is written after an exception too, as PHP does).
 
     :raises KeyboardInterrupt: and other non-``Exception`` errors, after setting 500.
@@ -507,7 +507,7 @@ def handle_request(
     config: SessionConfig | None = None,
 ) -> Request | None:
     """Serve one request: run the script ``environ`` names under ``root``, as php-fpm does;
-    return the finished :class:`~phpsess.request.Request` (None for a 404).
+    return the finished :class:`~phpsess.session.request.Request` (None for a 404).
 
     ``send_headers(status, headers)`` is called exactly once, before the first
     ``write_body(bytes)``; the headers are final (:func:`finalize_headers`:
@@ -515,14 +515,14 @@ def handle_request(
     missing, outside ``root`` (after resolving symlinks) or not a ``.py`` file is
     never executed: 404 ``File not found.``, like php-fpm.  The session is
     written and unlocked on every exit path of the script.  ``sys.stdout`` becomes
-    an :class:`~phpsess.request.OutputProxy` (once), so ``print()`` reaches the request.
+    an :class:`~phpsess.session.request.OutputProxy` (once), so ``print()`` reaches the request.
 
     :param environ: the CGI variables (FastCGI params, or a WSGI environ).
     :param body: the request body (``$_POST``, and ``sys.stdin`` for CGI-style scripts).
     :param process_globals: also set ``os.environ``/``sys.stdin``/``sys.argv``/cwd for the
         request (:class:`process_state`); pass False from a threaded server.
     :param config: the settings the request starts from (default: the process-wide
-        :func:`~phpsess.request.default_config`).
+        :func:`~phpsess.session.request.default_config`).
     """
     install_output_proxy()  # print() goes to the current request (idempotent)
     path = resolve_script(environ, root)

@@ -5,7 +5,7 @@
   sessionclean does for PHP), any directory depth, safe while requests hold
   locks: a locked, awaited or freshly written session is never deleted;
 * ``phpsess locks [--save-path PATH] [--json]``: which sessions are locked now,
-  by whom, with how many waiters (:mod:`phpsess.locks`);
+  by whom, with how many waiters (:mod:`phpsess.storage.locks`);
 * ``phpsess destroy ID...``: delete sessions, waiting for their lock like a request.
 
 The CLI calls each as ``tools.NAME(config=SessionConfig, **parsed_arguments)``;
@@ -22,7 +22,7 @@ import sys
 import time
 from typing import Any, Iterable
 
-from .config import SessionConfig
+from ..core.config import SessionConfig
 
 __all__ = ["show", "gc", "locks", "destroy", "to_json", "gc_files", "read_session_file"]
 
@@ -41,7 +41,7 @@ def to_json(value: Any) -> Any:
     ``{"__enum__": "Class::Case"}``, bytes that are not UTF-8
     ``{"__bytes_base64__": ...}``, NAN/INF their PHP spelling.
     """
-    from . import codec
+    from ..core import codec
 
     if isinstance(value, dict):
         return {_name(k): to_json(v) for k, v in value.items()}
@@ -79,14 +79,14 @@ def _save_path(config: SessionConfig, save_path: str | None) -> str:
 
 
 def _basedir(raw: str) -> str:
-    from .handlers.files import parse_save_path
+    from ..storage.files import parse_save_path
 
     return parse_save_path(raw).basedir
 
 
 def _session_path(config: SessionConfig, sid: str, save_path: str | None) -> str:
     """The file of ``sid`` (an id, or already a path to a ``sess_*`` file)."""
-    from .handlers.files import parse_save_path, session_file_path
+    from ..storage.files import parse_save_path, session_file_path
 
     if (os.sep in sid or os.path.basename(sid).startswith("sess_")) and os.path.lexists(sid):
         return sid
@@ -104,7 +104,7 @@ def read_session_file(path: str, *, wait: float = SHOW_LOCK_WAIT) -> tuple[bytes
         were read under the lock.
     :raises OSError: the file cannot be opened (``FileNotFoundError`` when absent).
     """
-    from . import locking
+    from ..storage import flock as locking
 
     fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
     try:
@@ -130,8 +130,8 @@ def read_session_file(path: str, *, wait: float = SHOW_LOCK_WAIT) -> tuple[bytes
 
 
 def _read_redis(config: SessionConfig, sid: str, save_path: str) -> bytes | None:
-    from .handlers.redis import client_for
-    from .redis_url import parse_save_path, pick_server
+    from ..storage.redis import client_for
+    from ..core.redis_url import parse_save_path, pick_server
 
     server = pick_server(parse_save_path(save_path), sid)
     data = client_for(server).get(server.session_key(sid))
@@ -156,9 +156,9 @@ def show(
 
     :returns: 0; 1 when there is no such session or id; 2 when the data does not decode.
     """
-    from . import encoding
-    from .errors import InvalidSessionId, SaveHandlerError, SessionDecodeError
-    from .handlers.files import strip_crash_padding
+    from ..core import formats as encoding
+    from ..errors import InvalidSessionId, SaveHandlerError, SessionDecodeError
+    from ..storage.files import strip_crash_padding
 
     handler = serialize_handler or config.serialize_handler
     where = _save_path(config, save_path)
@@ -217,7 +217,7 @@ def gc_files(
     files are left alone.  Returns the deleted paths (``dry_run``: the paths
     that would be deleted; nothing is locked then but for the check).
     """
-    from . import locking
+    from ..storage import flock as locking
 
     deleted: list[str] = []
     for path in paths:
@@ -283,7 +283,7 @@ def gc(
     ``N;PATH`` save paths and never deletes a session in use (:func:`gc_files`).
     With ``session.save_handler = redis`` there is nothing to do (keys expire by TTL).
     """
-    from .locks import clean_registry, session_files
+    from ..storage.locks import clean_registry, session_files
 
     if config.save_handler == "redis":
         print("phpsess gc: redis sessions expire by their TTL; nothing to do")
@@ -330,7 +330,7 @@ def locks(
     ``held_seconds`` (null when unknown: PHP processes), ``waiters``,
     ``waiter_pids`` and ``holders`` (every holder of a shared lock).
     """
-    from .locks import clean_registry, inspect_locks
+    from ..storage.locks import clean_registry, inspect_locks
 
     raw = _save_path(config, save_path)
     try:
@@ -365,8 +365,8 @@ def destroy(config: SessionConfig, sids: list[str], save_path: str | None = None
 
     :returns: 0, or 1 when an id was invalid, absent, or could not be destroyed.
     """
-    from .errors import InvalidSessionId, SaveHandlerError
-    from .handlers.base import handler_class
+    from ..errors import InvalidSessionId, SaveHandlerError
+    from ..storage.base import handler_class
 
     cfg = config.copy()
     if save_path is not None:

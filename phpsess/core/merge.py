@@ -45,12 +45,12 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any, Mapping
 
-from . import codec, encoding
-from .errors import MergeConflict, SessionDecodeError, SessionEncodeError
+from . import codec, formats as encoding
+from ..errors import MergeConflict, SessionDecodeError, SessionEncodeError
 
 if TYPE_CHECKING:
-    from .handlers.base import SaveHandler
-    from .session import Session
+    from ..storage.base import SaveHandler
+    from ..session.session import Session
 
 __all__ = ["DELETED", "snapshot", "changes", "apply_changes", "conflicts", "merge_stored", "merge_write"]
 

@@ -1,0 +1,1 @@
+"""Pure logic: PHP's formats, conversions and rules as functions of their inputs. No I/O."""

@@ -1,0 +1,1 @@
+"""One request's lifecycle: the request (superglobals, headers, output) and its session."""

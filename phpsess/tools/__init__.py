@@ -1,0 +1,1 @@
+"""The ``phpsess`` command and the operations tools behind it."""
