@@ -138,20 +138,3 @@ class PHPNotice(PHPWarning):
 
 class PHPDeprecated(PHPWarning):
     """PHP's E_DEPRECATED, carrying PHP's message text."""
-
-
-def php_type_name(value: Any) -> str:
-    """The PHP type name of a Python value, as PHP's TypeError messages spell it."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "bool"
-    if isinstance(value, int):
-        return "int"
-    if isinstance(value, float):
-        return "float"
-    if isinstance(value, (str, bytes)):
-        return "string"
-    if isinstance(value, (list, tuple, dict)):
-        return "array"
-    return type(value).__name__

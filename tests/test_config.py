@@ -17,14 +17,11 @@ from phpsess.core.config import (
     SETTINGS,
     SessionConfig,
     from_ini_file,
-    ini_string,
-    is_numeric_string,
     load_ini_file,
     parse_bool,
     parse_float,
     parse_long,
     parse_quantity,
-    php_float_string,
 )
 from phpsess.errors import ConfigError
 
@@ -294,30 +291,6 @@ def test_parse_long_and_float() -> None:
     assert [parse_long(s) for s in ("12abc", " -3", "x", "99999999999999999999")] == [
         12, -3, 0, (1 << 63) - 1]
     assert [parse_float(s) for s in ("1.5", " 2e1x", "abc", ".5", "-1.")] == [1.5, 20.0, 0.0, 0.5, -1.0]
-
-
-@pytest.mark.parametrize(("value", "text"), [
-    (True, "1"), (False, ""), (None, ""), (0, "0"), (-3, "-3"), ("x", "x"), (b"\xff", "\udcff"),
-    (1.5, "1.5"), (100.0, "100"), (-0.0, "-0"), (0.1, "0.1"), (0.1 + 0.2, "0.3"), (1 / 3, "0.33333333333333"),
-    (1e14, "1.0E+14"), (1e15, "1.0E+15"), (999999999999999.0, "1.0E+15"), (12345678901234.5, "12345678901234"),
-    (1e-4, "0.0001"), (1e-5, "1.0E-5"), (-1.5e-7, "-1.5E-7"), (5e-324, "4.9406564584125E-324"),
-    (math.inf, "INF"), (-math.inf, "-INF"), (math.nan, "NAN"),
-])
-def test_ini_string(value: Any, text: str) -> None:
-    assert ini_string(value) == text
-
-
-def test_php_float_string_precision_17() -> None:
-    assert php_float_string(0.1, 17) == "0.10000000000000001"
-
-
-@pytest.mark.parametrize(("s", "numeric"), [
-    ("1", True), (" 1", True), ("1 ", True), ("\v5", True), ("1.5", True), (".5", True), ("5.", True),
-    ("1e3", True), ("-1", True), ("+1", True), ("1e", False), ("0x1A", False), ("", False), (" ", False),
-    ("INF", False), ("1 2", False), ("--1", False), ("1_0", False),
-])
-def test_is_numeric_string(s: str, numeric: bool) -> None:
-    assert is_numeric_string(s) is numeric
 
 
 # -- php.ini files ------------------------------------------------------------------------------

@@ -30,20 +30,33 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Mapping
 
 from ..errors import ConfigError
+from .formats import HANDLERS as SERIALIZE_HANDLERS
+from .zend import (
+    C_SPACE,
+    LONG_MAX,
+    LONG_MIN,
+    ULONG_MAX,
+    c_str,
+    is_numeric_string,
+    strtod,
+    strtol,
+    strtoul,
+    strval,
+    to_int32,
+    to_signed64,
+)
 
 __all__ = [
     "SessionConfig",
     "SETTINGS",
+    "SAVE_HANDLERS",
     "Setting",
     "load_ini_file",
     "from_ini_file",
-    "ini_string",
-    "php_float_string",
     "parse_bool",
     "parse_long",
     "parse_float",
     "parse_quantity",
-    "is_numeric_string",
     "MAX_COOKIE_LIFETIME",
 ]
 
@@ -149,16 +162,19 @@ SETTINGS: dict[str, Setting] = {
     ]
 }
 
-# -- C/PHP conversions --------------------------------------------------------------------
+#: ``session.save_handler`` name -> where its class lives ("module:Class"), imported on
+#: first use by :func:`phpsess.storage.base.handler_class`
+SAVE_HANDLERS: dict[str, str] = {
+    "files": "phpsess.storage.files:FilesHandler",
+    "redis": "phpsess.storage.redis:RedisHandler",
+    "memory": "phpsess.storage.memory:MemoryHandler",
+}
 
-#: C isspace() in the "C" locale; also zend_is_whitespace() of zend_ini.c
-_C_SPACE = " \t\n\r\v\f"
-_DIGITS = "0123456789"
-_LONG_MAX = (1 << 63) - 1
-_LONG_MIN = -(1 << 63)
-_ULONG_MAX = (1 << 64) - 1
+# -- ini conversions ---------------------------------------------------------------------------
+
 #: session.c OnUpdateCookieLifetime: larger lifetimes are accepted but not applied
-MAX_COOKIE_LIFETIME = _LONG_MAX - 0x7FFFFFFF - 1
+MAX_COOKIE_LIFETIME = LONG_MAX - 0x7FFFFFFF - 1
+_DIGITS = "0123456789"
 
 
 def _ch(s: str, i: int) -> str:
@@ -166,45 +182,9 @@ def _ch(s: str, i: int) -> str:
     return s[i] if i < len(s) else "\0"
 
 
-def _c_str(s: str) -> str:
-    """What ``printf("%s")`` shows of a PHP string: everything before the first NUL."""
-    i = s.find("\0")
-    return s if i < 0 else s[:i]
-
-
-def _to_signed64(v: int) -> int:
-    v &= _ULONG_MAX
-    return v - (1 << 64) if v > _LONG_MAX else v
-
-
-def _to_int32(v: int) -> int:
-    v &= 0xFFFFFFFF
-    return v - (1 << 32) if v > 0x7FFFFFFF else v
-
-
-def _strtol(s: str) -> tuple[int, int]:
-    """C ``strtol(s, &end, 10)``: (value saturated to long, index of end; 0 if no digits)."""
-    i = 0
-    n = len(s)
-    while i < n and s[i] in _C_SPACE:
-        i += 1
-    neg = False
-    if i < n and s[i] in "+-":
-        neg = s[i] == "-"
-        i += 1
-    j = i
-    while j < n and s[j] in _DIGITS:
-        j += 1
-    if j == i:
-        return 0, 0
-    v = int(s[i:j])
-    v = -v if neg else v
-    return max(_LONG_MIN, min(_LONG_MAX, v)), j
-
-
 def parse_long(raw: str) -> int:
     """C ``atol``/``strtol`` base 10 on the leading part of ``raw``: garbage gives 0."""
-    return _strtol(raw)[0]
+    return strtol(raw)[0]
 
 
 def parse_bool(raw: str) -> bool:
@@ -212,21 +192,12 @@ def parse_bool(raw: str) -> bool:
     else C ``atoi() != 0`` (so ``"2"``, ``"-1"``, ``"12abc"`` are true, ``" on"`` is false)."""
     if len(raw) <= 4 and raw.isascii() and raw.lower() in ("on", "yes", "true"):
         return True
-    return _to_int32(_strtol(raw)[0]) != 0
-
-
-_FLOAT_PREFIX = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+    return to_int32(strtol(raw)[0]) != 0
 
 
 def parse_float(raw: str) -> float:
     """``zend_strtod`` on the leading part of ``raw`` (decimal only, no inf/nan): garbage gives 0.0."""
-    m = _FLOAT_PREFIX.match(raw.lstrip(_C_SPACE))
-    if m is None:
-        return 0.0
-    try:
-        return float(m.group())
-    except (OverflowError, ValueError):  # pragma: no cover - float() saturates to inf
-        return 0.0
+    return strtod(raw)
 
 
 def _escape(s: str) -> str:
@@ -255,26 +226,6 @@ def _escape(s: str) -> str:
     return "".join(out)
 
 
-def _strtoul(s: str, i: int, base: int) -> tuple[int, int, bool]:
-    """C ``strtoul(s + i, &end, base)`` for the digit run at ``i`` (no sign or blanks there).
-
-    :returns: (value, end index, overflowed); base 0 means octal after a leading 0.
-    """
-    if base == 0:
-        base = 8 if _ch(s, i) == "0" else 10
-    digits = "0123456789abcdef"[:base]
-    j = i
-    n = len(s)
-    while j < n and s[j].lower() in digits and s[j].isascii():
-        j += 1
-    if j == i:
-        return 0, i, False
-    v = int(s[i:j], base)
-    if v > _ULONG_MAX:
-        return _ULONG_MAX, j, True
-    return v, j, False
-
-
 def parse_quantity(raw: str) -> tuple[int, str | None]:
     """PHP 8.2's ``zend_ini_parse_quantity`` (signed): ``"1k"`` -> 1024, ``"0x1A"`` -> 26.
 
@@ -288,9 +239,9 @@ def parse_quantity(raw: str) -> tuple[int, str | None]:
     s = raw if raw.isascii() else raw.encode("utf-8", "surrogateescape").decode("latin-1")
     start = 0
     end = len(s)
-    while start < end and s[start] in _C_SPACE:
+    while start < end and s[start] in C_SPACE:
         start += 1
-    while start < end and s[end - 1] in _C_SPACE:
+    while start < end and s[end - 1] in C_SPACE:
         end -= 1
     if start == end:
         return 0, None
@@ -320,7 +271,7 @@ def parse_quantity(raw: str) -> tuple[int, str | None]:
             if not bad:
                 # zend_ini_consume_quantity_prefix: no blanks, sign or second prefix allowed
                 p = d
-                while p < end and s[p] in _C_SPACE:
+                while p < end and s[p] in C_SPACE:
                     p += 1
                 if _ch(s, p) in "+-":
                     p += 1
@@ -338,11 +289,11 @@ def parse_quantity(raw: str) -> tuple[int, str | None]:
             return 0, (
                 f'Invalid prefix "0{c}", interpreting as "0" for backwards compatibility'
             )
-    value, digits_end, overflow = _strtoul(s, d, base)
+    value, digits_end, overflow = strtoul(s, d, base)
     if not overflow:
-        if negative and value == _LONG_MAX + 1:
+        if negative and value == LONG_MAX + 1:
             value = -value
-        elif value > _LONG_MAX:
+        elif value > LONG_MAX:
             overflow = True
         elif negative:
             value = -value
@@ -351,106 +302,45 @@ def parse_quantity(raw: str) -> tuple[int, str | None]:
             f'Invalid quantity "{_escape(s)}": no valid leading digits, '
             'interpreting as "0" for backwards compatibility'
         )
-    while digits_end < end and s[digits_end] in _C_SPACE:
+    while digits_end < end and s[digits_end] in C_SPACE:
         digits_end += 1
     if digits_end < end:
         suffix = s[end - 1]
         factor = {"g": 1 << 30, "m": 1 << 20, "k": 1 << 10}.get(suffix.lower() if suffix.isascii() else "")
         if factor is None:
-            return _to_signed64(value), (
+            return to_signed64(value), (
                 f'Invalid quantity "{_escape(s)}": unknown multiplier "{_escape(suffix)}", '
                 f'interpreting as "{_escape(s[:digits_end])}" for backwards compatibility'
             )
         if not overflow:
-            sv = _to_signed64(value)
+            sv = to_signed64(value)
             if sv > 0:
-                overflow = sv > _LONG_MAX // factor
+                overflow = sv > LONG_MAX // factor
             else:
-                overflow = sv < -(-_LONG_MIN // factor)
-        value = (value * factor) & _ULONG_MAX
+                overflow = sv < -(-LONG_MIN // factor)
+        value = (value * factor) & ULONG_MAX
         if digits_end != end - 1:
-            return _to_signed64(value), (
+            return to_signed64(value), (
                 f'Invalid quantity "{_escape(s)}", interpreting as '
                 f'"{_escape(s[:digits_end])}{_escape(suffix)}" for backwards compatibility'
             )
     if overflow:
-        return _to_signed64(value), (
+        return to_signed64(value), (
             f'Invalid quantity "{_escape(s)}": value is out of range, '
             "using overflow result for backwards compatibility"
         )
-    return _to_signed64(value), None
-
-
-_NUMERIC = re.compile(r"[ \t\n\r\v\f]*[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?[ \t\n\r\v\f]*\Z")
-
-
-def is_numeric_string(s: str) -> bool:
-    """PHP's ``is_numeric()`` on a string: decimal integer or float, blanks around allowed."""
-    return _NUMERIC.match(s) is not None
-
-
-def php_float_string(value: float, precision: int = 14) -> str:
-    """A float as PHP turns it into a string (``precision`` = 14): ``1.0E+20``, ``0.1``, ``-0``."""
-    if math.isnan(value):
-        return "NAN"
-    if math.isinf(value):
-        return "INF" if value > 0 else "-INF"
-    if value == 0:
-        return "-0" if math.copysign(1.0, value) < 0 else "0"
-    sign = "-" if value < 0 else ""
-    mantissa, _, exp = ("%.*e" % (precision - 1, abs(value))).partition("e")
-    digits = mantissa.replace(".", "").rstrip("0") or "0"
-    decpt = int(exp) + 1  # zend_gcvt: value = 0.DIGITS * 10**decpt
-    if decpt < -3 or decpt > precision:
-        e = decpt - 1
-        frac = digits[1:] or "0"
-        return f"{sign}{digits[0]}.{frac}E{'+' if e >= 0 else '-'}{abs(e)}"
-    if decpt <= 0:
-        return f"{sign}0.{'0' * -decpt}{digits}"
-    if len(digits) <= decpt:
-        return sign + digits + "0" * (decpt - len(digits))
-    return f"{sign}{digits[:decpt]}.{digits[decpt:]}"
-
-
-def ini_string(value: Any) -> str:
-    """Convert a value passed to ``ini_set()`` or ``session_start([...])`` to the string PHP stores.
-
-    ``true`` -> ``"1"``, ``false``/``null`` -> ``""``, ints in decimal, floats as PHP prints
-    them (``1.5``, ``100.0`` -> ``"100"``, ``1e20`` -> ``"1.0E+20"``); bytes are decoded
-    with surrogateescape so every byte survives.
-    """
-    if isinstance(value, str):
-        return value
-    if value is True:
-        return "1"
-    if value is False or value is None:
-        return ""
-    if isinstance(value, (bytes, bytearray)):
-        return bytes(value).decode("utf-8", "surrogateescape")
-    if isinstance(value, float):
-        return php_float_string(value)
-    return str(value)
+    return to_signed64(value), None
 
 
 # -- validators (PHP's OnUpdate* handlers) ----------------------------------------------------
 
 _KEEP = object()  # accepted, but the value in use does not change (cookie_lifetime too large)
-_BUILTIN_SAVE_HANDLERS = ("files", "redis", "memory")
-_SERIALIZE_HANDLERS = ("php", "php_serialize", "php_binary")
-
-
-def _known_save_handlers() -> tuple[str, ...] | dict[str, str]:
-    try:
-        from ..storage.base import HANDLERS
-    except ImportError:  # pragma: no cover - partial install
-        return _BUILTIN_SAVE_HANDLERS
-    return HANDLERS
 
 
 def _quantity(key: str, raw: str, warn: Warn | None) -> int:
     value, err = parse_quantity(raw)
     if err is not None:
-        _warn(warn, f'Invalid "session.{key}" setting. {_c_str(err)}')
+        _warn(warn, f'Invalid "session.{key}" setting. {c_str(err)}')
     return value
 
 
@@ -463,7 +353,7 @@ def _warn(warn: Warn | None, message: str) -> None:
 
 def _strict_long(raw: str) -> int | None:
     """``strtol`` that must consume the whole string (blanks/sign before digits only)."""
-    value, end = _strtol(raw)
+    value, end, _ = strtol(raw)
     if end != len(raw):
         return None if raw else 0  # strtol("") gives 0 with *end == '\0'
     return value
@@ -471,7 +361,7 @@ def _strict_long(raw: str) -> int | None:
 
 def _v_str(key: str, raw: str, warn: Warn | None) -> Any:
     # PHP 8.2 keeps these as C strings: what it uses stops at a NUL byte
-    return _c_str(raw)
+    return c_str(raw)
 
 
 def _v_bool(key: str, raw: str, warn: Warn | None) -> Any:
@@ -497,28 +387,28 @@ def _v_name(key: str, raw: str, warn: Warn | None) -> Any:
     # session.c OnUpdateName (8.2): empty or numeric -> warning; then OnUpdateStringUnempty
     # fails silently on a value whose first byte is NUL
     if raw == "" or is_numeric_string(raw):
-        raise ConfigError(key, raw, f'session.name "{_c_str(raw)}" cannot be numeric or empty')
+        raise ConfigError(key, raw, f'session.name "{c_str(raw)}" cannot be numeric or empty')
     if raw[0] == "\0":
         raise ConfigError(key, raw, "")
-    return _c_str(raw)
+    return c_str(raw)
 
 
 def _v_save_handler(key: str, raw: str, warn: Warn | None) -> Any:
     # session.c OnUpdateSaveHandler: module names compare case-insensitively, up to a NUL
-    name = _c_str(raw)
+    name = c_str(raw)
     name = name.lower() if name.isascii() else name
     if name == "user":
         raise ConfigError(key, raw, 'Session save handler "user" cannot be set by ini_set()')
-    if name not in _known_save_handlers():
-        raise ConfigError(key, raw, f'Session save handler "{_c_str(raw)}" cannot be found')
+    if name not in SAVE_HANDLERS:
+        raise ConfigError(key, raw, f'Session save handler "{c_str(raw)}" cannot be found')
     return name
 
 
 def _v_serialize_handler(key: str, raw: str, warn: Warn | None) -> Any:
     # session.c _php_find_ps_serializer: case-insensitive, up to a NUL
-    name = _c_str(raw)
+    name = c_str(raw)
     low = name.lower() if name.isascii() else name
-    if low not in _SERIALIZE_HANDLERS:
+    if low not in SERIALIZE_HANDLERS:
         raise ConfigError(key, raw, f'Serialization handler "{name}" cannot be found')
     return low
 
@@ -555,7 +445,7 @@ def _v_sid_bits(key: str, raw: str, warn: Warn | None) -> Any:
 
 
 def _v_rfc1867_freq(key: str, raw: str, warn: Warn | None) -> Any:
-    value = _to_int32(parse_long(raw))
+    value = to_int32(parse_long(raw))
     if value < 0:
         raise ConfigError(key, raw, "session.upload_progress.freq must be greater than or equal to 0")
     if raw.endswith("%") and value > 100:
@@ -565,7 +455,7 @@ def _v_rfc1867_freq(key: str, raw: str, warn: Warn | None) -> Any:
 
 def _v_nonneg_float(key: str, raw: str, warn: Warn | None) -> Any:
     try:
-        value = float(raw.strip(_C_SPACE)) if raw.strip(_C_SPACE) else 0.0
+        value = float(raw.strip(C_SPACE)) if raw.strip(C_SPACE) else 0.0
     except ValueError:
         value = -1.0
     if not (value >= 0 and math.isfinite(value)):
@@ -574,7 +464,7 @@ def _v_nonneg_float(key: str, raw: str, warn: Warn | None) -> Any:
 
 
 def _v_nonneg_int(key: str, raw: str, warn: Warn | None) -> Any:
-    text = raw.strip(_C_SPACE)
+    text = raw.strip(C_SPACE)
     if text == "":
         return 0
     if not (text.isascii() and text.lstrip("+").isdigit()) or text.count("+") > 1:
@@ -583,14 +473,14 @@ def _v_nonneg_int(key: str, raw: str, warn: Warn | None) -> Any:
 
 
 def _v_concurrency(key: str, raw: str, warn: Warn | None) -> Any:
-    low = raw.strip(_C_SPACE).lower()
+    low = raw.strip(C_SPACE).lower()
     if low not in ("lock", "merge"):
         raise ConfigError(key, raw, f'session.concurrency must be "lock" or "merge", "{raw}" given')
     return low
 
 
 def _v_merge_conflict(key: str, raw: str, warn: Warn | None) -> Any:
-    low = raw.strip(_C_SPACE).lower()
+    low = raw.strip(C_SPACE).lower()
     if low not in ("overwrite", "error"):
         raise ConfigError(key, raw, f'session.merge_conflict must be "overwrite" or "error", "{raw}" given')
     return low
@@ -721,7 +611,7 @@ class SessionConfig:
         s = SETTINGS[key]
         if s.mode == "PERDIR" and not startup:
             raise ConfigError(name, value, "")
-        raw = ini_string(value)
+        raw = strval(value)
         parsed = _SETTING_VALIDATOR[key](key, raw, warn)
         old = self._raw[key]
         self._raw[key] = raw

@@ -18,7 +18,7 @@ import math
 import re
 from typing import TYPE_CHECKING, Any, Mapping
 
-from .config import _c_str, ini_string
+from .zend import c_str, intval, strval, to_signed64, truthy
 
 if TYPE_CHECKING:
     from .config import SessionConfig
@@ -50,7 +50,6 @@ CACHE_LIMITERS = ("public", "private", "private_no_expire", "nocache")
 
 _DAYS = ("Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat")
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
-_LONG_MAX = (1 << 63) - 1
 _INT_MIN = -(1 << 31)
 _INT_MAX = (1 << 31) - 1
 #: head.c: setcookie() refuses expiry times from the year 10000 on (64-bit builds)
@@ -83,7 +82,7 @@ def has_forbidden_cookie_name_chars(name: str) -> bool:
 
     PHP looks at the name as a C string, so nothing after a NUL byte counts.
     """
-    return _FORBIDDEN_NAME_CHAR.search(_c_str(name)) is not None
+    return _FORBIDDEN_NAME_CHAR.search(c_str(name)) is not None
 
 
 _FORBIDDEN_NAME_CHAR = re.compile("[" + re.escape(COOKIE_NAME_FORBIDDEN) + "]")
@@ -160,11 +159,6 @@ def php_rawurlencode(s: str | bytes) -> str:
     return _encode(s, _RAW_URL_SAFE, False)
 
 
-def _to_signed64(v: int) -> int:
-    v &= (1 << 64) - 1
-    return v - (1 << 64) if v > _LONG_MAX else v
-
-
 def session_cookie(cfg: SessionConfig, sid: str, *, now: float) -> tuple[str, str] | None:
     """The ``Set-Cookie`` header ``session_start()`` sends for ``sid`` (spec §7.1).
 
@@ -180,14 +174,14 @@ def session_cookie(cfg: SessionConfig, sid: str, *, now: float) -> tuple[str, st
     """
     if not cfg.use_cookies:
         return None
-    name = _c_str(cfg.name)
+    name = c_str(cfg.name)
     if has_forbidden_cookie_name_chars(name):
         raise CookieNameError(cfg.name)
     parts = [name, "=", php_urlencode(sid)]
     lifetime = cfg.cookie_lifetime
     if lifetime > 0:
         # session.c: t = tv_sec + lifetime in a time_t, which wraps past 2**63 - 1
-        t = _to_signed64(math.floor(now) + lifetime)
+        t = to_signed64(math.floor(now) + lifetime)
         if t > 0:
             parts += ["; expires=", http_date(t), "; Max-Age=", str(lifetime)]
     if cfg.cookie_path:
@@ -230,13 +224,13 @@ def setcookie_header(
     func = "setrawcookie" if raw else "setcookie"
     if name == "":
         raise ValueError(f"{func}(): Argument #1 ($name) cannot be empty")
-    if any(c in "=" + _COOKIE_VALUE_FORBIDDEN for c in _c_str(name)):
+    if any(c in "=" + _COOKIE_VALUE_FORBIDDEN for c in c_str(name)):
         raise ValueError(f"{func}(): Argument #1 ($name) {_NAME_MESSAGE}")
-    if raw and any(c in _COOKIE_VALUE_FORBIDDEN for c in _c_str(value)):
+    if raw and any(c in _COOKIE_VALUE_FORBIDDEN for c in c_str(value)):
         raise ValueError(f"{func}(): Argument #2 ($value) {_VALUE_MESSAGE}")
-    if any(c in _COOKIE_VALUE_FORBIDDEN for c in _c_str(path)):
+    if any(c in _COOKIE_VALUE_FORBIDDEN for c in c_str(path)):
         raise ValueError(f'{func}(): "path" option {_VALUE_MESSAGE}')
-    if any(c in _COOKIE_VALUE_FORBIDDEN for c in _c_str(domain)):
+    if any(c in _COOKIE_VALUE_FORBIDDEN for c in c_str(domain)):
         raise ValueError(f'{func}(): "domain" option {_VALUE_MESSAGE}')
     if expires >= _SETCOOKIE_MAX_EXPIRES:
         raise ValueError(f'{func}(): "expires" option cannot have a year greater than 9999')
@@ -260,39 +254,6 @@ def setcookie_header(
     return "".join(parts)
 
 
-def _php_truthy(value: Any) -> bool:
-    """PHP's boolean conversion: ``""``, ``"0"``, 0, 0.0, null and ``[]`` are false."""
-    if isinstance(value, str):
-        return value not in ("", "0")
-    if isinstance(value, (bytes, bytearray)):
-        return bytes(value) not in (b"", b"0")
-    return bool(value)
-
-
-_NUMERIC_PREFIX = re.compile(r"[ \t\n\r\v\f]*([+-]?(?:[0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?)")
-
-
-def _php_int(value: Any) -> int:
-    """PHP's ``(int)`` of an option value (``"12abc"`` -> 12, ``1.9`` -> 1, ``"x"`` -> 0)."""
-    if isinstance(value, bool) or isinstance(value, int):
-        return int(value)
-    if isinstance(value, float):
-        if math.isnan(value) or math.isinf(value):
-            return 0
-        return max(-_LONG_MAX - 1, min(_LONG_MAX, int(value)))
-    if value is None:
-        return 0
-    m = _NUMERIC_PREFIX.match(ini_string(value))
-    if m is None:
-        return 0
-    if m.group(2) is None and m.group(3) is None and "." not in m.group(1):
-        return max(-_LONG_MAX - 1, min(_LONG_MAX, int(m.group(1))))
-    f = float(m.group(1))
-    if math.isinf(f) or math.isnan(f):
-        return 0
-    return max(-_LONG_MAX - 1, min(_LONG_MAX, int(f)))
-
-
 def setcookie_options(
     name: str, value: str = "", options: Mapping[Any, Any] | None = None, *, now: float, raw: bool = False
 ) -> str:
@@ -311,13 +272,13 @@ def setcookie_options(
             raise ValueError(f"{func}(): option array cannot have numeric keys")
         low = str(key).lower() if str(key).isascii() else str(key)
         if low == "expires":
-            args["expires"] = _php_int(val)
+            args["expires"] = intval(val)
         elif low in ("path", "domain", "samesite"):
-            args[low] = ini_string(val)
+            args[low] = strval(val)
         elif low in ("secure", "httponly"):
-            args[low] = _php_truthy(val)
+            args[low] = truthy(val)
         else:
-            raise ValueError(f'{func}(): option "{_c_str(str(key))}" is invalid')
+            raise ValueError(f'{func}(): option "{c_str(str(key))}" is invalid')
     return setcookie_header(name, value, now=now, raw=raw, **args)
 
 
@@ -337,7 +298,7 @@ def cache_limiter_headers(
     :param script_mtime: the mtime of the running script (``SCRIPT_FILENAME``); None when
         it is unknown or cannot be stat()ed, and then no Last-Modified is sent.
     """
-    limiter = _c_str(cfg.cache_limiter)
+    limiter = c_str(cfg.cache_limiter)
     if not limiter.isascii():
         return []
     limiter = limiter.lower()
@@ -345,7 +306,7 @@ def cache_limiter_headers(
         return []
     out: list[tuple[str, str]] = []
     # session.c computes cache_expire * 60 in a zend_long, wrapping like C does
-    max_age = _to_signed64(cfg.cache_expire * 60)
+    max_age = to_signed64(cfg.cache_expire * 60)
     if limiter == "nocache":
         return [
             ("Expires", NOCACHE_EXPIRES),
@@ -353,7 +314,7 @@ def cache_limiter_headers(
             ("Pragma", "no-cache"),
         ]
     if limiter == "public":
-        out.append(("Expires", _limiter_date(_to_signed64(math.floor(now) + max_age))))
+        out.append(("Expires", _limiter_date(to_signed64(math.floor(now) + max_age))))
         out.append(("Cache-Control", f"public, max-age={max_age}"))
     else:
         if limiter == "private":

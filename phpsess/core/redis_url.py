@@ -8,8 +8,9 @@ commas and whitespace; each piece is one server::
     unix:///var/run/redis.sock?database=0
     tls://host:6380?auth[]=user&auth[]=pass
 
-Query parameters are decoded like PHP's ``parse_str()`` (``+`` is a space,
-``%xx`` escapes, ``name[]`` arrays) and a ``#fragment`` is glued back onto
+Query parameters are decoded by PHP's ``parse_str()``
+(:func:`phpsess.core.superglobals.parse_query`: ``+`` is a space, ``%xx`` escapes,
+``name[]`` arrays) and a ``#fragment`` is glued back onto
 the query, so ``auth=pa#ss`` means the password ``pa#ss``.  Unknown
 parameters are ignored by phpredis, which lets phpsess add its lock settings
 (``locking``, ``lock_expire``, ``lock_timeout``, ``lock_poll``,
@@ -24,8 +25,10 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass, field
-from typing import Sequence, Union
-from urllib.parse import unquote_plus
+from typing import Any, Sequence, Union
+
+from .superglobals import parse_query
+from .zend import floatval, intval
 
 __all__ = [
     "DEFAULT_PREFIX",
@@ -36,7 +39,6 @@ __all__ = [
     "RedisServer",
     "SavePathError",
     "parse_save_path",
-    "parse_query",
     "pick_server",
 ]
 
@@ -49,8 +51,8 @@ DEFAULT_LOCK_TIMEOUT = 30.0
 #: seconds between retries when nobody signals the release (phpredis holders, expiry)
 DEFAULT_LOCK_POLL = 0.005
 
-#: one parse_str() value: a string, or for ``name[...]`` keys a list/dict of strings
-QueryValue = Union[str, list[str], dict[str, str]]
+#: one parse_str() value: a string, or for ``name[...]`` keys a list/dict (superglobals.py)
+QueryValue = Union[str, list[Any], dict[Any, Any]]
 
 
 class SavePathError(ValueError):
@@ -113,100 +115,11 @@ class RedisServer:
         return self.prefix + sid + "_LOCK"
 
 
-# -- PHP's parse_str() ---------------------------------------------------------------------
-
-
-def parse_query(query: str) -> dict[str, QueryValue]:
-    """Decode ``query`` as PHP's ``parse_str()`` does (the subset save_path needs).
-
-    ``&``-separated pairs, ``+`` and ``%xx`` decoded, the last duplicate wins,
-    ``.`` and space in names become ``_``, ``name[]=v`` appends to a list and
-    ``name[k]=v`` sets a key (one level).
-    """
-    out: dict[str, QueryValue] = {}
-    for pair in query.split("&"):
-        if not pair:
-            continue
-        raw_name, _, raw_value = pair.partition("=")
-        name = unquote_plus(raw_name).lstrip(" ")
-        value = unquote_plus(raw_value)
-        if not name:
-            continue
-        sub: str | None = None
-        bracket = name.find("[")
-        if bracket > 0 and "]" in name[bracket:]:
-            close = name.index("]", bracket)
-            sub = name[bracket + 1 : close]
-            name = name[:bracket]
-        elif bracket == 0:
-            continue  # PHP drops "[x]=..." (no base name)
-        # main/php_variables.c: '.', ' ' and an unmatched '[' in the base name become '_'
-        name = name.replace(".", "_").replace(" ", "_").replace("[", "_")
-        if sub is None:
-            out[name] = value
-        elif sub == "":
-            current = out.get(name)
-            if isinstance(current, list):
-                current.append(value)
-            elif isinstance(current, dict):
-                current[str(_next_index(current))] = value
-            else:
-                out[name] = [value]
-        else:
-            current = out.get(name)
-            if isinstance(current, dict):
-                current[sub] = value
-            elif isinstance(current, list):
-                as_dict = {str(i): v for i, v in enumerate(current)}
-                as_dict[sub] = value
-                out[name] = as_dict
-            else:
-                out[name] = {sub: value}
-    return out
-
-
-def _next_index(d: dict[str, str]) -> int:
-    ints = [int(k) for k in d if k.lstrip("-").isdigit()]
-    return max(ints) + 1 if ints else 0
-
-
-# -- PHP's zval conversions (zval_get_long / zval_get_double / zval_get_string) ----------------
-
-_NUMERIC_PREFIX = re.compile(r"[ \t\n\r\v\f]*[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
+# -- the values of PHP's parse_str(), as phpredis reads them ----------------------------------
 
 
 def _as_string(v: QueryValue) -> str:
     return v if isinstance(v, str) else "Array"
-
-
-def _as_double(v: QueryValue) -> float:
-    if not isinstance(v, str):
-        return 1.0 if v else 0.0  # (float) of a non-empty array is 1
-    m = _NUMERIC_PREFIX.match(v)
-    if not m:
-        return 0.0
-    try:
-        f = float(m.group(0))
-    except ValueError:
-        return 0.0
-    return f
-
-
-def _as_long(v: QueryValue) -> int:
-    if not isinstance(v, str):
-        return 1 if v else 0
-    m = _NUMERIC_PREFIX.match(v)
-    if not m:
-        return 0
-    text = m.group(0).strip()
-    if re.fullmatch(r"[+-]?\d+", text):
-        return int(text)
-    f = float(text)
-    if math.isnan(f):
-        return 0
-    if math.isinf(f):  # Zend/zend_operators.h: zend_dval_to_lval_cap saturates
-        return (1 << 63) - 1 if f > 0 else -(1 << 63)
-    return int(f)
 
 
 def _as_bool(v: QueryValue) -> bool:
@@ -218,21 +131,21 @@ def _auth(v: QueryValue) -> tuple[str | None, str | None]:
     """library.c: redis_extract_auth_info: a string is a password; [user, pass] or [pass]."""
     if isinstance(v, str):
         return None, v
-    items = v if isinstance(v, dict) else {str(i): x for i, x in enumerate(v)}
+    items: dict[Any, Any] = v if isinstance(v, dict) else dict(enumerate(v))
     if len(items) == 2:
-        user = items.get("user", items.get("0"))
-        password = items.get("pass", items.get("1"))
+        user = items.get("user", items.get(0))
+        password = items.get("pass", items.get(1))
     elif len(items) == 1:
-        user, password = None, items.get("pass", items.get("0"))
+        user, password = None, items.get("pass", items.get(0))
     else:
         user, password = None, None
-    if password is None:
+    if not isinstance(password, str) or not (user is None or isinstance(user, str)):
         return None, None
     return user, password
 
 
 def _seconds(save_path: str, name: str, v: QueryValue, *, allow_zero: bool) -> float:
-    f = _as_double(v)
+    f = floatval(v)
     if math.isnan(f) or f < 0 or (f == 0 and not allow_zero) or math.isinf(f):
         raise SavePathError(save_path, f"session.save_path parameter {name}={_as_string(v)!r} is out of range")
     return f
@@ -328,23 +241,23 @@ def _parse_one(save_path: str, url: str) -> RedisServer:
         )
 
     q = parse_query(query) if query is not None else {}
-    weight = _as_long(q["weight"]) if "weight" in q else 1
-    timeout = _as_double(q["timeout"]) if "timeout" in q else 86400.0
+    weight = intval(q["weight"]) if "weight" in q else 1
+    timeout = floatval(q["timeout"]) if "timeout" in q else 86400.0
     if weight <= 0 or timeout <= 0:
         # redis_session.c: PS_OPEN fails for weight <= 0 or timeout <= 0
         raise SavePathError(
             save_path, f"session.save_path entry {url!r}: weight and timeout must be positive"
         )
-    read_timeout = _as_double(q["read_timeout"]) if "read_timeout" in q else 0.0
+    read_timeout = floatval(q["read_timeout"]) if "read_timeout" in q else 0.0
     user, password = _auth(q["auth"]) if "auth" in q else (None, None)
     common = dict(
         weight=weight,
-        database=_as_long(q["database"]) if "database" in q else -1,
+        database=intval(q["database"]) if "database" in q else -1,
         timeout=timeout,
         read_timeout=max(read_timeout, 0.0),
         persistent=_as_bool(q["persistent"]) if "persistent" in q else False,
         persistent_id=_as_string(q["persistent_id"]) if "persistent_id" in q else None,
-        retry_interval=_as_long(q["retry_interval"]) if "retry_interval" in q else 0,
+        retry_interval=intval(q["retry_interval"]) if "retry_interval" in q else 0,
         prefix=_as_string(q["prefix"]) if "prefix" in q else DEFAULT_PREFIX,
         user=user,
         password=password,

@@ -21,6 +21,8 @@ from __future__ import annotations
 import re
 from typing import Any, Callable, Union
 
+from .zend import C_SPACE, LONG_MAX, LONG_MIN, c_str
+
 __all__ = [
     "parse_query",
     "parse_cookies",
@@ -36,11 +38,8 @@ __all__ = [
 MAX_INPUT_VARS = 1000
 MAX_INPUT_NESTING_LEVEL = 64
 
-_LONG_MAX = (1 << 63) - 1
-_LONG_MIN = -(1 << 63)
 _HEX = re.compile(rb"%([0-9A-Fa-f]{2})")
 _NUMERIC_KEY = re.compile(r"-?(?:0|[1-9][0-9]*)\Z")
-_C_SPACE = " \t\n\r\v\f"
 
 Warn = Callable[[str], None]
 Key = Union[int, str]
@@ -69,11 +68,11 @@ class _PArray:
 
     def __init__(self) -> None:
         self.items: dict[Key, Any] = {}
-        self.next_free = _LONG_MIN  # ZEND_LONG_MIN: "no integer key yet", next index 0
+        self.next_free = LONG_MIN  # ZENDLONG_MIN: "no integer key yet", next index 0
 
     def _note(self, key: Key) -> None:
         if isinstance(key, int) and key >= self.next_free:
-            self.next_free = key + 1 if key < _LONG_MAX else _LONG_MAX
+            self.next_free = key + 1 if key < LONG_MAX else LONG_MAX
 
     def set(self, key: Key, value: Any) -> None:
         self.items[key] = value
@@ -81,7 +80,7 @@ class _PArray:
 
     def append(self, value: Any) -> bool:
         """``$a[] = value``; False when PHP cannot (the next key is taken)."""
-        key = 0 if self.next_free == _LONG_MIN else self.next_free
+        key = 0 if self.next_free == LONG_MIN else self.next_free
         if key in self.items:
             return False
         self.items[key] = value
@@ -93,7 +92,7 @@ def _key(name: str) -> Key:
     """zend_symtable: a canonical decimal integer string in range becomes an int key."""
     if _NUMERIC_KEY.match(name) and name != "-0":
         n = int(name)
-        if _LONG_MIN <= n <= _LONG_MAX:
+        if LONG_MIN <= n <= LONG_MAX:
             return n
     return name
 
@@ -107,16 +106,11 @@ def _to_python(value: Any) -> Any:
     return items
 
 
-def _c_str(name: str) -> str:
-    i = name.find("\0")
-    return name if i < 0 else name[:i]
-
-
 def _register(
     track: _PArray, name: str, value: str, *, cookie: bool, max_nesting: int
 ) -> None:
     """php_register_variable_ex: store ``value`` under the (array-syntax) ``name``."""
-    var = _c_str(name).lstrip(" ")
+    var = c_str(name).lstrip(" ")
     # ' ' and '.' become '_' up to the first '['
     bracket = var.find("[")
     head = var if bracket < 0 else var[:bracket]
@@ -209,7 +203,7 @@ def parse_query(
     """
     if not qs:
         return {}
-    data = _c_str(_decode(_as_bytes(qs))).encode("utf-8", "surrogateescape")
+    data = c_str(_decode(_as_bytes(qs))).encode("utf-8", "surrogateescape")
     track = _PArray()
     count = 0
     seps = re.escape(separators.encode())
@@ -385,7 +379,7 @@ def parse_post(
     other type gives ``{}`` as in PHP.  Type names compare case-insensitively.
     """
     ctype, _, params = content_type.partition(";")
-    ctype = ctype.strip(_C_SPACE).lower()
+    ctype = ctype.strip(C_SPACE).lower()
     if ctype == "application/x-www-form-urlencoded":
         return _parse_post_urlencoded(
             body, max_input_vars=max_input_vars, max_nesting=max_nesting, warn=warn

@@ -20,7 +20,8 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from ..core import formats as encoding, http as headers, ids
 from ..compiled import IntOrFalse
-from ..core.config import SETTINGS, SessionConfig, is_numeric_string
+from ..core import zend
+from ..core.config import SETTINGS, SessionConfig
 from ..errors import (
     ConfigError,
     InvalidSessionId,
@@ -32,7 +33,6 @@ from ..errors import (
     SaveHandlerError,
     SessionDecodeError,
     caused_by,
-    php_type_name,
 )
 from ..storage.base import SaveHandler, handler_class
 from ..core.lazydata import SPANS, Entries, SessionData, encode_entries, is_array
@@ -41,33 +41,9 @@ from ..core.state import Action, Status, next_status
 if TYPE_CHECKING:
     from .request import Request
 
-__all__ = ["Session", "php_intval"]
+__all__ = ["Session"]
 
 log = logging.getLogger(__name__)
-
-
-def php_intval(value: Any) -> int:
-    """PHP's integer conversion of a string/int/bool (``"777abc"`` -> 777, ``"x"`` -> 0)."""
-    if isinstance(value, bool):
-        return int(value)
-    if isinstance(value, int):
-        return value
-    s = str(value)
-    if is_numeric_string(s):
-        try:
-            return int(float(s)) if any(c in s for c in ".eE") else int(s)
-        except (OverflowError, ValueError):
-            return 0
-    s = s.lstrip(" \t\n\r\v\f")
-    end = 0
-    if end < len(s) and s[end] in "+-":
-        end += 1
-    digits = end
-    while digits < len(s) and s[digits].isdigit():
-        digits += 1
-    if digits == end:
-        return 0
-    return int(s[:digits])
 
 
 class Session:
@@ -168,7 +144,7 @@ class Session:
         """``session_start($options)`` (§2.2). Returns PHP's result."""
         if options is not None and not isinstance(options, Mapping):
             raise TypeError(
-                f"session_start(): Argument #1 ($options) must be of type array, {php_type_name(options)} given"
+                f"session_start(): Argument #1 ($options) must be of type array, {zend.type_name(options)} given"
             )
         if self.status == Status.ACTIVE:
             self.notice("Ignoring session_start() because a session is already active")
@@ -182,12 +158,12 @@ class Session:
             if isinstance(value, float) or not isinstance(value, (str, int, bool)):
                 raise TypeError(
                     f'session_start(): Option "{key}" must be of type string|int|bool, '
-                    f"{php_type_name(value)} given"
+                    f"{zend.type_name(value)} given"
                 )
             if isinstance(key, int):
                 continue
             if key == "read_and_close":
-                read_and_close = php_intval(value) != 0
+                read_and_close = zend.intval(value) != 0
                 continue
             name = cfg.canonical(str(key))
             if name is None or SETTINGS[name].mode == "PERDIR":

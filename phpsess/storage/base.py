@@ -18,9 +18,9 @@ from typing import Callable, ClassVar
 
 from ..core import ids
 from ..compiled import mypyc_attr
-from ..core.config import SessionConfig
+from ..core.config import SAVE_HANDLERS, SessionConfig
 
-__all__ = ["SaveHandler", "HANDLERS", "handler_class", "LockInfo"]
+__all__ = ["SaveHandler", "handler_class", "LockInfo"]
 
 
 class LockInfo:
@@ -120,14 +120,6 @@ def _check_complete(cls: type) -> None:
     _COMPLETE.add(cls)
 
 
-#: ``session.save_handler`` name -> "module:Class", imported on first use
-HANDLERS: dict[str, str] = {
-    "files": "phpsess.storage.files:FilesHandler",
-    "redis": "phpsess.storage.redis:RedisHandler",
-    "memory": "phpsess.storage.memory:MemoryHandler",
-}
-
-
 def handler_class(name: str) -> Callable[..., SaveHandler]:
     """Return the handler class registered under ``name`` (case-insensitive).
 
@@ -136,7 +128,7 @@ def handler_class(name: str) -> Callable[..., SaveHandler]:
     key = name.lower()
     cls = _loaded.get(key)
     if cls is None:
-        module_name, _, attr = HANDLERS[key].partition(":")
+        module_name, _, attr = SAVE_HANDLERS[key].partition(":")
         cls = getattr(importlib.import_module(module_name), attr)
         _loaded[key] = cls
     return cls

@@ -30,6 +30,7 @@ from typing import Any, Callable
 from ..core import ids
 from . import flock as locking, locks
 from ..core.config import SessionConfig
+from ..core.zend import strtol
 from ..errors import InvalidSessionId, LockBusy, LockTimeout, SaveHandlerError, SessionError, caused_by
 from .base import LockInfo, SaveHandler
 
@@ -41,7 +42,6 @@ __all__ = [
     "default_temp_dir",
     "crash_safe_image",
     "strip_crash_padding",
-    "strtol",
     "MAXPATHLEN",
     "FILE_PREFIX",
 ]
@@ -54,11 +54,8 @@ MAXPATHLEN = 4096
 #: mod_files.c: FILE_PREFIX
 FILE_PREFIX = "sess_"
 
-_LONG_MIN = -(1 << 63)
-_LONG_MAX = (1 << 63) - 1
 _SIZE_T = 1 << 64
 _OPEN_FLAGS = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
-_SPACE = " \t\n\v\f\r"
 _PATH_ERROR = (
     "Failed to create session data file path. Too short session ID, "
     f"invalid save_path or path length exceeds {MAXPATHLEN} characters"
@@ -117,36 +114,6 @@ _MAX_REOPEN = 100
 # -- pure helpers ----------------------------------------------------------------------
 
 
-def strtol(text: str, base: int) -> tuple[int, bool]:
-    """C ``strtol(text, NULL, base)`` for base 8 or 10: ``(value, erange)``.
-
-    Leading white space and one sign are accepted; conversion stops at the first
-    character that is not a digit of ``base``; no digits gives 0.  Out of the
-    range of a 64-bit ``long`` gives the clamped value and ``erange=True``.  Pure.
-    """
-    i = 0
-    while i < len(text) and text[i] in _SPACE:
-        i += 1
-    neg = False
-    if i < len(text) and text[i] in "+-":
-        neg = text[i] == "-"
-        i += 1
-    digits = "01234567" if base == 8 else "0123456789"
-    j = i
-    while j < len(text) and text[j] in digits:
-        j += 1
-    if j == i:
-        return 0, False
-    value = int(text[i:j], base)
-    if neg:
-        value = -value
-    if value > _LONG_MAX:
-        return _LONG_MAX, True
-    if value < _LONG_MIN:
-        return _LONG_MIN, True
-    return value, False
-
-
 class SavePath:
     """A parsed ``session.save_path``: directory depth, file mode, base directory."""
 
@@ -200,14 +167,14 @@ def parse_save_path(save_path: str, environ: dict[str, str] | None = None) -> Sa
     dirdepth = 0
     filemode = 0o600
     if len(parts) > 1:
-        value, erange = strtol(parts[0], 10)
+        value, _, erange = strtol(parts[0], 10)
         if erange:
             raise SaveHandlerError(
                 "The first parameter in session.save_path is invalid", handler="files", operation="open"
             )
         dirdepth = value % _SIZE_T
     if len(parts) > 2:
-        value, erange = strtol(parts[1], 8)
+        value, _, erange = strtol(parts[1], 8)
         if erange or value < 0 or value > 0o7777:
             raise SaveHandlerError(
                 "The second parameter in session.save_path is invalid", handler="files", operation="open"

@@ -12,7 +12,8 @@ import warnings
 from typing import Any, Callable, Sequence
 
 from ..core.config import SessionConfig
-from ..errors import PHPDeprecated, SaveHandlerError, php_type_name
+from ..core.zend import type_name
+from ..errors import PHPDeprecated, SaveHandlerError
 from .base import SaveHandler
 
 __all__ = ["UserHandler", "callables_handler"]
@@ -38,7 +39,7 @@ def coerce_bool(result: Any, operation: str) -> None:
             raise SaveHandlerError("", handler="user", operation=operation)
         return
     raise TypeError(
-        f"Session callback must have a return value of type bool, {php_type_name(result)} returned"
+        f"Session callback must have a return value of type bool, {type_name(result)} returned"
     )
 
 

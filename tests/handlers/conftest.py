@@ -50,7 +50,7 @@ def _age_memory(handler: SaveHandler, save_path: str, sid: str, seconds: float) 
 class Backend:
     """How to run the handler contract against one storage."""
 
-    name: str  # the session.save_handler name (phpsess.storage.base.HANDLERS)
+    name: str  # the session.save_handler name (phpsess.core.config.SAVE_HANDLERS)
     #: the session.save_path for one test: (pytest request, tmp_path) -> str
     save_path: Callable[[pytest.FixtureRequest, Path], str]
     #: make sid's last write look ``seconds`` older: (handler, save_path, sid, seconds)

@@ -16,7 +16,8 @@ import pytest
 from phpsess.core import ids
 from phpsess.core.config import SessionConfig
 from phpsess.errors import LockBusy, LockTimeout, SaveHandlerError
-from phpsess.storage.base import HANDLERS, SaveHandler, handler_class
+from phpsess.core.config import SAVE_HANDLERS
+from phpsess.storage.base import SaveHandler, handler_class
 from phpsess.storage.memory import MemoryHandler, MemoryStore
 
 from .conftest import SID, SID2, Channel, Ctx
@@ -27,7 +28,7 @@ PAYLOAD = b'user|s:5:"alice";n|i:3;'
 def test_registry_resolves_the_handler_by_name(ctx: Ctx) -> None:
     cls = handler_class(ctx.backend.name.upper())
     assert cls.name == ctx.backend.name  # type: ignore[attr-defined]
-    assert ctx.backend.name in HANDLERS
+    assert ctx.backend.name in SAVE_HANDLERS
 
 
 def test_read_of_a_missing_id_returns_empty_bytes(handler: SaveHandler) -> None:

@@ -32,7 +32,6 @@ from phpsess.storage.files import (
     default_temp_dir,
     parse_save_path,
     session_file_path,
-    strtol,
 )
 
 from .conftest import SID, SID2, Channel, Ctx
@@ -105,14 +104,6 @@ def test_empty_save_path_is_tmpdir_or_tmp() -> None:
     assert default_temp_dir({"TMPDIR": "/var/x/"}) == "/var/x"
     assert default_temp_dir({"TMPDIR": "/var/x"}) == "/var/x"
     assert parse_save_path("", {"TMPDIR": "/srv/t/"}) == SavePath(0, 0o600, "/srv/t")
-
-
-def test_strtol_matches_c() -> None:
-    assert strtol("  -12ab", 10) == (-12, False)
-    assert strtol("0777", 8) == (0o777, False)
-    assert strtol("x", 10) == (0, False)
-    assert strtol("9223372036854775807", 10) == ((1 << 63) - 1, False)
-    assert strtol("9223372036854775808", 10) == ((1 << 63) - 1, True)
 
 
 def test_open_does_not_touch_the_file_system(tmp_path: Path) -> None:
