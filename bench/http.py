@@ -1051,10 +1051,11 @@ def inproc(cases: Sequence[str], count: int, save_root: Path, *, stages: bool, r
     """
     import socket
 
-    from phpsess.core.config import from_ini_file
+    from phpsess.session.settings import from_ini_file
     from phpsess.runtime import fpm as fastcgi
     from phpsess.runtime.fpm import FastCGIPool
-    from phpsess.session.request import install_output_proxy, set_default_config
+    from phpsess.runtime.output import install_output_proxy
+    from phpsess.session.settings import set_default_config
 
     has_serve_connection = hasattr(fastcgi, "serve_connection")
 

@@ -24,7 +24,7 @@ __all__ = ["__version__", *_errors_all, *_php_all]
 def __getattr__(name: str) -> Any:
     """``phpsess.SID``: PHP's SID constant for the current request (``""`` or ``name=id``)."""
     if name == "SID":
-        from .session.request import current_request
+        from .session.context import current_request
 
         req = current_request()
         if not req.has_session or req.session.sid_constant is None:

@@ -21,7 +21,8 @@ from .compiled import IntOrFalse
 from .core.config import SETTINGS
 from .errors import ConfigError, PHPWarning
 from .storage.base import SaveHandler
-from .session.request import Request, current_request
+from .session.request import Request
+from .session.context import current_request
 from .session.session import Session
 from .core.state import Status
 
@@ -405,7 +406,7 @@ def ini_set(option: str, value: Any) -> str | bool:
 
 def ini_restore(option: str) -> None:
     """Restore a ``session.*`` setting to its process-wide value."""
-    from .session.request import default_config
+    from .session.settings import default_config
 
     cfg = current_request().config
     key = cfg.canonical(option)

@@ -16,14 +16,13 @@ from phpsess.core.config import (
     MAX_COOKIE_LIFETIME,
     SETTINGS,
     SessionConfig,
-    from_ini_file,
-    load_ini_file,
     parse_bool,
     parse_float,
     parse_long,
     parse_quantity,
 )
 from phpsess.errors import ConfigError
+from phpsess.session.settings import from_ini_file, load_ini_file
 
 CONF = Path(__file__).resolve().parent.parent / "conf" / "phpsess.ini"
 
@@ -189,9 +188,21 @@ def test_constructor_raises_on_invalid_values_and_unknown_names() -> None:
         SessionConfig({"gc_maxlifetme": "5"})
 
 
-def test_warnings_without_a_callback_are_logged(caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.WARNING, logger="phpsess.core.config"):
-        cfg = SessionConfig({"gc_maxlifetime": "abc"})
+def test_warnings_go_to_the_callback_and_core_logs_nothing(caplog: pytest.LogCaptureFixture) -> None:
+    seen: list[str] = []
+    with caplog.at_level(logging.DEBUG):
+        cfg = SessionConfig({"gc_maxlifetime": "abc"}, warn=seen.append)
+        quiet = SessionConfig({"gc_maxlifetime": "abc"})
+    assert cfg.gc_maxlifetime == quiet.gc_maxlifetime == 0
+    assert len(seen) == 1 and seen[0].startswith('Invalid "session.gc_maxlifetime" setting.')
+    assert caplog.text == ""  # a pure module: the caller decides where warnings go
+
+
+def test_ini_file_warnings_are_logged(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    path = tmp_path / "php.ini"
+    path.write_text("session.gc_maxlifetime = abc\n")
+    with caplog.at_level(logging.WARNING, logger="phpsess.session.settings"):
+        cfg = from_ini_file(str(path))
     assert cfg.gc_maxlifetime == 0
     assert 'Invalid "session.gc_maxlifetime" setting.' in caplog.text
 

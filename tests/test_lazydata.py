@@ -75,7 +75,8 @@ def test_span_cache_answers_only_for_the_exact_bytes_it_remembered() -> None:
 
 def test_a_session_this_process_wrote_is_read_back_lazily(tmp_path: Any) -> None:
     from phpsess.core.config import SessionConfig
-    from phpsess.session.request import Request, request_context
+    from phpsess.session.request import Request
+    from phpsess.session.context import request_context
 
     cfg = SessionConfig({"save_path": str(tmp_path), "gc_probability": "0", "use_cookies": "0"})
     for expected in (1, 2, 3):

@@ -19,7 +19,8 @@ from phpsess.core.config import SessionConfig
 from phpsess.errors import ConfigError, MergeConflict, PHPWarning
 from phpsess.storage.memory import STORE, MemoryHandler
 from phpsess.core.merge import DELETED, apply_changes, changes, conflicts, merge_stored, snapshot
-from phpsess.session.request import Request, request_context
+from phpsess.session.request import Request
+from phpsess.session.context import request_context
 
 __all__: list[str] = []
 

@@ -12,7 +12,8 @@ import pytest
 
 from phpsess.runtime import sapi as scripts
 from phpsess.core.config import SessionConfig
-from phpsess.session.request import Request, request_context
+from phpsess.session.request import Request
+from phpsess.session.context import request_context
 from phpsess.runtime.sapi import (
     DEFAULT_CONTENT_TYPE,
     cgi_head,
@@ -164,7 +165,7 @@ def test_sys_exit_ends_the_script_normally(root: Path) -> None:
 
 def test_exception_is_a_500_with_the_traceback_on_stderr(root: Path, capsys: pytest.CaptureFixture[str]) -> None:
     write(root, "boom.py", """
-        from phpsess.session.request import current_request
+        from phpsess.session.context import current_request
         current_request().header("X-A: 1")
         raise ValueError("boom")
     """)
@@ -180,7 +181,7 @@ def test_exception_is_a_500_with_the_traceback_on_stderr(root: Path, capsys: pyt
 def test_exception_keeps_a_status_the_script_chose(root: Path, capsys: pytest.CaptureFixture[str]) -> None:
     # php-cgi -d display_errors=0: http_response_code(404); throw ... -> 404
     write(root, "nf.py", """
-        from phpsess.session.request import current_request
+        from phpsess.session.context import current_request
         current_request().status = 404
         raise ValueError("boom")
     """)
@@ -206,7 +207,7 @@ def test_syntax_error_is_a_500(root: Path, capsys: pytest.CaptureFixture[str]) -
 
 def test_run_script_makes_the_request_current_without_shutting_it_down(root: Path) -> None:
     p = write(root, "r.py", """
-        from phpsess.session.request import current_request
+        from phpsess.session.context import current_request
         current_request().header("X-Ran: yes")
     """)
     req = Request(environ={})
@@ -216,7 +217,7 @@ def test_run_script_makes_the_request_current_without_shutting_it_down(root: Pat
 
 def test_shutdown_functions_run_after_an_exception(root: Path, capsys: pytest.CaptureFixture[str]) -> None:
     write(root, "sd.py", """
-        from phpsess.session.request import current_request
+        from phpsess.session.context import current_request
         req = current_request()
         req.register_shutdown_function(print, "shutdown ran")
         raise RuntimeError("x")
@@ -228,7 +229,7 @@ def test_shutdown_functions_run_after_an_exception(root: Path, capsys: pytest.Ca
 
 def test_failing_shutdown_function_is_reported_not_raised(root: Path, capsys: pytest.CaptureFixture[str]) -> None:
     write(root, "sdf.py", """
-        from phpsess.session.request import current_request
+        from phpsess.session.context import current_request
         def bad():
             raise KeyError("in shutdown")
         current_request().register_shutdown_function(bad)
@@ -242,7 +243,7 @@ def test_failing_shutdown_function_is_reported_not_raised(root: Path, capsys: py
 # -- headers before the body --------------------------------------------------------------
 def test_headers_are_final_at_the_first_body_byte(root: Path) -> None:
     write(root, "h.py", """
-        from phpsess.session.request import current_request
+        from phpsess.session.context import current_request
         req = current_request()
         req.header("X-Before: 1")
         print(req.headers_sent)
@@ -255,7 +256,7 @@ def test_headers_are_final_at_the_first_body_byte(root: Path) -> None:
 
 def test_headers_go_out_at_the_end_when_nothing_is_printed(root: Path) -> None:
     write(root, "q.py", """
-        from phpsess.session.request import current_request
+        from phpsess.session.context import current_request
         current_request().header("Location: /next")
     """)
     s = serve(root, "q.py")
@@ -264,7 +265,7 @@ def test_headers_go_out_at_the_end_when_nothing_is_printed(root: Path) -> None:
 
 def test_script_content_type_replaces_the_default(root: Path) -> None:
     write(root, "j.py", """
-        from phpsess.session.request import current_request
+        from phpsess.session.context import current_request
         current_request().header("Content-Type: application/json")
         print("{}")
     """)
@@ -387,7 +388,7 @@ def test_process_state_restores_stdin_and_argv(root: Path) -> None:
 
 def test_config_argument_is_the_requests_settings(root: Path) -> None:
     write(root, "cfg.py", """
-        from phpsess.session.request import current_request
+        from phpsess.session.context import current_request
         print(current_request().config.name)
     """)
     assert serve(root, "cfg.py", config=SessionConfig({"name": "MYSESS"})).text == "MYSESS\n"
@@ -438,11 +439,11 @@ def test_fresh_session_per_request(root: Path, tmp_path: Path) -> None:
 
 
 def test_request_context_is_left_after_handle_request(root: Path) -> None:
-    from phpsess.session import request as request_module
+    from phpsess.session.context import active_request
 
     write(root, "x.py", "print(1)\n")
     serve(root, "x.py")
-    assert request_module._current.get(None) is None
+    assert active_request() is None
     # and run_script inside an existing context uses that context
     req = Request(environ={})
     with request_context(req, shutdown=False):
@@ -452,7 +453,7 @@ def test_request_context_is_left_after_handle_request(root: Path) -> None:
 
 def test_shutdown_function_defined_by_the_script_sees_its_globals(root: Path) -> None:
     write(root, "sg.py", """
-        from phpsess.session.request import current_request
+        from phpsess.session.context import current_request
         GREETING = "bye"
         def on_shutdown():
             print(GREETING, __name__)

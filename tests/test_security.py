@@ -23,7 +23,8 @@ import pytest
 
 from phpsess import php
 from phpsess.core.config import SessionConfig
-from phpsess.session.request import Request, request_context
+from phpsess.session.request import Request
+from phpsess.session.context import request_context
 
 __all__: list[str] = []
 

@@ -17,7 +17,8 @@ from phpsess import php
 from phpsess.core.config import SessionConfig
 from phpsess.errors import PHPNotice, PHPWarning
 from phpsess.storage.memory import STORE
-from phpsess.session.request import Request, current_request, request_context
+from phpsess.session.request import Request
+from phpsess.session.context import current_request, request_context
 
 __all__: list[str] = []
 

@@ -1,6 +1,5 @@
 """SessionConfig: the ``session.*`` ini settings, parsed and checked as PHP 8.2 does. No I/O
-except :func:`load_ini_file`, which reads a php.ini-syntax file (and ``os.environ`` for
-``${VAR}`` in it).
+(reading an ini file is :mod:`phpsess.session.settings`'s, scanning one :mod:`phpsess.core.ini`'s).
 
 Each setting is kept twice: the raw string that ``ini_get()`` returns, and a
 typed attribute named like the ini setting without ``session.`` (dots become
@@ -22,12 +21,10 @@ Messages follow PHP 8.2.36 (checked against it in ``tests/oracle/test_config_ora
 
 from __future__ import annotations
 
-import logging
 import math
-import os
 import re
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any, Callable, Mapping
 
 from ..errors import ConfigError
 from .formats import HANDLERS as SERIALIZE_HANDLERS
@@ -51,16 +48,13 @@ __all__ = [
     "SETTINGS",
     "SAVE_HANDLERS",
     "Setting",
-    "load_ini_file",
-    "from_ini_file",
+    "Warn",
     "parse_bool",
     "parse_long",
     "parse_float",
     "parse_quantity",
     "MAX_COOKIE_LIFETIME",
 ]
-
-log = logging.getLogger(__name__)
 
 Warn = Callable[[str], None]
 
@@ -345,9 +339,7 @@ def _quantity(key: str, raw: str, warn: Warn | None) -> int:
 
 
 def _warn(warn: Warn | None, message: str) -> None:
-    if warn is None:
-        log.warning("%s", message)
-    else:
+    if warn is not None:
         warn(message)
 
 
@@ -564,7 +556,7 @@ class SessionConfig:
         ``overrides`` maps ini names (with or without ``session.``) to values, applied
         at php.ini level (PERDIR settings allowed).
 
-        :param warn: receives PHP's warnings for accepted-but-odd values (default: logged).
+        :param warn: receives PHP's warnings for accepted-but-odd values (None: dropped).
         :raises ConfigError: an unknown name, or a value PHP refuses.
         """
         self._raw = _DEFAULT_RAW.copy()
@@ -595,13 +587,13 @@ class SessionConfig:
     ) -> str:
         """Set one setting as ``ini_set()`` would; return the previous raw string.
 
-        ``value`` is converted with :func:`ini_string` first.  Whether a session is active
+        ``value`` is converted with :func:`phpsess.core.zend.strval` first.  Whether a session is active
         or output was sent is the caller's business (``php.py``), as are the function
         prefixes of the messages.
 
         :param startup: php.ini level (PERDIR settings allowed).
         :param warn: receives PHP's non-fatal warning texts (value accepted anyway);
-            when None they are logged.
+            when None they are dropped (the I/O layers pass one that logs or warns).
         :raises ConfigError: the value is refused and the setting keeps its old value;
             ``str(exc)`` is PHP's warning, or ``""`` when PHP refuses silently.
         """
@@ -653,256 +645,3 @@ for _s in SETTINGS.values():
 del _s
 
 
-# -- php.ini files ----------------------------------------------------------------------------
-
-_VALUE_STOP = set('$= \t\n\r;&|^~()!"\'\0')
-_OPERATORS = set("&|^~()!")
-_BOOL_VALUE = re.compile(r"(true|on|yes|false|off|no|none|null)(?![^$= \t\n\r;&|^~()!\"'\0]|\$(?!\{))", re.I)
-_NAME_CHARS = re.compile(r"[^=\n\r\t;&|^$~(){}!\"\[\]\0]+")
-
-
-class _IniSyntaxError(Exception):
-    pass
-
-
-class _IniScanner:
-    """A php.ini scanner for plain ``key = value`` lines, following zend_ini_scanner.l."""
-
-    def __init__(self, text: str, lookup: Callable[[str], str]) -> None:
-        self.s = text
-        self.i = 0
-        self.line = 1
-        self.lookup = lookup
-
-    def error(self, what: str) -> _IniSyntaxError:
-        return _IniSyntaxError(f"syntax error, unexpected {what}")
-
-    def peek(self, k: int = 0) -> str:
-        return _ch(self.s, self.i + k)
-
-    def advance(self, n: int = 1) -> None:
-        for c in self.s[self.i:self.i + n]:
-            if c == "\n":
-                self.line += 1
-        self.i += n
-
-    def variable(self) -> str:
-        """``${NAME}`` at the cursor: an earlier ini entry, else the environment, else ""."""
-        end = self.s.find("}", self.i + 2)
-        if end < 0 or "\n" in self.s[self.i:end]:
-            raise self.error("end of line, expecting '}'")
-        name = self.s[self.i + 2:end]
-        self.advance(end + 1 - self.i)
-        return self.lookup(name)
-
-    def double_quoted(self) -> str:
-        """The body of a ``"..."`` string: ``\\"``, ``\\\\``, ``\\$`` unescaped, ``${VAR}`` expanded."""
-        self.advance()
-        out: list[str] = []
-        while True:
-            c = self.peek()
-            if self.i >= len(self.s):
-                raise self.error("end of file, expecting '\"'")
-            if c == '"':
-                self.advance()
-                return "".join(out)
-            if c == "\\":
-                nxt = self.peek(1)
-                if nxt in '"\\$' and self.i + 1 < len(self.s):
-                    out.append(nxt)
-                    self.advance(2)
-                    continue
-                out.append(c)
-                self.advance()
-                continue
-            if c == "$" and self.peek(1) == "{":
-                out.append(self.variable())
-                continue
-            out.append(c)
-            self.advance()
-
-    def value(self, key: str) -> str:
-        """Everything after ``=`` up to the end of line or a ``;`` comment."""
-        while self.peek() in " \t" and self.i < len(self.s):
-            self.advance()
-        m = _BOOL_VALUE.match(self.s, self.i)
-        if m:
-            # a whole-value keyword: anything but a comment after it is a syntax error
-            self.advance(m.end(1) - self.i)
-            word = m.group(1).lower()
-            self.rest_of_line()
-            return "1" if word in ("true", "on", "yes") else ""
-        parts: list[tuple[str, bool]] = []  # (text, is a run of blanks)
-        while self.i < len(self.s):
-            c = self.peek()
-            if c in "\r\n;":
-                break
-            if c in " \t":
-                j = self.i
-                while j < len(self.s) and self.s[j] in " \t":
-                    j += 1
-                parts.append((self.s[self.i:j], True))
-                self.advance(j - self.i)
-                continue
-            if c == '"':
-                # the scanner's {TABS_AND_SPACES}*["] and ["]{TABS_AND_SPACES}*: blanks
-                # around a double-quoted part are dropped (not around other parts)
-                while parts and parts[-1][1]:
-                    parts.pop()
-                parts.append((self.double_quoted(), False))
-                while self.i < len(self.s) and self.peek() in " \t":
-                    self.advance()
-            elif c == "'":
-                end = self.s.find("'", self.i + 1)
-                if end < 0:
-                    raise self.error("end of file, expecting \"'\"")
-                parts.append((self.s[self.i + 1:end], False))
-                self.advance(end + 1 - self.i)
-            elif c == "$" and self.peek(1) == "{":
-                parts.append((self.variable(), False))
-            elif c in _OPERATORS:
-                if not key.startswith("session."):
-                    # an expression (error_reporting = E_ALL & ~E_NOTICE): not ours, skip it
-                    while self.i < len(self.s) and self.peek() not in "\r\n;":
-                        self.advance()
-                    parts = []
-                    break
-                raise self.error(f"'{c}' (ini expressions are not supported by phpsess)")
-            elif c == "=":
-                raise self.error("'='")
-            elif c == "\0":
-                raise self.error("NUL byte")
-            else:
-                j = self.i + 1
-                while j < len(self.s) and (self.s[j] not in _VALUE_STOP or (
-                        self.s[j] == "$" and _ch(self.s, j + 1) != "{")):
-                    j += 1
-                parts.append((self.s[self.i:j], False))
-                self.advance(j - self.i)
-        # blanks before the end of line or a comment are not part of the value
-        while parts and parts[-1][1]:
-            parts.pop()
-        self.rest_of_line()
-        return "".join(text for text, _ in parts)
-
-    def rest_of_line(self) -> None:
-        """Skip blanks and a ``;`` comment; anything else there is a syntax error."""
-        while self.i < len(self.s) and self.peek() in " \t":
-            self.advance()
-        if self.peek() == ";":
-            while self.i < len(self.s) and self.peek() not in "\r\n":
-                self.advance()
-        if self.i < len(self.s) and self.peek() not in "\r\n":
-            raise self.error(f"'{self.peek()}'")
-
-    def entries(self) -> Iterator[tuple[str | None, str, str | None]]:
-        """(section, key, value) for every entry, as scanned; value None for a bare key."""
-        section: str | None = None
-        s = self.s
-        while self.i < len(s):
-            c = self.peek()
-            if c in " \t\r\n":
-                self.advance()
-                continue
-            if c == ";":
-                while self.i < len(s) and self.peek() not in "\r\n":
-                    self.advance()
-                continue
-            if c == "[":
-                end = s.find("]", self.i)
-                if end < 0 or "\n" in s[self.i:end]:
-                    raise self.error("end of line, expecting ']'")
-                section = s[self.i + 1:end].strip(" \t")
-                self.advance(end + 1 - self.i)
-                self.rest_of_line()
-                continue
-            m = _NAME_CHARS.match(s, self.i)
-            if not m:
-                raise self.error(f"'{c}'")
-            key = m.group().rstrip(" ")
-            self.advance(m.end() - self.i)
-            while self.peek() in " \t" and self.i < len(s):
-                self.advance()
-            if self.peek() == "[":  # key[offset] = value: arrays, never session.*
-                end = s.find("]", self.i)
-                if end < 0:
-                    raise self.error("end of line, expecting ']'")
-                key += s[self.i:end + 1]
-                self.advance(end + 1 - self.i)
-                while self.peek() in " \t" and self.i < len(s):
-                    self.advance()
-            if self.peek() == "=":
-                self.advance()
-                yield section, key, self.value(key)
-            else:
-                self.rest_of_line()
-                yield section, key, None
-
-
-def load_ini_file(path: str, environ: Mapping[str, str] | None = None) -> dict[str, str]:
-    """Read a php.ini-syntax file and return its ``session.*`` entries as raw strings.
-
-    Follows PHP's ini scanner for what appears in session settings: ``;`` comments,
-    ``"double"`` quotes (``\\"``, ``\\\\``, ``\\$`` escapes), ``'single'`` raw quotes,
-    adjacent parts concatenated (``"a" b`` -> ``a b``), trailing blanks dropped,
-    whole values ``On``/``yes``/``true`` -> ``"1"`` and ``Off``/``no``/``false``/``none``/
-    ``null`` -> ``""`` (any case; so ``cookie_samesite = None`` is empty, as in PHP), and
-    ``${NAME}`` -> an earlier entry of the file, else the environment variable, else ``""``.
-    Plain ``[sections]`` are ignored as PHP does; entries under ``[HOST=...]`` and
-    ``[PATH=...]`` apply only to some requests in PHP and are skipped -- as is, like in
-    PHP, every entry after such a section, even under a later ``[PHP]``.  The last of
-    repeated keys wins.  Differences: PHP's ini expressions (``|``, ``&``, ``~``, ``!``,
-    ``^``, parentheses) and constant names are not evaluated (the first is an error, the
-    second kept literally), and a syntax error raises instead of ignoring the rest.
-
-    :param environ: the variables for ``${NAME}`` (default ``os.environ``).
-    :raises ConfigError: the file cannot be read or has a syntax error.
-    """
-    env = os.environ if environ is None else environ
-    try:
-        with open(path, "rb") as fh:
-            text = fh.read().decode("utf-8", "surrogateescape")
-    except OSError as exc:
-        raise ConfigError(path, None, f"cannot read {path}: {exc.strerror or exc}") from exc
-    seen: dict[str, str] = {}
-
-    def lookup(name: str) -> str:
-        if name in seen:
-            return seen[name]
-        return env.get(name, "")
-
-    scanner = _IniScanner(text, lookup)
-    out: dict[str, str] = {}
-    per_request = False
-    try:
-        for section, key, value in scanner.entries():
-            if value is None:
-                continue
-            # main/php_ini.c: a section named PATH... or HOST... collects the entries for
-            # some requests only -- and so does every entry after it, whatever section
-            # follows (the active section is never reset)
-            if section is not None and section[:4].upper() in ("HOST", "PATH"):
-                per_request = True
-            if per_request:
-                continue
-            seen[key] = value
-            if key.startswith("session."):
-                out[key] = value
-    except _IniSyntaxError as exc:
-        raise ConfigError(path, None, f"{exc} in {path} on line {scanner.line}") from None
-    return out
-
-
-def from_ini_file(path: str, *, warn: Warn | None = None) -> SessionConfig:
-    """A SessionConfig with PHP's defaults overridden by ``path``'s ``session.*`` entries.
-
-    Entries phpsess does not know (``session.cookie_partitioned`` of PHP 8.5, typos) are
-    ignored, as PHP ignores unknown ini entries; invalid values raise.
-
-    :raises ConfigError: unreadable file, syntax error, or a value PHP would refuse.
-    """
-    entries = load_ini_file(path)
-    known = {k: v for k, v in entries.items() if SessionConfig.canonical(k) is not None}
-    for k in entries.keys() - known.keys():
-        log.warning("%s: unknown setting %s ignored", path, k)
-    return SessionConfig(known, warn=warn)

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from .config import SessionConfig
 
 __all__ = [
+    "reason_phrase",
     "COOKIE_NAME_FORBIDDEN",
     "SESSION_NAME_WARNING",
     "CookieNameError",
@@ -323,3 +324,16 @@ def cache_limiter_headers(
     if script_mtime is not None:
         out.append(("Last-Modified", _limiter_date(math.floor(script_mtime))))
     return out
+
+
+_REASONS = {
+    200: "OK", 201: "Created", 204: "No Content", 301: "Moved Permanently", 302: "Found",
+    303: "See Other", 304: "Not Modified", 307: "Temporary Redirect", 400: "Bad Request",
+    401: "Unauthorized", 403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed",
+    500: "Internal Server Error", 502: "Bad Gateway", 503: "Service Unavailable",
+}
+
+
+def reason_phrase(status: int) -> str:
+    """The HTTP reason phrase PHP sends for ``status`` (``"OK"`` for 200)."""
+    return _REASONS.get(status, "")

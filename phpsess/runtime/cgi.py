@@ -19,7 +19,10 @@ import sys
 from types import TracebackType
 from typing import BinaryIO, Callable, Mapping
 
-from ..session.request import Request, install_output_proxy, request_context
+from ..session import context
+from ..session.context import request_context
+from ..session.request import Request
+from .output import install_output_proxy
 from .sapi import cgi_head, finalize_headers
 
 __all__ = ["activate", "activate_if_cgi", "is_cgi", "active_request", "read_body"]
@@ -39,9 +42,7 @@ def active_request() -> Request | None:
 
 
 def _in_request_context() -> bool:
-    from ..session import request as _request_module
-
-    return _request_module._current.get(None) is not None
+    return context.active_request() is not None
 
 
 def activate_if_cgi() -> Request | None:

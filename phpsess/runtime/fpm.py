@@ -46,7 +46,7 @@ from flup.server.fcgi_fork import WSGIServer
 from ..storage import locks
 from ..core import telemetry
 from .fcgi import fcgi_records, serve_connection
-from ..session.request import install_output_proxy
+from .output import install_output_proxy
 
 __all__ = ["FastCGIPool", "parse_listen", "serve_fpm", "fcgi_records"]
 
@@ -449,7 +449,7 @@ def _preload() -> None:
     from ..core import codec, formats as encoding, lazydata
     from .. import php  # noqa: F401
     from ..storage.base import handler_class
-    from ..session.request import default_config
+    from ..session.settings import default_config
 
     try:
         handler_class(default_config().save_handler)

@@ -29,8 +29,10 @@ import types
 from typing import IO, Any, Callable, Iterator, Mapping
 
 from ..core.config import SessionConfig
-from ..session.request import HeadersSink, Request, install_output_proxy, reason_phrase, request_context
-from ..session.request import _current as _current_request
+from ..core.http import reason_phrase
+from ..session.context import active_request, request_context
+from ..session.request import HeadersSink, Request
+from .output import install_output_proxy
 
 __all__ = [
     "DEFAULT_CONTENT_TYPE",
@@ -188,7 +190,7 @@ def run_script(path: str, request: Request) -> None:
 
 
 def _current_or_none() -> Request | None:
-    return _current_request.get(None)
+    return active_request()
 
 
 def resolve_script(environ: Mapping[str, str], root: str) -> str | None:

@@ -42,7 +42,7 @@ from typing import Callable, Sequence
 
 from .. import __version__
 from ..storage import locks
-from ..session.request import reason_phrase
+from ..core.http import reason_phrase
 
 __all__ = [
     "serve",
@@ -563,7 +563,7 @@ class Server:
         if os.getppid() != self._master_pid:  # the master died before prctl
             os._exit(0)
         self.pids = {}
-        from ..session.request import install_output_proxy
+        from .output import install_output_proxy
 
         install_output_proxy()
 
@@ -795,8 +795,8 @@ def serve(
     :raises ConfigError: ``ini`` holds a setting PHP would refuse.
     """
     if ini is not None:
-        from ..core.config import from_ini_file
-        from ..session.request import set_default_config
+        from ..session.settings import from_ini_file
+        from ..session.settings import set_default_config
 
         set_default_config(from_ini_file(ini))
         os.environ["PHPSESS_INI"] = os.path.abspath(ini)

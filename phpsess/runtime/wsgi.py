@@ -22,8 +22,12 @@ import os
 from types import TracebackType
 from typing import Any, Callable, Iterable, Iterator, Mapping, Optional, Union
 
-from ..core.config import SessionConfig, from_ini_file
-from ..session.request import Request, install_output_proxy, reason_phrase, request_context
+from ..core.config import SessionConfig
+from ..session.settings import from_ini_file, log_warning
+from ..session.request import Request
+from .output import install_output_proxy
+from ..core.http import reason_phrase
+from ..session.context import request_context
 
 __all__ = ["SessionMiddleware", "cgi_environ", "merge_headers"]
 
@@ -86,7 +90,7 @@ def _load_config(ini: IniSource) -> SessionConfig | None:
     if ini is None or isinstance(ini, SessionConfig):
         return ini
     if isinstance(ini, Mapping):
-        return SessionConfig(ini)
+        return SessionConfig(ini, warn=log_warning)
     return from_ini_file(os.fspath(ini))
 
 

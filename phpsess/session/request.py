@@ -1,91 +1,34 @@
 """One PHP-style request: superglobals, header list, output, shutdown. No socket I/O:
-output goes to callables the runtime adapter (cgi, fastcgi, serve, wsgi) provides.
+output goes to callables the runtime adapter (cgi, fastcgi, serve, wsgi) provides, and
+the script's modification time is the one file system look-up it makes.
 
-The current request is found through a :class:`contextvars.ContextVar`, so a
-worker that serves many requests (or many threads) never leaks one request's
-session into another.  In a plain Python process with no adapter, a single
-CLI request is created on first use and shut down at interpreter exit, as PHP's
-CLI does.
+Which request is current is :mod:`phpsess.session.context`'s business.
 """
 
 from __future__ import annotations
 
-import atexit
-import contextvars
-import io
 import logging
 import os
 import sys
 import time
 import traceback
-from typing import IO, TYPE_CHECKING, Any, Callable, Iterator, Mapping
 from types import FrameType
+from typing import Any, Callable, Mapping
 
 from ..core import superglobals
 from ..core.config import SessionConfig
+from .session import Session
+from .settings import default_config
 
-if TYPE_CHECKING:
-    from .session import Session
-
-__all__ = [
-    "Request",
-    "current_request",
-    "request_context",
-    "default_config",
-    "set_default_config",
-    "OutputProxy",
-    "install_output_proxy",
-    "HeadersSink",
-]
+__all__ = ["Request", "HeadersSink"]
 
 log = logging.getLogger(__name__)
 
 #: receives (status, headers) once, when the first body byte (or the end) comes
 HeadersSink = Callable[[int, list[tuple[str, str]]], None]
 
-_PKG_DIR = os.path.dirname(__file__)
-_current: contextvars.ContextVar["Request"] = contextvars.ContextVar("phpsess_request")
-_default_config: SessionConfig | None = None
-_cli_request: "Request | None" = None
-
-
-def default_config() -> SessionConfig:
-    """The process-wide settings every new request copies (php.ini level).
-
-    Read once from ``$PHPSESS_INI`` when set, else PHP's defaults.
-    """
-    global _default_config
-    if _default_config is None:
-        path = os.environ.get("PHPSESS_INI")
-        if path:
-            from ..core.config import from_ini_file
-
-            _default_config = from_ini_file(path)
-        else:
-            _default_config = SessionConfig()
-    return _default_config
-
-
-def set_default_config(cfg: SessionConfig) -> None:
-    """Replace the process-wide settings (``--ini FILE`` of the runtimes)."""
-    global _default_config
-    _default_config = cfg
-
-
-_REASONS = {
-    200: "OK", 201: "Created", 204: "No Content", 301: "Moved Permanently", 302: "Found",
-    303: "See Other", 304: "Not Modified", 307: "Temporary Redirect", 400: "Bad Request",
-    401: "Unauthorized", 403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed",
-    500: "Internal Server Error", 502: "Bad Gateway", 503: "Service Unavailable",
-}
-
-
-def reason_phrase(status: int) -> str:
-    """The HTTP reason phrase PHP sends for ``status`` (``"OK"`` for 200)."""
-    return _REASONS.get(status, "")
-
-
-_Session: Any = None  # phpsess.session.session.Session, once a request used a session
+#: the package's directory: frames under it are phpsess's own, not the script's
+_PKG_DIR = os.path.dirname(os.path.dirname(__file__))
 
 
 class Request:
@@ -147,10 +90,7 @@ class Request:
     def session(self) -> "Session":
         """This request's :class:`~phpsess.session.session.Session`, created on first use."""
         if self._session is None:
-            global _Session
-            if _Session is None:  # (session imports this module: bound on first use)
-                from .session import Session as _Session
-            self._session = _Session(self)
+            self._session = Session(self)
         return self._session
 
     @property
@@ -299,132 +239,3 @@ class Request:
         self._write_body = None
         if self._session is not None:
             self._session.detach()
-
-
-def current_request() -> Request:
-    """The request being served in this context.
-
-    Outside any runtime adapter this is a process-wide CLI request (PHP CLI
-    semantics), shut down at interpreter exit.
-    """
-    req = _current.get(None)
-    if req is not None:
-        return req
-    global _cli_request
-    if _cli_request is None or _cli_request.finished:
-        _cli_request = Request(environ={}, cli=True, write_body=_stdout_write)
-        atexit.register(_cli_request.shutdown)
-    return _cli_request
-
-
-def _stdout_write(data: bytes) -> None:
-    out = sys.__stdout__
-    if out is not None:
-        out.flush()
-        out.buffer.write(data)
-        out.buffer.flush()
-
-
-class request_context:
-    """``with request_context(req): ...`` makes ``req`` current, and shuts it down on exit.
-
-    Shutdown runs on every exit path (normal end, exception, ``sys.exit``).
-    """
-
-    def __init__(self, request: Request, *, shutdown: bool = True) -> None:
-        self.request = request
-        self._token: contextvars.Token[Request] | None = None
-        self._shutdown = shutdown
-
-    def __enter__(self) -> Request:
-        self._token = _current.set(self.request)
-        return self.request
-
-    def __exit__(self, *exc: object) -> None:
-        try:
-            if self._shutdown:
-                self.request.shutdown()
-        finally:
-            if self._token is not None:
-                _current.reset(self._token)
-
-
-class OutputProxy(io.TextIOBase):
-    """A ``sys.stdout`` replacement that sends ``print()`` output to the current request.
-
-    Outside a request context it writes to the original stream.  Text is
-    encoded as UTF-8; ``.buffer`` accepts bytes.
-    """
-
-    def __init__(self, fallback: IO[str]) -> None:
-        super().__init__()
-        self._fallback = fallback
-        self.buffer = _BinaryOutput(self)
-
-    def _target(self) -> Request | None:
-        return _current.get(None)
-
-    def write(self, s: str) -> int:
-        req = self._target()
-        if req is None:
-            return self._fallback.write(s)
-        req.write(s.encode("utf-8", "surrogateescape"))
-        return len(s)
-
-    def write_bytes(self, b: bytes) -> int:
-        req = self._target()
-        if req is None:
-            self._fallback.flush()
-            fb = getattr(self._fallback, "buffer", None)
-            if fb is not None:
-                return int(fb.write(b))
-            return self._fallback.write(b.decode("utf-8", "replace"))
-        req.write(bytes(b))
-        return len(b)
-
-    def flush(self) -> None:
-        if self._target() is None:
-            self._fallback.flush()
-
-    def writable(self) -> bool:
-        return True
-
-    @property
-    def encoding(self) -> str:  # type: ignore[override]
-        return "utf-8"
-
-    def isatty(self) -> bool:
-        return False
-
-    def fileno(self) -> int:
-        return self._fallback.fileno()
-
-
-class _BinaryOutput(io.RawIOBase):
-    def __init__(self, proxy: OutputProxy) -> None:
-        super().__init__()
-        self._proxy = proxy
-
-    def write(self, b: Any) -> int:
-        return self._proxy.write_bytes(bytes(b))
-
-    def writable(self) -> bool:
-        return True
-
-    def flush(self) -> None:
-        self._proxy.flush()
-
-
-def install_output_proxy() -> OutputProxy:
-    """Replace ``sys.stdout`` with an :class:`OutputProxy` (idempotent); return it."""
-    if isinstance(sys.stdout, OutputProxy):
-        return sys.stdout
-    proxy = OutputProxy(sys.stdout)
-    sys.stdout = proxy
-    return proxy
-
-
-def iter_headers(headers: list[tuple[str, str]]) -> Iterator[str]:
-    """``"Name: value"`` lines."""
-    for n, v in headers:
-        yield f"{n}: {v}"

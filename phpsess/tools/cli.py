@@ -146,8 +146,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _load_ini(path: str | None) -> Any:
     """Apply ``--ini`` process-wide (and for child processes through ``$PHPSESS_INI``)."""
-    from ..core.config import from_ini_file
-    from ..session.request import default_config, set_default_config
+    from ..session.settings import from_ini_file
+    from ..session.settings import default_config, set_default_config
 
     if path:
         path = os.path.abspath(path)

@@ -87,7 +87,8 @@ with warnings.catch_warnings(record=True) as caught:
                     continue
             emit(event="closed", tries=tries)
         elif op == "loop":  # many requests in one process, as a phpsess fpm worker runs them
-            from phpsess.session.request import Request, request_context
+            from phpsess.session.request import Request
+            from phpsess.session.context import request_context
             rounds, sids, hold = args
             rng = __import__("random").Random(os.getpid())
             done = 0

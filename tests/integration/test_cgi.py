@@ -323,7 +323,8 @@ def test_fcgiwrap_session_lock_serializes_requests(nginx_cgi: Nginx, site: Path)
 # -- activation rules ----------------------------------------------------------------------
 def test_activate_if_cgi_is_a_no_op_outside_cgi_and_inside_a_request(monkeypatch: pytest.MonkeyPatch) -> None:
     from phpsess.runtime import cgi
-    from phpsess.session.request import Request, request_context
+    from phpsess.session.request import Request
+    from phpsess.session.context import request_context
 
     monkeypatch.delenv("GATEWAY_INTERFACE", raising=False)
     assert cgi.activate_if_cgi() is None and cgi.active_request() is None

@@ -17,7 +17,8 @@ from typing import Any
 
 import pytest
 
-from phpsess.core.config import SETTINGS, ConfigError, SessionConfig, load_ini_file
+from phpsess.core.config import SETTINGS, ConfigError, SessionConfig
+from phpsess.session.settings import load_ini_file
 from phpsess.core.zend import strval
 from phpsess.core.ids import ALPHABET
 

@@ -1,0 +1,89 @@
+"""``print()`` into the current request: a ``sys.stdout`` replacement. Writes to the
+process's original stdout outside any request.
+"""
+
+from __future__ import annotations
+
+import io
+import sys
+from typing import IO, Any
+
+from ..session.context import active_request
+from ..session.request import Request
+
+__all__ = ["OutputProxy", "install_output_proxy"]
+
+
+class OutputProxy(io.TextIOBase):
+    """A ``sys.stdout`` replacement that sends ``print()`` output to the current request.
+
+    Outside a request context it writes to the original stream.  Text is
+    encoded as UTF-8; ``.buffer`` accepts bytes.
+    """
+
+    def __init__(self, fallback: IO[str]) -> None:
+        super().__init__()
+        self._fallback = fallback
+        self.buffer = _BinaryOutput(self)
+
+    def _target(self) -> Request | None:
+        return active_request()
+
+    def write(self, s: str) -> int:
+        req = self._target()
+        if req is None:
+            return self._fallback.write(s)
+        req.write(s.encode("utf-8", "surrogateescape"))
+        return len(s)
+
+    def write_bytes(self, b: bytes) -> int:
+        req = self._target()
+        if req is None:
+            self._fallback.flush()
+            fb = getattr(self._fallback, "buffer", None)
+            if fb is not None:
+                return int(fb.write(b))
+            return self._fallback.write(b.decode("utf-8", "replace"))
+        req.write(bytes(b))
+        return len(b)
+
+    def flush(self) -> None:
+        if self._target() is None:
+            self._fallback.flush()
+
+    def writable(self) -> bool:
+        return True
+
+    @property
+    def encoding(self) -> str:  # type: ignore[override]
+        return "utf-8"
+
+    def isatty(self) -> bool:
+        return False
+
+    def fileno(self) -> int:
+        return self._fallback.fileno()
+
+
+class _BinaryOutput(io.RawIOBase):
+    def __init__(self, proxy: OutputProxy) -> None:
+        super().__init__()
+        self._proxy = proxy
+
+    def write(self, b: Any) -> int:
+        return self._proxy.write_bytes(bytes(b))
+
+    def writable(self) -> bool:
+        return True
+
+    def flush(self) -> None:
+        self._proxy.flush()
+
+
+def install_output_proxy() -> OutputProxy:
+    """Replace ``sys.stdout`` with an :class:`OutputProxy` (idempotent); return it."""
+    if isinstance(sys.stdout, OutputProxy):
+        return sys.stdout
+    proxy = OutputProxy(sys.stdout)
+    sys.stdout = proxy
+    return proxy
