@@ -349,7 +349,7 @@ def session_cache_expire(value: int | str | None = None) -> IntOrFalse:
     old = s.config.cache_expire
     if value is None:
         return old
-    if s.status == Status.ACTIVE:
+    if s.active:
         s.diagnose("Session cache expiration cannot be changed when a session is active")
         return old
     if s.request.headers_sent:
@@ -390,7 +390,7 @@ def ini_set(option: str, value: Any) -> str | bool:
     if SETTINGS[key].mode == "PERDIR":
         return False
     if not key.startswith("trans_sid_"):
-        if s.status == Status.ACTIVE:
+        if s.active:
             s.diagnose("Session ini settings cannot be changed when a session is active")
             return False
         if req.headers_sent:
@@ -525,7 +525,7 @@ class _SessionProxy(MutableMapping):  # type: ignore[type-arg]
     @staticmethod
     def _data() -> Any:
         s = current_request().session
-        if s.lazy_pending:
+        if s.pending:
             s.function = "session_start"
             s.load_lazy()
         return s.data

@@ -1,6 +1,6 @@
 """Merge mode (``session.concurrency = merge``): requests that neither block nor lose updates.
-No I/O of its own: the pure part computes and applies changes; :func:`merge_write` stores
-them through the request's save handler.
+No I/O: this module computes and applies changes; the session stores them through its
+save handler (:meth:`phpsess.session.session.Session.write_merged`).
 
 PHP offers two bad choices for a page that fires many AJAX requests on one
 session: hold the lock (requests run one after another) or close early (a
@@ -42,19 +42,10 @@ writes either.
 
 from __future__ import annotations
 
-import logging
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import Any, Mapping
 
-from . import codec, formats as encoding
-from ..errors import MergeConflict, SessionDecodeError, SessionEncodeError
-
-if TYPE_CHECKING:
-    from ..storage.base import SaveHandler
-    from ..session.session import Session
-
-__all__ = ["DELETED", "snapshot", "changes", "apply_changes", "conflicts", "merge_stored", "merge_write"]
-
-log = logging.getLogger(__name__)
+from ..errors import MergeConflict, SessionEncodeError
+from . import codec
 
 
 class _Deleted:
@@ -161,44 +152,3 @@ def merge_stored(
         if clash:
             raise MergeConflict([str(k) for k in clash])
     return apply_changes(stored, delta)
-
-
-def merge_write(session: "Session", handler: "SaveHandler", sid: str) -> None:
-    """Take the lock again, re-read, apply this request's changes, write (step 3 above).
-
-    The handler was closed after the start's read; it is opened and read (locked)
-    here and left open: the caller closes it, which releases the lock.
-
-    :raises MergeConflict: see :func:`merge_stored` (nothing is written).
-    :raises SaveHandlerError: from the handler.
-    """
-    cfg = session.config
-    base = session.merge_base or {}
-    handler.open(cfg.save_path, cfg.name)
-    raw = handler.read(sid)
-    stored: Any
-    try:
-        stored = encoding.decode(raw, cfg.serialize_handler) if raw else {}
-    except SessionDecodeError as exc:
-        log.warning("merge: stored session %s does not decode (%s); writing this request's data", sid, exc)
-        stored = None
-    if not isinstance(stored, dict):
-        stored = None  # undecodable, or php_serialize holding a non-array: replaced
-    merged = merge_stored(base, session.data, stored or {}, on_conflict=cfg.merge_conflict)
-    if merged is None:
-        # nothing changed here: keep the session alive as PHP's lazy_write does,
-        # without rewriting it from this request's (possibly stale) copy
-        log.debug("merge: session %s unchanged by this request; touching it", sid)
-        if cfg.lazy_write:
-            handler.update_timestamp(sid, raw)
-        else:
-            handler.write(sid, raw)
-        if stored is not None:
-            session.data = stored
-        return
-    session.data = merged
-    payload = session._encode(merged) or b""
-    if cfg.lazy_write and payload == raw:
-        handler.update_timestamp(sid, payload)
-    else:
-        handler.write(sid, payload)

@@ -1,16 +1,32 @@
-"""The session_status() state machine, as a table. No I/O.
+"""The session's state machine, as a table. No I/O.
 
-What each action does to the save handler:
+PHP shows three statuses (``session_status()``: DISABLED, NONE, ACTIVE).  phpsess's
+session goes through more phases, because it can start lazily and merge instead of
+holding the lock; every change of phase is an :class:`Event` looked up in
+:data:`TRANSITIONS`, and an event the table does not allow raises
+:class:`~phpsess.errors.SessionStateError`.
 
-* START: open, read (the handler locks the id), decode. -> ACTIVE
-* START_READ_AND_CLOSE: open, read, decode, close without writing (lock released). -> NONE
-* WRITE_CLOSE: encode, write (or update_timestamp), close (lock released). -> NONE
-* ABORT: close without writing. -> NONE
-* DESTROY: destroy(id), close. -> NONE
-* RESET: open again and re-read; the data read replaces $_SESSION. -> ACTIVE
-* REGENERATE_ID: write/destroy old, close, open, create_sid, read new (locks it). -> ACTIVE
-* UNSET, DECODE, GC: no state change, need ACTIVE.
-* FAIL: a start or decode that failed part-way (handler already closed). -> NONE
+Phases, and what each holds of the save handler:
+
+* NONE: no session (never started, written and closed, aborted, destroyed, failed).
+* OPENING: ``session_start()`` is under way: the handler is open, the id being chosen;
+  nothing read yet (PHP's status is already ACTIVE here, so a user handler that asks
+  sees ACTIVE).
+* PENDING: lazy start (``session.lazy_start``): started, id and cookie chosen, the
+  handler open but nothing read or locked until ``$_SESSION`` is first used.
+* LOCKED: read; the handler holds the session's lock until the session closes.
+* MERGING: merge mode (``session.concurrency = merge``): read, the lock already
+  released; the write takes it again briefly and merges (:mod:`phpsess.core.merge`).
+
+Events, and what they do to the handler:
+
+* OPEN: ``open()`` (again, for ``session_reset()``).  DEFER: nothing more for now.
+* READ: ``read()``, which takes the lock.  UNLOCK: ``close()`` right after the read.
+* REGENERATE: write or destroy the old id, ``close()``, ``open()``, ``create_sid()``,
+  ``read()`` the new id (which locks it).
+* CLOSE: ``write()``/``update_timestamp()`` (or nothing: abort, read_and_close),
+  then ``close()``.  DESTROY: ``destroy()``, ``close()``.
+* FAIL: whatever step failed; the handler is closed.  Allowed from every phase.
 """
 
 from __future__ import annotations
@@ -19,60 +35,82 @@ import enum
 
 from ..errors import SessionStateError, caused_by
 
-__all__ = ["Status", "Action", "TRANSITIONS", "next_status", "allowed"]
+__all__ = ["Status", "Phase", "Event", "TRANSITIONS", "STATUS", "next_phase", "allowed"]
 
 
 class Status(enum.IntEnum):
-    """PHP's session status constants."""
+    """PHP's session status constants (``session_status()``)."""
 
     DISABLED = 0  # PHP_SESSION_DISABLED
     NONE = 1  # PHP_SESSION_NONE
     ACTIVE = 2  # PHP_SESSION_ACTIVE
 
 
-class Action(enum.Enum):
-    """Everything that can change session_status()."""
+class Phase(enum.Enum):
+    """Where a session is in its life (the module docstring says what each holds)."""
 
-    START = "start"
-    START_READ_AND_CLOSE = "start_read_and_close"
-    WRITE_CLOSE = "write_close"
-    ABORT = "abort"
+    NONE = "none"
+    OPENING = "opening"
+    PENDING = "pending"
+    LOCKED = "locked"
+    MERGING = "merging"
+
+
+class Event(enum.Enum):
+    """Everything that changes a session's phase."""
+
+    OPEN = "open"
+    DEFER = "defer"
+    READ = "read"
+    UNLOCK = "unlock"
+    REGENERATE = "regenerate"
+    CLOSE = "close"
     DESTROY = "destroy"
-    RESET = "reset"
-    REGENERATE_ID = "regenerate_id"
-    UNSET = "unset"
-    DECODE = "decode"
-    GC = "gc"
     FAIL = "fail"
 
 
-TRANSITIONS: dict[tuple[Status, Action], Status] = {
-    (Status.NONE, Action.START): Status.ACTIVE,
-    (Status.NONE, Action.START_READ_AND_CLOSE): Status.NONE,
-    (Status.ACTIVE, Action.WRITE_CLOSE): Status.NONE,
-    (Status.ACTIVE, Action.ABORT): Status.NONE,
-    (Status.ACTIVE, Action.DESTROY): Status.NONE,
-    (Status.ACTIVE, Action.RESET): Status.ACTIVE,
-    (Status.ACTIVE, Action.REGENERATE_ID): Status.ACTIVE,
-    (Status.ACTIVE, Action.UNSET): Status.ACTIVE,
-    (Status.ACTIVE, Action.DECODE): Status.ACTIVE,
-    (Status.ACTIVE, Action.GC): Status.ACTIVE,
-    (Status.ACTIVE, Action.FAIL): Status.NONE,
-    (Status.NONE, Action.FAIL): Status.NONE,
+P, E = Phase, Event
+TRANSITIONS: dict[tuple[Phase, Event], Phase] = {
+    (P.NONE, E.OPEN): P.OPENING,
+    (P.LOCKED, E.OPEN): P.OPENING,  # session_reset()
+    (P.MERGING, E.OPEN): P.OPENING,
+    (P.OPENING, E.DEFER): P.PENDING,
+    (P.OPENING, E.READ): P.LOCKED,
+    (P.PENDING, E.READ): P.LOCKED,
+    (P.LOCKED, E.UNLOCK): P.MERGING,
+    (P.LOCKED, E.REGENERATE): P.LOCKED,
+    (P.MERGING, E.REGENERATE): P.MERGING,
+    (P.PENDING, E.CLOSE): P.NONE,
+    (P.LOCKED, E.CLOSE): P.NONE,
+    (P.MERGING, E.CLOSE): P.NONE,
+    (P.OPENING, E.DESTROY): P.NONE,  # a payload that does not decode destroys the session
+    (P.LOCKED, E.DESTROY): P.NONE,
+    (P.MERGING, E.DESTROY): P.NONE,
+    **{(phase, E.FAIL): P.NONE for phase in Phase},
+}
+del P, E
+
+#: what ``session_status()`` says in each phase
+STATUS: dict[Phase, Status] = {
+    Phase.NONE: Status.NONE,
+    Phase.OPENING: Status.ACTIVE,
+    Phase.PENDING: Status.ACTIVE,
+    Phase.LOCKED: Status.ACTIVE,
+    Phase.MERGING: Status.ACTIVE,
 }
 
 
-def allowed(status: Status, action: Action) -> bool:
-    """True when ``action`` may run in ``status``."""
-    return (status, action) in TRANSITIONS
+def allowed(phase: Phase, event: Event) -> bool:
+    """True when ``event`` may happen in ``phase``."""
+    return (phase, event) in TRANSITIONS
 
 
-def next_status(status: Status, action: Action) -> Status:
-    """The status after ``action``.
+def next_phase(phase: Phase, event: Event) -> Phase:
+    """The phase after ``event``.
 
-    :raises SessionStateError: the action is not allowed in ``status``.
+    :raises SessionStateError: the table does not allow ``event`` in ``phase``.
     """
     try:
-        return TRANSITIONS[status, action]
+        return TRANSITIONS[phase, event]
     except KeyError:
-        raise caused_by(SessionStateError(status, action), None)
+        raise caused_by(SessionStateError(phase, event), None)

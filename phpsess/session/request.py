@@ -85,6 +85,20 @@ class Request:
         """The running script's path (``SCRIPT_FILENAME``/``PATH_TRANSLATED``), if known."""
         return self.environ.get("SCRIPT_FILENAME") or self.environ.get("PATH_TRANSLATED") or None
 
+    def script_mtime(self) -> float | None:
+        """The running script's modification time (the cache limiters' ``Last-Modified``):
+        ``SCRIPT_FILENAME``'s, or in CLI the main module's; None when unknown."""
+        path = self.script_filename
+        if path is None and self.cli:
+            main = sys.modules.get("__main__")
+            path = getattr(main, "__file__", None)
+        if not path:
+            return None
+        try:
+            return os.stat(path).st_mtime
+        except OSError:
+            return None
+
     # -- the session -------------------------------------------------------------------
     @property
     def session(self) -> "Session":

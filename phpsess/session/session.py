@@ -1,26 +1,22 @@
 """Session: one request's session lifecycle over a SaveHandler, as PHP 8.2's session.c runs it.
 
 No direct I/O: storage goes through the save handler, headers through the
-request's header list.  PHP's diagnostics (warnings, notices) are reported
+request's header list.  Every change of phase goes through the state table of
+:mod:`phpsess.core.state`.  PHP's diagnostics (warnings, notices) are reported
 through :meth:`Session.diagnose`, which emits :class:`~phpsess.errors.PHPWarning`
 / :class:`~phpsess.errors.PHPNotice` carrying PHP's text while a PHP-named
 function runs, and logs them during request shutdown (as PHP's log would).
-
-Section numbers (§) refer to /shared/spec/php-session-semantics.md.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import random
-import sys
 import warnings
-from typing import TYPE_CHECKING, Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Protocol
 
-from ..core import formats as encoding, http as headers, ids
 from ..compiled import IntOrFalse
-from ..core import zend
+from ..core import formats as encoding, http as headers, ids, merge, zend
 from ..core.config import SETTINGS, SessionConfig
 from ..errors import (
     ConfigError,
@@ -36,14 +32,34 @@ from ..errors import (
 )
 from ..storage.base import SaveHandler, handler_class
 from ..core.lazydata import SPANS, Entries, SessionData, encode_entries, is_array
-from ..core.state import Action, Status, next_status
+from ..core.state import STATUS, Event, Phase, Status, next_phase
 
-if TYPE_CHECKING:
-    from .request import Request
-
-__all__ = ["Session"]
+__all__ = ["Session", "RequestView"]
 
 log = logging.getLogger(__name__)
+
+
+class RequestView(Protocol):
+    """What a session needs of its request (:class:`phpsess.session.request.Request`)."""
+
+    config: SessionConfig
+    COOKIE: dict[Any, Any]
+    GET: dict[Any, Any]
+    POST: dict[Any, Any]
+    SERVER: dict[str, Any]
+    headers: list[tuple[str, str]]
+    headers_sent: bool
+    lock_wait: float
+    clock: Callable[[], float]
+
+    @property
+    def headers_sent_at(self) -> str: ...
+
+    def add_header(self, name: str, value: str, replace: bool = False) -> None: ...
+
+    def remove_header(self, name: str, value_prefix: str | None = None) -> None: ...
+
+    def script_mtime(self) -> float | None: ...
 
 
 class Session:
@@ -53,13 +69,14 @@ class Session:
     their arguments and results follow PHP's so that :mod:`phpsess.php` only adapts names.
     """
 
-    def __init__(self, request: "Request") -> None:
+    def __init__(self, request: RequestView) -> None:
         # the request owns its session; Request.end_response() cuts this link back when
         # the request is over, so the pair dies by reference count, not by the cycle
         # collector (a cycle per request cost a pool worker ~7 µs of gc per request)
-        self._request: Request | None = request
+        self._request: RequestView | None = request
         self.config: SessionConfig = request.config
-        self.status = Status.NONE
+        #: where the session is in its life (core/state.py); changed only by _go()
+        self.phase = Phase.NONE
         self.id: str | None = None
         #: ``$_SESSION``: a plain dict of user data (or, after php_serialize decoded a
         #: non-array, that value, which is then never written, as in PHP)
@@ -77,15 +94,34 @@ class Session:
         #: the PHP function now running, for the ``fn(): `` prefix of diagnostics
         self.function: str | None = None
         self.random: Callable[[], float] = random.random
-        #: merge mode: the data as read, to find what this request changed
-        self.merge_base: dict[Any, bytes] | None = None
+        #: merge mode (phase MERGING): the data as read, to find what this request changed
+        self.merge_base: dict[Any, bytes] = {}
         self.lock_wait = 0.0
-        #: lazy start: started, but not yet read and locked (see load_lazy)
-        self.lazy_pending = False
+        #: lazy start (phase PENDING): whether the deferred read is read_and_close's
         self._lazy_shared = False
 
+    # -- the state machine -------------------------------------------------------------
+    def _go(self, event: Event) -> None:
+        """Change phase by ``event`` (core/state.py's table; an illegal event raises)."""
+        self.phase = next_phase(self.phase, event)
+
     @property
-    def request(self) -> "Request":
+    def status(self) -> Status:
+        """``session_status()``: PHP's view of the phase."""
+        return STATUS[self.phase]
+
+    @property
+    def active(self) -> bool:
+        """True while a session is started (PHP_SESSION_ACTIVE)."""
+        return self.phase is not Phase.NONE
+
+    @property
+    def pending(self) -> bool:
+        """True while a lazily started session has not been read yet."""
+        return self.phase is Phase.PENDING
+
+    @property
+    def request(self) -> RequestView:
         """The request this session belongs to.
 
         :raises RuntimeError: that request no longer exists.
@@ -146,7 +182,7 @@ class Session:
             raise TypeError(
                 f"session_start(): Argument #1 ($options) must be of type array, {zend.type_name(options)} given"
             )
-        if self.status == Status.ACTIVE:
+        if self.active:
             self.notice("Ignoring session_start() because a session is already active")
             return True
         cfg = self.config
@@ -179,9 +215,10 @@ class Session:
             self.data = {}
             return False
         if read_and_close:
-            if self.lazy_pending:
+            if self.pending:
                 self.load_lazy()
-            self._close(write=False)
+            if self.active:  # (a lazy read that failed has closed it already)
+                self._close(write=False)
         return True
 
     def _internal_start(self, *, shared: bool = False) -> bool:
@@ -218,7 +255,7 @@ class Session:
         if ok and cfg.cache_limiter:
             ok = self._send_cache_limiter()
         if not ok:
-            self.status = Status.NONE
+            self._go(Event.FAIL)
             self.id = None
             return False
         return True
@@ -226,10 +263,10 @@ class Session:
     def _initialize(self, *, shared: bool = False, reopen: bool = False) -> bool:
         """php_session_initialize() (§2.2 step 5.4)."""
         cfg = self.config
-        self.status = Status.ACTIVE
+        self._go(Event.OPEN)
         handler = self.handler if reopen and self.handler is not None else self._new_handler()
         if handler is None:
-            self.status = Status.NONE
+            self._go(Event.FAIL)
             return False
         if reopen and handler is not self.user_handler:
             self._safe_close(handler)
@@ -241,7 +278,7 @@ class Session:
                 self.diagnose(str(exc))
             self._safe_close(handler)
             self.handler = None
-            self.status = Status.NONE
+            self._go(Event.FAIL)
             self.diagnose(
                 f"Failed to initialize storage module: {self.module_name} (path: {cfg.save_path})"
             )
@@ -250,7 +287,7 @@ class Session:
             try:
                 self.id = handler.create_sid()
             except SaveHandlerError as exc:
-                self.status = Status.NONE
+                self._go(Event.FAIL)
                 self._safe_close(handler)
                 raise caused_by(RuntimeError(
                     f"Failed to create session ID: {self.module_name} (path: {cfg.save_path})"
@@ -265,13 +302,13 @@ class Session:
         self.data = {}
         self.bound = True
         if cfg.lazy_start and not reopen:
-            self.lazy_pending = True
+            self._go(Event.DEFER)
             self._lazy_shared = shared
             return True
         return self._read_and_decode(handler, shared=shared)
 
     def _ensure_loaded(self) -> None:
-        if self.lazy_pending:
+        if self.phase is Phase.PENDING:
             self.load_lazy()
 
     def load_lazy(self) -> bool:
@@ -280,14 +317,14 @@ class Session:
         A failure leaves the session inactive with an empty $_SESSION (and PHP's
         warnings), as a failed session_start() would.
         """
-        if not self.lazy_pending:
-            return self.status == Status.ACTIVE
-        self.lazy_pending = False
+        if self.phase is not Phase.PENDING:
+            return self.active
         handler = self.handler
-        if handler is None:
+        if handler is None:  # (cannot happen: PENDING keeps its handler)
+            self._go(Event.FAIL)
             return False
         if not self._read_and_decode(handler, shared=self._lazy_shared):
-            self.status = Status.NONE
+            self._go(Event.FAIL)
             self.id = None
             self.data = {}
             return False
@@ -309,6 +346,7 @@ class Session:
             if str(exc):
                 self.diagnose(str(exc))
             return self._read_failed(handler)
+        self._go(Event.READ)
         self._note_lock_wait(handler)
         self._maybe_gc(handler)
         self.lazy_snapshot = raw if cfg.lazy_write else None
@@ -318,13 +356,10 @@ class Session:
             self._cancel_decode()
             return False
         if cfg.concurrency == "merge" and is_array(self.data) and not shared:
-            # merge mode: no lock is held while the script works (phpsess/merge.py)
-            from ..core.merge import snapshot
-
-            self.merge_base = snapshot(self.data)
+            # merge mode: no lock is held while the script works (core/merge.py)
+            self.merge_base = merge.snapshot(self.data)
             self._safe_close(handler)
-        else:
-            self.merge_base = None
+            self._go(Event.UNLOCK)
         return True
 
     def _validate(self, handler: SaveHandler, sid: str) -> bool:
@@ -336,7 +371,7 @@ class Session:
     def _read_failed(self, handler: SaveHandler) -> bool:
         self._safe_close(handler)
         self.handler = None
-        self.status = Status.NONE
+        self._go(Event.FAIL)
         self.diagnose(
             f"Failed to read session data: {self.module_name} (path: {self.config.save_path})"
         )
@@ -379,7 +414,7 @@ class Session:
         self.diagnose("Failed to decode session object. Session has been destroyed")
 
     def _php_destroy(self) -> bool:
-        """php_session_destroy(): handler destroy + close, id cleared, status NONE."""
+        """php_session_destroy(): handler destroy + close, id cleared, phase NONE."""
         ok = True
         handler = self.handler
         SPANS.forget(self.id or "")
@@ -391,11 +426,10 @@ class Session:
                 self.diagnose("Session object destruction failed")
             self._safe_close(handler)
         self.handler = None
-        self.status = Status.NONE
+        self._go(Event.DESTROY)
         self.id = None
         self.bound = False
         self.lazy_snapshot = None
-        self.merge_base = None
         return ok
 
     # -- cookies and headers -----------------------------------------------------------
@@ -432,7 +466,7 @@ class Session:
             if self.handler is not None:
                 self._safe_close(self.handler)
                 self.handler = None
-            self.status = Status.NONE
+            self._go(Event.FAIL)
             self.diagnose(
                 f"Session cache limiter cannot be sent after headers have already been sent{req.headers_sent_at}"
             )
@@ -441,25 +475,13 @@ class Session:
         if limiter == "nocache":
             hdrs = headers.cache_limiter_headers(self.config, now=0.0, script_mtime=None)
         else:
-            hdrs = headers.cache_limiter_headers(self.config, now=req.clock(), script_mtime=self._script_mtime())
+            hdrs = headers.cache_limiter_headers(self.config, now=req.clock(), script_mtime=req.script_mtime())
         if not req.headers:
             req.headers.extend(hdrs)  # nothing to replace
         else:
             for name, value in hdrs:
                 req.add_header(name, value, replace=True)
         return True
-
-    def _script_mtime(self) -> float | None:
-        path = self.request.script_filename
-        if path is None and self.request.cli:
-            main = sys.modules.get("__main__")
-            path = getattr(main, "__file__", None)
-        if not path:
-            return None
-        try:
-            return os.stat(path).st_mtime
-        except OSError:
-            return None
 
     # -- closing -----------------------------------------------------------------------
     def _skip_warning(self, key: int) -> None:
@@ -481,15 +503,14 @@ class Session:
         """php_session_save_current_state() then close (§2.3)."""
         handler = self.handler
         cfg = self.config
-        if self.lazy_pending:
+        if self.phase is Phase.PENDING:
             write = False  # lazy start, $_SESSION never touched: nothing read, nothing to write
-            self.lazy_pending = False
         try:
             if write and handler is not None and is_array(self.data):
                 sid = self.id or ""
                 try:
-                    if self.merge_base is not None:
-                        self._merge_write(handler, sid)
+                    if self.phase is Phase.MERGING:
+                        self.write_merged(handler, sid)
                     else:
                         val, entries = self._encode_for_write(self.data)
                         if (
@@ -522,15 +543,49 @@ class Session:
             if handler is not None:
                 self._safe_close(handler)
             self.handler = None
-            self.status = Status.NONE
+            self._go(Event.CLOSE)
             self.lazy_snapshot = None
-            self.merge_base = None
 
-    def _merge_write(self, handler: SaveHandler, sid: str) -> None:
-        """Merge mode: re-read under the lock, apply only this request's top-level changes."""
-        from ..core import merge
+    def write_merged(self, handler: SaveHandler, sid: str) -> None:
+        """Merge mode's write: take the lock again, re-read, apply this request's
+        top-level changes (:func:`phpsess.core.merge.merge_stored`), write.
 
-        merge.merge_write(self, handler, sid)
+        The handler was closed after the start's read; it is opened and read (locked)
+        here and left open: the caller closes it, which releases the lock.
+
+        :raises MergeConflict: ``merge_conflict = error`` and another request changed a
+            key this one changed (nothing is written).
+        :raises SaveHandlerError: from the handler.
+        """
+        cfg = self.config
+        handler.open(cfg.save_path, cfg.name)
+        raw = handler.read(sid)
+        stored: Any
+        try:
+            stored = encoding.decode(raw, cfg.serialize_handler) if raw else {}
+        except SessionDecodeError as exc:
+            log.warning("merge: stored session %s does not decode (%s); writing this request's data", sid, exc)
+            stored = None
+        if not isinstance(stored, dict):
+            stored = None  # undecodable, or php_serialize holding a non-array: replaced
+        merged = merge.merge_stored(self.merge_base, self.data, stored or {}, on_conflict=cfg.merge_conflict)
+        if merged is None:
+            # nothing changed here: keep the session alive as PHP's lazy_write does,
+            # without rewriting it from this request's (possibly stale) copy
+            log.debug("merge: session %s unchanged by this request; touching it", sid)
+            if cfg.lazy_write:
+                handler.update_timestamp(sid, raw)
+            else:
+                handler.write(sid, raw)
+            if stored is not None:
+                self.data = stored
+            return
+        self.data = merged
+        payload = self._encode(merged) or b""
+        if cfg.lazy_write and payload == raw:
+            handler.update_timestamp(sid, payload)
+        else:
+            handler.write(sid, payload)
 
     def _safe_close(self, handler: SaveHandler) -> None:
         try:
@@ -540,14 +595,14 @@ class Session:
 
     def write_close(self) -> bool:
         """``session_write_close()``: False (silently) when not active."""
-        if self.status != Status.ACTIVE:
+        if not self.active:
             return False
         self._close(write=True)
         return True
 
     def abort(self) -> bool:
         """``session_abort()``: close without writing."""
-        if self.status != Status.ACTIVE:
+        if not self.active:
             return False
         self._close(write=False)
         return True
@@ -555,7 +610,7 @@ class Session:
     def reset(self) -> bool:
         """``session_reset()``: re-read the stored data, discarding changes (§3.4)."""
         self._ensure_loaded()
-        if self.status != Status.ACTIVE:
+        if not self.active:
             return False
         self._initialize(reopen=True)
         return True
@@ -563,7 +618,7 @@ class Session:
     def destroy(self) -> bool:
         """``session_destroy()`` (§3.5)."""
         self._ensure_loaded()
-        if self.status != Status.ACTIVE:
+        if not self.active:
             self.diagnose("Trying to destroy uninitialized session")
             return False
         return self._php_destroy()
@@ -571,7 +626,7 @@ class Session:
     def unset(self) -> bool:
         """``session_unset()``: empty $_SESSION (copies taken before are unaffected)."""
         self._ensure_loaded()
-        if self.status != Status.ACTIVE:
+        if not self.active:
             return False
         if is_array(self.data):
             self.data = {}
@@ -581,7 +636,7 @@ class Session:
         """PHP's RSHUTDOWN: write and close a session still active. Never raises."""
         self.function = None
         try:
-            if self.status == Status.ACTIVE:
+            if self.active:
                 self._close(write=True)
         except MergeConflict as exc:
             # merge_conflict = error, and the script did not write_close() itself
@@ -590,13 +645,13 @@ class Session:
             log.exception("session shutdown failed")
             if self.handler is not None:
                 self._safe_close(self.handler)
-            self.status = Status.NONE
+            self._go(Event.FAIL)
 
     # -- regenerate --------------------------------------------------------------------
     def regenerate_id(self, delete_old: bool = False) -> bool:
         """``session_regenerate_id($delete_old_session)`` (§3.7)."""
         self._ensure_loaded()
-        if self.status != Status.ACTIVE:
+        if not self.active:
             self.diagnose("Session ID cannot be regenerated when there is no active session")
             return False
         if self.request.headers_sent:
@@ -606,13 +661,14 @@ class Session:
         handler = self.handler
         assert handler is not None
         old = self.id or ""
+        merging = self.phase is Phase.MERGING
         if delete_old:
             try:
                 handler.destroy(old)
             except (SaveHandlerError, InvalidSessionId):
                 self._safe_close(handler)
                 self.handler = None
-                self.status = Status.NONE
+                self._go(Event.FAIL)
                 self.diagnose(
                     f"Session object destruction failed. ID: {self.module_name} (path: {cfg.save_path})"
                 )
@@ -620,11 +676,11 @@ class Session:
         else:
             try:
                 if is_array(self.data):
-                    if self.merge_base is not None:
+                    if merging:
                         # merge mode: the old id keeps what other requests wrote meanwhile,
                         # and this request carries the merged data to the new id
                         try:
-                            self._merge_write(handler, old)
+                            self.write_merged(handler, old)
                         except MergeConflict:
                             self._safe_close(handler)
                             raise
@@ -633,17 +689,16 @@ class Session:
             except (SaveHandlerError, InvalidSessionId):
                 self._safe_close(handler)
                 self.handler = None
-                self.status = Status.NONE
+                self._go(Event.FAIL)
                 self.diagnose(f"Session write failed. ID: {self.module_name} (path: {cfg.save_path})")
                 return False
         self._safe_close(handler)
         self.lazy_snapshot = None
-        self.merge_base = None
         self.id = None
         try:
             handler.open(cfg.save_path, cfg.name)
         except SaveHandlerError as exc:
-            self.status = Status.NONE
+            self._go(Event.FAIL)
             self.handler = None
             raise caused_by(RuntimeError(
                 f"Failed to open session: {self.module_name} (path: {cfg.save_path})"
@@ -651,7 +706,7 @@ class Session:
         try:
             new = handler.create_sid()
         except SaveHandlerError as exc:
-            self.status = Status.NONE
+            self._go(Event.FAIL)
             self.handler = None
             raise caused_by(RuntimeError(
                 f"Failed to create new session ID: {self.module_name} (path: {cfg.save_path})"
@@ -667,12 +722,13 @@ class Session:
         except (SaveHandlerError, InvalidSessionId) as exc:
             self._safe_close(handler)
             self.handler = None
-            self.status = Status.NONE
+            self._go(Event.FAIL)
             raise caused_by(RuntimeError(
                 f"Failed to create(read) session ID: {self.module_name} (path: {cfg.save_path})"
             ), exc)
         self.handler = handler
-        if cfg.concurrency == "merge" and is_array(self.data):
+        self._go(Event.REGENERATE)
+        if merging:
             # the new id starts empty: everything this request holds is a change,
             # written (under the lock, briefly) at close
             self.merge_base = {}
@@ -692,7 +748,7 @@ class Session:
             )
             return False
         handler = self.handler
-        if self.status == Status.ACTIVE and handler is not None:
+        if self.active and handler is not None:
             new = ""
             for _ in range(3):
                 try:
@@ -713,7 +769,7 @@ class Session:
         """``session_id($id)`` (§3.8): returns the previous id."""
         old = self.id or ""
         if sid is not None:
-            if self.status == Status.ACTIVE:
+            if self.active:
                 self.diagnose("Session ID cannot be changed when a session is active")
                 return False
             if self.config.use_cookies and self.request.headers_sent:
@@ -726,7 +782,7 @@ class Session:
     def gc(self) -> IntOrFalse:
         """``session_gc()`` (§3.15)."""
         self._ensure_loaded()
-        if self.status != Status.ACTIVE or self.handler is None:
+        if not self.active or self.handler is None:
             self.diagnose("Session cannot be garbage collected when there is no active session")
             return False
         try:
@@ -754,7 +810,7 @@ class Session:
     def decode(self, payload: bytes) -> bool:
         """``session_decode($data)`` (§3.14)."""
         self._ensure_loaded()
-        if self.status != Status.ACTIVE:
+        if not self.active:
             self.diagnose("Session data cannot be decoded when there is no active session")
             return False
         try:
@@ -771,7 +827,7 @@ class Session:
     # -- settings guarded by state -----------------------------------------------------
     def check_changeable(self, what: str) -> bool:
         """SESSION_CHECK_ACTIVE_STATE / OUTPUT_STATE for ``what`` (e.g. "Session name")."""
-        if self.status == Status.ACTIVE:
+        if self.active:
             self.diagnose(f"{what} cannot be changed when a session is active")
             return False
         if self.request.headers_sent:
@@ -804,10 +860,3 @@ class Session:
     def status_value(self) -> int:
         """``session_status()``."""
         return int(self.status)
-
-    def transition(self, action: Action) -> None:
-        """Advance the state machine (raises SessionStateError if not allowed)."""
-        self.status = next_status(self.status, action)
-
-
-
