@@ -593,10 +593,10 @@ def start_stack(
 
 
 def _remove_lock_registries(pids: set[int]) -> None:
-    """Delete the lock registry files (phpsess.storage.locks) our stopped workers left behind:
+    """Delete the lock registry files (phpsess.storage.registry) our stopped workers left behind:
     a worker killed by SIGTERM does not run its atexit cleanup."""
     try:
-        from phpsess.storage import locks
+        from phpsess.storage import registry as locks
     except ImportError:
         return
     registry_path = getattr(locks, "registry_path", None)
@@ -852,9 +852,9 @@ def _short(frame: str) -> str:
 STAGE_POINTS: list[tuple[str, str, str]] = [
     ("phpsess.runtime.fpm", "FastCGIPool._worker", "-"),
     ("phpsess.runtime.fpm", "_Connection.run", "connection (flup Connection.run: all of a request)"),
-    ("phpsess.runtime.fcgi", "serve_connection", "connection (serve_connection: all of a request)"),
+    ("phpsess.runtime.fcgi_conn", "serve_connection", "connection (serve_connection: all of a request)"),
     ("phpsess.runtime.fpm", "_Connection.process_input", "  read one FastCGI record (x4-5 per request)"),
-    ("phpsess.runtime.fcgi", "_decode_params", "    decode the params record"),
+    ("phpsess.runtime.fcgi", "decode_params", "    decode the params record"),
     ("phpsess.runtime.fpm", "_Connection._do_begin_request", "    begin request (flup)"),
     ("phpsess.runtime.fpm", "_Connection.end_request", "    end request: sendall of the response"),
     ("phpsess.runtime.fpm", "FastCGIPool.handler", "    pool handler"),
@@ -873,7 +873,7 @@ STAGE_POINTS: list[tuple[str, str, str]] = [
     ("phpsess.session.session", "Session._new_handler", "            new handler"),
     ("phpsess.storage.files", "FilesHandler.open", "            files open"),
     ("phpsess.storage.files", "FilesHandler.read", "            files read (open+flock+read)"),
-    ("phpsess.storage.locks", "note_acquired", "              lock registry: note_acquired"),
+    ("phpsess.storage.registry", "note_acquired", "              lock registry: note_acquired"),
     ("phpsess.storage.files", "FilesHandler.create_sid", "            files create_sid"),
     ("phpsess.session.session", "Session._decode", "            decode"),
     ("phpsess.session.session", "Session._send_cookie", "            Set-Cookie"),
@@ -888,7 +888,7 @@ STAGE_POINTS: list[tuple[str, str, str]] = [
     ("phpsess.session.session", "Session._encode_for_write", "              encode"),
     ("phpsess.storage.files", "FilesHandler.write", "              files write"),
     ("phpsess.storage.files", "FilesHandler.close", "              files close (unlock)"),
-    ("phpsess.storage.locks", "note_released", "                lock registry: note_released"),
+    ("phpsess.storage.registry", "note_released", "                lock registry: note_released"),
 ]
 
 _CONN_LABELS = (STAGE_POINTS[1][2], STAGE_POINTS[2][2])
@@ -955,7 +955,7 @@ def install_stage_timers(out_dir: str | None = None) -> dict[str, list[float]]:
         setattr(owner, name, wrap(fn, label))
         # module-level functions imported by name elsewhere (fcgi imports handle_request)
         if owner is module:
-            for other in ("phpsess", "phpsess.runtime.fpm", "phpsess.runtime.fcgi", "phpsess.runtime.sapi", "phpsess.session.session", "phpsess.php"):
+            for other in ("phpsess", "phpsess.runtime.fpm", "phpsess.runtime.fcgi", "phpsess.runtime.fcgi_conn", "phpsess.runtime.sapi", "phpsess.session.session", "phpsess.php"):
                 m = sys.modules.get(other)
                 if m is not None and getattr(m, name, None) is fn:
                     setattr(m, name, getattr(owner, name))

@@ -23,7 +23,7 @@ COMPILED_MODULES: tuple[str, ...] = (
     "phpsess.core.http",
     "phpsess.core.superglobals",
     "phpsess.core.formats",
-    "phpsess.storage.locks",
+    "phpsess.storage.registry",
     "phpsess.storage.base",
     "phpsess.storage.files",
     "phpsess.session.request",
@@ -31,6 +31,7 @@ COMPILED_MODULES: tuple[str, ...] = (
     "phpsess.php",
     "phpsess.runtime.sapi",
     "phpsess.runtime.fcgi",
+    "phpsess.runtime.fcgi_conn",
 )
 
 _T = TypeVar("_T")

@@ -14,6 +14,7 @@ PKG = Path(__file__).resolve().parent.parent / "phpsess"
 LAYERS: dict[str, int] = {
     "errors": 0,
     "compiled": 0,
+    "version": 0,
     "core": 1,
     "storage": 2,
     "session": 3,
@@ -36,6 +37,7 @@ IMPURE = {
 #: allowed exceptions, each with its reason
 IMPURE_ALLOWED = {
     ("phpsess.core.ids", "secrets"): "the default of create_id's random_bytes argument",
+    ("phpsess.core.codec", "threading"): "a thread-local guard against endless recursion in == of cyclic values",
 }
 
 

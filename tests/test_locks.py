@@ -1,5 +1,5 @@
-"""Tests of phpsess/locks.py: the /proc/locks parser, the inspector and the lock registry
-(held_seconds).  Real flocks on files in tmp_path, held by this process or a child."""
+"""The /proc/locks parser (storage/flock.py), the inspector (tools/inspect.py) and the lock registry
+(storage/registry.py: held_seconds).  Real flocks on files in tmp_path, held by this process or a child."""
 
 from __future__ import annotations
 
@@ -13,10 +13,11 @@ from typing import Iterator
 
 import pytest
 
-from phpsess.storage import locks
 from phpsess.core.config import SessionConfig
+from phpsess.storage import registry as locks
 from phpsess.storage.files import FilesHandler
-from phpsess.storage.locks import LockEntry, inspect_locks, parse_proc_locks
+from phpsess.storage.flock import LockEntry, parse_proc_locks
+from phpsess.tools.inspect import inspect_locks
 
 __all__: list[str] = []
 

@@ -1,47 +1,222 @@
-"""The FastCGI protocol side of ``phpsess fpm``: the requests of one web-server
-connection, read from the socket, run through :func:`phpsess.runtime.sapi.handle_request`
-and answered in FastCGI records.  Socket I/O only; the pool (processes, signals)
-is :mod:`phpsess.runtime.fpm`.  The record constants are flup's.
+"""The FastCGI protocol, sans I/O: bytes in, requests out; responses in, bytes out. No I/O.
+
+What ``phpsess fpm`` speaks with nginx (FastCGI 1.0, the responder role).  A
+:class:`RequestReader` is fed what the web server sent and hands back each request
+once its ``FCGI_STDIN`` stream has ended (:meth:`RequestReader.next_request`);
+:func:`response_records` turns a response into the records that answer it.  The
+socket loop is :mod:`phpsess.runtime.fcgi_conn`'s.
+
+Limits are the reader's: the total size of a request's params and of its body are
+bounded (``max_params``, ``max_body``), so a client cannot make a worker buffer
+without end; past a bound the request is refused, not truncated.
 """
 
 from __future__ import annotations
 
-import _socket
-import socket
 import struct
-import sys
-import traceback
-from typing import TYPE_CHECKING
+from typing import Union
 
-from flup.server.fcgi_base import (
-    FCGI_ABORT_REQUEST,
-    FCGI_BEGIN_REQUEST,
-    FCGI_END_REQUEST,
-    FCGI_KEEP_CONN,
-    FCGI_PARAMS,
-    FCGI_REQUEST_COMPLETE,
-    FCGI_RESPONDER,
-    FCGI_STDIN,
-    FCGI_STDOUT,
-    FCGI_UNKNOWN_ROLE,
-)
+__all__ = [
+    "FCGI_BEGIN_REQUEST",
+    "FCGI_ABORT_REQUEST",
+    "FCGI_END_REQUEST",
+    "FCGI_PARAMS",
+    "FCGI_STDIN",
+    "FCGI_STDOUT",
+    "FCGI_STDERR",
+    "FCGI_DATA",
+    "FCGI_GET_VALUES",
+    "FCGI_RESPONDER",
+    "FCGI_KEEP_CONN",
+    "FCGI_REQUEST_COMPLETE",
+    "FCGI_UNKNOWN_ROLE",
+    "ProtocolError",
+    "FCGIRequest",
+    "Aborted",
+    "NEED_DATA",
+    "RequestReader",
+    "records",
+    "response_records",
+    "decode_params",
+]
 
-from ..core import telemetry
-from .sapi import DEFAULT_CONTENT_TYPE, cgi_head, handle_request
-
-if TYPE_CHECKING:
-    from .fpm import FastCGIPool
-
-__all__ = ["fcgi_records", "serve_connection"]
+# record types, roles, flags and protocol statuses (FastCGI 1.0 specification, section 8)
+FCGI_BEGIN_REQUEST = 1
+FCGI_ABORT_REQUEST = 2
+FCGI_END_REQUEST = 3
+FCGI_PARAMS = 4
+FCGI_STDIN = 5
+FCGI_STDOUT = 6
+FCGI_STDERR = 7
+FCGI_DATA = 8
+FCGI_GET_VALUES = 9
+FCGI_RESPONDER = 1
+FCGI_KEEP_CONN = 1
+FCGI_REQUEST_COMPLETE = 0
+FCGI_UNKNOWN_ROLE = 3
 
 _HEADER = struct.Struct("!BBHHBx")
+_BEGIN = struct.Struct("!HB5x")
 _END_BODY = struct.Struct("!LB3x")
 _MAX_CONTENT = 65528  # largest multiple of 8 that fits a record's 16-bit length
-_FLUSH_AT = 65536  # body bytes buffered before they are sent early
 
 
-def fcgi_records(rtype: int, request_id: int, data: bytes) -> bytes:
-    """Encode ``data`` as FastCGI records of type ``rtype`` (no end-of-stream record)."""
+class ProtocolError(ValueError):
+    """Bytes that are not FastCGI the way a web server sends it (the connection is dropped)."""
+
+
+class FCGIRequest:
+    """One request, complete: its id, role, whether the connection stays open, params, body."""
+
+    __slots__ = ("request_id", "role", "keep_conn", "params", "body")
+
+    def __init__(self, request_id: int, role: int, keep_conn: bool, params: dict[str, str], body: bytes) -> None:
+        self.request_id = request_id
+        self.role = role
+        self.keep_conn = keep_conn
+        self.params = params
+        self.body = body
+
+
+class Aborted:
+    """The web server aborted the request being read (``FCGI_ABORT_REQUEST``)."""
+
+    __slots__ = ("request_id",)
+
+    def __init__(self, request_id: int) -> None:
+        self.request_id = request_id
+
+
+class _NeedData:
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "NEED_DATA"
+
+
+#: :meth:`RequestReader.next_request`'s answer while a request is still incomplete
+NEED_DATA = _NeedData()
+
+Event = Union[FCGIRequest, Aborted, _NeedData]
+
+
+class RequestReader:
+    """FastCGI records in (:meth:`feed`), whole requests out (:meth:`next_request`).
+
+    nginx sends a request's records at once, usually in one read; they are parsed
+    straight from one buffer.  ``FCGI_GET_VALUES`` and ``FCGI_DATA`` records are
+    ignored (nginx sends neither).
+
+    :param max_params: bound on the bytes of one request's params (0: none).
+    :param max_body: bound on the bytes of one request's body (0: none).
+    """
+
+    __slots__ = ("_buf", "_pos", "_rid", "_keep", "_role", "_params", "_body", "_params_size",
+                 "_body_size", "max_params", "max_body", "too_large")
+
+    def __init__(self, *, max_params: int = 0, max_body: int = 0) -> None:
+        self._buf = b""
+        self._pos = 0
+        self.max_params = max_params
+        self.max_body = max_body
+        #: which bound the last refused request passed ("params" or "body"), else ""
+        self.too_large = ""
+        self._start()
+
+    def _start(self) -> None:
+        self._rid = -1
+        self._keep = False
+        self._role = 0
+        self._params: list[bytes] = []
+        self._body: list[bytes] = []
+        self._params_size = 0
+        self._body_size = 0
+
+    def feed(self, data: bytes) -> None:
+        """Add bytes received from the web server."""
+        if self._pos:
+            self._buf = self._buf[self._pos :] + data
+            self._pos = 0
+        else:
+            self._buf = self._buf + data if self._buf else data
+
+    def wanted(self) -> int:
+        """How many more bytes complete the record being read (at least 1)."""
+        left = len(self._buf) - self._pos
+        if left < 8:
+            return 8 - left
+        _v, _t, _r, clen, plen = _HEADER.unpack_from(self._buf, self._pos)
+        return max(1, 8 + clen + plen - left)
+
+    def buffered(self) -> int:
+        """Bytes received and not parsed yet."""
+        return len(self._buf) - self._pos
+
+    def next_request(self) -> Event:
+        """The next complete request, :class:`Aborted`, or :data:`NEED_DATA`.
+
+        :raises ProtocolError: a record of another protocol version, a request over a
+            bound (:attr:`too_large` says which), or params that do not decode.
+        """
+        buf = self._buf
+        pos = self._pos
+        n = len(buf)
+        while True:
+            if n - pos < 8:
+                self._pos = pos
+                return NEED_DATA
+            version, rtype, req_id, clen, plen = _HEADER.unpack_from(buf, pos)
+            if version != 1:
+                raise ProtocolError(f"not a FastCGI record (version byte {version})")
+            end = pos + 8 + clen + plen
+            if n < end:
+                self._pos = pos
+                return NEED_DATA
+            start = pos + 8
+            pos = end
+            if rtype == FCGI_PARAMS:
+                if clen:
+                    self._params_size += clen
+                    if self.max_params and self._params_size > self.max_params:
+                        self.too_large = "params"
+                        raise ProtocolError(f"request params over {self.max_params} bytes")
+                    self._params.append(buf[start : start + clen])
+            elif rtype == FCGI_STDIN:
+                if clen:
+                    self._body_size += clen
+                    if self.max_body and self._body_size > self.max_body:
+                        self.too_large = "body"
+                        raise ProtocolError(f"request body over {self.max_body} bytes")
+                    self._body.append(buf[start : start + clen])
+                else:
+                    self._pos = pos
+                    return self._finish()
+            elif rtype == FCGI_BEGIN_REQUEST:
+                if clen < _BEGIN.size:
+                    raise ProtocolError("FCGI_BEGIN_REQUEST record too short")
+                role, flags = _BEGIN.unpack_from(buf, start)
+                self._role = role
+                self._keep = bool(flags & FCGI_KEEP_CONN)
+                self._rid = req_id
+            elif rtype == FCGI_ABORT_REQUEST:
+                self._pos = pos
+                rid = self._rid
+                self._start()
+                return Aborted(rid)
+            # FCGI_GET_VALUES, FCGI_DATA...: ignored
+
+    def _finish(self) -> FCGIRequest:
+        params: dict[str, str] = {}
+        raw = self._params
+        decode_params(raw[0] if len(raw) == 1 else b"".join(raw), params)
+        body = self._body
+        req = FCGIRequest(self._rid, self._role, self._keep, params, body[0] if len(body) == 1 else b"".join(body))
+        self._start()
+        return req
+
+
+def records(rtype: int, request_id: int, data: bytes) -> bytes:
+    """``data`` as FastCGI records of type ``rtype`` (no end-of-stream record)."""
     out = []
     view = memoryview(data)
     for i in range(0, len(data), _MAX_CONTENT):
@@ -54,11 +229,23 @@ def fcgi_records(rtype: int, request_id: int, data: bytes) -> bytes:
     return b"".join(out)
 
 
-def _decode_params(data: bytes, into: dict[str, str]) -> None:
+def response_records(request_id: int, stdout: bytes, *, protocol_status: int = FCGI_REQUEST_COMPLETE) -> bytes:
+    """The end of a response: ``stdout`` (may be empty), the end of the stdout stream and
+    ``FCGI_END_REQUEST`` with ``protocol_status``."""
+    out = records(FCGI_STDOUT, request_id, stdout) if stdout else b""
+    return (
+        out
+        + _HEADER.pack(1, FCGI_STDOUT, request_id, 0, 0)
+        + _HEADER.pack(1, FCGI_END_REQUEST, request_id, 8, 0)
+        + _END_BODY.pack(0, protocol_status)
+    )
+
+
+def decode_params(data: bytes, into: dict[str, str]) -> None:
     """FastCGI name-value pairs into ``into``, decoded as ``os.environ`` is under CGI
     (UTF-8 with surrogateescape, so the original bytes survive).
 
-    :raises ValueError: a length or a name or value runs past the end of ``data``.
+    :raises ProtocolError: a length or a name or value runs past the end of ``data``.
     """
     # one latin-1 decode makes string offsets equal byte offsets; only non-ASCII
     # values need the UTF-8 treatment
@@ -90,7 +277,7 @@ def _decode_params(data: bytes, into: dict[str, str]) -> None:
     except IndexError:
         pos = n + 1  # a length byte past the end
     if pos != n:
-        raise ValueError("malformed FastCGI params: a name or value runs past the end of the record")
+        raise ProtocolError("malformed FastCGI params: a name or value runs past the end of the record")
 
 
 def _param_length(data: bytes, pos: int) -> tuple[int, int]:
@@ -102,128 +289,3 @@ def _param_length(data: bytes, pos: int) -> tuple[int, int]:
             raise IndexError(pos)
         return int.from_bytes(data[pos : pos + 4], "big") & 0x7FFFFFFF, pos + 4
     return n, pos + 1
-
-
-class _FlatResponse:
-    """The response of one request, buffered and sent in FastCGI records."""
-
-    __slots__ = ("sock", "rid", "parts", "size", "broken", "started")
-
-    def __init__(self, sock: _socket.socket, rid: int) -> None:
-        self.sock = sock
-        self.rid = rid
-        self.parts: list[bytes] = []
-        self.size = 0
-        self.broken = False
-        self.started = False
-
-    def send_headers(self, status: int, headers: list[tuple[str, str]]) -> None:
-        self.started = True
-        self.write(cgi_head(status, headers))
-
-    def write(self, data: bytes) -> None:
-        self.parts.append(data)
-        self.size += len(data)
-        if self.size >= _FLUSH_AT:
-            data = b"".join(self.parts)
-            self.parts = []
-            self.size = 0
-            if not self.broken:
-                try:
-                    self.sock.sendall(fcgi_records(FCGI_STDOUT, self.rid, data))
-                except OSError:
-                    self.broken = True
-
-
-_BEGIN = struct.Struct("!HB5x")
-
-
-def serve_connection(pool: "FastCGIPool", sock: _socket.socket) -> None:
-    """Serve the FastCGI requests of one web-server connection, parsing the records
-    straight from one receive buffer (nginx sends a whole request at once).
-
-    flup's Connection/Request/InputStream objects cost about 25 µs per request
-    (four process_input rounds, a Record object per record); this loop does the
-    same protocol work with one buffer and one sendall (docs/deployment.md).
-    FCGI_GET_VALUES and FCGI_DATA records are ignored (nginx sends neither).
-    """
-    buf = b""
-    pos = 0
-    while True:
-        rid = -1
-        keep = False
-        role = 0
-        raw_params: list[bytes] = []
-        body: list[bytes] = []
-        while True:  # records until the end of stdin
-            if len(buf) - pos < 8:
-                more = sock.recv(65536)
-                if not more:
-                    return
-                buf = buf[pos:] + more
-                pos = 0
-                continue
-            _v, rtype, req_id, clen, plen = _HEADER.unpack_from(buf, pos)
-            end = pos + 8 + clen + plen
-            if len(buf) < end:
-                more = sock.recv(max(65536, end - len(buf)))
-                if not more:
-                    return
-                buf = buf[pos:] + more
-                pos = 0
-                continue
-            start = pos + 8
-            pos = end
-            if rtype == FCGI_PARAMS:
-                if clen:
-                    raw_params.append(buf[start : start + clen])
-            elif rtype == FCGI_STDIN:
-                if clen:
-                    body.append(buf[start : start + clen])
-                else:
-                    break
-            elif rtype == FCGI_BEGIN_REQUEST:
-                role, flags = _BEGIN.unpack_from(buf, start)
-                keep = bool(flags & FCGI_KEEP_CONN)
-                rid = req_id
-            elif rtype == FCGI_ABORT_REQUEST:
-                return
-            # FCGI_GET_VALUES, FCGI_DATA...: ignored (nginx sends neither)
-        resp = _FlatResponse(sock, rid)
-        if role != FCGI_RESPONDER:
-            end_body = _END_BODY.pack(0, FCGI_UNKNOWN_ROLE)
-        else:
-            params: dict[str, str] = {}
-            _decode_params(raw_params[0] if len(raw_params) == 1 else b"".join(raw_params), params)
-            try:
-                done = handle_request(
-                    params, b"".join(body), pool.root, resp.send_headers, resp.write, process_globals=True
-                )
-                if done is not None:
-                    if pool._stats_words is not None:
-                        telemetry.record_words(pool._stats_words, pool._slot, done.lock_wait)
-                    elif pool._stats is not None:
-                        telemetry.record(pool._stats, pool._slot, done.lock_wait)
-            except Exception:
-                traceback.print_exc(file=sys.stderr)
-                if not resp.started:
-                    resp.send_headers(500, [DEFAULT_CONTENT_TYPE])
-            end_body = _END_BODY.pack(0, FCGI_REQUEST_COMPLETE)
-        data = b"".join(resp.parts)
-        out = fcgi_records(FCGI_STDOUT, rid, data) if data else b""
-        out += _HEADER.pack(1, FCGI_STDOUT, rid, 0, 0) + _HEADER.pack(1, FCGI_END_REQUEST, rid, 8, 0) + end_body
-        if not resp.broken:
-            sock.sendall(out)
-        if not keep:
-            # The caller closes at once, without waiting for the web server to close
-            # first: that wait cost every request a wake-up and kept the worker from
-            # its next accept (php-fpm's single recv returns at once too, on the empty
-            # stdin record it left unread).  Bytes still queued here would turn a TCP
-            # close into a reset that can destroy the response in flight, so they
-            # are read first, without blocking.
-            try:
-                while sock.recv(65536, socket.MSG_DONTWAIT):
-                    pass
-            except OSError:
-                pass
-            return

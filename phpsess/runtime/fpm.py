@@ -1,10 +1,10 @@
 """``phpsess fpm``: a pre-forked FastCGI worker pool that runs script files per request, as
 php-fpm runs ``.php`` files.  Does process management (fork, signals, waitpid) and socket
-I/O; the requests of each connection are served by :mod:`phpsess.runtime.fcgi`.
+I/O; the requests of each connection are served by :mod:`phpsess.runtime.fcgi_conn`.
 
 The server side is flup6's (:class:`flup.server.fcgi_fork.WSGIServer`: socket
 setup, the protocol constants); the records of a connection are parsed from one
-buffer and answered with one write (:func:`phpsess.runtime.fcgi.serve_connection`, compiled
+buffer and answered with one write (:func:`phpsess.runtime.fcgi_conn.serve_connection`, compiled
 with the request path).  The pre-fork side
 replaces flup's ``PreforkServer`` loops, which under Python 3 miss signals
 (PEP 475 retries ``select``/``wait``), wake every idle child on each connection
@@ -43,12 +43,14 @@ from typing import Any, Callable
 
 from flup.server.fcgi_fork import WSGIServer
 
-from ..storage import locks
+from ..storage import registry
 from ..core import telemetry
-from .fcgi import fcgi_records, serve_connection
+from ..session.request import Request
+from .fcgi import ProtocolError
+from .fcgi_conn import serve_connection
 from .output import install_output_proxy
 
-__all__ = ["FastCGIPool", "parse_listen", "serve_fpm", "fcgi_records"]
+__all__ = ["FastCGIPool", "parse_listen", "serve_fpm"]
 
 log = logging.getLogger(__name__)
 
@@ -236,7 +238,7 @@ class FastCGIPool(WSGIServer):  # type: ignore[misc]
                 break
             started = self._children.pop(pid, None)
             self._slots.pop(pid, None)
-            locks.forget_registry(pid)
+            registry.forget_registry(pid)
             if started is not None:
                 if os.WIFSIGNALED(status) and self._stop is None:
                     log.warning("worker %d killed by signal %d", pid, os.WTERMSIG(status))
@@ -323,6 +325,7 @@ class FastCGIPool(WSGIServer):  # type: ignore[misc]
         accept_fd = sock._accept  # type: ignore[attr-defined]
         family, stype, proto = sock.family, sock.type, sock.proto
         served = 0
+        on_done = self._record_lock_wait
         while not self._quit:
             self._busy = False
             try:
@@ -338,7 +341,9 @@ class FastCGIPool(WSGIServer):  # type: ignore[misc]
                 raise
             self._busy = True
             try:
-                serve_connection(self, client)
+                serve_connection(client, self.root, on_done)
+            except ProtocolError as exc:
+                log.warning("FastCGI connection dropped: %s", exc)
             except OSError as exc:
                 log.info("FastCGI connection lost: %s", exc)
             except Exception:
@@ -348,6 +353,13 @@ class FastCGIPool(WSGIServer):  # type: ignore[misc]
             served += 1
             if self.max_requests and served >= self.max_requests:
                 break
+
+    def _record_lock_wait(self, request: Request) -> None:
+        """After each request: its lock wait into this worker's telemetry slot."""
+        if self._stats_words is not None:
+            telemetry.record_words(self._stats_words, self._slot, request.lock_wait)
+        elif self._stats is not None:
+            telemetry.record(self._stats, self._slot, request.lock_wait)
 
     def _on_worker_quit(self, signum: int, frame: FrameType | None) -> None:
         self._quit = True

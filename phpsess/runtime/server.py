@@ -40,8 +40,8 @@ from dataclasses import dataclass
 from email.utils import formatdate
 from typing import Callable, Sequence
 
-from .. import __version__
-from ..storage import locks
+from ..version import __version__
+from ..storage import registry
 from ..core.http import reason_phrase
 
 __all__ = [
@@ -486,7 +486,7 @@ class Server:
             if pid == 0:
                 return
             born = self.pids.pop(pid, None)
-            locks.forget_registry(pid)
+            registry.forget_registry(pid)
             if born is not None and not self._stopping:
                 log.warning("worker %d exited (%s); starting another", pid, _describe(status))
                 if time.monotonic() - born < 1.0:
@@ -533,7 +533,7 @@ class Server:
                 break
             if pid:
                 self.pids.pop(pid, None)
-                locks.forget_registry(pid)
+                registry.forget_registry(pid)
             else:
                 time.sleep(0.01)
         for pid in list(self.pids):
@@ -544,7 +544,7 @@ class Server:
             except (ProcessLookupError, ChildProcessError):
                 pass
             self.pids.pop(pid, None)
-            locks.forget_registry(pid)
+            registry.forget_registry(pid)
 
     # -- worker ------------------------------------------------------------------------------
     def _become_worker(self) -> None:

@@ -28,7 +28,7 @@ import time
 from typing import Any, Callable
 
 from ..core import ids
-from . import flock as locking, locks
+from . import flock, registry
 from ..core.config import SessionConfig
 from ..core.zend import strtol
 from ..errors import InvalidSessionId, LockBusy, LockTimeout, SaveHandlerError, SessionError, caused_by
@@ -289,7 +289,7 @@ class FilesHandler(SaveHandler):
         self._path = ""
         self._size = 0
         self._shared = False
-        self._registry_slot = -1  # phpsess.storage.locks registry record of the lock held (held_seconds)
+        self._registry_slot = -1  # phpsess.storage.registry record of the lock held (held_seconds)
         self._paths: dict[str, str] = {}  # sid -> path under the current save_path
 
     # -- PS_OPEN / PS_CLOSE ---------------------------------------------------------------
@@ -321,7 +321,7 @@ class FilesHandler(SaveHandler):
         self._shared = False
         if fd >= 0:
             if self._registry_slot >= 0:
-                locks.note_released(self._registry_slot)
+                registry.note_released(self._registry_slot)
                 self._registry_slot = -1
             os.close(fd)
 
@@ -363,7 +363,7 @@ class FilesHandler(SaveHandler):
         for _ in range(_MAX_REOPEN):
             fd = self._open_file(path)
             try:
-                if locking.try_lock(fd, shared=shared):
+                if flock.try_lock(fd, shared=shared):
                     st = os.fstat(fd)
                     self._check_owner(st)
                 else:
@@ -393,7 +393,7 @@ class FilesHandler(SaveHandler):
             self._path = path
             self._size = st.st_size
             self._shared = shared
-            self._registry_slot = locks.note_acquired(st.st_dev, st.st_ino, shared=shared)
+            self._registry_slot = registry.note_acquired(st.st_dev, st.st_ino, shared=shared)
             self.lock_info = LockInfo(waited, shared)
             self._log_wait(sid, path, waited)
             return
@@ -425,7 +425,7 @@ class FilesHandler(SaveHandler):
         limit = self.config.lock_max_waiters
         if limit <= 0:
             return
-        waiters = locking.count_waiters(st.st_dev, st.st_ino)
+        waiters = flock.count_waiters(st.st_dev, st.st_ino)
         if waiters >= limit:
             raise LockBusy(
                 f"Session {sid} is busy: {waiters} requests already wait for its lock "
@@ -443,7 +443,7 @@ class FilesHandler(SaveHandler):
         try:
             if deadline and timeout <= 0:
                 raise TimeoutError(errno.ETIMEDOUT, "no time left")
-            locking.wait_lock(fd, shared=shared, timeout=timeout)
+            flock.wait_lock(fd, shared=shared, timeout=timeout)
         except TimeoutError as exc:
             waited = before + time.perf_counter() - t0
             raise caused_by(LockTimeout(
@@ -687,7 +687,7 @@ class FilesHandler(SaveHandler):
                 return False
             return True
         try:
-            if not locking.try_lock(fd):
+            if not flock.try_lock(fd):
                 return False  # in use by a request (PHP's or ours): never delete it
             st = os.fstat(fd)
             if not stat.S_ISREG(st.st_mode):

@@ -13,13 +13,14 @@ exactly that lock (so PHP and Python exclude each other) and adds an optional bo
   ``LOCK_NB`` and sleeps growing from 50 µs to 5 ms.  Never the 10-100 ms sleeps of
   polling lock libraries: those add their sleep to every handoff.
 
-:func:`count_waiters` reads the kernel's lock table, where a process blocked in
+:func:`count_waiters` reads the kernel's lock table (:func:`parse_proc_locks`), where a process blocked in
 ``flock`` appears as a ``->`` line under the holder: a waiter that dies vanishes
 from the table with it, so the count can never stay stuck.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import fcntl
 import os
@@ -34,6 +35,8 @@ __all__ = [
     "lock",
     "count_waiters",
     "parse_proc_locks",
+    "count_blocked",
+    "LockEntry",
     "PROC_LOCKS",
     "POLL_MIN",
     "POLL_MAX",
@@ -152,19 +155,60 @@ def lock(fd: int, *, shared: bool = False, timeout: float = 0.0) -> float:
     return time.perf_counter() - t0
 
 
-def parse_proc_locks(text: str, dev: int, ino: int) -> int:
-    """Count the blocked FLOCK requests (``->`` lines) on inode ``ino`` of device ``dev``.
-
-    Lines look like ``1: FLOCK  ADVISORY  WRITE 21030 fe:00:2147449 0 EOF`` for a
-    holder and ``1:  -> FLOCK  ADVISORY  WRITE 21072 fe:00:2147449 0 EOF`` for a
-    waiter (newer kernels indent waiters of waiters).  Pure.
-    """
-    from .locks import parse_proc_locks as parse_entries
-
+def count_blocked(text: str, dev: int, ino: int) -> int:
+    """Count the blocked FLOCK requests (``->`` lines) on inode ``ino`` of device ``dev``
+    (``st_dev``) in the text of /proc/locks.  Pure."""
     where = (os.major(dev), os.minor(dev))
     return sum(
-        1 for e in parse_entries(text) if e.blocked and e.kind == "FLOCK" and e.dev == where and e.inode == ino
+        1 for e in parse_proc_locks(text) if e.blocked and e.kind == "FLOCK" and e.dev == where and e.inode == ino
     )
+
+
+@dataclasses.dataclass(frozen=True)
+class LockEntry:
+    """One line of /proc/locks."""
+
+    kind: str  # FLOCK, POSIX, OFDLCK, LEASE, DELEG
+    mode: str  # READ or WRITE
+    pid: int
+    dev: tuple[int, int]  # (major, minor)
+    inode: int
+    blocked: bool  # a waiter ("->" line), not a holder
+
+
+def parse_proc_locks(text: str) -> list[LockEntry]:
+    """Parse the text of /proc/locks. Pure.
+
+    ``1: FLOCK  ADVISORY  WRITE 4242 08:01:1835016 0 EOF`` is a holder;
+    ``1: -> FLOCK  ADVISORY  WRITE 4243 08:01:1835016 0 EOF`` a process waiting for
+    it (newer kernels indent a waiter that waits behind another waiter:
+    ``1:  -> FLOCK ...``).  Major and minor device numbers are hexadecimal.
+    Lines that do not parse (other lock kinds' layouts, a torn read) are skipped.
+    """
+    out: list[LockEntry] = []
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) < 6:
+            continue
+        blocked = parts[1] == "->"
+        fields = parts[2:] if blocked else parts[1:]
+        if len(fields) < 5:
+            continue
+        kind, _advisory, mode, pid_s, where = fields[:5]
+        try:
+            major_s, minor_s, inode_s = where.split(":")
+            entry = LockEntry(
+                kind=kind,
+                mode=mode,
+                pid=int(pid_s),
+                dev=(int(major_s, 16), int(minor_s, 16)),
+                inode=int(inode_s),
+                blocked=blocked,
+            )
+        except ValueError:
+            continue
+        out.append(entry)
+    return out
 
 
 def count_waiters(dev: int, ino: int) -> int:
@@ -178,4 +222,4 @@ def count_waiters(dev: int, ino: int) -> int:
             text = fh.read()
     except OSError:
         return 0
-    return parse_proc_locks(text, dev, ino)
+    return count_blocked(text, dev, ino)

@@ -5,7 +5,7 @@
   sessionclean does for PHP), any directory depth, safe while requests hold
   locks: a locked, awaited or freshly written session is never deleted;
 * ``phpsess locks [--save-path PATH] [--json]``: which sessions are locked now,
-  by whom, with how many waiters (:mod:`phpsess.storage.locks`);
+  by whom, with how many waiters (:mod:`phpsess.tools.inspect`);
 * ``phpsess destroy ID...``: delete sessions, waiting for their lock like a request.
 
 The CLI calls each as ``tools.NAME(config=SessionConfig, **parsed_arguments)``;
@@ -283,7 +283,8 @@ def gc(
     ``N;PATH`` save paths and never deletes a session in use (:func:`gc_files`).
     With ``session.save_handler = redis`` there is nothing to do (keys expire by TTL).
     """
-    from ..storage.locks import clean_registry, session_files
+    from ..storage.registry import clean_registry
+    from .inspect import session_files
 
     if config.save_handler == "redis":
         print("phpsess gc: redis sessions expire by their TTL; nothing to do")
@@ -330,7 +331,8 @@ def locks(
     ``held_seconds`` (null when unknown: PHP processes), ``waiters``,
     ``waiter_pids`` and ``holders`` (every holder of a shared lock).
     """
-    from ..storage.locks import clean_registry, inspect_locks
+    from ..storage.registry import clean_registry
+    from .inspect import inspect_locks
 
     raw = _save_path(config, save_path)
     try:

@@ -60,7 +60,7 @@ def _add_save_path(p: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``phpsess`` argument parser (all subcommands)."""
-    from .. import __version__
+    from ..version import __version__
 
     parser = argparse.ArgumentParser(
         prog="phpsess", description="PHP's session runtime for Python scripts: serve them, inspect sessions."

@@ -701,8 +701,8 @@ def test_count_waiters_parses_proc_locks() -> None:
         "3: -> POSIX  ADVISORY  WRITE 21076 fe:00:2147449 0 EOF\n"
         "4: FLOCK  ADVISORY  WRITE 21077 fe:01:2147449 0 EOF\n"
     )
-    assert locking.parse_proc_locks(text, dev, 2147449) == 2
-    assert locking.parse_proc_locks("", dev, 1) == 0
+    assert locking.count_blocked(text, dev, 2147449) == 2
+    assert locking.count_blocked("", dev, 1) == 0
 
 
 def _hold_in_peer(files_ctx: Ctx) -> Any:

@@ -23,7 +23,7 @@ from typing import Any, Iterator
 import pytest
 
 from phpsess.core import ids
-from phpsess.storage import locks
+from phpsess.tools import inspect as locks
 from phpsess.tools import admin as tools
 from phpsess.core.config import SessionConfig
 from phpsess.core.formats import decode

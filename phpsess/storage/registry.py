@@ -1,20 +1,13 @@
-"""The lock inspector: which session files are locked right now, by whom, with how many waiters.
-Reads /proc/locks, /proc/PID/stat, the save_path directory and (through psutil) the holders'
-processes; keeps this process's lock registry, a one-page file in /dev/shm.
+"""The lock registry: which session locks this process holds, and since when. Writes a
+one-page file per process (``/dev/shm/phpsess-locks.<pid>``, mapped into memory) and reads
+other processes' files for the lock inspector (:mod:`phpsess.tools.inspect`).
 
-This answers "why does my page hang?": ``phpsess locks`` lists every locked
-``sess_*`` file under a save_path with the pid and command line of the process
-holding its flock, how long that process has run, how long it has held the lock
-when known, and how many processes wait for it.
-
-How long a lock has been held: the kernel does not record when a flock was
-taken, so for PHP's processes it is unknown (``None``).  phpsess's files handler
-records each lock it takes in a per-process *lock registry*
-(:func:`note_acquired` / :func:`note_released`): a 4 KiB file
-``/dev/shm/phpsess-locks.<pid>``, mapped into memory, so recording costs a few
-memory writes and no system call.  The inspector believes a record only when
-the process that wrote it is the one the kernel names as the holder (same pid
-and same process start time) and the record names the same device and inode.
+The kernel does not record when a flock was taken, so how long a lock has been
+held is unknown for PHP's processes.  phpsess's files handler records each lock
+it takes here (:func:`note_acquired` / :func:`note_released`): recording costs a
+few memory writes and no system call.  A reader believes a record only when the
+process that wrote it is the one the kernel names as the holder (same pid and
+same process start time) and the record names the same device and inode.
 ``$PHPSESS_LOCK_REGISTRY`` sets the directory (``off`` disables recording).
 """
 
@@ -28,16 +21,9 @@ import os
 import struct
 import threading
 import time
-from typing import Any, Iterator
 
 __all__ = [
-    "LockEntry",
-    "SessionLock",
-    "Holder",
     "RegistryRecord",
-    "parse_proc_locks",
-    "session_files",
-    "inspect_locks",
     "note_acquired",
     "note_released",
     "read_registry",
@@ -48,99 +34,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-PROC_LOCKS = "/proc/locks"
-
-
-@dataclasses.dataclass(frozen=True)
-class LockEntry:
-    """One line of /proc/locks."""
-
-    kind: str  # FLOCK, POSIX, OFDLCK, LEASE, DELEG
-    mode: str  # READ or WRITE
-    pid: int
-    dev: tuple[int, int]  # (major, minor)
-    inode: int
-    blocked: bool  # a waiter ("->" line), not a holder
-
-
-def parse_proc_locks(text: str) -> list[LockEntry]:
-    """Parse the text of /proc/locks. Pure.
-
-    ``1: FLOCK  ADVISORY  WRITE 4242 08:01:1835016 0 EOF`` is a holder;
-    ``1: -> FLOCK  ADVISORY  WRITE 4243 08:01:1835016 0 EOF`` a process waiting for
-    it (newer kernels indent a waiter that waits behind another waiter:
-    ``1:  -> FLOCK ...``).  Major and minor device numbers are hexadecimal.
-    Lines that do not parse (other lock kinds' layouts, a torn read) are skipped.
-    """
-    out: list[LockEntry] = []
-    for line in text.splitlines():
-        parts = line.split()
-        if len(parts) < 6:
-            continue
-        blocked = parts[1] == "->"
-        fields = parts[2:] if blocked else parts[1:]
-        if len(fields) < 5:
-            continue
-        kind, _advisory, mode, pid_s, where = fields[:5]
-        try:
-            major_s, minor_s, inode_s = where.split(":")
-            entry = LockEntry(
-                kind=kind,
-                mode=mode,
-                pid=int(pid_s),
-                dev=(int(major_s, 16), int(minor_s, 16)),
-                inode=int(inode_s),
-                blocked=blocked,
-            )
-        except ValueError:
-            continue
-        out.append(entry)
-    return out
-
-
-def session_files(save_path: str) -> Iterator[str]:
-    """Every ``sess_*`` file under the directory of ``save_path`` (``PATH``, ``N;PATH``,
-    ``N;MODE;PATH``; empty = the temp dir), at any depth."""
-    for path, _dev, _ino in _walk(_save_dir(save_path)):
-        yield path
-
-
-def _save_dir(save_path: str) -> str:
-    from .files import parse_save_path
-
-    try:
-        return parse_save_path(save_path).basedir
-    except Exception:  # an out-of-range N or MODE: the path is still the last part
-        return save_path.rsplit(";", 1)[-1]
-
-
-def _walk(root: str) -> Iterator[tuple[str, int, int]]:
-    """``(path, st_dev, inode)`` of each ``sess_*`` entry under ``root``, symlinks not followed.
-
-    One ``stat`` per directory: entries share their directory's device (bind
-    mounts aside), and ``scandir`` gives the inode without a ``stat`` per file.
-    """
-    stack = [root]
-    while stack:
-        top = stack.pop()
-        try:
-            dev = os.stat(top).st_dev
-            it = os.scandir(top)
-        except OSError:
-            continue
-        with it:
-            for entry in it:
-                try:
-                    if entry.is_dir(follow_symlinks=False):
-                        stack.append(entry.path)
-                    elif entry.name.startswith("sess_"):
-                        yield entry.path, dev, entry.inode()
-                except OSError:
-                    continue
-
-
-# -- the lock registry (held_seconds) ------------------------------------------------------
 
 _MAGIC = b"PHPSESL1"
 _HEADER = struct.Struct("<8sIIQ")  # magic, pid, reserved, process start time (clock ticks)
@@ -377,114 +270,3 @@ def clean_registry(directory: str | None = None) -> int:
         except OSError:
             pass
     return deleted
-
-
-# -- the inspector -------------------------------------------------------------------------
-
-
-@dataclasses.dataclass
-class Holder:
-    """A process holding a session's flock (several for a shared lock)."""
-
-    pid: int
-    mode: str  # WRITE (exclusive) or READ (shared)
-    cmdline: str
-    process_seconds: float | None  # how long the process has been running
-    held_seconds: float | None  # how long it has held this lock (phpsess processes only)
-
-
-@dataclasses.dataclass
-class SessionLock:
-    """A locked session file and what is known about its holder(s) and waiters.
-
-    ``pid``, ``mode``, ``cmdline``, ``process_seconds`` and ``held_seconds``
-    describe the first holder; ``holders`` lists all of them (more than one for
-    shared locks, e.g. ``read_and_close`` requests).
-    """
-
-    id: str
-    path: str
-    pid: int
-    mode: str
-    cmdline: str
-    process_seconds: float | None
-    held_seconds: float | None
-    waiters: int
-    waiter_pids: list[int]
-    holders: list[Holder]
-
-    def as_json(self) -> dict[str, Any]:
-        """The JSON object ``phpsess locks --json`` prints for this lock."""
-        return dataclasses.asdict(self)
-
-
-def _describe(pid: int, dev: int, ino: int, mode: str, now: float, registry_dir_: str | None) -> Holder:
-    import psutil
-
-    cmdline = ""
-    process_seconds: float | None = None
-    try:
-        proc = psutil.Process(pid)
-        cmdline = " ".join(proc.cmdline()) or f"[{proc.name()}]"
-        process_seconds = round(max(0.0, now - proc.create_time()), 3)
-    except (psutil.Error, OSError):
-        pass
-    held: float | None = None
-    records = read_registry(pid, registry_dir_)
-    for rec in records or ():
-        if rec.dev == dev and rec.inode == ino and rec.shared == (mode == "READ"):
-            held = round(max(0.0, now - rec.acquired), 3)
-            break
-    return Holder(pid, mode, cmdline, process_seconds, held)
-
-
-def inspect_locks(
-    save_path: str,
-    *,
-    proc_locks: str = PROC_LOCKS,
-    registry: str | None = None,
-    now: float | None = None,
-) -> list[SessionLock]:
-    """The session files under ``save_path`` (any depth) that some process holds a flock on now.
-
-    :param proc_locks: the lock table to read (tests pass a file).
-    :param registry: the lock registry directory (default :func:`registry_dir`; ``"off"``:
-        do not look, every ``held_seconds`` is None).
-    :returns: one :class:`SessionLock` per locked file, most waiters first.
-    """
-    with open(proc_locks, encoding="ascii", errors="replace") as fh:
-        entries = [e for e in parse_proc_locks(fh.read()) if e.kind == "FLOCK"]
-    if not entries:
-        return []
-    by_inode: dict[tuple[tuple[int, int], int], list[LockEntry]] = {}
-    for e in entries:
-        by_inode.setdefault((e.dev, e.inode), []).append(e)
-    t = time.time() if now is None else now
-    reg = registry if registry is not None else registry_dir()
-    result: list[SessionLock] = []
-    for path, dev, ino in _walk(_save_dir(save_path)):
-        found = by_inode.get(((os.major(dev), os.minor(dev)), ino))
-        if not found:
-            continue
-        holders = [e for e in found if not e.blocked]
-        waiters = [e for e in found if e.blocked]
-        if not holders:
-            continue
-        described = [_describe(h.pid, dev, ino, h.mode, t, reg) for h in holders]
-        first = described[0]
-        result.append(
-            SessionLock(
-                id=os.path.basename(path)[5:],
-                path=path,
-                pid=first.pid,
-                mode=first.mode,
-                cmdline=first.cmdline,
-                process_seconds=first.process_seconds,
-                held_seconds=first.held_seconds,
-                waiters=len(waiters),
-                waiter_pids=[w.pid for w in waiters],
-                holders=described,
-            )
-        )
-    result.sort(key=lambda lock: (-lock.waiters, lock.path))
-    return result
