@@ -146,7 +146,7 @@ class RequestReader:
         if left < 8:
             return 8 - left
         _v, _t, _r, clen, plen = _HEADER.unpack_from(self._buf, self._pos)
-        return max(1, 8 + clen + plen - left)
+        return max(1, 8 + int(clen) + int(plen) - left)
 
     def buffered(self) -> int:
         """Bytes received and not parsed yet."""

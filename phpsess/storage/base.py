@@ -1,9 +1,19 @@
-"""The save handler interface that files, Redis, memory and user handlers implement. No I/O.
+"""The save handler interface that files, Redis, memory and user handlers implement, and
+the lock policy they share. No I/O of its own (the backends' hooks do it).
 
 Mirrors PHP's ``SessionHandlerInterface`` plus the id hooks of
 ``SessionIdInterface`` and ``SessionUpdateTimestampHandlerInterface``.
-Handlers are storage only: policy (strict mode, lazy_write, gc odds,
+Handlers are storage only: session policy (strict mode, lazy_write, gc odds,
 delete-old on regenerate) lives once, in :class:`phpsess.session.session.Session`.
+
+The lock policy lives once, here (:meth:`SaveHandler.acquire_lock`): how long a
+request may wait (``session.lock_timeout``), how many may queue
+(``session.lock_max_waiters``), which waits are logged (``session.lock_wait_log_ms``,
+logger ``phpsess.lock``) and the messages of :class:`~phpsess.errors.LockTimeout` and
+:class:`~phpsess.errors.LockBusy`.  A backend with a lock implements four small hooks
+(``_lock_try``, ``_lock_wait``, ``_lock_waiters``, ``_lock_where``), as filelock's
+backends implement theirs under one base class.  Every built-in backend refuses ids
+that are not PHP's (:meth:`SaveHandler.check_id`).
 
 Failure is reported by raising :class:`~phpsess.errors.SaveHandlerError`
 (chained ``from`` the underlying ``OSError``/``RedisError``), never by
@@ -14,13 +24,20 @@ from __future__ import annotations
 
 import abc
 import importlib
+import logging
+import math
+import time
 from typing import Callable, ClassVar
 
-from ..core import ids
 from ..compiled import mypyc_attr
+from ..core import ids
 from ..core.config import SAVE_HANDLERS, SessionConfig
+from ..errors import InvalidSessionId, LockBusy, LockTimeout, caused_by
 
 __all__ = ["SaveHandler", "handler_class", "LockInfo"]
+
+#: where long lock waits are logged (session.lock_wait_log_ms), whatever the backend
+lock_log = logging.getLogger("phpsess.lock")
 
 
 class LockInfo:
@@ -51,6 +68,104 @@ class SaveHandler(abc.ABC):
             _check_complete(cls)
         self.config = config if config is not None else SessionConfig()
         self.lock_info = LockInfo()
+
+    # -- ids --------------------------------------------------------------------------
+    @staticmethod
+    def check_id(sid: str) -> None:
+        """Refuse an id that must not reach storage: PHP's files handler's grammar,
+        ``[A-Za-z0-9,-]{1,256}`` (a cookie ``x_LOCK`` must not name another session's key).
+
+        :raises InvalidSessionId: with PHP's message.
+        """
+        if not ids.is_valid_id(sid):
+            raise InvalidSessionId(sid)
+
+    # -- the lock policy ----------------------------------------------------------------
+    def lock_bound(self) -> tuple[float, str]:
+        """How long a request may wait for a lock, in seconds (``math.inf``: for ever, as
+        PHP), and the setting that says so (for messages)."""
+        timeout = self.config.lock_timeout
+        return (timeout if timeout > 0 else math.inf), "session.lock_timeout"
+
+    def lock_deadline(self) -> float:
+        """The ``time.monotonic()`` by which a lock taken now must be held (``math.inf``:
+        none); pass it to every :meth:`acquire_lock` of one read."""
+        bound, _ = self.lock_bound()
+        return time.monotonic() + bound if bound != math.inf else math.inf
+
+    def acquire_lock(self, sid: str, *, shared: bool = False, deadline: float = math.inf,
+                     waited: float = 0.0) -> float:
+        """Take ``sid``'s lock by the policy: try once; if busy, refuse to queue behind
+        ``session.lock_max_waiters`` waiters, then wait until ``deadline``.
+
+        :param waited: seconds this read already waited (a retry), for the messages.
+        :returns: the seconds this call waited (0.0 when the lock was free).
+        :raises LockBusy: too many requests already wait.
+        :raises LockTimeout: ``deadline`` passed first (the lock is not held).
+        """
+        if self._lock_try(sid, shared):
+            return 0.0
+        limit = self.config.lock_max_waiters
+        if limit > 0:
+            waiters = self._lock_waiters(sid)
+            if waiters >= limit:
+                where = self._lock_where(sid)
+                raise LockBusy(
+                    f"Session {sid} is busy: {waiters} requests already wait for its lock "
+                    f"({where + '; ' if where else ''}session.lock_max_waiters = {limit})",
+                    handler=self.name,
+                    sid=sid,
+                    waiters=waiters,
+                )
+        t0 = time.perf_counter()
+        timeout = None if deadline == math.inf else deadline - time.monotonic()
+        cause: BaseException | None = None
+        try:
+            got = (timeout is None or timeout > 0) and self._lock_wait(sid, shared, timeout)
+        except TimeoutError as exc:
+            got, cause = False, exc
+        now_waited = time.perf_counter() - t0
+        if got:
+            return now_waited
+        total = waited + now_waited
+        bound, setting = self.lock_bound()
+        where = self._lock_where(sid)
+        raise caused_by(LockTimeout(
+            f"Session lock for {sid} not acquired within {setting} = {bound:g} s "
+            f"(waited {total:.3f} s{' for ' + where if where else ''}){self._lock_holder(sid)}",
+            handler=self.name,
+            sid=sid,
+            waited=total,
+        ), cause)
+
+    def lock_acquired(self, sid: str, *, shared: bool, waited: float) -> None:
+        """Note a lock now held after ``waited`` seconds: :attr:`lock_info`, and the log
+        line of ``session.lock_wait_log_ms``."""
+        self.lock_info = LockInfo(waited, shared)
+        threshold = self.config.lock_wait_log_ms
+        if threshold > 0 and waited * 1000 >= threshold:
+            lock_log.warning("waited %.3f s for the lock of session %s (%s)", waited, sid, self._lock_where(sid))
+
+    def _lock_try(self, sid: str, shared: bool) -> bool:
+        """Hook: one attempt to take ``sid``'s lock without waiting; True when held."""
+        raise NotImplementedError(f"{type(self).__name__} has no lock")
+
+    def _lock_wait(self, sid: str, shared: bool, timeout: float | None) -> bool:
+        """Hook: wait for ``sid``'s lock, ``timeout`` seconds at most (None: for ever);
+        True when held, False when the time ran out."""
+        raise NotImplementedError(f"{type(self).__name__} has no lock")
+
+    def _lock_waiters(self, sid: str) -> int:
+        """Hook: how many requests wait for ``sid``'s lock now (0 when unknown)."""
+        return 0
+
+    def _lock_where(self, sid: str) -> str:
+        """Hook: what the messages call ``sid``'s lock (a path, a key on a server)."""
+        return ""
+
+    def _lock_holder(self, sid: str) -> str:
+        """Hook: a few words on who holds ``sid``'s lock, for the timeout message (or "")."""
+        return ""
 
     @abc.abstractmethod
     def open(self, save_path: str, name: str) -> None:

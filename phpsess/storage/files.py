@@ -31,7 +31,7 @@ from ..core import ids
 from . import flock, registry
 from ..core.config import SessionConfig
 from ..core.zend import strtol
-from ..errors import InvalidSessionId, LockBusy, LockTimeout, SaveHandlerError, SessionError, caused_by
+from ..errors import InvalidSessionId, SaveHandlerError, SessionError, caused_by
 from .base import LockInfo, SaveHandler
 
 __all__ = [
@@ -47,7 +47,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-lock_log = logging.getLogger("phpsess.lock")
 
 #: Linux PATH_MAX, PHP's MAXPATHLEN
 MAXPATHLEN = 4096
@@ -290,6 +289,8 @@ class FilesHandler(SaveHandler):
         self._size = 0
         self._shared = False
         self._registry_slot = -1  # phpsess.storage.registry record of the lock held (held_seconds)
+        self._lock_fd = -1  # the descriptor being locked, for the lock hooks
+        self._lock_st: os.stat_result | None = None
         self._paths: dict[str, str] = {}  # sid -> path under the current save_path
 
     # -- PS_OPEN / PS_CLOSE ---------------------------------------------------------------
@@ -357,21 +358,13 @@ class FilesHandler(SaveHandler):
         self.close()
         self.lock_info = LockInfo(0.0, shared)
         path = self.path(sid)
-        timeout = self.config.lock_timeout
-        deadline = time.monotonic() + timeout if timeout > 0 else 0.0
+        deadline = self.lock_deadline()
         waited = 0.0
         for _ in range(_MAX_REOPEN):
-            fd = self._open_file(path)
+            fd = self._lock_fd = self._open_file(path)
             try:
-                if flock.try_lock(fd, shared=shared):
-                    st = os.fstat(fd)
-                    self._check_owner(st)
-                else:
-                    st = os.fstat(fd)
-                    self._check_owner(st)  # refuse before waiting, as PHP checks before flock
-                    self._check_waiters(sid, path, st)
-                    waited += self._wait(fd, sid, path, shared, deadline, waited)
-                    st = os.fstat(fd)
+                waited += self.acquire_lock(sid, shared=shared, deadline=deadline, waited=waited)
+                st = os.fstat(fd)
             except SessionError:
                 os.close(fd)
                 raise
@@ -383,6 +376,8 @@ class FilesHandler(SaveHandler):
             except BaseException:  # KeyboardInterrupt while waiting...
                 os.close(fd)
                 raise
+            finally:
+                self._lock_fd = -1
             if st.st_nlink == 0:
                 # destroy() or gc unlinked the file while we waited for its lock:
                 # lock the file now at that path instead (PHP would use the dead inode)
@@ -394,14 +389,35 @@ class FilesHandler(SaveHandler):
             self._size = st.st_size
             self._shared = shared
             self._registry_slot = registry.note_acquired(st.st_dev, st.st_ino, shared=shared)
-            self.lock_info = LockInfo(waited, shared)
-            self._log_wait(sid, path, waited)
+            self.lock_acquired(sid, shared=shared, waited=waited)
             return
         raise SaveHandlerError(
             f"session file {path} was deleted {_MAX_REOPEN} times while waiting for its lock",
             handler="files",
             operation=operation,
         )
+
+    # -- the lock policy's hooks (SaveHandler.acquire_lock): flock on the file being opened
+    def _lock_try(self, sid: str, shared: bool) -> bool:
+        fd = self._lock_fd
+        got = flock.try_lock(fd, shared=shared)
+        st = self._lock_st = os.fstat(fd)
+        self._check_owner(st)  # before waiting too, as PHP checks before its flock
+        return got
+
+    def _lock_wait(self, sid: str, shared: bool, timeout: float | None) -> bool:
+        try:
+            flock.wait_lock(self._lock_fd, shared=shared, timeout=0.0 if timeout is None else timeout)
+        except TimeoutError:
+            return False
+        return True
+
+    def _lock_waiters(self, sid: str) -> int:
+        st = self._lock_st
+        return 0 if st is None else flock.count_waiters(st.st_dev, st.st_ino)
+
+    def _lock_where(self, sid: str) -> str:
+        return self.path(sid)
 
     def _open_file(self, path: str) -> int:
         try:
@@ -420,45 +436,6 @@ class FilesHandler(SaveHandler):
             raise SaveHandlerError(
                 "Session data file is not created by your uid", handler="files", operation="open"
             )
-
-    def _check_waiters(self, sid: str, path: str, st: os.stat_result) -> None:
-        limit = self.config.lock_max_waiters
-        if limit <= 0:
-            return
-        waiters = flock.count_waiters(st.st_dev, st.st_ino)
-        if waiters >= limit:
-            raise LockBusy(
-                f"Session {sid} is busy: {waiters} requests already wait for its lock "
-                f"({path}; session.lock_max_waiters = {limit})",
-                handler="files",
-                sid=sid,
-                waiters=waiters,
-            )
-
-    def _wait(self, fd: int, sid: str, path: str, shared: bool, deadline: float, before: float) -> float:
-        timeout = 0.0
-        if deadline:
-            timeout = deadline - time.monotonic()
-        t0 = time.perf_counter()
-        try:
-            if deadline and timeout <= 0:
-                raise TimeoutError(errno.ETIMEDOUT, "no time left")
-            flock.wait_lock(fd, shared=shared, timeout=timeout)
-        except TimeoutError as exc:
-            waited = before + time.perf_counter() - t0
-            raise caused_by(LockTimeout(
-                f"Session lock for {sid} not acquired within session.lock_timeout = "
-                f"{self.config.lock_timeout:g} s (waited {waited:.3f} s for {path})",
-                handler="files",
-                sid=sid,
-                waited=waited,
-            ), exc)
-        return time.perf_counter() - t0
-
-    def _log_wait(self, sid: str, path: str, waited: float) -> None:
-        threshold = self.config.lock_wait_log_ms
-        if threshold > 0 and waited * 1000 >= threshold:
-            lock_log.warning("waited %.3f s for the lock of session %s (%s)", waited, sid, path)
 
     # -- PS_READ ----------------------------------------------------------------------------
     def read(self, sid: str, *, shared: bool = False) -> bytes:

@@ -18,7 +18,7 @@ from typing import Callable
 
 from ..core import ids
 from ..core.config import SessionConfig
-from ..errors import LockBusy, LockTimeout, SaveHandlerError
+from ..errors import SaveHandlerError
 from .base import LockInfo, SaveHandler
 
 __all__ = ["MemoryHandler", "MemoryStore", "STORE"]
@@ -81,6 +81,7 @@ class MemoryHandler(SaveHandler):
         self._slot: _Slot | None = None
 
     def _key(self, sid: str) -> tuple[str, str]:
+        self.check_id(sid)
         if self.save_path is None:
             raise SaveHandlerError("memory handler used before open()", handler="memory", operation="open")
         return (self.save_path, sid)
@@ -104,40 +105,31 @@ class MemoryHandler(SaveHandler):
             self.lock_info = LockInfo(0.0, False)
             return key
         self.close()
-        slot = self.store.slot(key)
-        waited = 0.0
-        if not slot.lock.acquire(blocking=False):
-            limit = self.config.lock_max_waiters
-            with self.store.mutex:
-                if limit > 0 and slot.waiters >= limit:
-                    raise LockBusy(
-                        f"Session {sid} is busy: {slot.waiters} requests already wait for its lock "
-                        f"(session.lock_max_waiters = {limit})",
-                        handler="memory",
-                        sid=sid,
-                        waiters=slot.waiters,
-                    )
-                slot.waiters += 1
-            timeout = self.config.lock_timeout
-            t0 = time.perf_counter()
-            try:
-                got = slot.lock.acquire(timeout=timeout if timeout > 0 else -1)
-            finally:
-                with self.store.mutex:
-                    slot.waiters -= 1
-            waited = time.perf_counter() - t0
-            if not got:
-                raise LockTimeout(
-                    f"Session lock for {sid} not acquired within session.lock_timeout = "
-                    f"{timeout:g} s (waited {waited:.3f} s)",
-                    handler="memory",
-                    sid=sid,
-                    waited=waited,
-                )
+        waited = self.acquire_lock(sid, deadline=self.lock_deadline())
         self._held = key
-        self._slot = slot
-        self.lock_info = LockInfo(waited, False)
+        self._slot = self.store.slot(key)
+        self.lock_acquired(sid, shared=False, waited=waited)
         return key
+
+    # -- the lock policy's hooks (SaveHandler.acquire_lock): a threading.Lock per id
+    def _lock_try(self, sid: str, shared: bool) -> bool:
+        return self.store.slot(self._key(sid)).lock.acquire(blocking=False)
+
+    def _lock_wait(self, sid: str, shared: bool, timeout: float | None) -> bool:
+        slot = self.store.slot(self._key(sid))
+        with self.store.mutex:
+            slot.waiters += 1
+        try:
+            return slot.lock.acquire(timeout=-1 if timeout is None else timeout)
+        finally:
+            with self.store.mutex:
+                slot.waiters -= 1
+
+    def _lock_waiters(self, sid: str) -> int:
+        return self.store.slot(self._key(sid)).waiters
+
+    def _lock_where(self, sid: str) -> str:
+        return f"memory store {self.save_path!r}"
 
     def read(self, sid: str, *, shared: bool = False) -> bytes:
         """PS_READ: lock ``sid`` (always exclusively) and return its payload, ``b""`` if absent."""
@@ -199,5 +191,5 @@ class MemoryHandler(SaveHandler):
         )
 
     def validate_id(self, sid: str) -> bool:
-        """PS_VALIDATE_SID: True when ``sid`` is stored."""
-        return self._key(sid) in self.store.data
+        """PS_VALIDATE_SID: True when ``sid`` is a valid id and stored."""
+        return ids.is_valid_id(sid) and self._key(sid) in self.store.data

@@ -45,7 +45,7 @@ from redis.retry import Retry
 
 from ..core import ids
 from ..core.config import SessionConfig
-from ..errors import InvalidSessionId, LockBusy, LockTimeout, SaveHandlerError
+from ..errors import SaveHandlerError
 from ..core.redis_url import (
     DEFAULT_LOCK_TIMEOUT,
     RedisServer,
@@ -68,8 +68,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-#: the files handler logs long lock waits here too (session.lock_wait_log_ms)
-lock_log = logging.getLogger("phpsess.lock")
 
 #: redis_session.c: LOCK_RELEASE_LUA_STR, phpredis's own compare-and-delete (for reference/tests)
 PHPREDIS_RELEASE_SCRIPT = (
@@ -281,6 +279,8 @@ class RedisHandler(SaveHandler):
         self._save_path = ""
         self._servers: list[RedisServer] = []
         self._held: _Held | None = None
+        self._locking: _Held | None = None  # the lock being taken, for the lock hooks
+        self._locked_data: bytes | None = None  # the payload read with the winning SET NX
 
     # -- helpers ---------------------------------------------------------------------
 
@@ -301,20 +301,15 @@ class RedisHandler(SaveHandler):
             )
         return pick_server(self._servers, sid)
 
-    @staticmethod
-    def _check_sid(sid: str) -> None:
-        # phpredis stores any id, so a cookie "x_LOCK" would reach another session's lock key;
-        # phpsess accepts only what PHP's files handler accepts.
-        if not ids.is_valid_id(sid):
-            raise InvalidSessionId(sid)
-
-    def _wait_bound(self, server: RedisServer) -> float:
-        """Seconds read() may wait; ``math.inf`` for ``?lock_timeout=0``."""
-        if server.lock.timeout is not None:
-            return server.lock.timeout or math.inf
+    def lock_bound(self) -> tuple[float, str]:
+        """The save_path's ``?lock_timeout=`` (0: for ever), else ``session.lock_timeout``
+        when set, else 30 s: a Redis lock is never waited for without end by default."""
+        server = self._locking.server if self._locking is not None else None
+        if server is not None and server.lock.timeout is not None:
+            return (server.lock.timeout or math.inf), "the save_path's lock_timeout"
         if self.config.lock_timeout > 0:
-            return float(self.config.lock_timeout)
-        return DEFAULT_LOCK_TIMEOUT
+            return float(self.config.lock_timeout), "session.lock_timeout"
+        return DEFAULT_LOCK_TIMEOUT, "the redis handler's default lock_timeout"
 
     # -- PS_OPEN / PS_CLOSE ------------------------------------------------------------
 
@@ -369,7 +364,7 @@ class RedisHandler(SaveHandler):
             wait bound (``?lock_timeout=``, else ``session.lock_timeout``, else 30 s).
         :raises SaveHandlerError: the server is unreachable or answers an error.
         """
-        self._check_sid(sid)
+        self.check_id(sid)
         server = self._server(sid)
         if self._held is not None:
             if self._held.sid == sid:
@@ -393,61 +388,62 @@ class RedisHandler(SaveHandler):
         return _bytes(data) or b""
 
     def _acquire(self, sid: str, server: RedisServer, client: _Client) -> tuple[_Held, bytes | None]:
-        """Take ``<key>_LOCK`` (waiting up to the bound) and read the payload under it."""
+        """Take ``<key>_LOCK`` by the lock policy and read the payload under it."""
         held = _Held(sid, server, client, lock_secret())
         assert held.secret is not None
-        expire_ms = max(1, int(server.lock.expire * 1000))
-        started = time.monotonic()
-        got, data = self._try_lock(held, expire_ms)
-        waited = 0.0
-        if not got:
-            got, data = self._wait(held, expire_ms, started)
-            waited = time.monotonic() - started
-        self.lock_info = LockInfo(waited, False)
-        threshold = self.config.lock_wait_log_ms
-        if threshold > 0 and waited * 1000 >= threshold:
-            lock_log.warning(
-                "waited %.3f s for the lock of session %s (%s on %s)",
-                waited, sid, held.lock_key, server.address,
-            )
+        self._locking = held
+        self._locked_data = None
+        try:
+            waited = self.acquire_lock(sid, deadline=self.lock_deadline())
+        finally:
+            self._locking = None
+        self.lock_acquired(sid, shared=False, waited=waited)
         if server.lock.refresh:
-            held.refresher = _Refresher(client, held.lock_key, held.secret, expire_ms)
+            held.refresher = _Refresher(client, held.lock_key, held.secret, self._expire_ms(server))
             held.refresher.start()
         log.debug("took session lock %s after %.6f s", held.lock_key, waited)
-        return held, data
+        return held, self._locked_data
 
-    def _try_lock(self, held: _Held, expire_ms: int) -> tuple[bool, bytes | None]:
-        """One attempt: SET NX PX, and in the same round trip GET (used only if the SET won)."""
+    @staticmethod
+    def _expire_ms(server: RedisServer) -> int:
+        return max(1, int(server.lock.expire * 1000))
+
+    # -- the lock policy's hooks (SaveHandler.acquire_lock): SET NX PX on <key>_LOCK --------
+    def _lock_try(self, sid: str, shared: bool) -> bool:
+        """One attempt: SET NX PX, and in the same round trip GET (kept if the SET won)."""
+        held = self._locking
+        assert held is not None
         try:
             pipe = held.client.redis.pipeline(transaction=False)
-            pipe.set(held.lock_key, held.secret or "", nx=True, px=expire_ms)
+            pipe.set(held.lock_key, held.secret or "", nx=True, px=self._expire_ms(held.server))
             pipe.get(held.session_key)
             ok, data = pipe.execute()
         except RedisError as exc:
             raise self._fail("lock", held.server, exc, held.sid) from exc
-        return bool(ok), _bytes(data)
+        if ok:
+            self._locked_data = _bytes(data)
+        return bool(ok)
 
-    def _wait(self, held: _Held, expire_ms: int, started: float) -> tuple[bool, bytes | None]:
+    def _lock_wait(self, sid: str, shared: bool, timeout: float | None) -> bool:
         """Wait for the lock: woken by the releaser's PUBLISH, else poll every ``lock_poll``.
 
         Waiters are the subscribers of the lock's channel, so ``PUBSUB NUMSUB``
         counts them for ``session.lock_max_waiters`` (a waiter that dies drops
         its connection and leaves the count by itself).
         """
+        held = self._locking
+        assert held is not None
         server = held.server
-        bound = self._wait_bound(server)
-        deadline = started + bound
-        self._check_waiters(held)
-        log.debug("waiting for session lock %s (bound %g s)", held.lock_key, bound)
+        deadline = math.inf if timeout is None else time.monotonic() + timeout
+        log.debug("waiting for session lock %s (bound %s s)", held.lock_key, timeout)
         pubsub = self._subscribe(held, deadline)
         try:
             while True:
-                got, data = self._try_lock(held, expire_ms)
-                if got:
-                    return True, data
+                if self._lock_try(sid, shared):
+                    return True
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
-                    break
+                    return False
                 pause = min(server.lock.poll, remaining)
                 if pubsub is None:
                     time.sleep(pause)
@@ -461,21 +457,31 @@ class RedisHandler(SaveHandler):
         finally:
             if pubsub is not None:
                 _close_quietly(pubsub)
-        holder = ""
+
+    def _lock_waiters(self, sid: str) -> int:
+        held = self._locking
+        assert held is not None
+        try:
+            ((_, waiters),) = held.client.redis.pubsub_numsub(held.lock_key)
+        except RedisError as exc:
+            raise self._fail("count the waiters of", held.server, exc, held.sid) from exc
+        return int(waiters)
+
+    def _lock_where(self, sid: str) -> str:
+        held = self._locking if self._locking is not None else self._held
+        if held is None:
+            return ""
+        return f"{held.lock_key} on {held.server.address}"
+
+    def _lock_holder(self, sid: str) -> str:
+        held = self._locking
+        if held is None:
+            return ""
         try:
             value = _bytes(held.client.redis.get(held.lock_key))
-            if value is not None:
-                holder = f" (held by {value.decode('utf-8', 'replace')!r})"
         except RedisError:
-            pass
-        waited = time.monotonic() - started
-        raise LockTimeout(
-            f"redis save handler: session lock {held.lock_key} on {server.address} "
-            f"not obtained within {bound:g} s{holder}",
-            handler=self.name,
-            sid=held.sid,
-            waited=waited,
-        )
+            return ""
+        return f" (held by {value.decode('utf-8', 'replace')!r})" if value is not None else ""
 
     def _subscribe(self, held: _Held, deadline: float) -> Any:
         """A PubSub subscribed (confirmed by the server, so no release is missed) to the
@@ -512,26 +518,9 @@ class RedisHandler(SaveHandler):
                 raise self._fail("wait for the lock of", held.server, exc, held.sid) from exc
         return None
 
-    def _check_waiters(self, held: _Held) -> None:
-        limit = self.config.lock_max_waiters
-        if limit <= 0:
-            return
-        try:
-            ((_, waiters),) = held.client.redis.pubsub_numsub(held.lock_key)
-        except RedisError as exc:
-            raise self._fail("count the waiters of", held.server, exc, held.sid) from exc
-        if waiters >= limit:
-            raise LockBusy(
-                f"Session {held.sid} is busy: {waiters} requests already wait for its lock "
-                f"({held.lock_key} on {held.server.address}; session.lock_max_waiters = {limit})",
-                handler=self.name,
-                sid=held.sid,
-                waiters=int(waiters),
-            )
-
     def _ensure_held(self, sid: str) -> _Held:
         """The lock on ``sid``, taken now if read() did not take it (as files' write opens)."""
-        self._check_sid(sid)
+        self.check_id(sid)
         if self._held is not None and self._held.sid == sid:
             return self._held
         self.read(sid)
@@ -601,7 +590,7 @@ class RedisHandler(SaveHandler):
         Does not fail when ``sid`` does not exist.
         :raises SaveHandlerError: our lock expired meanwhile, or the server failed.
         """
-        self._check_sid(sid)
+        self.check_id(sid)
         held = self._held
         if held is not None and held.sid == sid and held.secret is not None:
             held.stop_refresh()

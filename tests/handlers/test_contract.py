@@ -7,16 +7,16 @@ the process-local memory handler).
 
 from __future__ import annotations
 
+import re
 import threading
 import time
-from typing import Any
+from typing import Any, Callable
 
 import pytest
 
 from phpsess.core import ids
-from phpsess.core.config import SessionConfig
-from phpsess.errors import LockBusy, LockTimeout, SaveHandlerError
-from phpsess.core.config import SAVE_HANDLERS
+from phpsess.core.config import SAVE_HANDLERS, SessionConfig
+from phpsess.errors import InvalidSessionId, LockBusy, LockTimeout, SaveHandlerError
 from phpsess.storage.base import SaveHandler, handler_class
 from phpsess.storage.memory import MemoryHandler, MemoryStore
 
@@ -257,6 +257,89 @@ def test_lock_timeout_raises_lock_timeout_within_its_bound(ctx: Ctx) -> None:
     # and once released, the same handler gets it
     assert h.read(SID) == b""
     h.close()
+
+
+def _hold(ctx: Ctx) -> Callable[[Channel], Any]:
+    def hold(chan: Channel) -> Any:
+        h = ctx.make()
+        h.read(SID)
+        chan.send(("locked",))
+        chan.recv(30)  # until told to stop
+        h.close()
+        return "released"
+
+    return hold
+
+
+def test_lock_timeout_message_is_the_policys(ctx: Ctx) -> None:
+    """One message for every backend: the id, the setting, how long, and which lock."""
+    peer = ctx.peer(_hold(ctx))
+    assert peer.recv() == ("locked",)
+    h = ctx.make(lock_timeout=0.1)
+    with pytest.raises(LockTimeout) as info:
+        h.read(SID)
+    assert re.match(
+        rf"Session lock for {SID} not acquired within session.lock_timeout = 0.1 s \(waited 0\.\d{{3}} s for .+\)",
+        str(info.value),
+    ), str(info.value)
+    assert info.value.handler == ctx.backend.name and info.value.operation == "lock"
+    peer.send("stop")
+    assert peer.result() == "released"
+
+
+def test_waiter_cap_refuses_to_queue_with_the_policys_message(ctx: Ctx) -> None:
+    peer = ctx.peer(_hold(ctx))
+    assert peer.recv() == ("locked",)
+    waiter = ctx.peer(_read_and_report(ctx, SID))
+    assert waiter.recv()[0] == "started"
+    h = ctx.make(lock_max_waiters=1, lock_timeout=0.05)
+    deadline = time.monotonic() + 5
+    while True:  # until the waiter really waits (it counts for the cap)
+        try:
+            h.read(SID)
+        except LockBusy as exc:
+            info = exc
+            break
+        except LockTimeout:
+            pass
+        assert time.monotonic() < deadline, "the waiter was never counted"
+        h.close()
+        time.sleep(0.01)
+    assert info.waiters >= 1 and info.sid == SID
+    assert re.match(rf"Session {SID} is busy: \d+ requests already wait for its lock \(.+; "
+                    r"session.lock_max_waiters = 1\)$", str(info)), str(info)
+    peer.send("stop")
+    assert peer.result() == "released"
+    waiter.result()
+
+
+def test_long_waits_are_logged_by_the_policy(ctx: Ctx, caplog: pytest.LogCaptureFixture) -> None:
+    peer = ctx.peer(_hold(ctx))
+    assert peer.recv() == ("locked",)
+    h = ctx.make(lock_wait_log_ms=50)
+
+    def release_soon() -> None:
+        time.sleep(0.2)
+        peer.send("stop")
+
+    t = threading.Thread(target=release_soon)
+    t.start()
+    with caplog.at_level("WARNING", logger="phpsess.lock"):
+        h.read(SID)
+    t.join()
+    assert h.lock_info.waited >= 0.1
+    [rec] = [r for r in caplog.records if r.name == "phpsess.lock"]
+    assert rec.getMessage().startswith("waited ") and SID in rec.getMessage()
+    h.close()
+    assert peer.result() == "released"
+
+
+@pytest.mark.parametrize("bad", ["", "x_LOCK", "a/b", "../x", "a b", "x" * 257, "é"])
+def test_every_backend_refuses_ids_php_refuses(handler: SaveHandler, bad: str) -> None:
+    for call in (lambda: handler.read(bad), lambda: handler.write(bad, PAYLOAD), lambda: handler.destroy(bad)):
+        with pytest.raises(InvalidSessionId):
+            call()
+    assert handler.validate_id(bad) is False
 
 
 def test_lock_is_handed_to_the_waiter_that_then_sees_the_new_data(ctx: Ctx) -> None:
