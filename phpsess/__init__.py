@@ -3,7 +3,8 @@
 ``import phpsess`` gives PHP's session API: ``phpsess.session_start()``,
 ``phpsess.SESSION`` (this request's ``$_SESSION``), ``phpsess.session_write_close()``,
 ``phpsess.ini_set("session.gc_maxlifetime", 3600)``... see docs/porting.md.
-Under a CGI host, importing phpsess sets up the request from the environment.
+A CGI script that imports phpsess behaves as a PHP script under php-cgi
+(:mod:`phpsess.runtime.cgi`); importing phpsess has no other effect.
 """
 
 from __future__ import annotations
@@ -33,7 +34,8 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'phpsess' has no attribute {name!r}")
 
 
-# Under a CGI host (GATEWAY_INTERFACE set), `import phpsess` makes this process the request.
-from .runtime.cgi import activate_if_cgi as _activate_if_cgi  # noqa: E402
+# A CGI script that imports phpsess becomes its CGI request when it first uses it
+# (runtime/cgi.py); importing phpsess anywhere else has no effect.
+from .runtime.cgi import arm_if_imported_by_script as _arm_if_imported_by_script  # noqa: E402
 
-_activate_if_cgi()
+_arm_if_imported_by_script()

@@ -1,13 +1,23 @@
 """A script run under a CGI host (nginx + fcgiwrap, Apache mod_cgi, ...): one request per
 process.  Reads ``os.environ`` and the body from stdin, writes the response to stdout,
-hooks interpreter exit (``atexit``, ``sys.excepthook``).
+hooks interpreter exit (``atexit``, ``sys.excepthook``) -- all only once the process has
+become the CGI request.
 
-``import phpsess`` calls :func:`activate_if_cgi`, so a script needs nothing
-else to behave like a PHP script under php-cgi: status and headers (Set-Cookie,
-cache limiter, ``header()`` lines) go out before the first byte of body, and at
-exit (normal end, ``sys.exit()``, or an uncaught exception, which becomes a 500
-as PHP's fatal error does) the request shutdown runs: shutdown functions, the
-session write and unlock, the headers if nothing was printed.
+A CGI script needs nothing but ``import phpsess`` to behave like a PHP script under
+php-cgi: status and headers (Set-Cookie, cache limiter, ``header()`` lines) go out
+before the first byte of body, and at exit (normal end, ``sys.exit()``, or an uncaught
+exception, which becomes a 500 as PHP's fatal error does) the request shutdown runs:
+shutdown functions, the session write and unlock, the headers if nothing was printed.
+
+Importing has no effect by itself.  When the CGI script (the ``__main__`` module) does
+``import phpsess`` under a CGI host (``GATEWAY_INTERFACE`` set), :func:`arm` prepares
+the process to become the request at its first use of PHP's API, its first output, or
+its exit, whichever comes first (:func:`activate`).  Other uses of phpsess under a CGI
+host are left alone: a module that imports phpsess is not the script, and the
+entry points of other runtimes (``phpsess.wsgi``, the servers, the ``phpsess``
+command) call :func:`disarm` when they are imported, so a WSGI application served by
+``wsgiref.handlers.CGIHandler`` writes its own response.  ``PHPSESS_CGI=0`` turns the
+automatic part off; :func:`activate` can always be called explicitly.
 """
 
 from __future__ import annotations
@@ -16,18 +26,23 @@ import atexit
 import io
 import os
 import sys
-from types import TracebackType
+from types import FrameType, TracebackType
 from typing import BinaryIO, Callable, Mapping
 
 from ..session import context
 from ..session.context import request_context
 from ..session.request import Request
-from .output import install_output_proxy
+from .output import OutputProxy, install_output_proxy
 from .sapi import cgi_head, finalize_headers
 
-__all__ = ["activate", "activate_if_cgi", "is_cgi", "active_request", "read_body"]
+__all__ = ["activate", "arm", "disarm", "arm_if_imported_by_script", "is_cgi", "active_request", "read_body"]
 
 _active: Request | None = None
+#: armed: the proxy arm() installed (None when stdout was left alone)
+_armed = False
+_armed_proxy: OutputProxy | None = None
+#: the largest body read from stdin at once (bytes); a bigger CONTENT_LENGTH is read in pieces
+_READ_CHUNK = 1 << 20
 
 
 def is_cgi(environ: Mapping[str, str] | None = None) -> bool:
@@ -41,32 +56,77 @@ def active_request() -> Request | None:
     return _active
 
 
-def _in_request_context() -> bool:
-    return context.active_request() is not None
+def arm_if_imported_by_script() -> None:
+    """``import phpsess``'s hook: :func:`arm` when the module importing phpsess is the
+    script (``__main__``) of a CGI request; otherwise do nothing."""
+    if not is_cgi() or os.environ.get("PHPSESS_CGI", "1") == "0":
+        return
+    frame: FrameType | None = sys._getframe(1)
+    # skip phpsess's own frames and the import machinery's: the first other is the importer
+    while frame is not None and (
+        frame.f_code.co_filename.startswith("<frozen importlib")
+        or frame.f_globals.get("__name__", "").partition(".")[0] == "phpsess"
+    ):
+        frame = frame.f_back
+    if frame is not None and frame.f_globals.get("__name__") == "__main__":
+        arm()
 
 
-def activate_if_cgi() -> Request | None:
-    """:func:`activate` when running under a CGI host, else do nothing.
+def arm() -> None:
+    """Make this process the CGI request at its first use of PHP's API, first output
+    (``print()``) or exit, whichever comes first.  A no-op when not under a CGI host,
+    already armed or active, or inside a request another runtime made current."""
+    global _armed, _armed_proxy
+    if _armed or _active is not None or not is_cgi() or context.active_request() is not None:
+        return
+    _armed = True
+    context.set_fallback(_activate_armed)
+    if not isinstance(sys.stdout, OutputProxy):
+        _armed_proxy = install_output_proxy()
+        _armed_proxy.activate = _activate_armed
+    atexit.register(_exit_armed)
 
-    A no-op (returns None) outside CGI, when already activated, or inside a
-    request context that a runtime set up (the ``phpsess fpm`` pool, ``serve``).
-    """
-    if _active is not None or not is_cgi() or _in_request_context():
-        return None
+
+def disarm() -> None:
+    """Leave this process alone after all (another runtime serves it): undo :func:`arm`
+    if it has not activated yet.  Called by the non-CGI entry points when imported."""
+    global _armed, _armed_proxy
+    if not _armed:
+        return
+    _armed = False
+    context.set_fallback(None)
+    proxy = _armed_proxy
+    _armed_proxy = None
+    if proxy is not None:
+        proxy.activate = None
+        if sys.stdout is proxy:
+            sys.stdout = proxy.original
+
+
+def _activate_armed() -> Request:
     return activate()
 
 
+def _exit_armed() -> None:
+    """At exit, a CGI script that never used phpsess still answers (an empty page)."""
+    if _armed and _active is None:
+        activate()
+        _at_exit_now()
+
+
 def read_body(stdin: BinaryIO, content_length: str | None) -> bytes:
-    """Read the request body: ``CONTENT_LENGTH`` bytes from the CGI host's stdin."""
-    try:
-        n = int(content_length or 0)
-    except ValueError:
-        n = 0
-    if n <= 0:
+    """Read the request body: ``CONTENT_LENGTH`` bytes from the CGI host's stdin (fewer
+    if stdin ends first), in pieces, so a huge ``CONTENT_LENGTH`` allocates nothing up front.
+
+    A ``CONTENT_LENGTH`` that is not a non-negative decimal number reads nothing.
+    """
+    text = (content_length or "").strip()
+    if not text.isdigit() or not text.isascii():
         return b""
+    n = int(text) if len(text) <= 18 else 1 << 62  # (int() refuses 4,300 digits and more)
     chunks = []
     while n > 0:
-        chunk = stdin.read(n)
+        chunk = stdin.read(min(n, _READ_CHUNK))
         if not chunk:
             break
         chunks.append(chunk)
@@ -90,9 +150,14 @@ def activate(
     an uncaught exception first sets status 500 (if headers are not sent and
     the status is 200) and prints its traceback on stderr.
     """
-    global _active
+    global _active, _armed, _armed_proxy
     if _active is not None:
         return _active
+    _armed = False
+    context.set_fallback(None)
+    if _armed_proxy is not None:
+        _armed_proxy.activate = None
+        _armed_proxy = None
     env = dict(os.environ if environ is None else environ)
     if stdin is None:
         stdin = sys.stdin.buffer if sys.stdin is not None else io.BytesIO()
@@ -115,8 +180,13 @@ def activate(
     sys.stdin = io.TextIOWrapper(io.BytesIO(body), encoding="utf-8", errors="surrogateescape")
     install_output_proxy()
     _install_excepthook(req)
-    atexit.register(_at_exit, ctx, out)
+    _exit_hooks.append((ctx, out))
+    atexit.register(_at_exit_now)
     return req
+
+
+#: the request to shut down at exit (activate() registers it; run once)
+_exit_hooks: list[tuple[request_context, BinaryIO]] = []
 
 
 def _write(out: BinaryIO, data: bytes) -> None:
@@ -140,6 +210,12 @@ def _install_excepthook(req: Request) -> None:
         previous(etype, value, tb)
 
     sys.excepthook = excepthook
+
+
+def _at_exit_now() -> None:
+    while _exit_hooks:
+        ctx, out = _exit_hooks.pop()
+        _at_exit(ctx, out)
 
 
 def _at_exit(ctx: request_context, out: BinaryIO) -> None:

@@ -49,6 +49,10 @@ from ..session.request import Request
 from .fcgi import ProtocolError
 from .fcgi_conn import serve_connection
 from .output import install_output_proxy
+from .cgi import disarm as _disarm_cgi
+
+# an entry point of its own: a CGI host does not make this process its request
+_disarm_cgi()
 
 __all__ = ["FastCGIPool", "parse_listen", "serve_fpm"]
 

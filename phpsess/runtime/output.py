@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import io
 import sys
-from typing import IO, Any
+from typing import IO, Any, Callable
 
 from ..session.context import active_request
 from ..session.request import Request
@@ -17,7 +17,9 @@ __all__ = ["OutputProxy", "install_output_proxy"]
 class OutputProxy(io.TextIOBase):
     """A ``sys.stdout`` replacement that sends ``print()`` output to the current request.
 
-    Outside a request context it writes to the original stream.  Text is
+    Outside a request context it writes to the original stream, unless
+    :attr:`activate` is set: then the first write calls it to make the request the
+    output belongs to (a CGI script's, :mod:`phpsess.runtime.cgi`).  Text is
     encoded as UTF-8; ``.buffer`` accepts bytes.
     """
 
@@ -25,9 +27,19 @@ class OutputProxy(io.TextIOBase):
         super().__init__()
         self._fallback = fallback
         self.buffer = _BinaryOutput(self)
+        #: makes the request of output written outside any request (None: none)
+        self.activate: Callable[[], Request | None] | None = None
+
+    @property
+    def original(self) -> IO[str]:
+        """The stream this proxy replaced."""
+        return self._fallback
 
     def _target(self) -> Request | None:
-        return active_request()
+        req = active_request()
+        if req is None and self.activate is not None:
+            return self.activate()
+        return req
 
     def write(self, s: str) -> int:
         req = self._target()

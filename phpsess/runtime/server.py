@@ -43,6 +43,10 @@ from typing import Callable, Sequence
 from ..version import __version__
 from ..storage import registry
 from ..core.http import reason_phrase
+from .cgi import disarm as _disarm_cgi
+
+# an entry point of its own: a CGI host does not make this process its request
+_disarm_cgi()
 
 __all__ = [
     "serve",

@@ -28,6 +28,10 @@ from ..session.request import Request
 from .output import install_output_proxy
 from ..core.http import reason_phrase
 from ..session.context import request_context
+from .cgi import disarm as _disarm_cgi
+
+# an entry point of its own: a CGI host does not make this process its request
+_disarm_cgi()
 
 __all__ = ["SessionMiddleware", "cgi_environ", "merge_headers"]
 

@@ -14,9 +14,14 @@ import os
 import sys
 from typing import Any, Sequence
 
+from ..runtime.cgi import disarm as _disarm_cgi
+
 __all__ = ["main", "build_parser"]
 
 log = logging.getLogger("phpsess")
+
+# an entry point of its own: a CGI host does not make this process its request
+_disarm_cgi()
 
 
 def _octal(text: str) -> int:

@@ -321,17 +321,83 @@ def test_fcgiwrap_session_lock_serializes_requests(nginx_cgi: Nginx, site: Path)
 
 
 # -- activation rules ----------------------------------------------------------------------
-def test_activate_if_cgi_is_a_no_op_outside_cgi_and_inside_a_request(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_arm_is_a_no_op_outside_cgi_and_inside_a_request(monkeypatch: pytest.MonkeyPatch) -> None:
     from phpsess.runtime import cgi
-    from phpsess.session.request import Request
     from phpsess.session.context import request_context
+    from phpsess.session.request import Request
 
     monkeypatch.delenv("GATEWAY_INTERFACE", raising=False)
-    assert cgi.activate_if_cgi() is None and cgi.active_request() is None
+    cgi.arm()
+    assert not cgi._armed and cgi.active_request() is None
     monkeypatch.setenv("GATEWAY_INTERFACE", "CGI/1.1")
     with request_context(Request(environ={}), shutdown=False):  # as in a pool worker
-        assert cgi.activate_if_cgi() is None
-    assert cgi.active_request() is None
+        cgi.arm()
+    assert not cgi._armed and cgi.active_request() is None
+
+
+def _run_under_cgi(tmp_path: Path, args: list[str], body: bytes = b"", **env: str) -> subprocess.CompletedProcess[bytes]:
+    environ = {
+        "PATH": "/usr/bin:/bin", "PYTHONPATH": PYTHONPATH, "GATEWAY_INTERFACE": "CGI/1.1",
+        "REQUEST_METHOD": "GET", "QUERY_STRING": "", "SERVER_PROTOCOL": "HTTP/1.1",
+        "PHPSESS_INI": "", "PHPSESS_LOCK_REGISTRY": "off", **env,
+    }
+    return subprocess.run([PY, *args], input=body, capture_output=True, env=environ, cwd=tmp_path, timeout=60)
+
+
+@pytest.mark.parametrize("module", ["phpsess.wsgi", "phpsess.runtime.wsgi", "phpsess.runtime.server",
+                                    "phpsess.runtime.fpm", "phpsess.tools.cli"])
+def test_importing_another_entry_point_under_cgi_prints_nothing(tmp_path: Path, module: str) -> None:
+    proc = _run_under_cgi(tmp_path, ["-c", f"import {module}"])
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == b""
+
+
+def test_a_module_that_imports_phpsess_is_not_the_cgi_script(tmp_path: Path) -> None:
+    (tmp_path / "lib.py").write_text("import phpsess\nimport phpsess.core.codec\n")
+    proc = _run_under_cgi(tmp_path, ["-c", "import lib; print('plain output')"])
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == b"plain output\n"
+
+
+def test_a_cgi_script_that_only_imports_phpsess_answers_an_empty_page(tmp_path: Path) -> None:
+    (tmp_path / "empty.py").write_text("import phpsess\n")
+    proc = _run_under_cgi(tmp_path, ["empty.py"], SCRIPT_FILENAME=str(tmp_path / "empty.py"))
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == b"Status: 200 OK\r\nContent-type: text/html; charset=UTF-8\r\n\r\n"
+
+
+def test_a_wsgi_app_under_wsgiref_cgihandler_writes_its_own_response(tmp_path: Path) -> None:
+    """phpsess.wsgi inside a CGI script served by wsgiref: one response, wsgiref's."""
+    (tmp_path / "app.py").write_text(textwrap.dedent("""
+        import phpsess
+        from phpsess.wsgi import SessionMiddleware
+        from wsgiref.handlers import CGIHandler
+
+        def app(environ, start_response):
+            phpsess.session_start()
+            phpsess.SESSION["n"] = phpsess.SESSION.get("n", 0) + 1
+            start_response("200 OK", [("Content-Type", "text/plain")])
+            return [f"n={phpsess.SESSION['n']}".encode()]
+
+        CGIHandler().run(SessionMiddleware(app, {"save_path": %r}))
+    """ % str(tmp_path)))
+    proc = _run_under_cgi(tmp_path, ["app.py"], SCRIPT_FILENAME=str(tmp_path / "app.py"))
+    assert proc.returncode == 0, proc.stderr
+    head, _, body = proc.stdout.partition(b"\r\n\r\n")
+    assert head.startswith(b"Status: 200 OK\r\n") and head.count(b"Status:") == 1, proc.stdout
+    assert b"Set-Cookie: PHPSESSID=" in head
+    assert body == b"n=1"
+
+
+def test_a_content_length_past_the_body_reads_what_there_is(tmp_path: Path) -> None:
+    """CONTENT_LENGTH of 10**12 or past 2**63 with a 3-byte body: the page runs (as php-cgi)."""
+    (tmp_path / "post.py").write_text("import phpsess\nprint(len(phpsess.POST), phpsess.POST.get('a'))\n")
+    for length in (str(10**12), str(2**63), str(2**64 + 5), "9" * 5000):
+        proc = _run_under_cgi(tmp_path, ["post.py"], b"a=1", SCRIPT_FILENAME=str(tmp_path / "post.py"),
+                              REQUEST_METHOD="POST", CONTENT_TYPE="application/x-www-form-urlencoded",
+                              CONTENT_LENGTH=length)
+        assert proc.returncode == 0, proc.stderr
+        assert proc.stdout.endswith(b"\r\n\r\n1 1\n"), proc.stdout
 
 
 def test_read_body_reads_content_length_bytes() -> None:
