@@ -236,3 +236,100 @@ def test_held_seconds_is_unknown_for_a_lock_taken_without_the_registry(registry:
         assert lock.pid == os.getpid() and lock.held_seconds is None
     finally:
         os.close(fd)
+
+
+# -- nothing a local user plants blocks, crashes or misleads the registry (issue 15, item 1) ---
+NOBODY = 65534
+
+
+@pytest.fixture
+def runtime_base(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A base directory standing for /dev/shm, shared with "other users"."""
+    base = tmp_path / "shm"
+    base.mkdir()
+    base.chmod(0o1777)
+    monkeypatch.delenv("PHPSESS_LOCK_REGISTRY", raising=False)
+    monkeypatch.setenv("PHPSESS_RUNTIME_DIR", str(base))
+    monkeypatch.setattr(locks, "_registry", locks._Registry())
+    return base
+
+
+def _plant(path: Path, kind: str) -> None:
+    if kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "symlink":
+        path.symlink_to("/etc/passwd")
+    elif kind == "directory":
+        path.mkdir()
+    elif kind == "huge":
+        with open(path, "wb") as fh:
+            fh.truncate(1 << 30)
+    elif kind == "foreign":
+        path.write_bytes(b"PHPSESL1" + b"\0" * 4088)
+        os.chown(path, NOBODY, NOBODY)
+    elif kind == "device":
+        os.symlink("/dev/zero", path)
+
+
+@pytest.mark.parametrize("kind", ["fifo", "symlink", "directory", "huge", "foreign", "device"])
+def test_planted_registry_files_never_block_or_mislead(runtime_base: Path, tmp_path: Path, kind: str) -> None:
+    """The registries live in a directory of this user's; whatever is planted there (or in
+    the shared base, where phpsess 0.1 kept them) is skipped without blocking."""
+    mine = Path(locks.registry_dir() or "")
+    assert mine.parent == runtime_base and mine.stat().st_mode & 0o777 == 0o711
+    for where in (runtime_base, mine):
+        _plant(where / "phpsess-locks.424242", kind)
+        _plant(where / f"phpsess-locks.{os.getppid()}", kind)
+    script = (
+        "import sys, time; from phpsess.core.config import SessionConfig; "
+        "from phpsess.storage.files import FilesHandler; from phpsess.storage import registry; "
+        "from phpsess.tools.inspect import inspect_locks; "
+        "h = FilesHandler(SessionConfig()); h.open(sys.argv[1], 'PHPSESSID'); "
+        "h.read('abcdef0123456789'); inspect_locks(sys.argv[1]); registry.clean_registry(); "
+        "print(registry.read_registry(424242), registry.read_registry(%d)); h.close()" % os.getppid()
+    )
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parent.parent))
+    save = tmp_path / "save"
+    save.mkdir()
+    proc = subprocess.run([sys.executable, "-c", script, str(save)], capture_output=True, timeout=20, env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == b"None None\n"
+
+
+def test_a_planted_runtime_directory_is_refused_and_sessions_still_work(
+    runtime_base: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Another user made /dev/shm/phpsess-<our uid> first: no registry, a warning, no failure."""
+    planted = runtime_base / f"phpsess-{os.geteuid()}"
+    planted.mkdir(mode=0o777)
+    os.chown(planted, NOBODY, NOBODY)
+    with caplog.at_level("WARNING", logger="phpsess.storage.rundir"):
+        assert locks.registry_dir() is None
+    assert "refused" in caplog.text
+    h = FilesHandler(SessionConfig())
+    h.open(str(tmp_path), "PHPSESSID")
+    h.read("abcdef0123456789")
+    h.write("abcdef0123456789", b"a|i:1;")
+    h.close()
+    assert list(planted.iterdir()) == []
+    planted.rmdir()
+    planted.symlink_to(tmp_path)  # a link to a directory of ours is refused too
+    assert locks.registry_dir() is None
+
+
+def test_inspector_without_psutil_still_lists_holders(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """psutil is the ``tools`` extra: without it the holder is still named, by pid."""
+    import sys as _sys
+
+    from phpsess.tools import inspect as inspector
+
+    monkeypatch.setitem(_sys.modules, "psutil", None)
+    path = tmp_path / "sess_abc"
+    path.write_bytes(b"")
+    fd = os.open(path, os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        [lock] = inspector.inspect_locks(str(tmp_path), registry="off")
+    finally:
+        os.close(fd)
+    assert lock.pid == os.getpid() and lock.cmdline == inspector.NO_PSUTIL and lock.process_seconds is None

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from phpsess.storage import flock as locking
+from phpsess.storage.files import sweep
 from phpsess.tools import admin as tools
 from phpsess.core.codec import PHPEnum, PHPObject, loads
 from phpsess.core.config import SessionConfig
@@ -200,7 +201,7 @@ def test_gc_never_deletes_a_locked_session(tmp_path: Path) -> None:
     fd = os.open(a, os.O_RDONLY)
     fcntl.flock(fd, fcntl.LOCK_SH)  # even a shared (read_and_close) lock
     try:
-        assert tools.gc_files([str(a), str(b)], 60) == [str(b)]
+        assert sweep([str(a), str(b)], 60) == [str(b)]
     finally:
         os.close(fd)
     assert a.exists()
@@ -217,7 +218,7 @@ def test_gc_keeps_a_session_written_between_its_look_and_its_lock(
         return real(fd, shared=shared)
 
     monkeypatch.setattr(locking, "try_lock", write_then_lock)
-    assert tools.gc_files([str(a)], 60) == []
+    assert sweep([str(a)], 60) == []
     assert a.exists()
 
 
@@ -232,7 +233,7 @@ def test_gc_keeps_a_file_that_replaced_the_one_it_locked(tmp_path: Path, monkeyp
         return real(fd, shared=shared)
 
     monkeypatch.setattr(locking, "try_lock", replace_then_lock)
-    assert tools.gc_files([str(a)], 60) == []
+    assert sweep([str(a)], 60) == []
     assert a.read_bytes() == b"new|i:1;"
 
 
@@ -253,7 +254,7 @@ def test_gc_keeps_a_session_a_request_is_waiting_for(tmp_path: Path, monkeypatch
 
     monkeypatch.setattr(locking, "try_lock", lock_then_get_a_waiter)
     try:
-        assert tools.gc_files([str(a)], 60) == []
+        assert sweep([str(a)], 60) == []
     finally:
         for p in waiter:
             p.wait(10)  # it got the lock once gc let go
@@ -267,7 +268,7 @@ def test_gc_leaves_symlinks_and_their_targets_alone(tmp_path: Path) -> None:
     link = tmp_path / f"sess_{SID}"
     link.symlink_to(target)
     os.utime(link, (0, 0), follow_symlinks=False)
-    assert tools.gc_files([str(link)], 60) == []
+    assert sweep([str(link)], 60) == []
     assert link.is_symlink() and target.read_bytes() == b"x"
 
 

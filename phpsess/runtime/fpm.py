@@ -2,13 +2,13 @@
 php-fpm runs ``.php`` files.  Does process management (fork, signals, waitpid) and socket
 I/O; the requests of each connection are served by :mod:`phpsess.runtime.fcgi_conn`.
 
-The server side is flup6's (:class:`flup.server.fcgi_fork.WSGIServer`: socket
-setup, the protocol constants); the records of a connection are parsed from one
-buffer and answered with one write (:func:`phpsess.runtime.fcgi_conn.serve_connection`, compiled
-with the request path).  The pre-fork side
-replaces flup's ``PreforkServer`` loops, which under Python 3 miss signals
-(PEP 475 retries ``select``/``wait``), wake every idle child on each connection
-and leave the children running when the master is killed:
+The records of a connection are parsed from one buffer and answered with one write
+(:func:`phpsess.runtime.fcgi_conn.serve_connection`, compiled with the request path).
+flup6 is not used here: its ``PreforkServer`` loops miss signals under Python 3
+(PEP 475 retries ``select``/``wait``), wake every idle child on each connection and
+leave the children running when the master is killed, and its per-record objects
+cost about 25 µs a request (docs/deployment.md says where flup6 is the right tool:
+serving a WSGI application over FastCGI).  This pool:
 
 * the master keeps exactly ``workers`` children, replaces any that dies (``kill -9``
   included) and recycles each after ``max_requests`` requests;
@@ -41,8 +41,6 @@ from collections import deque
 from types import FrameType
 from typing import Any, Callable
 
-from flup.server.fcgi_fork import WSGIServer
-
 from ..storage import registry
 from ..core import telemetry
 from ..session.request import Request
@@ -68,7 +66,7 @@ class _GracefulExit(Exception):
     pass
 
 
-class FastCGIPool(WSGIServer):  # type: ignore[misc]
+class FastCGIPool:
     """A pre-forked pool of ``workers`` processes serving FastCGI requests by running
     the script ``SCRIPT_FILENAME`` names (only under ``root``).
 
@@ -79,7 +77,6 @@ class FastCGIPool(WSGIServer):  # type: ignore[misc]
     :param listen_mode: permissions of a unix socket.
     :param stop_timeout: seconds children get after SIGTERM before SIGKILL.
     """
-
 
     def __init__(
         self,
@@ -93,15 +90,7 @@ class FastCGIPool(WSGIServer):  # type: ignore[misc]
     ) -> None:
         if workers < 1:
             raise ValueError("workers must be at least 1")
-        super().__init__(
-            None,
-            bindAddress=bind,
-            debug=False,
-            minSpare=workers,
-            maxSpare=workers,
-            maxChildren=workers,
-            maxRequests=max_requests,
-        )
+        self.bind = bind
         self.root = os.path.realpath(root)
         self.workers = workers
         self.max_requests = max_requests
@@ -129,8 +118,8 @@ class FastCGIPool(WSGIServer):  # type: ignore[misc]
 
     # -- the master --------------------------------------------------------------------
     def _setupSocket(self) -> socket.socket:
-        """Bind and listen (flup's, plus IPv6 and the unix socket's mode)."""
-        addr = self._bindAddress
+        """Bind and listen (IPv4, IPv6 or a unix socket with ``listen_mode``)."""
+        addr = self.bind
         if isinstance(addr, str):
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             try:
@@ -149,7 +138,6 @@ class FastCGIPool(WSGIServer):  # type: ignore[misc]
 
     def run(self) -> bool:
         """Bind, fork the workers and supervise them until a stop signal; returns False."""
-        self._web_server_addrs = None
         sock = self._setupSocket()
         self._sock = sock
         sock.setblocking(True)
@@ -164,7 +152,7 @@ class FastCGIPool(WSGIServer):  # type: ignore[misc]
         signal.signal(signal.SIGQUIT, self._on_graceful)
         signal.signal(signal.SIGCHLD, self._on_child)
         signal.signal(signal.SIGUSR1, self._on_report)
-        log.info("phpsess fpm: %d workers on %s, root %s", self.workers, self._bindAddress, self.root)
+        log.info("phpsess fpm: %d workers on %s, root %s", self.workers, self.bind, self.root)
         _preload_and_freeze()
         deaths: deque[float] = deque(maxlen=self.workers)
         pause_until = 0.0
@@ -205,10 +193,10 @@ class FastCGIPool(WSGIServer):  # type: ignore[misc]
                 signal.signal(s, h)
             os.close(r)
             os.close(w)
-            self._cleanupSocket(sock)
-            if isinstance(self._bindAddress, str):
+            sock.close()
+            if isinstance(self.bind, str):
                 try:
-                    os.unlink(self._bindAddress)
+                    os.unlink(self.bind)
                 except OSError:
                     pass
             log.info("phpsess fpm: stopped")

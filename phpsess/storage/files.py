@@ -18,17 +18,20 @@ Where phpsess differs, PHP cannot tell (docs/handlers.md, "files"):
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import errno
+import hashlib
 import logging
 import os
 import secrets
 import stat
 import time
-from typing import Any, Callable
+from typing import Any, Callable, Iterable, Iterator
 
 from ..core import ids
 from . import flock, registry
+from .rundir import runtime_dir
 from ..core.config import SessionConfig
 from ..core.zend import strtol
 from ..errors import InvalidSessionId, SaveHandlerError, SessionError, caused_by
@@ -41,6 +44,8 @@ __all__ = [
     "session_file_path",
     "default_temp_dir",
     "crash_safe_image",
+    "sweep",
+    "sweep_lock",
     "strip_crash_padding",
     "MAXPATHLEN",
     "FILE_PREFIX",
@@ -256,6 +261,114 @@ def strip_crash_padding(data: bytes, serialize_handler: str) -> bytes:
     if start <= 0 or data[start:end] != head or data[start - 1] not in b";}":
         return data
     return data[:start]
+
+
+# -- gc ---------------------------------------------------------------------------------
+
+
+def sweep(
+    paths: Iterable[str],
+    max_lifetime: float,
+    *,
+    now: float | None = None,
+    dry_run: bool = False,
+    unlink_others: bool = False,
+) -> list[str]:
+    """Delete the session files among ``paths`` idle (mtime) longer than ``max_lifetime``
+    seconds, with PHP's arithmetic (whole seconds); return the deleted paths.
+
+    Safe while requests run, PHP's included: a file is deleted only when its flock
+    can be taken without waiting (no request holds it), nobody waits for it in
+    ``flock`` either, and -- under that lock -- its mtime is still too old and the
+    path still names the locked inode.  Entries that are not regular files
+    (symlinks, FIFOs) are never opened in a blocking way; with ``unlink_others``
+    they are judged by ``stat`` and unlinked as PHP's gc does, else left alone.
+    ``dry_run``: what would be deleted (nothing is locked but for the check).
+    """
+    deleted: list[str] = []
+    for path in paths:
+        t = int(time.time() if now is None else now)
+        try:
+            st = os.stat(path) if unlink_others else os.stat(path, follow_symlinks=False)
+        except OSError:
+            continue
+        if t - int(st.st_mtime) <= max_lifetime:
+            continue
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        except OSError as exc:
+            # not a regular file we can lock (a symlink: ELOOP...): PHP's plain stat + unlink
+            if unlink_others and exc.errno in (errno.ELOOP, errno.ENXIO, errno.EISDIR, errno.EACCES):
+                if dry_run or _unlink_quietly(path):
+                    deleted.append(path)
+            continue
+        try:
+            if not flock.try_lock(fd):
+                continue  # a request holds it: alive, whatever its mtime says
+            locked = os.fstat(fd)
+            if not stat.S_ISREG(locked.st_mode):
+                if unlink_others and (dry_run or _unlink_quietly(path)):
+                    deleted.append(path)  # a fifo or device named sess_*: PHP unlinks it too
+                continue
+            if locked.st_nlink == 0:
+                continue
+            current = os.stat(path, follow_symlinks=False)
+            if (current.st_dev, current.st_ino) != (locked.st_dev, locked.st_ino):
+                continue  # replaced meanwhile: not the file we judged
+            t = int(time.time() if now is None else now)
+            if t - int(locked.st_mtime) <= max_lifetime:
+                continue  # written meanwhile
+            if flock.count_waiters(locked.st_dev, locked.st_ino):
+                continue  # a request is queued for it: about to be used
+            if dry_run or _unlink_quietly(path):
+                deleted.append(path)
+        except OSError:
+            continue
+        finally:
+            os.close(fd)
+    return deleted
+
+
+def _unlink_quietly(path: str) -> bool:
+    try:
+        os.unlink(path)
+    except OSError as exc:
+        log.warning("gc: cannot delete %s: %s", path, exc)
+        return False
+    return True
+
+
+@contextlib.contextmanager
+def sweep_lock(basedir: str) -> Iterator[bool]:
+    """``with sweep_lock(dir) as mine:`` -- ``mine`` is True for the one process of this
+    user that may sweep ``dir`` now, False while another one does.
+
+    A fasteners inter-process lock on a file in the user's private runtime directory
+    (:mod:`phpsess.storage.rundir`; a POSIX record lock, never waited for: the sweep
+    is skipped, as PHP skips gc by chance).  Without a runtime directory every
+    process may sweep (as in PHP).
+    """
+    directory = runtime_dir()
+    if directory is None:
+        yield True
+        return
+    import fasteners
+
+    digest = hashlib.sha256(os.fsencode(os.path.abspath(basedir))).hexdigest()[:24]
+    lock = fasteners.InterProcessLock(os.path.join(directory, f"gc-{digest}.lock"))
+    try:
+        mine = lock.acquire(blocking=False)
+    except OSError as exc:
+        log.debug("gc sweep lock unavailable: %s", exc)
+        mine = True
+    try:
+        yield bool(mine)
+    finally:
+        if lock.acquired:
+            lock.release()
+        else:
+            # fasteners keeps the lock file open after a failed non-blocking acquire
+            getattr(lock, "_do_close", lambda: None)()
 
 
 # -- the handler -----------------------------------------------------------------------
@@ -610,10 +723,11 @@ class FilesHandler(SaveHandler):
         """PS_GC: delete ``sess_*`` files whose mtime is more than ``max_lifetime``
         seconds old; return how many.  Depth > 0: nothing, -1 (as PHP).
 
-        Unlike PHP, a file some request holds locked (this one's included) is never
-        deleted: each candidate is locked with ``LOCK_NB`` first and its mtime
-        checked again under the lock.  Entries that are not regular files
-        (symlinks...) are judged by ``stat`` and unlinked as PHP does.
+        Unlike PHP, a session in use is never deleted (:func:`sweep`), and only one
+        process of this user sweeps a directory at a time: when another one is
+        sweeping it already, this one returns 0 at once (:func:`sweep_lock`) instead
+        of scanning the same directory beside it.  Entries that are not regular
+        files (symlinks...) are judged by ``stat`` and unlinked as PHP does.
 
         :param now: the clock (``time.time()``), for tests.
         :raises SaveHandlerError: PHP's ``ps_files_cleanup_dir: opendir(...) failed``.
@@ -623,7 +737,6 @@ class FilesHandler(SaveHandler):
         if self.save_path.dirdepth != 0:
             return -1  # mod_files.c: cleanup only for dirdepth == 0
         basedir = self.save_path.basedir
-        t_now = int(time.time() if now is None else now)
         try:
             entries = os.scandir(basedir)
         except OSError as exc:
@@ -632,60 +745,18 @@ class FilesHandler(SaveHandler):
                 handler="files",
                 operation="gc",
             ), exc)
-        deleted = 0
-        with entries:
-            for entry in entries:
-                if not entry.name.startswith(FILE_PREFIX):
-                    continue
-                if len(os.fsencode(entry.name)) + len(os.fsencode(basedir)) + 2 >= MAXPATHLEN:
-                    continue
-                path = f"{basedir}/{entry.name}"
-                try:
-                    if t_now - int(os.stat(path).st_mtime) <= max_lifetime:
-                        continue
-                except OSError:
-                    continue
-                if self._gc_one(path, t_now, max_lifetime):
-                    deleted += 1
+        with entries, sweep_lock(basedir) as mine:
+            if not mine:
+                log.debug("gc of %s: another process is sweeping it", basedir)
+                return 0
+            names = (
+                f"{basedir}/{e.name}" for e in entries
+                if e.name.startswith(FILE_PREFIX)
+                and len(os.fsencode(e.name)) + len(os.fsencode(basedir)) + 2 < MAXPATHLEN
+            )
+            deleted = len(sweep(names, max_lifetime, now=now, unlink_others=True))
         log.debug("gc of %s: %d deleted", basedir, deleted)
         return deleted
-
-    @staticmethod
-    def _gc_one(path: str, t_now: int, max_lifetime: int) -> bool:
-        try:
-            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-        except OSError as exc:
-            if exc.errno not in (errno.ELOOP, errno.ENXIO, errno.EISDIR, errno.EACCES):
-                return False
-            # not a regular file we can lock (symlink, fifo...): PHP's plain stat + unlink
-            try:
-                os.unlink(path)
-            except OSError:
-                return False
-            return True
-        try:
-            if not flock.try_lock(fd):
-                return False  # in use by a request (PHP's or ours): never delete it
-            st = os.fstat(fd)
-            if not stat.S_ISREG(st.st_mode):
-                os.unlink(path)  # a fifo or device named sess_*: PHP unlinks it too
-                return True
-            if st.st_nlink == 0:
-                return False
-            if t_now - int(st.st_mtime) <= max_lifetime:
-                return False  # written while we were looking
-            try:
-                now_st = os.stat(path, follow_symlinks=False)
-            except OSError:
-                return False
-            if (now_st.st_dev, now_st.st_ino) != (st.st_dev, st.st_ino):
-                return False  # replaced meanwhile: not the file we judged
-            os.unlink(path)
-            return True
-        except OSError:
-            return False
-        finally:
-            os.close(fd)
 
     # -- PS_CREATE_SID / PS_VALIDATE_SID ----------------------------------------------------
     def create_sid(self) -> str:

@@ -1,6 +1,7 @@
 """The lock registry: which session locks this process holds, and since when. Writes a
-one-page file per process (``/dev/shm/phpsess-locks.<pid>``, mapped into memory) and reads
-other processes' files for the lock inspector (:mod:`phpsess.tools.inspect`).
+one-page file per process (``phpsess-locks.<pid>``, mapped into memory) in the user's
+private runtime directory (:mod:`phpsess.storage.rundir`) and reads other processes' files
+for the lock inspector (:mod:`phpsess.tools.inspect`).
 
 The kernel does not record when a flock was taken, so how long a lock has been
 held is unknown for PHP's processes.  phpsess's files handler records each lock
@@ -9,6 +10,12 @@ few memory writes and no system call.  A reader believes a record only when the
 process that wrote it is the one the kernel names as the holder (same pid and
 same process start time) and the record names the same device and inode.
 ``$PHPSESS_LOCK_REGISTRY`` sets the directory (``off`` disables recording).
+
+Nothing in a registry directory can block or mislead a reader: files are opened
+without following links and without blocking (a FIFO or device planted under a
+registry's name is skipped), must be regular files of exactly one page owned by
+the process they describe, and the default directory is one only its user can
+write.
 """
 
 from __future__ import annotations
@@ -18,9 +25,12 @@ import dataclasses
 import logging
 import mmap
 import os
+import stat
 import struct
 import threading
 import time
+
+from .rundir import is_private_dir, runtime_dir
 
 __all__ = [
     "RegistryRecord",
@@ -56,17 +66,55 @@ def _off(value: str) -> bool:
     return value.lower() in ("", "off", "0", "no", "none")
 
 
-def registry_dir() -> str | None:
-    """Where lock registries live: ``$PHPSESS_LOCK_REGISTRY``, else ``/dev/shm``; None when off."""
-    value = os.environ.get("PHPSESS_LOCK_REGISTRY", "/dev/shm")
-    return None if _off(value) else value
+def registry_dir(uid: int | None = None) -> str | None:
+    """Where the lock registries of ``uid``'s processes live (default: this process's user):
+    ``$PHPSESS_LOCK_REGISTRY`` when set (one directory for every user; ``off``: none),
+    else that user's private runtime directory.  None when there is none to use."""
+    value = os.environ.get("PHPSESS_LOCK_REGISTRY")
+    if value is not None:
+        if _off(value):
+            return None
+        return value if is_private_dir(value, os.geteuid()) or uid not in (None, os.geteuid()) else None
+    return runtime_dir(uid, create=uid is None or uid == os.geteuid())
+
+
+def _owner(pid: int) -> int | None:
+    try:
+        return os.stat(f"/proc/{pid}").st_uid
+    except OSError:
+        return None
 
 
 def registry_path(pid: int, directory: str | None = None) -> str | None:
-    """The registry file of process ``pid`` in ``directory`` (default :func:`registry_dir`);
-    None when registries are off (``directory="off"`` too)."""
-    d = directory if directory is not None else registry_dir()
+    """The registry file of process ``pid`` in ``directory`` (default: its user's
+    :func:`registry_dir`); None when registries are off (``directory="off"`` too)."""
+    if directory is None:
+        uid = os.geteuid() if pid == os.getpid() else _owner(pid)
+        if uid is None:
+            return None
+        d = registry_dir(uid)
+    else:
+        d = directory
     return None if d is None or _off(d) else os.path.join(d, f"phpsess-locks.{pid}")
+
+
+def _read_page(path: str, owner: int) -> bytes | None:
+    """The one page of the registry file ``path``, if it is a regular file of ``owner`` of
+    exactly that size; never follows a link, never blocks (FIFOs, devices)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY)
+    except OSError:
+        return None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_size != _SIZE or st.st_uid != owner:
+            return None
+        data = os.pread(fd, _SIZE, 0)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    return data if len(data) == _SIZE else None
 
 
 def _start_time(pid: int) -> int | None:
@@ -200,19 +248,14 @@ def note_released(slot: int) -> None:
 
 def read_registry(pid: int, directory: str | None = None) -> list[RegistryRecord] | None:
     """The locks process ``pid`` has recorded, or None when it has no valid registry
-    (never recorded, registries off, or the file belongs to an earlier process with that pid)."""
+    (never recorded, registries off, the file belongs to an earlier process with that pid
+    or to another user, or is not a registry at all)."""
     path = registry_path(pid, directory)
-    if path is None:
+    owner = _owner(pid)
+    if path is None or owner is None:
         return None
-    try:
-        with open(path, "rb") as fh:
-            data = fh.read(_SIZE)
-            owner = os.fstat(fh.fileno()).st_uid
-        if owner != os.stat(f"/proc/{pid}").st_uid:
-            return None  # not written by that process: another user's file
-    except OSError:
-        return None
-    if len(data) < _SIZE:
+    data = _read_page(path, owner)
+    if data is None:
         return None
     magic, rec_pid, _reserved, start = _HEADER.unpack_from(data, 0)
     if magic != _MAGIC or rec_pid != pid or start == 0 or start != _start_time(pid):
@@ -225,47 +268,52 @@ def read_registry(pid: int, directory: str | None = None) -> list[RegistryRecord
     return out
 
 
-def forget_registry(pid: int, directory: str | None = None) -> None:
+def forget_registry(pid: int, directory: str | None = None, *, uid: int | None = None) -> None:
     """Delete the registry of ``pid``, a child its parent has just reaped (a worker
-    stopped by SIGTERM or killed never runs its own clean-up).  Missing: nothing to do."""
-    path = registry_path(pid, directory)
-    if path is None:
+    stopped by SIGTERM or killed never runs its own clean-up).  The child ran as ``uid``
+    (default: this process's user).  Missing: nothing to do."""
+    d = directory if directory is not None else registry_dir(uid)
+    if d is None or _off(d):
         return
     try:
-        os.unlink(path)
+        os.unlink(os.path.join(d, f"phpsess-locks.{pid}"))
     except OSError:
         pass
 
 
 def clean_registry(directory: str | None = None) -> int:
-    """Delete the registries of processes that no longer run (they exited without
-    cleaning up, e.g. through ``os._exit``); returns how many were deleted."""
+    """Delete the registries this user's processes left behind when they ended without
+    cleaning up (``os._exit``, a kill), or that an earlier process with the same pid
+    left; returns how many were deleted.  Only regular files of this user are touched."""
     d = directory if directory is not None else registry_dir()
     if d is None or _off(d):
         return 0
+    me = os.geteuid()
     deleted = 0
     try:
-        names = os.listdir(d)
+        entries = list(os.scandir(d))
     except OSError:
         return 0
-    for name in names:
+    for entry in entries:
+        name = entry.name
         if not name.startswith("phpsess-locks."):
             continue
         try:
-            pid = int(name.rsplit(".", 1)[1])
-        except ValueError:
+            pid = int(name[len("phpsess-locks."):])
+            st = entry.stat(follow_symlinks=False)
+        except (ValueError, OSError):
             continue
-        if read_registry(pid, d) is not None:
-            continue  # a live process's
-        try:
-            with open(os.path.join(d, name), "rb") as fh:
-                head = fh.read(_HEADER.size)
-        except OSError:
+        if not stat.S_ISREG(st.st_mode) or st.st_uid != me:
             continue
-        if len(head) == _HEADER.size and _HEADER.unpack(head)[3] == 0 and os.path.exists(f"/proc/{pid}"):
-            continue  # being created right now (start time not written yet)
+        if _owner(pid) is not None:
+            data = _read_page(entry.path, me)
+            if data is None:
+                continue  # a live process's, being created
+            start = _HEADER.unpack_from(data, 0)[3]
+            if start == 0 or start == _start_time(pid):
+                continue  # a live process's
         try:
-            os.unlink(os.path.join(d, name))
+            os.unlink(entry.path)
             deleted += 1
         except OSError:
             pass

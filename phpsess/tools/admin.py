@@ -24,7 +24,7 @@ from typing import Any, Iterable
 
 from ..core.config import SessionConfig
 
-__all__ = ["show", "gc", "locks", "destroy", "to_json", "gc_files", "read_session_file"]
+__all__ = ["show", "gc", "locks", "destroy", "to_json", "read_session_file"]
 
 log = logging.getLogger(__name__)
 
@@ -205,71 +205,6 @@ def show(
     return 0
 
 
-def gc_files(
-    paths: Iterable[str], maxlifetime: float, *, now: float | None = None, dry_run: bool = False
-) -> list[str]:
-    """Delete the session files among ``paths`` idle (mtime) longer than ``maxlifetime`` seconds.
-
-    Safe while requests run: a file is deleted only when its flock can be taken
-    without waiting (no request, PHP's included, holds it), nobody waits for it
-    in ``flock`` either, and -- under that lock -- its mtime is still too old and
-    the path still names the locked inode.  Symlinks and other non-regular
-    files are left alone.  Returns the deleted paths (``dry_run``: the paths
-    that would be deleted; nothing is locked then but for the check).
-    """
-    from ..storage import flock as locking
-
-    deleted: list[str] = []
-    for path in paths:
-        t = time.time() if now is None else now
-        try:
-            st = os.stat(path, follow_symlinks=False)
-        except OSError:
-            continue
-        if t - st.st_mtime <= maxlifetime:
-            continue
-        try:
-            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-        except OSError:
-            continue  # gone, a symlink (ELOOP), unreadable
-        try:
-            try:
-                if not locking.try_lock(fd):
-                    continue  # a request holds it: alive, whatever its mtime says
-            except OSError:
-                continue
-            locked = os.fstat(fd)
-            if not _is_regular(locked.st_mode) or locked.st_nlink == 0:
-                continue
-            try:
-                current = os.stat(path, follow_symlinks=False)
-            except OSError:
-                continue
-            if (current.st_dev, current.st_ino) != (locked.st_dev, locked.st_ino):
-                continue  # replaced meanwhile
-            t = time.time() if now is None else now
-            if t - locked.st_mtime <= maxlifetime:
-                continue  # written meanwhile
-            if locking.count_waiters(locked.st_dev, locked.st_ino):
-                continue  # a request is queued for it: about to be used
-            if not dry_run:
-                try:
-                    os.unlink(path)
-                except OSError as exc:
-                    log.warning("gc: cannot delete %s: %s", path, exc)
-                    continue
-            deleted.append(path)
-        finally:
-            os.close(fd)
-    return deleted
-
-
-def _is_regular(mode: int) -> bool:
-    import stat
-
-    return stat.S_ISREG(mode)
-
-
 def gc(
     config: SessionConfig,
     maxlifetime: int | None = None,
@@ -280,9 +215,11 @@ def gc(
     ``session.gc_maxlifetime``) under save_path, at any directory depth.
 
     Unlike PHP's own gc (depth 0 only, deletes locked files), this works with
-    ``N;PATH`` save paths and never deletes a session in use (:func:`gc_files`).
+    ``N;PATH`` save paths and never deletes a session in use
+    (:func:`phpsess.storage.files.sweep`).
     With ``session.save_handler = redis`` there is nothing to do (keys expire by TTL).
     """
+    from ..storage.files import sweep
     from ..storage.registry import clean_registry
     from .inspect import session_files
 
@@ -299,7 +236,7 @@ def gc(
     if not os.path.isdir(root):
         print(f"phpsess gc: {root} is not a directory", file=sys.stderr)
         return 1
-    deleted = gc_files(session_files(raw), lifetime, dry_run=dry_run)
+    deleted = sweep(session_files(raw), lifetime, dry_run=dry_run)
     if not dry_run:
         clean_registry()
     verb = "would delete" if dry_run else "deleted"

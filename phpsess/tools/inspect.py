@@ -1,6 +1,7 @@
 """The lock inspector behind ``phpsess locks``: which session files are locked right now,
 by whom, with how many waiters.  Reads /proc/locks, the save_path directory, the lock
-registries (:mod:`phpsess.storage.registry`) and, through psutil, the holders' processes.
+registries (:mod:`phpsess.storage.registry`) and, through psutil (the ``tools`` extra:
+``pip install phpsess[tools]``), the holders' command lines and ages.
 
 This answers "why does my page hang?": every locked ``sess_*`` file under a save_path
 with the pid and command line of the process holding its flock, how long that process
@@ -17,7 +18,7 @@ from typing import Any, Iterator
 
 from ..storage.files import parse_save_path
 from ..storage.flock import PROC_LOCKS, LockEntry, parse_proc_locks
-from ..storage.registry import read_registry, registry_dir
+from ..storage.registry import read_registry
 
 __all__ = ["Holder", "SessionLock", "session_files", "inspect_locks"]
 
@@ -97,17 +98,26 @@ class SessionLock:
         return dataclasses.asdict(self)
 
 
-def _describe(pid: int, dev: int, ino: int, mode: str, now: float, registry_dir_: str | None) -> Holder:
-    import psutil
+#: shown instead of a holder's command line when psutil is not installed
+NO_PSUTIL = "(install phpsess[tools] for the command line)"
 
-    cmdline = ""
-    process_seconds: float | None = None
+
+def _process(pid: int, now: float) -> tuple[str, float | None]:
+    """A process's command line and how long it has run, through psutil (an extra)."""
+    try:
+        import psutil
+    except ImportError:
+        return NO_PSUTIL, None
     try:
         proc = psutil.Process(pid)
         cmdline = " ".join(proc.cmdline()) or f"[{proc.name()}]"
-        process_seconds = round(max(0.0, now - proc.create_time()), 3)
+        return cmdline, round(max(0.0, now - proc.create_time()), 3)
     except (psutil.Error, OSError):
-        pass
+        return "", None
+
+
+def _describe(pid: int, dev: int, ino: int, mode: str, now: float, registry_dir_: str | None) -> Holder:
+    cmdline, process_seconds = _process(pid, now)
     held: float | None = None
     records = read_registry(pid, registry_dir_)
     for rec in records or ():
@@ -127,7 +137,8 @@ def inspect_locks(
     """The session files under ``save_path`` (any depth) that some process holds a flock on now.
 
     :param proc_locks: the lock table to read (tests pass a file).
-    :param registry: the lock registry directory (default :func:`registry_dir`; ``"off"``:
+    :param registry: the lock registry directory (default: each holder's user's, see
+        :func:`phpsess.storage.registry.registry_dir`; ``"off"``:
         do not look, every ``held_seconds`` is None).
     :returns: one :class:`SessionLock` per locked file, most waiters first.
     """
@@ -139,7 +150,7 @@ def inspect_locks(
     for e in entries:
         by_inode.setdefault((e.dev, e.inode), []).append(e)
     t = time.time() if now is None else now
-    reg = registry if registry is not None else registry_dir()
+    reg = registry  # None: each holder's own user's registry directory
     result: list[SessionLock] = []
     for path, dev, ino in _walk(_save_dir(save_path)):
         found = by_inode.get(((os.major(dev), os.minor(dev)), ino))

@@ -13,6 +13,8 @@ import random
 import shutil
 import signal
 import stat
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -854,3 +856,32 @@ def test_an_id_is_cut_at_its_first_nul_as_php_does(tmp_path: Path) -> None:
     from phpsess.storage.files import parse_save_path, session_file_path
 
     assert session_file_path(parse_save_path(str(tmp_path)), "abc\0../x") == str(tmp_path / "sess_abc")
+
+
+def test_only_one_process_sweeps_a_directory_at_a_time(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """fasteners' inter-process lock, in the user's private runtime directory: while
+    another process sweeps the save_path, gc returns 0 at once and deletes nothing."""
+    monkeypatch.setenv("PHPSESS_RUNTIME_DIR", str(tmp_path / "run"))
+    (tmp_path / "run").mkdir()
+    save = tmp_path / "save"
+    save.mkdir()
+    old = save / f"sess_{SID}"
+    old.write_bytes(b"a|i:1;")
+    os.utime(old, (time.time() - 5000, time.time() - 5000))
+    root = Path(__file__).resolve().parents[2]
+    holder = subprocess.Popen(
+        [sys.executable, "-c",
+         "import sys; from phpsess.storage.files import sweep_lock\n"
+         "with sweep_lock(sys.argv[1]) as mine:\n"
+         "    print(mine, flush=True); sys.stdin.readline()", str(save)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, env={**os.environ, "PYTHONPATH": str(root)},
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == b"True\n"
+        h = FilesHandler(SessionConfig())
+        h.open(str(save), "PHPSESSID")
+        assert h.gc(1440) == 0 and old.exists()
+    finally:
+        holder.communicate(b"\n", timeout=10)
+    assert h.gc(1440) == 1 and not old.exists()
+    assert [p.name for p in (tmp_path / "run" / f"phpsess-{os.geteuid()}").iterdir()][0].startswith("gc-")

@@ -24,7 +24,7 @@ import pytest
 
 from phpsess.core import ids
 from phpsess.tools import inspect as locks
-from phpsess.tools import admin as tools
+from phpsess.storage.files import sweep
 from phpsess.core.config import SessionConfig
 from phpsess.core.formats import decode
 from tests.integration.redis_server import RedisProcess, redis_server  # noqa: F401
@@ -596,7 +596,7 @@ def test_gc_racing_live_requests_loses_no_increment_and_deletes_no_locked_file(
 
     def gc_loop() -> None:
         while not stop.is_set():
-            deleted.extend(tools.gc_files(locks.session_files(save), lifetime))
+            deleted.extend(sweep(locks.session_files(save), lifetime))
             runs[0] += 1
 
     t = threading.Thread(target=gc_loop)
