@@ -1,4 +1,4 @@
-"""phpsess.core.formats: the php, php_binary and php_serialize session formats (spec §8.1).
+"""phpsess.core.formats: the php, php_binary and php_serialize session formats.
 
 Expected bytes are PHP 8.2's session_encode() output; ACCEPTANCE is re-checked against
 real PHP's session_decode() in tests/oracle/test_codec_oracle.py.
@@ -21,7 +21,7 @@ __all__ = ["SESSIONS", "ACCEPTANCE", "SPEC_PHP"]
 
 
 def spec_session() -> dict[str, Any]:
-    """spec §8.4: $o shared, &$arr twice, [&$x, &$x] and &$x."""
+    """Reference numbering across keys: $o shared, &$arr twice, [&$x, &$x] and &$x."""
     o = PHPObject("stdClass", {"p": 1})
     arr = PHPReference([1, 2])
     x = PHPReference(5)

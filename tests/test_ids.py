@@ -1,4 +1,4 @@
-"""Session ids: PHP's bit packing (spec §6.1), alphabet, and the validity checks (§6.3)."""
+"""Session ids: PHP's bit packing (session.c: bin_to_readable), alphabet, and the validity checks."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from phpsess.core.ids import (
 
 
 def reference_packing(data: bytes, length: int, bits: int) -> str:
-    """Spec §6.1 restated: character i is bits [i*b, i*b+b) of the bytes read little-endian."""
+    """bin_to_readable restated: character i is bits [i*b, i*b+b) of the bytes read little-endian."""
     stream = int.from_bytes(data, "little")
     return "".join(ALPHABET[(stream >> (i * bits)) & ((1 << bits) - 1)] for i in range(length))
 

@@ -2,7 +2,7 @@
 files: each test runs one or more requests in-process (``request_context``) with an injected
 clock and gc randomness, on its own partition of the memory store.
 
-Expected values are PHP 8.2's (spec: /work/shared/spec/php-session-semantics.md); the same
+Expected values are PHP 8.2's; the same
 behaviours are compared byte for byte with real PHP in tests/oracle/test_runtime_diff.py.
 """
 

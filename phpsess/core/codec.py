@@ -13,7 +13,7 @@ mapping between PHP and Python values is documented in ``docs/types.md``:
 * PHP references (``&``, written ``R:n``) become a shared :class:`PHPReference` box.
 
 Reference numbering (``r:n``/``R:n``) follows ``ext/standard/var.c`` and
-``var_unserializer.re`` (spec §8.4); a :class:`RefContext` holds one numbering context
+``var_unserializer.re``; a :class:`RefContext` holds one numbering context
 so that the session encodings (``encoding.py``) share it across all keys of a session.
 
 Implementation notes (speed matters; see ``bench/codec.py``).  The decoder works on the
@@ -231,7 +231,7 @@ _OBJECT_TYPES = (PHPObject, PHPCustomObject, PHPEnum)
 
 
 class RefContext:
-    """One reference-numbering context (spec §8.4), shared by all values of a session.
+    """One reference-numbering context (``var_hash`` of var.c), shared by all values of a session.
 
     Encoding: ``counter`` is the number of values written so far (the next value gets
     ``counter + 1``); ``ids`` maps an object/reference identity to the number it got.

@@ -1,6 +1,6 @@
 """The three ``session.serialize_handler`` formats: ``php``, ``php_serialize``, ``php_binary``. No I/O.
 
-Byte for byte as PHP 8.2's ``ext/session/session.c`` (spec §8.1):
+Byte for byte as PHP 8.2's ``ext/session/session.c`` (``PS_SERIALIZER_ENCODE_FUNC``/``DECODE_FUNC``):
 
 * ``php`` (default): ``key|value`` for each entry, no separator, no terminator.  Integer
   keys are skipped (PHP warns ``Skipping numeric key N``: pass ``on_skip``); a key

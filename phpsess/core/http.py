@@ -161,7 +161,7 @@ def php_rawurlencode(s: str | bytes) -> str:
 
 
 def session_cookie(cfg: SessionConfig, sid: str, *, now: float) -> tuple[str, str] | None:
-    """The ``Set-Cookie`` header ``session_start()`` sends for ``sid`` (spec §7.1).
+    """The ``Set-Cookie`` header ``session_start()`` sends for ``sid`` (session.c: php_session_send_cookie()).
 
     ``PHPSESSID=<urlencode(sid)>[; expires=<date>; Max-Age=<lifetime>][; path=..]
     [; domain=..][; secure][; HttpOnly][; SameSite=..]``, where expires/Max-Age appear
@@ -286,7 +286,7 @@ def setcookie_options(
 def cache_limiter_headers(
     cfg: SessionConfig, *, now: float, script_mtime: float | None
 ) -> list[tuple[str, str]]:
-    """The headers ``session.cache_limiter`` adds at session start (spec §7.4), in order.
+    """The headers ``session.cache_limiter`` adds at session start (session.c: CACHE_LIMITER_FUNC), in order.
 
     ``nocache``: Expires (1981), ``Cache-Control: no-store, no-cache, must-revalidate``,
     ``Pragma: no-cache``.  ``private``: Expires (1981), ``Cache-Control: private,

@@ -236,7 +236,7 @@ def parse_cookies(
     max_nesting: int = MAX_INPUT_NESTING_LEVEL,
     warn: Warn | None = None,
 ) -> dict[Any, Any]:
-    """``$_COOKIE`` for the ``Cookie:`` header (``HTTP_COOKIE``), spec §6.2.
+    """``$_COOKIE`` for the ``Cookie:`` header (``HTTP_COOKIE``).
 
     Pairs split on ``;`` (empty ones skipped), leading blanks of names dropped, names not
     decoded, values percent-decoded with ``+`` kept; the first occurrence of a name wins.

@@ -177,7 +177,7 @@ class Session:
 
     # -- session_start -----------------------------------------------------------------
     def start(self, options: Mapping[Any, Any] | None = None) -> bool:
-        """``session_start($options)`` (§2.2). Returns PHP's result."""
+        """``session_start($options)`` (session.c: PHP_FUNCTION(session_start)). Returns PHP's result."""
         if options is not None and not isinstance(options, Mapping):
             raise TypeError(
                 f"session_start(): Argument #1 ($options) must be of type array, {zend.type_name(options)} given"
@@ -222,7 +222,7 @@ class Session:
         return True
 
     def _internal_start(self, *, shared: bool = False) -> bool:
-        """php_session_start(): id discovery, initialize, cache limiter (§2.2 step 5)."""
+        """php_session_start(): id discovery, initialize, cache limiter (session.c)."""
         cfg = self.config
         req = self.request
         self.define_sid = not cfg.use_only_cookies
@@ -261,7 +261,7 @@ class Session:
         return True
 
     def _initialize(self, *, shared: bool = False, reopen: bool = False) -> bool:
-        """php_session_initialize() (§2.2 step 5.4)."""
+        """php_session_initialize() of session.c."""
         cfg = self.config
         self._go(Event.OPEN)
         handler = self.handler if reopen and self.handler is not None else self._new_handler()
@@ -331,7 +331,7 @@ class Session:
         return True
 
     def _read_and_decode(self, handler: SaveHandler, *, shared: bool) -> bool:
-        """Read (taking the lock), probabilistic gc, decode (§2.2 steps 5.4.6 to 5.4.9)."""
+        """Read (taking the lock), probabilistic gc, decode (the end of php_session_initialize())."""
         cfg = self.config
         assert self.id is not None
         try:
@@ -384,7 +384,7 @@ class Session:
         self.request.lock_wait += waited
 
     def _maybe_gc(self, handler: SaveHandler) -> None:
-        """Probabilistic GC after a successful read (§9.1)."""
+        """Probabilistic GC after a successful read (session.c: php_session_gc())."""
         cfg = self.config
         if cfg.gc_probability <= 0:
             return
@@ -407,7 +407,7 @@ class Session:
         return encoding.decode(raw, handler)
 
     def _cancel_decode(self) -> None:
-        """php_session_cancel_decode(): destroy the stored session, fresh $_SESSION (§8.6)."""
+        """php_session_cancel_decode(): destroy the stored session, fresh $_SESSION."""
         self._php_destroy()
         self.data = {}
         self.bound = True  # php_session_track_init(): a fresh $_SESSION is linked again
@@ -434,7 +434,7 @@ class Session:
 
     # -- cookies and headers -----------------------------------------------------------
     def _reset_id(self) -> None:
-        """php_session_reset_id(): Set-Cookie when needed, the SID constant (§2.2 5.4.4)."""
+        """php_session_reset_id(): Set-Cookie when needed, the SID constant."""
         cfg = self.config
         if cfg.use_cookies and self.send_cookie:
             self._send_cookie()
@@ -460,7 +460,7 @@ class Session:
         req.add_header(name, value)
 
     def _send_cache_limiter(self) -> bool:
-        """php_session_cache_limiter() (§7.4). False when headers were already sent."""
+        """php_session_cache_limiter() of session.c. False when headers were already sent."""
         req = self.request
         if req.headers_sent:
             if self.handler is not None:
@@ -500,7 +500,7 @@ class Session:
         return self._encode(data), None
 
     def _close(self, *, write: bool) -> None:
-        """php_session_save_current_state() then close (§2.3)."""
+        """php_session_save_current_state() then close (session.c)."""
         handler = self.handler
         cfg = self.config
         if self.phase is Phase.PENDING:
@@ -608,7 +608,7 @@ class Session:
         return True
 
     def reset(self) -> bool:
-        """``session_reset()``: re-read the stored data, discarding changes (§3.4)."""
+        """``session_reset()``: re-read the stored data, discarding changes."""
         self._ensure_loaded()
         if not self.active:
             return False
@@ -616,7 +616,7 @@ class Session:
         return True
 
     def destroy(self) -> bool:
-        """``session_destroy()`` (§3.5)."""
+        """``session_destroy()``."""
         self._ensure_loaded()
         if not self.active:
             self.diagnose("Trying to destroy uninitialized session")
@@ -649,7 +649,7 @@ class Session:
 
     # -- regenerate --------------------------------------------------------------------
     def regenerate_id(self, delete_old: bool = False) -> bool:
-        """``session_regenerate_id($delete_old_session)`` (§3.7)."""
+        """``session_regenerate_id($delete_old_session)``."""
         self._ensure_loaded()
         if not self.active:
             self.diagnose("Session ID cannot be regenerated when there is no active session")
@@ -740,7 +740,7 @@ class Session:
 
     # -- ids ---------------------------------------------------------------------------
     def create_id(self, prefix: str = "") -> str | bool:
-        """``session_create_id($prefix)`` (§3.16)."""
+        """``session_create_id($prefix)``."""
         if prefix and not ids.is_valid_id(prefix):
             self.diagnose(
                 'Prefix cannot contain special characters. Only the A-Z, a-z, 0-9, "-", and "," '
@@ -766,7 +766,7 @@ class Session:
         return prefix + new
 
     def set_id(self, sid: str | None) -> str | bool:
-        """``session_id($id)`` (§3.8): returns the previous id."""
+        """``session_id($id)``: returns the previous id."""
         old = self.id or ""
         if sid is not None:
             if self.active:
@@ -780,7 +780,7 @@ class Session:
 
     # -- gc, encode, decode ------------------------------------------------------------
     def gc(self) -> IntOrFalse:
-        """``session_gc()`` (§3.15)."""
+        """``session_gc()``."""
         self._ensure_loaded()
         if not self.active or self.handler is None:
             self.diagnose("Session cannot be garbage collected when there is no active session")
@@ -795,7 +795,7 @@ class Session:
         return n
 
     def encode(self) -> bytes | bool:
-        """``session_encode()`` (§3.13): the encoded bytes, or False."""
+        """``session_encode()``: the encoded bytes, or False."""
         self._ensure_loaded()
         if not self.bound:
             self.diagnose("Cannot encode non-existent session")
@@ -808,7 +808,7 @@ class Session:
         return val
 
     def decode(self, payload: bytes) -> bool:
-        """``session_decode($data)`` (§3.14)."""
+        """``session_decode($data)``."""
         self._ensure_loaded()
         if not self.active:
             self.diagnose("Session data cannot be decoded when there is no active session")

@@ -3,7 +3,7 @@
 ``session_set_save_handler()`` accepts an object with PHP's
 ``SessionHandlerInterface`` methods (returning ``True``/``False``, a string from
 ``read``, a count from ``gc``) or six to nine callables.  Their results are
-coerced exactly as PHP 8.2's mod_user.c does (§10.3 of the spec).
+coerced exactly as PHP 8.2's mod_user.c does (its ``FINISH`` macro and ``PS_READ_FUNC(user)``).
 """
 
 from __future__ import annotations
