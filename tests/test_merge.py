@@ -1,4 +1,4 @@
-"""Unit tests of phpsess/merge.py (merge mode) and of lazy start, through the memory handler.
+"""Unit tests of phpsess/core/merge.py (merge mode) and of lazy start, through the memory handler.
 
 No files, no processes: requests run in-process (``request_context``); a request
 nested inside another plays "a concurrent request of the same session".  The same

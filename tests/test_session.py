@@ -1,4 +1,4 @@
-"""Unit tests of phpsess/session.py and phpsess/php.py through the memory handler. No PHP, no
+"""Unit tests of phpsess/session/session.py and phpsess/php.py through the memory handler. No PHP, no
 files: each test runs one or more requests in-process (``request_context``) with an injected
 clock and gc randomness, on its own partition of the memory store.
 

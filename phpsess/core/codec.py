@@ -14,7 +14,7 @@ mapping between PHP and Python values is documented in ``docs/types.md``:
 
 Reference numbering (``r:n``/``R:n``) follows ``ext/standard/var.c`` and
 ``var_unserializer.re``; a :class:`RefContext` holds one numbering context
-so that the session encodings (``encoding.py``) share it across all keys of a session.
+so that the session formats (``formats.py``) share it across all keys of a session.
 
 Implementation notes (speed matters; see ``bench/codec.py``).  The decoder works on the
 payload decoded as latin-1, so that character offsets are byte offsets and every slice

@@ -160,7 +160,7 @@ def redis_server() -> Iterator[RedisProcess]:
         yield srv
 
 
-# -- the "redis" backend of tests/handlers/conftest.py (the handler contract) ----------------
+# -- the "redis" backend of tests/storage/conftest.py (the handler contract) ----------------
 
 
 def redis_save_path(request: pytest.FixtureRequest, tmp: Path) -> str:

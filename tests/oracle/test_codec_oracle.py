@@ -10,7 +10,7 @@
 2. phpsess -> PHP: values built in Python are serialized by phpsess; one PHP process
    reads them with ``unserialize()`` / ``session_decode()``, and its re-serialization
    and its description of what it decoded must match.
-3. Acceptance: the bad inputs of tests/test_codec.py and tests/test_encoding.py are
+3. Acceptance: the bad inputs of tests/test_codec.py and tests/test_formats.py are
    refused by PHP too, and their good inputs accepted.
 """
 
@@ -37,10 +37,10 @@ except ImportError:  # pragma: no cover - when tests/ is not a package on sys.pa
 
 try:
     from tests import test_codec as unit_codec
-    from tests import test_encoding as unit_encoding
+    from tests import test_formats as unit_encoding
 except ImportError:  # pragma: no cover
     import test_codec as unit_codec  # type: ignore[no-redef]
-    import test_encoding as unit_encoding  # type: ignore[no-redef]
+    import test_formats as unit_encoding  # type: ignore[no-redef]
 
 __all__: list[str] = []
 

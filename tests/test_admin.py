@@ -1,4 +1,4 @@
-"""Tests of phpsess/tools.py: ``phpsess show``, ``gc``, ``locks`` and ``destroy`` on real
+"""Tests of phpsess/tools/admin.py: ``phpsess show``, ``gc``, ``locks`` and ``destroy`` on real
 files in tmp_path (locks held by this process or a child), a few through ``python -m phpsess``."""
 
 from __future__ import annotations
