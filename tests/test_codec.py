@@ -15,6 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from phpsess.core import codec
+from phpsess.core.zend import float_to_string
 from phpsess.core.codec import (
     PHP_INT_MAX,
     PHP_INT_MIN,
@@ -24,7 +25,6 @@ from phpsess.core.codec import (
     PHPReference,
     RefContext,
     dumps,
-    format_float,
     loads,
     loads_prefix,
     php_array_key,
@@ -595,7 +595,7 @@ def test_no_depth_limit_still_needs_no_recursion() -> None:
     ],
 )
 def test_format_float_with_serialize_precision(value: float, precision: int, text: str) -> None:
-    assert format_float(value, precision) == text
+    assert float_to_string(value, precision) == text
     assert dumps(value, precision=precision) == f"d:{text};".encode()
 
 

@@ -75,7 +75,7 @@ CASTS: list[tuple[Any, int, float, bool]] = [
 def test_casts(value: Any, as_int: int, as_float: float, as_bool: bool) -> None:
     assert intval(value) == as_int
     f = floatval(value)
-    assert f == as_float or (math.isnan(f) and math.isnan(as_float))
+    assert f == as_float and math.copysign(1, f) == math.copysign(1, as_float) or (math.isnan(f) and math.isnan(as_float))
     assert truthy(value) is as_bool
 
 

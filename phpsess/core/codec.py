@@ -33,13 +33,13 @@ from __future__ import annotations
 
 import codecs
 import itertools
-import math
 import re
 import sys
 import threading
 from typing import Any, Callable, Iterable, Iterator, Mapping, Union
 
 from ..errors import SessionDecodeError, SessionEncodeError
+from .zend import float_to_string
 
 __all__ = [
     "dumps",
@@ -55,7 +55,6 @@ __all__ = [
     "PHP_INT_MIN",
     "MAX_DEPTH",
     "php_array_key",
-    "format_float",
     "is_valid_class_name",
     "clear_caches",
 ]
@@ -375,58 +374,6 @@ def is_valid_class_name(name: str | bytes) -> bool:
     return bool(_CLASS_NAME.fullmatch(s)) and s[0] != "\\"
 
 
-def format_float(value: float, precision: int = -1) -> str:
-    """Format ``value`` as ``serialize()`` does with ``serialize_precision = precision``.
-
-    ``-1`` (PHP's default) gives the shortest representation that round-trips:
-    ``0.1``, ``1`` (no ``.0``), ``-0``, ``1.0E+25``, ``1.5E-7``, ``INF``, ``-INF``,
-    ``NAN``.  Otherwise ``precision`` significant digits (``zend_gcvt`` mode 2).
-    """
-    if precision < 0:
-        r = repr(value)
-        if "e" not in r and "n" not in r:
-            return r[:-2] if r.endswith(".0") else r
-        ndigit = 17
-    else:
-        ndigit = precision
-    if value != value or value in (math.inf, -math.inf):
-        # zend_gcvt: snprintf(buf, ndigit + 1, ...), so a small precision truncates.
-        text = "NAN" if value != value else ("INF" if value > 0 else "-INF")
-        return text[:ndigit]
-    negative = math.copysign(1.0, value) < 0
-    if precision < 0:
-        mantissa, _, exp = repr(abs(value)).partition("e")
-        whole, _, frac = mantissa.partition(".")
-        if exp:
-            digits = whole + frac
-            decpt = int(exp) + 1
-        else:
-            # Python's fixed notation: find the decimal point position from the digits.
-            if whole != "0":
-                digits = whole + frac
-                decpt = len(whole)
-            else:
-                stripped = frac.lstrip("0")
-                decpt = len(stripped) - len(frac)
-                digits = stripped or "0"
-    else:
-        mantissa, _, exp = ("%.*e" % (max(ndigit, 1) - 1, abs(value))).partition("e")
-        digits = mantissa.replace(".", "")
-        decpt = int(exp) + 1
-    digits = digits.rstrip("0") or "0"
-    if digits == "0":
-        decpt = 1
-    sign = "-" if negative else ""
-    if (decpt < -3) if decpt < 0 else (decpt > ndigit):
-        e = decpt - 1
-        return f"{sign}{digits[0]}.{digits[1:] or '0'}E{'-' if e < 0 else '+'}{abs(e)}"
-    if decpt <= 0:
-        return f"{sign}0.{'0' * -decpt}{digits}"
-    if len(digits) <= decpt:
-        return sign + digits + "0" * (decpt - len(digits))
-    return f"{sign}{digits[:decpt]}.{digits[decpt:]}"
-
-
 # --------------------------------------------------------------------------------------
 # Decoder
 # --------------------------------------------------------------------------------------
@@ -512,6 +459,23 @@ def _class_name(text: str, pos: int) -> tuple[str, int]:
     if len(name) != n or text[start + n : start + n + 1] != '"':
         raise _Fail("truncated name")
     return name, start + n + 1
+
+
+def _object_header(text: str, pos: int) -> tuple[str, int, int]:
+    """Parse ``O:<len>:"<name>":<n>:{`` (or ``C:``) at ``pos``: (class name, ``n``, the
+    position after the ``{``).  ``n`` counts properties (``O``) or data bytes (``C``)."""
+    if text[pos + 1] != ":":
+        raise _Fail("bad object")
+    name, p = _class_name(text, pos + 2)
+    if not _CLASS_NAME.fullmatch(name) or name[0] == "\\":
+        raise _Fail("invalid class name")
+    if text[p] != ":":
+        raise _Fail("bad object header")
+    colon = text.index(":", p + 1)
+    ls = text[p + 1 : colon]
+    if not ls.isdigit() or text[colon + 1] != "{":
+        raise _Fail("bad object header")
+    return name, int(ls), colon + 2
 
 
 def _is_list_dict(d: dict[Any, Any]) -> bool:
@@ -666,19 +630,7 @@ def _parse(text: str, pos: int, ctx: RefContext, cell: list[Any]) -> int:
                     v = None
                     pos += 2
                 elif c == "O":
-                    if text[pos + 1] != ":":
-                        raise _Fail("bad object")
-                    name, p = _class_name(text, pos + 2)
-                    if not _CLASS_NAME.fullmatch(name) or name[0] == "\\":
-                        raise _Fail("invalid class name")
-                    if text[p] != ":":
-                        raise _Fail("bad object header")
-                    colon = index(":", p + 1)
-                    ls = text[p + 1 : colon]
-                    if not ls.isdigit() or text[colon + 1] != "{":
-                        raise _Fail("bad object header")
-                    n = int(ls)
-                    pos = colon + 2
+                    name, n, pos = _object_header(text, pos)
                     if max_depth and len(stack) >= max_depth:
                         raise _Fail(f"maximum depth of {max_depth} exceeded")
                     obj = PHPObject(
@@ -733,19 +685,8 @@ def _parse(text: str, pos: int, ctx: RefContext, cell: list[Any]) -> int:
                         v = tv
                     pos = semi + 1
                 elif c == "C":
-                    if text[pos + 1] != ":":
-                        raise _Fail("bad object")
-                    name, p = _class_name(text, pos + 2)
-                    if not _CLASS_NAME.fullmatch(name) or name[0] == "\\":
-                        raise _Fail("invalid class name")
-                    if text[p] != ":":
-                        raise _Fail("bad object header")
-                    colon = index(":", p + 1)
-                    ls = text[p + 1 : colon]
-                    if not ls.isdigit() or text[colon + 1] != "{":
-                        raise _Fail("bad object header")
-                    a = colon + 2
-                    b = a + int(ls)
+                    name, n, a = _object_header(text, pos)
+                    b = a + n
                     if text[b : b + 1] != "}":
                         raise _Fail("bad custom object data")
                     v = PHPCustomObject(
@@ -1360,7 +1301,7 @@ def _int_piece(v: int) -> str:
 
 def _float_piece(v: float, precision: int) -> str:
     """``d:<v>;`` as PHP writes it with ``serialize_precision``; cached for -1."""
-    piece = f"d:{format_float(v, precision)};"
+    piece = f"d:{float_to_string(v, precision)};"
     if precision < 0 and v:  # not 0.0/-0.0 (NAN is never found again, and is rare)
         _FLOAT_PIECES[v] = piece
     return piece
@@ -1557,7 +1498,7 @@ def _encode_other(k: str, v: Any, t: type, ids: dict[Any, int], num: int) -> tup
             raise SessionEncodeError(f"int {v} is outside PHP's 64-bit range")
         return f"{k}i:{int(v)};", None
     if isinstance(v, float):
-        return f"{k}d:{format_float(float(v))};", None
+        return f"{k}d:{float_to_string(float(v), -1)};", None
     if isinstance(v, str):
         s = str(v)
         return f'{k}s:{_str_len(s)}:"{s}";', None

@@ -22,7 +22,6 @@ Messages follow PHP 8.2.36 (checked against it in ``tests/oracle/test_config_ora
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
@@ -418,22 +417,18 @@ def _v_cookie_lifetime(key: str, raw: str, warn: Warn | None) -> Any:
     return value
 
 
-def _v_sid_length(key: str, raw: str, warn: Warn | None) -> Any:
-    value = _strict_long(raw)
-    if value is None or not 22 <= value <= 256:
-        raise ConfigError(
-            key, raw, 'session.configuration "session.sid_length" must be between 22 and 256'
-        )
-    return value
+def _strict_range(low: int, high: int) -> Callable[[str, str, Warn | None], Any]:
+    """A validator of a whole-string integer in ``low..high`` (PHP: sid_length, sid_bits)."""
 
+    def validate(key: str, raw: str, warn: Warn | None) -> Any:
+        value = _strict_long(raw)
+        if value is None or not low <= value <= high:
+            raise ConfigError(
+                key, raw, f'session.configuration "session.{key}" must be between {low} and {high}'
+            )
+        return value
 
-def _v_sid_bits(key: str, raw: str, warn: Warn | None) -> Any:
-    value = _strict_long(raw)
-    if value is None or not 4 <= value <= 6:
-        raise ConfigError(
-            key, raw, 'session.configuration "session.sid_bits_per_character" must be between 4 and 6'
-        )
-    return value
+    return validate
 
 
 def _v_rfc1867_freq(key: str, raw: str, warn: Warn | None) -> Any:
@@ -464,18 +459,16 @@ def _v_nonneg_int(key: str, raw: str, warn: Warn | None) -> Any:
     return int(text)
 
 
-def _v_concurrency(key: str, raw: str, warn: Warn | None) -> Any:
-    low = raw.strip(C_SPACE).lower()
-    if low not in ("lock", "merge"):
-        raise ConfigError(key, raw, f'session.concurrency must be "lock" or "merge", "{raw}" given')
-    return low
+def _one_of(first: str, second: str) -> Callable[[str, str, Warn | None], Any]:
+    """A validator of phpsess's two-word settings (any case, blanks around)."""
 
+    def validate(key: str, raw: str, warn: Warn | None) -> Any:
+        low = raw.strip(C_SPACE).lower()
+        if low not in (first, second):
+            raise ConfigError(key, raw, f'session.{key} must be "{first}" or "{second}", "{raw}" given')
+        return low
 
-def _v_merge_conflict(key: str, raw: str, warn: Warn | None) -> Any:
-    low = raw.strip(C_SPACE).lower()
-    if low not in ("overwrite", "error"):
-        raise ConfigError(key, raw, f'session.merge_conflict must be "overwrite" or "error", "{raw}" given')
-    return low
+    return validate
 
 
 _VALIDATORS: dict[str, Callable[[str, str, Warn | None], Any]] = {
@@ -489,13 +482,13 @@ _VALIDATORS: dict[str, Callable[[str, str, Warn | None], Any]] = {
     "save_handler": _v_save_handler,
     "serialize_handler": _v_serialize_handler,
     "cookie_lifetime": _v_cookie_lifetime,
-    "sid_length": _v_sid_length,
-    "sid_bits": _v_sid_bits,
+    "sid_length": _strict_range(22, 256),
+    "sid_bits": _strict_range(4, 6),
     "rfc1867_freq": _v_rfc1867_freq,
     "nonneg_float": _v_nonneg_float,
     "nonneg_int": _v_nonneg_int,
-    "concurrency": _v_concurrency,
-    "merge_conflict": _v_merge_conflict,
+    "concurrency": _one_of("lock", "merge"),
+    "merge_conflict": _one_of("overwrite", "error"),
 }
 
 _SETTING_VALIDATOR = {name: _VALIDATORS[s.check or s.kind] for name, s in SETTINGS.items()}

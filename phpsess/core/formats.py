@@ -94,6 +94,44 @@ def _finish(out: list[str]) -> bytes:
     return "".join(out).encode("utf-8", "surrogateescape")
 
 
+def _encode_named(
+    data: Mapping[Any, Any],
+    head: Callable[[str], str | None | bool],
+    on_skip: OnSkip | None,
+    precision: int,
+    canonicalize_keys: bool,
+) -> bytes | None:
+    """``php``/``php_binary``: each entry as ``head(key)`` then its value.  ``head``
+    returns None to leave the entry out, False to write nothing at all."""
+    pairs = []
+    for key, value in data.items():
+        k = _key_text(key, on_skip, canonicalize_keys)
+        if k is None:
+            continue
+        h = head(k)
+        if h is None:
+            continue
+        if h is False:
+            return None
+        pairs.append((h, value))
+    if not pairs:
+        return None
+    out: list[str] = []
+    dump_pairs(out, iter(pairs), RefContext(), precision)
+    return _finish(out)
+
+
+def _php_head(k: str) -> str | None | bool:
+    if "|" in k:
+        return False  # PS_DELIMITER in a key: PHP writes nothing (8.2.36: silently)
+    return k + "|"
+
+
+def _php_binary_head(k: str) -> str | None | bool:
+    n = len(k) if k.isascii() else len(k.encode("utf-8", "surrogateescape"))
+    return None if n > 127 else chr(n) + k  # PS_BIN_MAX: longer keys dropped without a warning
+
+
 def encode_php(
     data: Mapping[Any, Any],
     *,
@@ -102,19 +140,7 @@ def encode_php(
     canonicalize_keys: bool = False,
 ) -> bytes | None:
     """``php`` handler: ``key|value...``; None when empty or a key contains ``|``."""
-    pairs = []
-    for key, value in data.items():
-        k = _key_text(key, on_skip, canonicalize_keys)
-        if k is None:
-            continue
-        if "|" in k:
-            return None  # PS_DELIMITER in a key: PHP writes nothing (8.2.36: silently)
-        pairs.append((k + "|", value))
-    if not pairs:
-        return None
-    out: list[str] = []
-    dump_pairs(out, iter(pairs), RefContext(), precision)
-    return _finish(out)
+    return _encode_named(data, _php_head, on_skip, precision, canonicalize_keys)
 
 
 def encode_php_binary(
@@ -125,20 +151,7 @@ def encode_php_binary(
     canonicalize_keys: bool = False,
 ) -> bytes | None:
     """``php_binary`` handler: length byte, key, value; None when nothing is written."""
-    pairs = []
-    for key, value in data.items():
-        k = _key_text(key, on_skip, canonicalize_keys)
-        if k is None:
-            continue
-        n = len(k) if k.isascii() else len(k.encode("utf-8", "surrogateescape"))
-        if n > 127:
-            continue  # PS_BIN_MAX: longer keys are dropped without a warning
-        pairs.append((chr(n) + k, value))
-    if not pairs:
-        return None
-    out: list[str] = []
-    dump_pairs(out, iter(pairs), RefContext(), precision)
-    return _finish(out)
+    return _encode_named(data, _php_binary_head, on_skip, precision, canonicalize_keys)
 
 
 def encode_php_serialize(data: Mapping[Any, Any], *, precision: int = -1) -> bytes:
@@ -177,6 +190,78 @@ def encode(
     raise AssertionError("unreachable")
 
 
+def _decode_named(
+    payload: bytes | bytearray | memoryview,
+    split: Callable[[str], tuple[Any, str]],
+    name_at: Callable[[str, int, int], tuple[Any, int]],
+    allowed_classes: AllowedClasses,
+    max_depth: int,
+) -> dict[Any, Any]:
+    """``php``/``php_binary``: names and values until the end; a repeated name wins last.
+
+    The fast path reads ``;``-pieces, ``split(piece)`` cutting a name off the front
+    (raising _Fallback when it cannot tell); the exact parser reads with
+    ``name_at(text, pos, end)`` -> (name, position of its value).
+    """
+    ctx = RefContext(allowed_classes=allowed_classes, max_depth=max_depth)
+    nxt = _fast_pieces(ctx, payload)
+    if nxt is not None:
+        try:
+            out: dict[Any, Any] = {}
+            p = nxt()
+            while p:
+                name, rest = split(p)
+                out[name], p = _fast_value(rest, nxt, ctx)
+            _fast_end(nxt, p)
+            return out
+        except (_Fallback, StopIteration):
+            pass  # the exact parser decides, and says where it fails
+    text = ctx.text_of(payload)
+    end = ctx.size
+    cells: dict[Any, list[Any]] = {}
+    pos = 0
+    while pos < end:
+        name, at = name_at(text, pos, end)
+        cell: list[Any] = []
+        pos = _parse(text, at, ctx, cell)
+        cells[name] = cell
+    # A cell is a top-level value's own slot: an R: met later may have boxed it.
+    return {name: cell[0] for name, cell in cells.items()}
+
+
+def _name(text: str) -> Any:
+    return text if text.isascii() else _text_value(text)
+
+
+def _php_split(p: str) -> tuple[Any, str]:
+    bar = p.find("|")
+    if bar < 0:
+        raise _Fallback  # a name holding ";", or no "|": the exact parser decides
+    return _name(p[:bar]), p[bar + 1 :]
+
+
+def _php_name_at(text: str, pos: int, end: int) -> tuple[Any, int]:
+    bar = text.find("|", pos)
+    if bar < 0:
+        raise SessionDecodeError("session variable name without '|'", pos)
+    return _name(text[pos:bar]), bar + 1
+
+
+def _php_binary_split(p: str) -> tuple[Any, str]:
+    n = ord(p[0]) & 0x7F
+    name = p[1 : 1 + n]
+    if len(name) != n:
+        raise _Fallback
+    return _name(name), p[1 + n :]
+
+
+def _php_binary_name_at(text: str, pos: int, end: int) -> tuple[Any, int]:
+    n = ord(text[pos]) & 0x7F
+    if pos + n >= end:
+        raise SessionDecodeError("session variable name runs past the end", pos)
+    return _name(text[pos + 1 : pos + 1 + n]), pos + 1 + n
+
+
 def decode_php(
     payload: bytes | bytearray | memoryview,
     *,
@@ -187,62 +272,7 @@ def decode_php(
 
     :raises SessionDecodeError: a name without ``|`` (also a trailing one), a bad value.
     """
-    ctx = RefContext(allowed_classes=allowed_classes, max_depth=max_depth)
-    nxt = _fast_pieces(ctx, payload)
-    if nxt is not None:
-        try:
-            return _fast_php(nxt, ctx)
-        except (_Fallback, StopIteration):
-            pass  # the exact parser decides, and says where it fails
-    text = ctx.text_of(payload)
-    end = ctx.size
-    find = text.find
-    cells: dict[Any, list[Any]] = {}
-    pos = 0
-    while pos < end:
-        bar = find("|", pos)
-        if bar < 0:
-            raise SessionDecodeError("session variable name without '|'", pos)
-        name: Any = text[pos:bar]
-        if not name.isascii():
-            name = _text_value(name)
-        cell: list[Any] = []
-        pos = _parse(text, bar + 1, ctx, cell)
-        cells[name] = cell
-    # A cell is a top-level value's own slot: an R: met later may have boxed it.
-    return {name: cell[0] for name, cell in cells.items()}
-
-
-def _fast_php(nxt: Callable[[], str], ctx: RefContext) -> dict[Any, Any]:
-    """decode_php() over ``;``-pieces (see codec's fast path); raises _Fallback."""
-    out: dict[Any, Any] = {}
-    p = nxt()
-    while p:
-        bar = p.find("|")
-        if bar < 0:
-            raise _Fallback  # a name holding ";", or no "|": the exact parser decides
-        name: Any = p[:bar]
-        if not name.isascii():
-            name = _text_value(name)
-        out[name], p = _fast_value(p[bar + 1 :], nxt, ctx)
-    _fast_end(nxt, p)
-    return out
-
-
-def _fast_php_binary(nxt: Callable[[], str], ctx: RefContext) -> dict[Any, Any]:
-    """decode_php_binary() over ``;``-pieces; raises _Fallback."""
-    out: dict[Any, Any] = {}
-    p = nxt()
-    while p:
-        n = ord(p[0]) & 0x7F
-        name: Any = p[1 : 1 + n]
-        if len(name) != n:
-            raise _Fallback
-        if not name.isascii():
-            name = _text_value(name)
-        out[name], p = _fast_value(p[1 + n :], nxt, ctx)
-    _fast_end(nxt, p)
-    return out
+    return _decode_named(payload, _php_split, _php_name_at, allowed_classes, max_depth)
 
 
 def decode_php_binary(
@@ -255,28 +285,7 @@ def decode_php_binary(
 
     :raises SessionDecodeError: a name running past the end, a bad value.
     """
-    ctx = RefContext(allowed_classes=allowed_classes, max_depth=max_depth)
-    nxt = _fast_pieces(ctx, payload)
-    if nxt is not None:
-        try:
-            return _fast_php_binary(nxt, ctx)
-        except (_Fallback, StopIteration):
-            pass
-    text = ctx.text_of(payload)
-    end = ctx.size
-    cells: dict[Any, list[Any]] = {}
-    pos = 0
-    while pos < end:
-        n = ord(text[pos]) & 0x7F
-        if pos + n >= end:
-            raise SessionDecodeError("session variable name runs past the end", pos)
-        name: Any = text[pos + 1 : pos + 1 + n]
-        if not name.isascii():
-            name = _text_value(name)
-        cell: list[Any] = []
-        pos = _parse(text, pos + 1 + n, ctx, cell)
-        cells[name] = cell
-    return {name: cell[0] for name, cell in cells.items()}
+    return _decode_named(payload, _php_binary_split, _php_binary_name_at, allowed_classes, max_depth)
 
 
 def decode_php_serialize(

@@ -157,20 +157,10 @@ def _double_to_long(f: float) -> int:
     return to_signed64(int(f))
 
 
-def intval(value: Any) -> int:
-    """PHP's ``(int)$value`` (``zval_get_long``).
-
-    ``"12abc"`` -> 12, ``" 1e3"`` -> 1000, ``"1e100"`` -> ``PHP_INT_MAX``, ``"x"`` -> 0,
-    ``1.9`` -> 1, ``1e19`` -> wraps as PHP 8 does, ``null`` -> 0, an array -> 0 or 1.
-    """
-    if isinstance(value, bool):
-        return int(value)
-    if isinstance(value, int):
-        return to_signed64(value)
-    if isinstance(value, float):
-        return _double_to_long(value)
-    if value is None:
-        return 0
+def _number(value: Any, *, as_float: bool = False) -> int | float:
+    """The number PHP's ``(int)``/``(float)`` start from: a string's numeric prefix (an int
+    for integer text, however long, unless ``as_float``; a float otherwise; 0 for none),
+    0 or 1 for null, bools and arrays, ints and floats as they are."""
     if isinstance(value, (bytes, bytearray)):
         value = bytes(value).decode("utf-8", "surrogateescape")
     if isinstance(value, str):
@@ -178,33 +168,36 @@ def intval(value: Any) -> int:
         if m is None:
             return 0
         text = m.group(1)
-        if "." not in text and "e" not in text and "E" not in text:
-            v = int(text)
-            if LONG_MIN <= v <= LONG_MAX:
-                return v
-            return LONG_MAX if v > 0 else LONG_MIN  # an integer string past long: a float, capped
-        return _double_to_long_cap(float(text))
+        if as_float or "." in text or "e" in text or "E" in text:
+            return float(text)  # ("-0" is -0.0)
+        return int(text)
+    if isinstance(value, (int, float)):  # bool too
+        return value
+    if value is None:
+        return 0
     if isinstance(value, (list, tuple, dict)):
         return 1 if value else 0
     return 1
 
 
+def intval(value: Any) -> int:
+    """PHP's ``(int)$value`` (``zval_get_long``).
+
+    ``"12abc"`` -> 12, ``" 1e3"`` -> 1000, ``"1e100"`` -> ``PHP_INT_MAX``, ``"x"`` -> 0,
+    ``1.9`` -> 1, ``1e19`` -> wraps as PHP 8 does, ``null`` -> 0, an array -> 0 or 1.
+    """
+    n = _number(value)
+    if isinstance(n, float):
+        # a numeric string's float is capped (zend_dval_to_lval_cap), a float wraps
+        return _double_to_long_cap(n) if isinstance(value, (str, bytes, bytearray)) else _double_to_long(n)
+    if isinstance(value, (str, bytes, bytearray)) and not LONG_MIN <= n <= LONG_MAX:
+        return LONG_MAX if n > 0 else LONG_MIN  # an integer string past long: a float, capped
+    return to_signed64(int(n))
+
+
 def floatval(value: Any) -> float:
     """PHP's ``(float)$value`` (``zval_get_double``): ``"1.5e3x"`` -> 1500.0, ``"x"`` -> 0.0."""
-    if isinstance(value, bool):
-        return 1.0 if value else 0.0
-    if isinstance(value, (int, float)):
-        return float(value)
-    if value is None:
-        return 0.0
-    if isinstance(value, (bytes, bytearray)):
-        value = bytes(value).decode("utf-8", "surrogateescape")
-    if isinstance(value, str):
-        m = _NUMERIC_PREFIX.match(value)
-        return float(m.group(1)) if m is not None else 0.0
-    if isinstance(value, (list, tuple, dict)):
-        return 1.0 if value else 0.0
-    return 1.0
+    return float(_number(value, as_float=True))
 
 
 def truthy(value: Any) -> bool:
@@ -217,21 +210,52 @@ def truthy(value: Any) -> bool:
 
 
 def float_to_string(value: float, precision: int = 14) -> str:
-    """A float as PHP turns it into a string (``precision`` = 14): ``1.0E+20``, ``0.1``, ``-0``."""
-    if math.isnan(value):
-        return "NAN"
-    if math.isinf(value):
-        return "INF" if value > 0 else "-INF"
-    if value == 0:
-        return "-0" if math.copysign(1.0, value) < 0 else "0"
-    sign = "-" if value < 0 else ""
-    mantissa, _, exp = ("%.*e" % (precision - 1, abs(value))).partition("e")
-    digits = mantissa.replace(".", "").rstrip("0") or "0"
-    decpt = int(exp) + 1  # zend_gcvt: value = 0.DIGITS * 10**decpt
-    if decpt < -3 or decpt > precision:
+    """A float as PHP writes it with ``precision`` significant digits (``zend_gcvt``;
+    ``smart_str_append_double``): ``(string)$f`` and ``ini_set()`` use ``precision``
+    (14), ``serialize()`` uses ``serialize_precision``.
+
+    ``-1`` (``serialize_precision``'s default) gives the shortest representation that
+    round-trips: ``0.1``, ``1`` (no ``.0``), ``-0``, ``1.0E+25``, ``1.5E-7``, ``INF``,
+    ``-INF``, ``NAN``.  14 gives ``1.0E+20``, ``0.33333333333333``.
+    """
+    if precision < 0:
+        r = repr(value)
+        if "e" not in r and "n" not in r:
+            return r[:-2] if r.endswith(".0") else r
+        ndigit = 17
+    else:
+        ndigit = precision
+    if value != value or value in (math.inf, -math.inf):
+        # zend_gcvt: snprintf(buf, ndigit + 1, ...), so a small precision truncates.
+        text = "NAN" if value != value else ("INF" if value > 0 else "-INF")
+        return text[:ndigit]
+    negative = math.copysign(1.0, value) < 0
+    if precision < 0:
+        mantissa, _, exp = repr(abs(value)).partition("e")
+        whole, _, frac = mantissa.partition(".")
+        if exp:
+            digits = whole + frac
+            decpt = int(exp) + 1
+        else:
+            # Python's fixed notation: find the decimal point position from the digits.
+            if whole != "0":
+                digits = whole + frac
+                decpt = len(whole)
+            else:
+                stripped = frac.lstrip("0")
+                decpt = len(stripped) - len(frac)
+                digits = stripped or "0"
+    else:
+        mantissa, _, exp = ("%.*e" % (max(ndigit, 1) - 1, abs(value))).partition("e")
+        digits = mantissa.replace(".", "")
+        decpt = int(exp) + 1
+    digits = digits.rstrip("0") or "0"
+    if digits == "0":
+        decpt = 1
+    sign = "-" if negative else ""
+    if (decpt < -3) if decpt < 0 else (decpt > ndigit):
         e = decpt - 1
-        frac = digits[1:] or "0"
-        return f"{sign}{digits[0]}.{frac}E{'+' if e >= 0 else '-'}{abs(e)}"
+        return f"{sign}{digits[0]}.{digits[1:] or '0'}E{'-' if e < 0 else '+'}{abs(e)}"
     if decpt <= 0:
         return f"{sign}0.{'0' * -decpt}{digits}"
     if len(digits) <= decpt:

@@ -450,8 +450,8 @@ def _listening(path: str) -> bool:
 
 def _preload() -> None:
     """Import, once in the master, what every worker needs (shared copy-on-write after fork)."""
-    from ..core import codec, formats as encoding, lazydata
     from .. import php  # noqa: F401
+    from ..core import codec, formats, lazydata  # noqa: F401
     from ..storage.base import handler_class
     from ..session.settings import default_config
 

@@ -807,8 +807,8 @@ def serve(
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(message)s")
     # load the runtime once in the master, so every forked worker starts warm
-    from .. import php
-    from . import sapi as scripts  # noqa: F401
+    from .. import php  # noqa: F401
+    from . import sapi  # noqa: F401
 
     server = Server(root, port, host, workers, extra_ports=extra_ports, access_log=access_log)
     server.bind()

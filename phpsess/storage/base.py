@@ -26,13 +26,14 @@ import abc
 import importlib
 import logging
 import math
+import secrets
 import time
 from typing import Callable, ClassVar
 
 from ..compiled import mypyc_attr
 from ..core import ids
 from ..core.config import SAVE_HANDLERS, SessionConfig
-from ..errors import InvalidSessionId, LockBusy, LockTimeout, caused_by
+from ..errors import InvalidSessionId, LockBusy, LockTimeout, SaveHandlerError, caused_by
 
 __all__ = ["SaveHandler", "handler_class", "LockInfo"]
 
@@ -68,6 +69,8 @@ class SaveHandler(abc.ABC):
             _check_complete(cls)
         self.config = config if config is not None else SessionConfig()
         self.lock_info = LockInfo()
+        #: source of random bytes for new ids (tests replace it)
+        self.random_bytes: Callable[[int], bytes] = secrets.token_bytes
 
     # -- ids --------------------------------------------------------------------------
     @staticmethod
@@ -204,8 +207,25 @@ class SaveHandler(abc.ABC):
         """
 
     def create_sid(self) -> str:
-        """PS_CREATE_SID: a fresh id; handlers that can check collisions do so."""
-        return ids.create_id(self.config)
+        """PS_CREATE_SID: a fresh id; handlers that can check collisions do so
+        (:meth:`unused_id`)."""
+        return ids.create_id(self.config, self.random_bytes)
+
+    def unused_id(self, taken: Callable[[str], bool], tries: int = 4) -> str:
+        """A new id for which ``taken(id)`` is false, in ``tries`` attempts at most (PHP's
+        files handler: one and three retries).
+
+        :raises SaveHandlerError: every attempt collided.
+        """
+        for _ in range(tries):
+            sid = ids.create_id(self.config, self.random_bytes)
+            if not taken(sid):
+                return sid
+        raise SaveHandlerError(
+            f"Failed to create a session ID that does not exist yet ({tries} collisions)",
+            handler=self.name,
+            operation="create_sid",
+        )
 
     def validate_id(self, sid: str) -> bool:
         """PS_VALIDATE_SID: True when ``sid`` exists in storage (used by use_strict_mode)."""

@@ -24,10 +24,9 @@ import errno
 import hashlib
 import logging
 import os
-import secrets
 import stat
 import time
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Iterable, Iterator
 
 from ..core import ids
 from . import flock, registry
@@ -392,8 +391,6 @@ class FilesHandler(SaveHandler):
 
     def __init__(self, config: SessionConfig | None = None) -> None:
         super().__init__(config)
-        #: source of random bytes for :meth:`create_sid` (tests replace it)
-        self.random_bytes: Callable[[int], bytes] = secrets.token_bytes
         self.save_path: SavePath | None = None
         self._save_path_raw = ""
         self._fd = -1
@@ -765,15 +762,7 @@ class FilesHandler(SaveHandler):
 
         :raises SaveHandlerError: four ids in a row collided.
         """
-        for _ in range(4):
-            sid = ids.create_id(self.config, self.random_bytes)
-            if not self._exists(sid):
-                return sid
-        raise SaveHandlerError(
-            "Failed to create a session ID that does not exist yet (4 collisions)",
-            handler="files",
-            operation="create_sid",
-        )
+        return self.unused_id(self._exists)
 
     def validate_id(self, sid: str) -> bool:
         """PS_VALIDATE_SID: True when ``sid`` is a valid id and its file exists (``stat``)."""

@@ -11,7 +11,6 @@ other processes and nothing survives the process.
 
 from __future__ import annotations
 
-import secrets
 import threading
 import time
 from typing import Callable
@@ -74,8 +73,6 @@ class MemoryHandler(SaveHandler):
         super().__init__(config)
         self.store = STORE if store is None else store
         self.clock: Callable[[], float] = time.time
-        #: source of random bytes for :meth:`create_sid` (tests replace it)
-        self.random_bytes: Callable[[int], bytes] = secrets.token_bytes
         self.save_path: str | None = None
         self._held: tuple[str, str] | None = None
         self._slot: _Slot | None = None
@@ -180,15 +177,7 @@ class MemoryHandler(SaveHandler):
 
     def create_sid(self) -> str:
         """PS_CREATE_SID: a new id that is not stored yet (up to 4 tries, as files)."""
-        for _ in range(4):
-            sid = ids.create_id(self.config, self.random_bytes)
-            if not self.validate_id(sid):
-                return sid
-        raise SaveHandlerError(
-            "Failed to create a session ID that does not exist yet (4 collisions)",
-            handler="memory",
-            operation="create_sid",
-        )
+        return self.unused_id(self.validate_id)
 
     def validate_id(self, sid: str) -> bool:
         """PS_VALIDATE_SID: True when ``sid`` is a valid id and stored."""

@@ -36,7 +36,7 @@ import secrets
 import socket
 import threading
 import time
-from typing import Any, Callable
+from typing import Any
 
 import redis
 from redis.backoff import NoBackoff
@@ -274,8 +274,6 @@ class RedisHandler(SaveHandler):
 
     def __init__(self, config: SessionConfig | None = None) -> None:
         super().__init__(config)
-        #: source of random bytes for :meth:`create_sid` (tests replace it)
-        self.random_bytes: Callable[[int], bytes] = secrets.token_bytes
         self._save_path = ""
         self._servers: list[RedisServer] = []
         self._held: _Held | None = None
@@ -547,19 +545,7 @@ class RedisHandler(SaveHandler):
         :raises SaveHandlerError: the lock expired (another request may own the
             session now; nothing is written), or the server failed.
         """
-        held = self._ensure_held(sid)
-        ttl = _ttl(self.config)
-        try:
-            if held.secret is None:
-                held.client.redis.execute_command(  # type: ignore[no-untyped-call]
-                    "SETEX", held.session_key, ttl, data
-                )
-                return
-            ok = held.client.write(keys=[held.lock_key, held.session_key], args=[held.secret, ttl, data])
-        except RedisError as exc:
-            raise self._fail("write", held.server, exc, sid) from exc
-        if not ok:
-            raise self._lost(held, "write")
+        self._store(sid, data, touch=False)
 
     def update_timestamp(self, sid: str, data: bytes) -> None:
         """PS_UPDATE_TIMESTAMP (lazy_write): ``EXPIRE <prefix><sid> gc_maxlifetime``.
@@ -568,20 +554,27 @@ class RedisHandler(SaveHandler):
         is written again with ``data``.
         :raises SaveHandlerError: the lock expired, or the server failed.
         """
+        self._store(sid, data, touch=True)
+
+    def _store(self, sid: str, data: bytes, *, touch: bool) -> None:
+        """SETEX (or, ``touch``, EXPIRE and SETEX only if the key is gone), fenced by the
+        lock in one script; without locking, plain commands."""
         held = self._ensure_held(sid)
         ttl = _ttl(self.config)
+        operation = "update the timestamp of" if touch else "write"
         try:
             if held.secret is None:
-                if not held.client.redis.expire(held.session_key, ttl) and data:
+                if not (touch and held.client.redis.expire(held.session_key, ttl)) and (data or not touch):
                     held.client.redis.execute_command(  # type: ignore[no-untyped-call]
-                    "SETEX", held.session_key, ttl, data
-                )
+                        "SETEX", held.session_key, ttl, data
+                    )
                 return
-            ok = held.client.touch(keys=[held.lock_key, held.session_key], args=[held.secret, ttl, data])
+            script = held.client.touch if touch else held.client.write
+            ok = script(keys=[held.lock_key, held.session_key], args=[held.secret, ttl, data])
         except RedisError as exc:
-            raise self._fail("update the timestamp of", held.server, exc, sid) from exc
+            raise self._fail(operation, held.server, exc, sid) from exc
         if not ok:
-            raise self._lost(held, "update the timestamp of")
+            raise self._lost(held, operation)
 
     def destroy(self, sid: str) -> None:
         """PS_DESTROY: delete ``sid``; if we hold its lock, delete and unlock in one atomic step.
@@ -621,21 +614,17 @@ class RedisHandler(SaveHandler):
 
         :raises SaveHandlerError: three colliding ids in a row, or the server failed.
         """
-        for _ in range(3):
-            sid = ids.create_id(self.config, self.random_bytes)
-            server = self._server(sid)
-            try:
-                taken = _client(server).redis.exists(server.session_key(sid), server.lock_key(sid))
-            except RedisError as exc:
-                raise self._fail("create an id for a", server, exc) from exc
-            if not taken:
-                return sid
+        return self.unused_id(self._taken, tries=3)
+
+    def _taken(self, sid: str) -> bool:
+        server = self._server(sid)
+        try:
+            taken = bool(_client(server).redis.exists(server.session_key(sid), server.lock_key(sid)))
+        except RedisError as exc:
+            raise self._fail("create an id for a", server, exc) from exc
+        if taken:
             log.info("redis session id collision on %s, retrying", sid)
-        raise SaveHandlerError(
-            "redis save handler: three new session ids in a row already existed",
-            handler=self.name,
-            operation="create_sid",
-        )
+        return taken
 
     def validate_id(self, sid: str) -> bool:
         """PS_VALIDATE_SID (use_strict_mode): True when ``<prefix><sid>`` exists.

@@ -20,7 +20,7 @@ import logging
 import os
 import sys
 import time
-from typing import Any, Iterable
+from typing import Any
 
 from ..core.config import SessionConfig
 

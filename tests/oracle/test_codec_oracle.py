@@ -27,7 +27,9 @@ from typing import Any, Iterator
 
 import pytest
 
-from phpsess.core import codec, formats as encoding
+from phpsess.core import codec
+from phpsess.core import formats as encoding
+from phpsess.core.zend import float_to_string
 from phpsess.core.codec import PHPCustomObject, PHPEnum, PHPObject, PHPReference
 
 try:
@@ -270,7 +272,7 @@ def desc(v: Any, depth: int = 0) -> Any:
     if isinstance(v, int):
         return ["i", v]
     if isinstance(v, float):
-        return ["d", codec.format_float(v)]
+        return ["d", float_to_string(v, -1)]
     if isinstance(v, (bytearray, memoryview)):
         v = bytes(v)
     if isinstance(v, (str, bytes)):
@@ -565,5 +567,5 @@ def test_floats_format_as_php_for_every_serialize_precision(precision: int) -> N
     code += "foreach ($in as $h) { echo fmt_float(unpack('e', hex2bin($h))[1]), \"\\n\"; }\n"
     proc = php(code, stdin=" ".join(struct.pack("<d", f).hex() for f in floats).encode())
     php_out = proc.stdout.decode().split("\n")[: len(floats)]
-    ours = [codec.format_float(f, precision) for f in floats]
+    ours = [float_to_string(f, precision) for f in floats]
     assert ours == php_out
