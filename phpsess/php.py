@@ -13,13 +13,16 @@ and ``bytes`` otherwise, so nothing is ever lost (docs/porting.md).
 
 from __future__ import annotations
 
+import os
+import sys
+import warnings
 from collections.abc import MutableMapping
 from typing import Any, Callable, Iterator, Mapping
 
 from .core import codec, http as headers
 from .compiled import IntOrFalse
 from .core.config import SETTINGS
-from .errors import ConfigError, PHPWarning
+from .errors import ConfigError, PHPDeprecated, PHPNotice, PHPWarning
 from .storage.base import SaveHandler
 from .session.request import Request
 from .session.context import current_request
@@ -81,7 +84,40 @@ PHP_SESSION_ACTIVE = int(Status.ACTIVE)
 def _session(function: str) -> Session:
     s = current_request().session
     s.function = function
+    s.reporter = report
     return s
+
+
+#: PHP's diagnostic levels and the warnings that carry them
+_CATEGORIES: dict[str, type[PHPWarning]] = {"Warning": PHPWarning, "Notice": PHPNotice, "Deprecated": PHPDeprecated}
+_PKG_DIR = os.path.dirname(__file__)
+
+
+def report(function: str | None, message: str, level: str = "Warning") -> None:
+    """Raise one of PHP's diagnostics as a Python warning: :class:`PHPWarning` (or
+    ``PHPNotice``, ``PHPDeprecated``) with PHP's text, ``function(): message``.
+
+    It names the line of the script that called into phpsess (the first frame outside
+    the package), and is shown every time, as PHP shows each diagnostic, not once per
+    line as Python's default warning filter would.
+    """
+    category = _CATEGORIES.get(level, PHPWarning)
+    text = f"{function}(): {message}" if function else message
+    try:
+        frame: Any = sys._getframe(1)
+    except ValueError:  # compiled, called straight from C: no Python frame
+        frame = None
+    while frame is not None and frame.f_code.co_filename.startswith(_PKG_DIR):
+        frame = frame.f_back
+    if frame is None:
+        warnings.warn(category(text), stacklevel=2)
+        return
+    warnings.warn_explicit(
+        category(text), category, frame.f_code.co_filename, frame.f_lineno,
+        module=frame.f_globals.get("__name__", "__main__"),
+        registry={},  # a fresh registry: never deduplicated
+        module_globals=frame.f_globals,
+    )
 
 
 def _text(value: bytes) -> str | bytes:
@@ -380,9 +416,8 @@ def ini_get(option: str) -> str | bool:
 
 def ini_set(option: str, value: Any) -> str | bool:
     """Set a ``session.*`` setting for this request; returns the old value or False."""
-    req = current_request()
-    s = req.session
-    s.function = "ini_set"
+    s = _session("ini_set")
+    req = s.request
     cfg = req.config
     key = cfg.canonical(option)
     if key is None or not option.startswith("session.") and not SETTINGS[key].phpsess_only:
@@ -419,11 +454,7 @@ def ini_restore(option: str) -> None:
 # -- output layer --------------------------------------------------------------------------
 def _headers_sent_warning(req: Request) -> None:
     req.session.function = None
-    import warnings
-
-    warnings.warn(
-        PHPWarning(f"Cannot modify header information - headers already sent{_by(req)}"), stacklevel=3
-    )
+    report(None, f"Cannot modify header information - headers already sent{_by(req)}")
 
 
 def _by(req: Request) -> str:
@@ -526,8 +557,7 @@ class _SessionProxy(MutableMapping):  # type: ignore[type-arg]
     def _data() -> Any:
         s = current_request().session
         if s.pending:
-            s.function = "session_start"
-            s.load_lazy()
+            _session("session_start").load_lazy()
         return s.data
 
     @staticmethod

@@ -715,3 +715,40 @@ def test_session_before_start_is_an_empty_mapping_not_undefined(site: Site) -> N
         return before, php.session_status()
 
     assert site.request(page) == ((0, None), php.PHP_SESSION_ACTIVE)
+
+
+# -- diagnostics: phpsess.php's, with PHP's text, the caller's line, every time -------------
+def test_a_user_handler_returning_an_int_is_deprecated_in_the_calling_function() -> None:
+    """PHP 8.2: ``Deprecated: session_start(): Session callback must have a return value of
+    type bool, int returned``."""
+    from phpsess.errors import PHPDeprecated
+
+    store: dict[str, str] = {}
+    site = Site()
+
+    def page() -> None:
+        php.session_set_save_handler(
+            lambda path, name: 0, lambda: True, lambda sid: store.get(sid, ""),
+            lambda sid, data: store.__setitem__(sid, data) or True, lambda sid: True, lambda n: 0,
+        )
+        with pytest.warns(PHPDeprecated, match=r"^session_start\(\): Session callback must have a "
+                                               r"return value of type bool, int returned$"):
+            assert php.session_start() is True
+
+    site.request(page)
+
+
+def test_warnings_name_the_callers_line_and_repeat(recwarn: pytest.WarningsRecorder) -> None:
+    import warnings
+
+    site = Site()
+
+    def page() -> None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("default")  # Python's once-per-line filter
+            for _ in range(3):
+                assert php.session_destroy() is False  # line A: no session
+        assert [w.lineno for w in recwarn.list] == [page.__code__.co_firstlineno + 4] * 3
+        assert all(w.filename == __file__ for w in recwarn.list)
+
+    site.request(page)

@@ -3,16 +3,16 @@
 No direct I/O: storage goes through the save handler, headers through the
 request's header list.  Every change of phase goes through the state table of
 :mod:`phpsess.core.state`.  PHP's diagnostics (warnings, notices) are reported
-through :meth:`Session.diagnose`, which emits :class:`~phpsess.errors.PHPWarning`
-/ :class:`~phpsess.errors.PHPNotice` carrying PHP's text while a PHP-named
-function runs, and logs them during request shutdown (as PHP's log would).
+through :meth:`Session.diagnose`, which hands them to :mod:`phpsess.php` (they
+become :class:`~phpsess.errors.PHPWarning` / :class:`~phpsess.errors.PHPNotice`)
+while a PHP-named function runs, and logs them during request shutdown (as PHP's
+log would).
 """
 
 from __future__ import annotations
 
 import logging
 import random
-import warnings
 from typing import Any, Callable, Mapping, Protocol
 
 from ..compiled import IntOrFalse
@@ -24,8 +24,6 @@ from ..errors import (
     LockBusy,
     LockTimeout,
     MergeConflict,
-    PHPNotice,
-    PHPWarning,
     SaveHandlerError,
     SessionDecodeError,
     caused_by,
@@ -93,6 +91,8 @@ class Session:
         self.sid_constant: str | None = None
         #: the PHP function now running, for the ``fn(): `` prefix of diagnostics
         self.function: str | None = None
+        #: receives (function, message, level) of PHP's diagnostics; phpsess.php's
+        self.reporter: Callable[[str, str, str], None] | None = None
         self.random: Callable[[], float] = random.random
         #: merge mode (phase MERGING): the data as read, to find what this request changed
         self.merge_base: dict[Any, bytes] = {}
@@ -136,17 +136,23 @@ class Session:
         self._request = None
 
     # -- diagnostics -------------------------------------------------------------------
-    def diagnose(self, message: str, category: type[Warning] = PHPWarning) -> None:
-        """Report one of PHP's diagnostics with PHP's text (``function(): message``)."""
-        if self.function is None:
-            level = "Notice" if category is PHPNotice else "Warning"
+    def diagnose(self, message: str, level: str = "Warning") -> None:
+        """Report one of PHP's diagnostics with PHP's text; ``level`` is ``Warning``,
+        ``Notice`` or ``Deprecated``.
+
+        While a PHP-named function runs (:attr:`function`), :attr:`reporter` gets it
+        (phpsess.php turns it into a PHPWarning naming the caller's line); otherwise (the
+        request's shutdown) it is logged, as PHP's log would have it.
+        """
+        reporter = self.reporter
+        if self.function is None or reporter is None:
             log.warning("PHP %s: %s", level, message)
             return
-        warnings.warn(category(f"{self.function}(): {message}"), stacklevel=4)
+        reporter(self.function, message, level)
 
     def notice(self, message: str) -> None:
         """Report an E_NOTICE."""
-        self.diagnose(message, PHPNotice)
+        self.diagnose(message, "Notice")
 
     # -- module resolution -------------------------------------------------------------
     @property
@@ -159,6 +165,7 @@ class Session:
     def _new_handler(self) -> SaveHandler | None:
         if self.user_handler is not None:
             self.user_handler.config = self.config
+            self.user_handler.diagnose = self.diagnose
             return self.user_handler
         name = self.config.save_handler
         cached = self._handler_cache

@@ -71,6 +71,9 @@ class SaveHandler(abc.ABC):
         self.lock_info = LockInfo()
         #: source of random bytes for new ids (tests replace it)
         self.random_bytes: Callable[[int], bytes] = secrets.token_bytes
+        #: where the handler reports one of PHP's diagnostics (message, level); the session
+        #: using it sets its own (Session.diagnose)
+        self.diagnose: Callable[[str, str], None] = _log_diagnostic
 
     # -- ids --------------------------------------------------------------------------
     @staticmethod
@@ -237,6 +240,10 @@ class SaveHandler(abc.ABC):
 
     #: True when validate_id really checks storage (PHP: the module has a validator)
     has_validator: bool = True
+
+
+def _log_diagnostic(message: str, level: str = "Warning") -> None:
+    logging.getLogger("phpsess.storage").warning("PHP %s: %s", level, message)
 
 
 _ABSTRACT = ("open", "close", "read", "write", "destroy", "gc")

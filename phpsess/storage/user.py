@@ -8,12 +8,11 @@ coerced exactly as PHP 8.2's mod_user.c does (its ``FINISH`` macro and ``PS_READ
 
 from __future__ import annotations
 
-import warnings
 from typing import Any, Callable, Sequence
 
 from ..core.config import SessionConfig
 from ..core.zend import type_name
-from ..errors import PHPDeprecated, SaveHandlerError
+from ..errors import SaveHandlerError
 from .base import SaveHandler
 
 __all__ = ["UserHandler", "callables_handler"]
@@ -21,8 +20,9 @@ __all__ = ["UserHandler", "callables_handler"]
 
 
 
-def coerce_bool(result: Any, operation: str) -> None:
-    """mod_user.c FINISH: True ok; False fail; 0 ok and -1 fail with E_DEPRECATED; else TypeError.
+def coerce_bool(result: Any, operation: str, diagnose: Callable[[str, str], None]) -> None:
+    """mod_user.c FINISH: True ok; False fail; 0 ok and -1 fail with E_DEPRECATED (to
+    ``diagnose``); else TypeError.
 
     :raises SaveHandlerError: when the callback reported failure.
     """
@@ -31,10 +31,7 @@ def coerce_bool(result: Any, operation: str) -> None:
     if result is False:
         raise SaveHandlerError("", handler="user", operation=operation)
     if isinstance(result, int) and result in (0, -1):
-        warnings.warn(
-            PHPDeprecated("Session callback must have a return value of type bool, int returned"),
-            stacklevel=4,
-        )
+        diagnose("Session callback must have a return value of type bool, int returned", "Deprecated")
         if result == -1:
             raise SaveHandlerError("", handler="user", operation=operation)
         return
@@ -60,11 +57,11 @@ class UserHandler(SaveHandler):
 
     def open(self, save_path: str, name: str) -> None:
         """Call the user's ``open(save_path, name)``."""
-        coerce_bool(self.target.open(save_path, name), "open")
+        coerce_bool(self.target.open(save_path, name), "open", self.diagnose)
 
     def close(self) -> None:
         """Call the user's ``close()``."""
-        coerce_bool(self.target.close(), "close")
+        coerce_bool(self.target.close(), "close", self.diagnose)
 
     def read(self, sid: str, *, shared: bool = False) -> bytes:
         """Call the user's ``read(id)``: a string is the data, anything else a failure."""
@@ -77,11 +74,11 @@ class UserHandler(SaveHandler):
 
     def write(self, sid: str, data: bytes) -> None:
         """Call the user's ``write(id, data)`` (data as str when it is valid UTF-8)."""
-        coerce_bool(self.target.write(sid, _text(data)), "write")
+        coerce_bool(self.target.write(sid, _text(data)), "write", self.diagnose)
 
     def destroy(self, sid: str) -> None:
         """Call the user's ``destroy(id)``."""
-        coerce_bool(self.target.destroy(sid), "destroy")
+        coerce_bool(self.target.destroy(sid), "destroy", self.diagnose)
 
     def gc(self, max_lifetime: int) -> int:
         """Call the user's ``gc(max_lifetime)``: int count, True -> 1, else -1."""
@@ -106,7 +103,7 @@ class UserHandler(SaveHandler):
         if self._validate is None:
             return True
         try:
-            coerce_bool(self._validate(sid), "validate_sid")
+            coerce_bool(self._validate(sid), "validate_sid", self.diagnose)
         except SaveHandlerError:
             return False
         return True
@@ -116,7 +113,7 @@ class UserHandler(SaveHandler):
         if self._update is None:
             self.write(sid, data)
             return
-        coerce_bool(self._update(sid, _text(data)), "update_timestamp")
+        coerce_bool(self._update(sid, _text(data)), "update_timestamp", self.diagnose)
 
 
 def _text(data: bytes) -> str | bytes:
