@@ -10,7 +10,7 @@ whole package when nothing was compiled, is plain Python with the same behaviour
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, Any, Callable, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Literal, TypeVar, Union
 
 __all__ = ["COMPILED_MODULES", "IntOrFalse", "mypyc_attr", "compiled_modules"]
 
@@ -37,8 +37,9 @@ COMPILED_MODULES: tuple[str, ...] = (
 _T = TypeVar("_T")
 
 #: an int, or False (PHP's "int|false").  Spelled ``int | bool``, mypy would simplify
-#: it to ``int`` (bool is an int) and compiled code would return False as 0.
-IntOrFalse = Any
+#: it to ``int`` (bool is an int) and compiled code would return False as 0; with
+#: ``Literal[False]`` mypyc keeps False as it is (tests/test_compiled.py checks it).
+IntOrFalse = Union[int, Literal[False]]
 
 if TYPE_CHECKING:
     from mypy_extensions import mypyc_attr

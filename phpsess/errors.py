@@ -20,10 +20,10 @@ __all__ = [
     "LockTimeout",
     "LockBusy",
     "MergeConflict",
+    "PHPFatalError",
     "PHPWarning",
     "PHPNotice",
     "PHPDeprecated",
-    "caused_by",
 ]
 
 _E = TypeVar("_E", bound=BaseException)
@@ -34,7 +34,8 @@ def caused_by(err: _E, cause: BaseException | None) -> _E:
     ``raise X from exc`` (and ``caused_by(X, None)`` is ``from None``).
 
     The modules compiled with mypyc (phpsess/compiled.py) raise this way: mypyc
-    drops the ``from`` clause of a ``raise``.
+    drops the ``from`` clause of a ``raise``.  :class:`SaveHandlerError` takes its
+    cause as an argument instead (``cause=exc``), so storage code needs neither.
     """
     err.__cause__ = cause  # also sets __suppress_context__, as ``from`` does
     return err
@@ -94,19 +95,26 @@ class SessionEncodeError(SessionError, ValueError):
 
 
 class SaveHandlerError(SessionError):
-    """A save handler operation failed; ``__cause__`` holds the OS/Redis error."""
+    """A save handler operation failed; ``__cause__`` holds the OS/Redis error (``cause``)."""
 
-    def __init__(self, message: str, *, handler: str = "", operation: str = "") -> None:
+    def __init__(
+        self, message: str, *, handler: str = "", operation: str = "", cause: BaseException | None = None
+    ) -> None:
         super().__init__(message)
         self.handler = handler
         self.operation = operation
+        if cause is not None:
+            caused_by(self, cause)
 
 
 class LockTimeout(SaveHandlerError, TimeoutError):
     """The session lock was not obtained within ``session.lock_timeout``."""
 
-    def __init__(self, message: str, *, handler: str = "", sid: str = "", waited: float = 0.0) -> None:
-        super().__init__(message, handler=handler, operation="lock")
+    def __init__(
+        self, message: str, *, handler: str = "", sid: str = "", waited: float = 0.0,
+        cause: BaseException | None = None,
+    ) -> None:
+        super().__init__(message, handler=handler, operation="lock", cause=cause)
         self.sid = sid
         self.waited = waited
 
@@ -118,6 +126,17 @@ class LockBusy(SaveHandlerError):
         super().__init__(message, handler=handler, operation="lock")
         self.sid = sid
         self.waiters = waiters
+
+
+class PHPFatalError(SessionError, RuntimeError):
+    """What PHP makes a fatal error (E_ERROR) that ends the script: e.g. ``Failed to create
+    session ID: files (path: /x)`` when the handler cannot make one.  ``__cause__`` holds
+    the handler's error (``cause``)."""
+
+    def __init__(self, message: str, *, cause: BaseException | None = None) -> None:
+        super().__init__(message)
+        if cause is not None:
+            caused_by(self, cause)
 
 
 class MergeConflict(SessionError):

@@ -38,7 +38,7 @@ def test_the_pass_runs_the_build_it_says() -> None:
 
 @pytest.mark.parametrize("module", COMPILED_MODULES)
 def test_no_raise_from_in_a_compiled_module(module: str) -> None:
-    """mypyc ignores ``raise X from Y``: the cause would be lost; use errors.caused_by."""
+    """mypyc ignores ``raise X from Y``: the cause would be lost; pass ``cause=`` (errors.py)."""
     path, tree = source(module)
     bad = [n.lineno for n in ast.walk(tree) if isinstance(n, ast.Raise) and n.cause is not None]
     assert bad == [], f"{path}: raise ... from at lines {bad}"

@@ -22,7 +22,7 @@ way PHP treats ``$_SESSION['12'] = ...`` set by a script).
 
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Literal, Mapping
 
 from .codec import (
     MAX_DEPTH,
@@ -96,7 +96,7 @@ def _finish(out: list[str]) -> bytes:
 
 def _encode_named(
     data: Mapping[Any, Any],
-    head: Callable[[str], str | None | bool],
+    head: Callable[[str], "str | None | Literal[False]"],
     on_skip: OnSkip | None,
     precision: int,
     canonicalize_keys: bool,
@@ -121,13 +121,13 @@ def _encode_named(
     return _finish(out)
 
 
-def _php_head(k: str) -> str | None | bool:
+def _php_head(k: str) -> "str | None | Literal[False]":
     if "|" in k:
         return False  # PS_DELIMITER in a key: PHP writes nothing (8.2.36: silently)
     return k + "|"
 
 
-def _php_binary_head(k: str) -> str | None | bool:
+def _php_binary_head(k: str) -> "str | None | Literal[False]":
     n = len(k) if k.isascii() else len(k.encode("utf-8", "surrogateescape"))
     return None if n > 127 else chr(n) + k  # PS_BIN_MAX: longer keys dropped without a warning
 

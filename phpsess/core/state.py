@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import enum
 
-from ..errors import SessionStateError, caused_by
+from ..errors import SessionStateError
 
 __all__ = ["Status", "Phase", "Event", "TRANSITIONS", "STATUS", "next_phase", "allowed"]
 
@@ -110,7 +110,7 @@ def next_phase(phase: Phase, event: Event) -> Phase:
 
     :raises SessionStateError: the table does not allow ``event`` in ``phase``.
     """
-    try:
-        return TRANSITIONS[phase, event]
-    except KeyError:
-        raise caused_by(SessionStateError(phase, event), None)
+    after = TRANSITIONS.get((phase, event))
+    if after is None:
+        raise SessionStateError(phase, event)
+    return after

@@ -24,9 +24,9 @@ from ..errors import (
     LockBusy,
     LockTimeout,
     MergeConflict,
+    PHPFatalError,
     SaveHandlerError,
     SessionDecodeError,
-    caused_by,
 )
 from ..storage.base import SaveHandler, handler_class
 from ..core.lazydata import SPANS, Entries, SessionData, encode_entries, is_array
@@ -296,9 +296,10 @@ class Session:
             except SaveHandlerError as exc:
                 self._go(Event.FAIL)
                 self._safe_close(handler)
-                raise caused_by(RuntimeError(
-                    f"Failed to create session ID: {self.module_name} (path: {cfg.save_path})"
-                ), exc)
+                raise PHPFatalError(
+                    f"Failed to create session ID: {self.module_name} (path: {cfg.save_path})",
+                    cause=exc,
+                )
             if cfg.use_cookies:
                 self.send_cookie = True
         elif cfg.use_strict_mode and handler.has_validator and not self._validate(handler, self.id):
@@ -707,17 +708,19 @@ class Session:
         except SaveHandlerError as exc:
             self._go(Event.FAIL)
             self.handler = None
-            raise caused_by(RuntimeError(
-                f"Failed to open session: {self.module_name} (path: {cfg.save_path})"
-            ), exc)
+            raise PHPFatalError(
+                f"Failed to open session: {self.module_name} (path: {cfg.save_path})",
+                cause=exc,
+            )
         try:
             new = handler.create_sid()
         except SaveHandlerError as exc:
             self._go(Event.FAIL)
             self.handler = None
-            raise caused_by(RuntimeError(
-                f"Failed to create new session ID: {self.module_name} (path: {cfg.save_path})"
-            ), exc)
+            raise PHPFatalError(
+                f"Failed to create new session ID: {self.module_name} (path: {cfg.save_path})",
+                cause=exc,
+            )
         if cfg.use_strict_mode and handler.has_validator:
             for _ in range(3):
                 if not self._validate(handler, new):
@@ -730,9 +733,10 @@ class Session:
             self._safe_close(handler)
             self.handler = None
             self._go(Event.FAIL)
-            raise caused_by(RuntimeError(
-                f"Failed to create(read) session ID: {self.module_name} (path: {cfg.save_path})"
-            ), exc)
+            raise PHPFatalError(
+                f"Failed to create(read) session ID: {self.module_name} (path: {cfg.save_path})",
+                cause=exc,
+            )
         self.handler = handler
         self._go(Event.REGENERATE)
         if merging:

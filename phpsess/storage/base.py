@@ -33,7 +33,7 @@ from typing import Callable, ClassVar
 from ..compiled import mypyc_attr
 from ..core import ids
 from ..core.config import SAVE_HANDLERS, SessionConfig
-from ..errors import InvalidSessionId, LockBusy, LockTimeout, SaveHandlerError, caused_by
+from ..errors import InvalidSessionId, LockBusy, LockTimeout, SaveHandlerError
 
 __all__ = ["SaveHandler", "handler_class", "LockInfo"]
 
@@ -136,13 +136,14 @@ class SaveHandler(abc.ABC):
         total = waited + now_waited
         bound, setting = self.lock_bound()
         where = self._lock_where(sid)
-        raise caused_by(LockTimeout(
+        raise LockTimeout(
             f"Session lock for {sid} not acquired within {setting} = {bound:g} s "
             f"(waited {total:.3f} s{' for ' + where if where else ''}){self._lock_holder(sid)}",
             handler=self.name,
             sid=sid,
             waited=total,
-        ), cause)
+            cause=cause,
+        )
 
     def lock_acquired(self, sid: str, *, shared: bool, waited: float) -> None:
         """Note a lock now held after ``waited`` seconds: :attr:`lock_info`, and the log

@@ -33,7 +33,7 @@ from . import flock, registry
 from .rundir import runtime_dir
 from ..core.config import SessionConfig
 from ..core.zend import strtol
-from ..errors import InvalidSessionId, SaveHandlerError, SessionError, caused_by
+from ..errors import InvalidSessionId, SaveHandlerError, SessionError
 from .base import LockInfo, SaveHandler
 
 __all__ = [
@@ -461,9 +461,10 @@ class FilesHandler(SaveHandler):
             try:
                 self._size = os.fstat(self._fd).st_size
             except OSError as exc:
-                raise caused_by(SaveHandlerError(
-                    f"fstat failed: {_oserror_text(exc)}", handler="files", operation=operation
-                ), exc)
+                raise SaveHandlerError(
+                    f"fstat failed: {_oserror_text(exc)}", handler="files", operation=operation,
+                    cause=exc,
+                )
             return
         self.close()
         self.lock_info = LockInfo(0.0, shared)
@@ -480,9 +481,10 @@ class FilesHandler(SaveHandler):
                 raise
             except OSError as exc:
                 os.close(fd)
-                raise caused_by(SaveHandlerError(
-                    f"flock({path}) failed: {_oserror_text(exc)}", handler="files", operation="lock"
-                ), exc)
+                raise SaveHandlerError(
+                    f"flock({path}) failed: {_oserror_text(exc)}", handler="files", operation="lock",
+                    cause=exc,
+                )
             except BaseException:  # KeyboardInterrupt while waiting...
                 os.close(fd)
                 raise
@@ -534,9 +536,10 @@ class FilesHandler(SaveHandler):
             return os.open(path, _OPEN_FLAGS, self.save_path.filemode if self.save_path else 0o600)
         except OSError as exc:
             # O_NOFOLLOW: a planted symlink gives ELOOP and nothing is created at its target
-            raise caused_by(SaveHandlerError(
-                f"open({path}, O_RDWR) failed: {_oserror_text(exc)}", handler="files", operation="open"
-            ), exc)
+            raise SaveHandlerError(
+                f"open({path}, O_RDWR) failed: {_oserror_text(exc)}", handler="files", operation="open",
+                cause=exc,
+            )
 
     @staticmethod
     def _check_owner(st: os.stat_result) -> None:
@@ -577,9 +580,10 @@ class FilesHandler(SaveHandler):
                     )
                 data += more
         except OSError as exc:
-            raise caused_by(SaveHandlerError(
-                f"Read failed: {_oserror_text(exc)}", handler="files", operation="read"
-            ), exc)
+            raise SaveHandlerError(
+                f"Read failed: {_oserror_text(exc)}", handler="files", operation="read",
+                cause=exc,
+            )
         clean = strip_crash_padding(data, self.config.serialize_handler)
         if len(clean) != len(data) and not shared:
             # a writer died between its pwrite and its ftruncate: finish its work
@@ -639,9 +643,10 @@ class FilesHandler(SaveHandler):
                 self._pwrite_all(fd, crash_safe_image(data, old, self.config.serialize_handler))
                 os.ftruncate(fd, n)
         except OSError as exc:
-            raise caused_by(SaveHandlerError(
-                f"Write failed: {_oserror_text(exc)}", handler="files", operation="write"
-            ), exc)
+            raise SaveHandlerError(
+                f"Write failed: {_oserror_text(exc)}", handler="files", operation="write",
+                cause=exc,
+            )
         self._size = n
 
     @staticmethod
@@ -654,9 +659,10 @@ class FilesHandler(SaveHandler):
             try:
                 step = os.pwrite(fd, view[done:], done)
             except OSError as exc:
-                raise caused_by(SaveHandlerError(
-                    "Write wrote less bytes than requested", handler="files", operation="write"
-                ), exc)
+                raise SaveHandlerError(
+                    "Write wrote less bytes than requested", handler="files", operation="write",
+                    cause=exc,
+                )
             if step <= 0:
                 raise SaveHandlerError(
                     "Write wrote less bytes than requested", handler="files", operation="write"
@@ -711,9 +717,10 @@ class FilesHandler(SaveHandler):
         except OSError as exc:
             if not os.path.lexists(path):
                 return
-            raise caused_by(SaveHandlerError(
-                f"unlink({path}) failed: {_oserror_text(exc)}", handler="files", operation="destroy"
-            ), exc)
+            raise SaveHandlerError(
+                f"unlink({path}) failed: {_oserror_text(exc)}", handler="files", operation="destroy",
+                cause=exc,
+            )
 
     # -- PS_GC ------------------------------------------------------------------------------
     def gc(self, max_lifetime: int, *, now: float | None = None) -> int:
@@ -737,11 +744,12 @@ class FilesHandler(SaveHandler):
         try:
             entries = os.scandir(basedir)
         except OSError as exc:
-            raise caused_by(SaveHandlerError(
+            raise SaveHandlerError(
                 f"ps_files_cleanup_dir: opendir({basedir}) failed: {_oserror_text(exc)}",
                 handler="files",
                 operation="gc",
-            ), exc)
+                cause=exc,
+            )
         with entries, sweep_lock(basedir) as mine:
             if not mine:
                 log.debug("gc of %s: another process is sweeping it", basedir)

@@ -288,6 +288,7 @@ class RedisHandler(SaveHandler):
             f"redis save handler: cannot {operation}{what} on redis server {server.address}: {exc}",
             handler=self.name,
             operation=operation,
+            cause=exc,
         )
 
     def _server(self, sid: str) -> RedisServer:
@@ -323,8 +324,8 @@ class RedisHandler(SaveHandler):
             servers = parse_save_path(save_path)
         except SavePathError as exc:
             raise SaveHandlerError(
-                f"redis save handler: {exc}", handler=self.name, operation="open"
-            ) from exc
+                f"redis save handler: {exc}", handler=self.name, operation="open", cause=exc
+            )
         self._save_path = save_path
         self._servers = servers
 
@@ -342,7 +343,7 @@ class RedisHandler(SaveHandler):
         try:
             released = held.client.release(keys=[held.lock_key], args=[held.secret])
         except RedisError as exc:
-            raise self._fail("release the lock of", held.server, exc, held.sid) from exc
+            raise self._fail("release the lock of", held.server, exc, held.sid)
         if not released:
             log.warning(
                 "session lock %s had expired before close (lock_expire=%s s)",
@@ -382,7 +383,7 @@ class RedisHandler(SaveHandler):
         try:
             data = held.client.redis.get(held.session_key)
         except RedisError as exc:
-            raise self._fail("read", held.server, exc, sid) from exc
+            raise self._fail("read", held.server, exc, sid)
         return _bytes(data) or b""
 
     def _acquire(self, sid: str, server: RedisServer, client: _Client) -> tuple[_Held, bytes | None]:
@@ -417,7 +418,7 @@ class RedisHandler(SaveHandler):
             pipe.get(held.session_key)
             ok, data = pipe.execute()
         except RedisError as exc:
-            raise self._fail("lock", held.server, exc, held.sid) from exc
+            raise self._fail("lock", held.server, exc, held.sid)
         if ok:
             self._locked_data = _bytes(data)
         return bool(ok)
@@ -451,7 +452,7 @@ class RedisHandler(SaveHandler):
                     while msg is not None:  # drain: one retry per wake-up is enough
                         msg = pubsub.get_message(timeout=0.0)
                 except RedisError as exc:
-                    raise self._fail("wait for the lock of", server, exc, held.sid) from exc
+                    raise self._fail("wait for the lock of", server, exc, held.sid)
         finally:
             if pubsub is not None:
                 _close_quietly(pubsub)
@@ -462,7 +463,7 @@ class RedisHandler(SaveHandler):
         try:
             ((_, waiters),) = held.client.redis.pubsub_numsub(held.lock_key)
         except RedisError as exc:
-            raise self._fail("count the waiters of", held.server, exc, held.sid) from exc
+            raise self._fail("count the waiters of", held.server, exc, held.sid)
         return int(waiters)
 
     def _lock_where(self, sid: str) -> str:
@@ -491,7 +492,7 @@ class RedisHandler(SaveHandler):
         for channels in options:
             if not channels:
                 break
-            pubsub = client.redis.pubsub()  # type: ignore[no-untyped-call]
+            pubsub = client.redis.pubsub()  # type: ignore[no-untyped-call,unused-ignore]
             try:
                 pubsub.subscribe(*channels)
                 confirmed = 0
@@ -513,7 +514,7 @@ class RedisHandler(SaveHandler):
                 )
             except RedisError as exc:
                 _close_quietly(pubsub)
-                raise self._fail("wait for the lock of", held.server, exc, held.sid) from exc
+                raise self._fail("wait for the lock of", held.server, exc, held.sid)
         return None
 
     def _ensure_held(self, sid: str) -> _Held:
@@ -572,7 +573,7 @@ class RedisHandler(SaveHandler):
             script = held.client.touch if touch else held.client.write
             ok = script(keys=[held.lock_key, held.session_key], args=[held.secret, ttl, data])
         except RedisError as exc:
-            raise self._fail(operation, held.server, exc, sid) from exc
+            raise self._fail(operation, held.server, exc, sid)
         if not ok:
             raise self._lost(held, operation)
 
@@ -590,7 +591,7 @@ class RedisHandler(SaveHandler):
             try:
                 ok = held.client.destroy(keys=[held.lock_key, held.session_key], args=[held.secret])
             except RedisError as exc:
-                raise self._fail("destroy", held.server, exc, sid) from exc
+                raise self._fail("destroy", held.server, exc, sid)
             if not ok:
                 raise self._lost(held, "destroy")
             self._held = None
@@ -599,7 +600,7 @@ class RedisHandler(SaveHandler):
         try:
             _client(server).redis.delete(server.session_key(sid))
         except RedisError as exc:
-            raise self._fail("destroy", server, exc, sid) from exc
+            raise self._fail("destroy", server, exc, sid)
         if held is not None and held.sid == sid:
             self._held = None  # locking disabled: nothing to release
 
@@ -621,7 +622,7 @@ class RedisHandler(SaveHandler):
         try:
             taken = bool(_client(server).redis.exists(server.session_key(sid), server.lock_key(sid)))
         except RedisError as exc:
-            raise self._fail("create an id for a", server, exc) from exc
+            raise self._fail("create an id for a", server, exc)
         if taken:
             log.info("redis session id collision on %s, retrying", sid)
         return taken
@@ -637,4 +638,4 @@ class RedisHandler(SaveHandler):
         try:
             return bool(_client(server).redis.exists(server.session_key(sid)))
         except RedisError as exc:
-            raise self._fail("validate", server, exc, sid) from exc
+            raise self._fail("validate", server, exc, sid)
