@@ -284,48 +284,47 @@ def sweep(
     they are judged by ``stat`` and unlinked as PHP's gc does, else left alone.
     ``dry_run``: what would be deleted (nothing is locked but for the check).
     """
-    deleted: list[str] = []
-    for path in paths:
+    return [path for path in paths if _sweep_one(path, max_lifetime, now, dry_run, unlink_others)]
+
+
+def _sweep_one(path: str, max_lifetime: float, now: float | None, dry_run: bool, unlink_others: bool) -> bool:
+    """:func:`sweep` of one path: True when it was (or, ``dry_run``, would be) deleted."""
+    t = int(time.time() if now is None else now)
+    try:
+        st = os.stat(path) if unlink_others else os.stat(path, follow_symlinks=False)
+    except OSError:
+        return False
+    if t - int(st.st_mtime) <= max_lifetime:
+        return False
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        # not a regular file we can lock (a symlink: ELOOP...): PHP's plain stat + unlink
+        if unlink_others and exc.errno in (errno.ELOOP, errno.ENXIO, errno.EISDIR, errno.EACCES):
+            return dry_run or _unlink_quietly(path)
+        return False
+    try:
+        if not flock.try_lock(fd):
+            return False  # a request holds it: alive, whatever its mtime says
+        locked = os.fstat(fd)
+        if not stat.S_ISREG(locked.st_mode):
+            # a fifo or device named sess_*: PHP unlinks it too
+            return unlink_others and (dry_run or _unlink_quietly(path))
+        if locked.st_nlink == 0:
+            return False
+        current = os.stat(path, follow_symlinks=False)
+        if (current.st_dev, current.st_ino) != (locked.st_dev, locked.st_ino):
+            return False  # replaced meanwhile: not the file we judged
         t = int(time.time() if now is None else now)
-        try:
-            st = os.stat(path) if unlink_others else os.stat(path, follow_symlinks=False)
-        except OSError:
-            continue
-        if t - int(st.st_mtime) <= max_lifetime:
-            continue
-        try:
-            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-        except OSError as exc:
-            # not a regular file we can lock (a symlink: ELOOP...): PHP's plain stat + unlink
-            if unlink_others and exc.errno in (errno.ELOOP, errno.ENXIO, errno.EISDIR, errno.EACCES):
-                if dry_run or _unlink_quietly(path):
-                    deleted.append(path)
-            continue
-        try:
-            if not flock.try_lock(fd):
-                continue  # a request holds it: alive, whatever its mtime says
-            locked = os.fstat(fd)
-            if not stat.S_ISREG(locked.st_mode):
-                if unlink_others and (dry_run or _unlink_quietly(path)):
-                    deleted.append(path)  # a fifo or device named sess_*: PHP unlinks it too
-                continue
-            if locked.st_nlink == 0:
-                continue
-            current = os.stat(path, follow_symlinks=False)
-            if (current.st_dev, current.st_ino) != (locked.st_dev, locked.st_ino):
-                continue  # replaced meanwhile: not the file we judged
-            t = int(time.time() if now is None else now)
-            if t - int(locked.st_mtime) <= max_lifetime:
-                continue  # written meanwhile
-            if flock.count_waiters(locked.st_dev, locked.st_ino):
-                continue  # a request is queued for it: about to be used
-            if dry_run or _unlink_quietly(path):
-                deleted.append(path)
-        except OSError:
-            continue
-        finally:
-            os.close(fd)
-    return deleted
+        if t - int(locked.st_mtime) <= max_lifetime:
+            return False  # written meanwhile
+        if flock.count_waiters(locked.st_dev, locked.st_ino):
+            return False  # a request is queued for it: about to be used
+        return dry_run or _unlink_quietly(path)
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
 
 
 def _unlink_quietly(path: str) -> bool:
@@ -754,11 +753,11 @@ class FilesHandler(SaveHandler):
             if not mine:
                 log.debug("gc of %s: another process is sweeping it", basedir)
                 return 0
-            names = (
+            names = [
                 f"{basedir}/{e.name}" for e in entries
                 if e.name.startswith(FILE_PREFIX)
                 and len(os.fsencode(e.name)) + len(os.fsencode(basedir)) + 2 < MAXPATHLEN
-            )
+            ]
             deleted = len(sweep(names, max_lifetime, now=now, unlink_others=True))
         log.debug("gc of %s: %d deleted", basedir, deleted)
         return deleted
