@@ -1051,13 +1051,10 @@ def inproc(cases: Sequence[str], count: int, save_root: Path, *, stages: bool, r
     """
     import socket
 
-    from phpsess.session.settings import from_ini_file
-    from phpsess.runtime import fpm as fastcgi
+    from phpsess.runtime.fcgi_conn import serve_connection
     from phpsess.runtime.fpm import FastCGIPool
     from phpsess.runtime.output import install_output_proxy
-    from phpsess.session.settings import set_default_config
-
-    has_serve_connection = hasattr(fastcgi, "serve_connection")
+    from phpsess.session.settings import from_ini_file, set_default_config
 
     save = fast_directory(save_root, "inproc")
     ini = save_root / "inproc.ini"
@@ -1081,10 +1078,7 @@ def inproc(cases: Sequence[str], count: int, save_root: Path, *, stages: bool, r
         a.sendall(data)
         a.shutdown(socket.SHUT_WR)  # nginx waits instead; here the worker sees EOF at once
         if serve:
-            if has_serve_connection:  # a module-level per-connection loop, if there is one
-                getattr(fastcgi, "serve_connection")(pool, b)
-            else:
-                pool._connectionClass(b, None, pool).run()
+            serve_connection(b, pool.root, pool._record_lock_wait)
         else:
             b.recv(65536)
             b.sendall(canned)

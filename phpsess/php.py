@@ -27,7 +27,7 @@ from .storage.base import SaveHandler
 from .session.request import Request
 from .session.context import current_request
 from .session.session import Session
-from .core.state import Status
+from .core.state import Phase, Status
 
 __all__ = [
     "PHP_SESSION_DISABLED",
@@ -556,7 +556,7 @@ class _SessionProxy(MutableMapping):  # type: ignore[type-arg]
     @staticmethod
     def _data() -> Any:
         s = current_request().session
-        if s.pending:
+        if s.phase is Phase.PENDING:  # (an attribute test: this runs at every $_SESSION access)
             _session("session_start").load_lazy()
         return s.data
 

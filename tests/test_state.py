@@ -106,3 +106,23 @@ def test_merge_mode_is_the_merging_phase() -> None:
 
     site.request(page)
     assert seen == [(Phase.MERGING, php.PHP_SESSION_ACTIVE), Phase.MERGING, Phase.NONE]
+
+
+def test_the_index_table_is_the_transition_table() -> None:
+    from phpsess.core.state import NEXT_PHASE
+
+    for phase in Phase:
+        for event in Event:
+            assert NEXT_PHASE[phase][event] is TRANSITIONS.get((phase, event))
+
+
+def test_session_refuses_an_event_the_table_does_not_allow() -> None:
+    site = Site()
+
+    def page() -> None:
+        s = php.current_request().session
+        with pytest.raises(SessionStateError):
+            s._go(Event.CLOSE)  # nothing to close
+        assert s.phase is Phase.NONE
+
+    site.request(page)

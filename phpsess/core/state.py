@@ -35,7 +35,7 @@ import enum
 
 from ..errors import SessionStateError
 
-__all__ = ["Status", "Phase", "Event", "TRANSITIONS", "STATUS", "next_phase", "allowed"]
+__all__ = ["Status", "Phase", "Event", "TRANSITIONS", "NEXT_PHASE", "STATUS", "next_phase", "allowed"]
 
 
 class Status(enum.IntEnum):
@@ -46,27 +46,31 @@ class Status(enum.IntEnum):
     ACTIVE = 2  # PHP_SESSION_ACTIVE
 
 
-class Phase(enum.Enum):
-    """Where a session is in its life (the module docstring says what each holds)."""
+class Phase(enum.IntEnum):
+    """Where a session is in its life (the module docstring says what each holds).
 
-    NONE = "none"
-    OPENING = "opening"
-    PENDING = "pending"
-    LOCKED = "locked"
-    MERGING = "merging"
+    IntEnum, not Enum: looking a (phase, event) pair up in the table hashes both at C
+    speed (Enum's ``__hash__`` is Python code, run on every change of phase).
+    """
+
+    NONE = 0
+    OPENING = 1
+    PENDING = 2
+    LOCKED = 3
+    MERGING = 4
 
 
-class Event(enum.Enum):
+class Event(enum.IntEnum):
     """Everything that changes a session's phase."""
 
-    OPEN = "open"
-    DEFER = "defer"
-    READ = "read"
-    UNLOCK = "unlock"
-    REGENERATE = "regenerate"
-    CLOSE = "close"
-    DESTROY = "destroy"
-    FAIL = "fail"
+    OPEN = 0
+    DEFER = 1
+    READ = 2
+    UNLOCK = 3
+    REGENERATE = 4
+    CLOSE = 5
+    DESTROY = 6
+    FAIL = 7
 
 
 P, E = Phase, Event
@@ -100,6 +104,11 @@ STATUS: dict[Phase, Status] = {
 }
 
 
+#: TRANSITIONS as a list per phase indexed by event (None: not allowed), for next_phase:
+#: an index instead of hashing two enum members at every change of phase
+NEXT_PHASE: list[list[Phase | None]] = [[TRANSITIONS.get((p, e)) for e in Event] for p in Phase]
+
+
 def allowed(phase: Phase, event: Event) -> bool:
     """True when ``event`` may happen in ``phase``."""
     return (phase, event) in TRANSITIONS
@@ -110,7 +119,7 @@ def next_phase(phase: Phase, event: Event) -> Phase:
 
     :raises SessionStateError: the table does not allow ``event`` in ``phase``.
     """
-    after = TRANSITIONS.get((phase, event))
+    after = NEXT_PHASE[phase][event]
     if after is None:
         raise SessionStateError(phase, event)
     return after

@@ -14,7 +14,7 @@ without end; past a bound the request is refused, not truncated.
 from __future__ import annotations
 
 import struct
-from typing import Union
+from typing import Final, Union
 
 __all__ = [
     "FCGI_BEGIN_REQUEST",
@@ -41,24 +41,24 @@ __all__ = [
 ]
 
 # record types, roles, flags and protocol statuses (FastCGI 1.0 specification, section 8)
-FCGI_BEGIN_REQUEST = 1
-FCGI_ABORT_REQUEST = 2
-FCGI_END_REQUEST = 3
-FCGI_PARAMS = 4
-FCGI_STDIN = 5
-FCGI_STDOUT = 6
-FCGI_STDERR = 7
-FCGI_DATA = 8
-FCGI_GET_VALUES = 9
-FCGI_RESPONDER = 1
-FCGI_KEEP_CONN = 1
-FCGI_REQUEST_COMPLETE = 0
-FCGI_UNKNOWN_ROLE = 3
+FCGI_BEGIN_REQUEST: Final = 1
+FCGI_ABORT_REQUEST: Final = 2
+FCGI_END_REQUEST: Final = 3
+FCGI_PARAMS: Final = 4
+FCGI_STDIN: Final = 5
+FCGI_STDOUT: Final = 6
+FCGI_STDERR: Final = 7
+FCGI_DATA: Final = 8
+FCGI_GET_VALUES: Final = 9
+FCGI_RESPONDER: Final = 1
+FCGI_KEEP_CONN: Final = 1
+FCGI_REQUEST_COMPLETE: Final = 0
+FCGI_UNKNOWN_ROLE: Final = 3
 
 _HEADER = struct.Struct("!BBHHBx")
 _BEGIN = struct.Struct("!HB5x")
 _END_BODY = struct.Struct("!LB3x")
-_MAX_CONTENT = 65528  # largest multiple of 8 that fits a record's 16-bit length
+_MAX_CONTENT: Final = 65528  # largest multiple of 8 that fits a record's 16-bit length
 
 
 class ProtocolError(ValueError):
@@ -121,14 +121,21 @@ class RequestReader:
         self.max_body = max_body
         #: which bound the last refused request passed ("params" or "body"), else ""
         self.too_large = ""
-        self._start()
-
-    def _start(self) -> None:
+        # the request being read (set again by _start() after each one)
         self._rid = -1
         self._keep = False
         self._role = 0
         self._params: list[bytes] = []
         self._body: list[bytes] = []
+        self._params_size = 0
+        self._body_size = 0
+
+    def _start(self) -> None:
+        self._rid = -1
+        self._keep = False
+        self._role = 0
+        self._params = []
+        self._body = []
         self._params_size = 0
         self._body_size = 0
 
@@ -165,7 +172,12 @@ class RequestReader:
             if n - pos < 8:
                 self._pos = pos
                 return NEED_DATA
-            version, rtype, req_id, clen, plen = _HEADER.unpack_from(buf, pos)
+            header = _HEADER.unpack_from(buf, pos)
+            version: int = header[0]
+            rtype: int = header[1]
+            req_id: int = header[2]
+            clen: int = header[3]
+            plen: int = header[4]
             if version != 1:
                 raise ProtocolError(f"not a FastCGI record (version byte {version})")
             end = pos + 8 + clen + plen
@@ -192,9 +204,11 @@ class RequestReader:
                     self._pos = pos
                     return self._finish()
             elif rtype == FCGI_BEGIN_REQUEST:
-                if clen < _BEGIN.size:
+                if clen < 8:
                     raise ProtocolError("FCGI_BEGIN_REQUEST record too short")
-                role, flags = _BEGIN.unpack_from(buf, start)
+                begin = _BEGIN.unpack_from(buf, start)
+                role: int = begin[0]
+                flags: int = begin[1]
                 self._role = role
                 self._keep = bool(flags & FCGI_KEEP_CONN)
                 self._rid = req_id

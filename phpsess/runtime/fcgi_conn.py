@@ -69,6 +69,10 @@ def serve_connection(
     :raises ProtocolError: the peer does not speak FastCGI (the caller drops it).
     """
     rd = reader if reader is not None else RequestReader()
+    first = sock.recv(65536)  # nginx sends a whole request at once: usually all of it
+    if not first:
+        return
+    rd.feed(first)
     while True:
         event = rd.next_request()
         while event is NEED_DATA:

@@ -26,11 +26,12 @@ from ..errors import (
     MergeConflict,
     PHPFatalError,
     SaveHandlerError,
+    SessionStateError,
     SessionDecodeError,
 )
 from ..storage.base import SaveHandler, handler_class
 from ..core.lazydata import SPANS, Entries, SessionData, encode_entries, is_array
-from ..core.state import STATUS, Event, Phase, Status, next_phase
+from ..core.state import NEXT_PHASE, STATUS, Event, Phase, Status
 
 __all__ = ["Session", "RequestView"]
 
@@ -102,8 +103,12 @@ class Session:
 
     # -- the state machine -------------------------------------------------------------
     def _go(self, event: Event) -> None:
-        """Change phase by ``event`` (core/state.py's table; an illegal event raises)."""
-        self.phase = next_phase(self.phase, event)
+        """Change phase by ``event`` (core/state.py's table; an illegal event raises
+        SessionStateError, as :func:`~phpsess.core.state.next_phase`)."""
+        after = NEXT_PHASE[self.phase][event]
+        if after is None:
+            raise SessionStateError(self.phase, event)
+        self.phase = after
 
     @property
     def status(self) -> Status:

@@ -25,10 +25,9 @@ from __future__ import annotations
 import abc
 import importlib
 import logging
-import math
 import secrets
 import time
-from typing import Callable, ClassVar
+from typing import Callable, ClassVar, Final
 
 from ..compiled import mypyc_attr
 from ..core import ids
@@ -37,6 +36,8 @@ from ..errors import InvalidSessionId, LockBusy, LockTimeout, SaveHandlerError
 
 __all__ = ["SaveHandler", "handler_class", "LockInfo"]
 
+#: a wait without end (a module constant: ``math.inf`` would be looked up at every read)
+_FOREVER: Final = float("inf")
 #: where long lock waits are logged (session.lock_wait_log_ms), whatever the backend
 lock_log = logging.getLogger("phpsess.lock")
 
@@ -91,15 +92,15 @@ class SaveHandler(abc.ABC):
         """How long a request may wait for a lock, in seconds (``math.inf``: for ever, as
         PHP), and the setting that says so (for messages)."""
         timeout = self.config.lock_timeout
-        return (timeout if timeout > 0 else math.inf), "session.lock_timeout"
+        return (timeout if timeout > 0 else _FOREVER), "session.lock_timeout"
 
     def lock_deadline(self) -> float:
         """The ``time.monotonic()`` by which a lock taken now must be held (``math.inf``:
         none); pass it to every :meth:`acquire_lock` of one read."""
         bound, _ = self.lock_bound()
-        return time.monotonic() + bound if bound != math.inf else math.inf
+        return time.monotonic() + bound if bound != _FOREVER else _FOREVER
 
-    def acquire_lock(self, sid: str, *, shared: bool = False, deadline: float = math.inf,
+    def acquire_lock(self, sid: str, *, shared: bool = False, deadline: float = _FOREVER,
                      waited: float = 0.0) -> float:
         """Take ``sid``'s lock by the policy: try once; if busy, refuse to queue behind
         ``session.lock_max_waiters`` waiters, then wait until ``deadline``.
@@ -124,7 +125,7 @@ class SaveHandler(abc.ABC):
                     waiters=waiters,
                 )
         t0 = time.perf_counter()
-        timeout = None if deadline == math.inf else deadline - time.monotonic()
+        timeout = None if deadline == _FOREVER else deadline - time.monotonic()
         cause: BaseException | None = None
         try:
             got = (timeout is None or timeout > 0) and self._lock_wait(sid, shared, timeout)

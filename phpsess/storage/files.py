@@ -473,8 +473,10 @@ class FilesHandler(SaveHandler):
         for _ in range(_MAX_REOPEN):
             fd = self._lock_fd = self._open_file(path)
             try:
-                waited += self.acquire_lock(sid, shared=shared, deadline=deadline, waited=waited)
-                st = os.fstat(fd)
+                now_waited = self.acquire_lock(sid, shared=shared, deadline=deadline, waited=waited)
+                waited += now_waited
+                # taken at once: _lock_try's fstat is the file's; after a wait, look again
+                st = os.fstat(fd) if now_waited or self._lock_st is None else self._lock_st
             except SessionError:
                 os.close(fd)
                 raise
