@@ -51,10 +51,12 @@ class ConfigError(SessionError, ValueError):
     ``str(exc)`` is PHP's own warning text for the refusal.
     """
 
-    def __init__(self, setting: str, value: Any, message: str) -> None:
+    def __init__(self, setting: str, value: Any, message: str, *, cause: BaseException | None = None) -> None:
         super().__init__(message)
         self.setting = setting
         self.value = value
+        if cause is not None:
+            caused_by(self, cause)
 
 
 class InvalidSessionId(SessionError, ValueError):

@@ -37,11 +37,11 @@ def load_ini_file(path: str, environ: Mapping[str, str] | None = None) -> dict[s
         with open(path, "rb") as fh:
             text = fh.read().decode("utf-8", "surrogateescape")
     except OSError as exc:
-        raise ConfigError(path, None, f"cannot read {path}: {exc.strerror or exc}") from exc
+        raise ConfigError(path, None, f"cannot read {path}: {exc.strerror or exc}", cause=exc)
     try:
         entries = parse_php_ini(text, env)
     except IniSyntaxError as exc:
-        raise ConfigError(path, None, f"{exc} in {path} on line {exc.line}") from None
+        raise ConfigError(path, None, f"{exc} in {path} on line {exc.line}", cause=exc)
     return {k: v for k, v in entries.items() if k.startswith("session.")}
 
 
