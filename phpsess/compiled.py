@@ -14,9 +14,10 @@ from typing import TYPE_CHECKING, Any, Callable, Literal, TypeVar, Union
 
 __all__ = ["COMPILED_MODULES", "IntOrFalse", "mypyc_attr", "compiled_modules"]
 
-#: the request path of a pool worker, in dependency order.  Not lazydata: its
-#: SessionData is a MutableMapping, and as a mypyc class it would share that ABC's
-#: registry (isinstance({}, SessionData) would be true)
+#: the request path of a pool worker, in dependency order.  Not lazydata nor
+#: runtime.output: their SessionData (a MutableMapping) and OutputProxy (an
+#: io.TextIOBase), as mypyc classes, would share their ABC's registry
+#: (isinstance({}, SessionData) and isinstance(sys.stdout, OutputProxy) would be true)
 COMPILED_MODULES: tuple[str, ...] = (
     "phpsess.core.state",
     "phpsess.core.ids",
@@ -24,7 +25,6 @@ COMPILED_MODULES: tuple[str, ...] = (
     "phpsess.core.superglobals",
     "phpsess.core.formats",
     "phpsess.storage.registry",
-    "phpsess.storage.flock",
     "phpsess.storage.base",
     "phpsess.storage.files",
     "phpsess.session.settings",
@@ -32,7 +32,6 @@ COMPILED_MODULES: tuple[str, ...] = (
     "phpsess.session.request",
     "phpsess.session.context",
     "phpsess.php",
-    "phpsess.runtime.output",
     "phpsess.runtime.sapi",
     "phpsess.runtime.fcgi",
     "phpsess.runtime.fcgi_conn",
@@ -40,9 +39,12 @@ COMPILED_MODULES: tuple[str, ...] = (
 
 _T = TypeVar("_T")
 
-#: an int, or False (PHP's "int|false").  Spelled ``int | bool``, mypy would simplify
-#: it to ``int`` (bool is an int) and compiled code would return False as 0; with
-#: ``Literal[False]`` mypyc keeps False as it is (tests/test_compiled.py checks it).
+#: an int, or False (PHP's "int|false"), for what the PHP-named functions return.
+#: Spelled ``int | bool``, mypy would simplify it to ``int`` (bool is an int) and
+#: compiled code would return False as 0.  Compiled, a function must return False
+#: literally (``return False``): a value of this type passed on from another
+#: compiled call comes back as 0 (mypyc), so Session's methods return ``int | None``
+#: and php.py turns None into False.
 IntOrFalse = Union[int, Literal[False]]
 
 if TYPE_CHECKING:

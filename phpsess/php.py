@@ -104,7 +104,8 @@ def report(function: str | None, message: str, level: str = "Warning") -> None:
     category = _CATEGORIES.get(level, PHPWarning)
     text = f"{function}(): {message}" if function else message
     try:
-        frame: Any = sys._getframe(1)
+        # (0, not 1: compiled, this function has no frame of its own and 0 is the caller's)
+        frame: Any = sys._getframe(0)
     except ValueError:  # compiled, called straight from C: no Python frame
         frame = None
     while frame is not None and frame.f_code.co_filename.startswith(_PKG_DIR):
@@ -274,7 +275,10 @@ def session_set_save_handler(handler: Any, register_shutdown: Any = True, *more:
 # -- gc, encode, decode ------------------------------------------------------------------
 def session_gc() -> IntOrFalse:
     """Run the handler's garbage collection now; the number of sessions deleted, or False."""
-    return _session("session_gc").gc()
+    n = _session("session_gc").gc()
+    if n is None:
+        return False
+    return n
 
 
 def session_encode() -> str | bytes | bool:

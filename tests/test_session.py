@@ -752,3 +752,20 @@ def test_warnings_name_the_callers_line_and_repeat(recwarn: pytest.WarningsRecor
         assert all(w.filename == __file__ for w in recwarn.list)
 
     site.request(page)
+
+
+def test_int_or_false_results_are_false_not_zero() -> None:
+    """PHP's int|false: False stays False in both builds (tests/test_compiled.py)."""
+    site = Site()
+
+    def page() -> None:
+        with pytest.warns(PHPWarning):
+            assert php.session_gc() is False
+        php.current_request().send_headers()
+        with pytest.warns(PHPWarning):
+            assert php.http_response_code(404) is False
+        with pytest.warns(PHPWarning):
+            assert php.session_cache_expire(5) is False
+        assert php.http_response_code() == 200 and php.session_cache_expire() == 180
+
+    site.request(page)

@@ -81,7 +81,7 @@ def arm() -> None:
         return
     _armed = True
     context.set_fallback(_activate_armed)
-    if not isinstance(sys.stdout, OutputProxy):
+    if type(sys.stdout) is not OutputProxy:
         _armed_proxy = install_output_proxy()
         _armed_proxy.activate = _activate_armed
     atexit.register(_exit_armed)

@@ -94,7 +94,7 @@ class _BinaryOutput(io.RawIOBase):
 
 def install_output_proxy() -> OutputProxy:
     """Replace ``sys.stdout`` with an :class:`OutputProxy` (idempotent); return it."""
-    if isinstance(sys.stdout, OutputProxy):
+    if type(sys.stdout) is OutputProxy:  # (exactly: io's ABCs register other streams)
         return sys.stdout
     proxy = OutputProxy(sys.stdout)
     sys.stdout = proxy

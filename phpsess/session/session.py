@@ -15,7 +15,6 @@ import logging
 import random
 from typing import Any, Callable, Mapping, Protocol
 
-from ..compiled import IntOrFalse
 from ..core import formats as encoding, http as headers, ids, merge, zend
 from ..core.config import SETTINGS, SessionConfig
 from ..errors import (
@@ -795,20 +794,19 @@ class Session:
         return old.split("\0", 1)[0]
 
     # -- gc, encode, decode ------------------------------------------------------------
-    def gc(self) -> IntOrFalse:
-        """``session_gc()``."""
+    def gc(self) -> int | None:
+        """``session_gc()``: the number of sessions deleted; None where PHP returns false
+        (no active session: PHP's warning; the handler failed)."""
         self._ensure_loaded()
         if not self.active or self.handler is None:
             self.diagnose("Session cannot be garbage collected when there is no active session")
-            return False
+            return None
         try:
             n = self.handler.gc(self.config.gc_maxlifetime)
         except SaveHandlerError as exc:
             log.warning("session gc failed: %s", exc)
-            return False
-        if n < 0:
-            return False  # (a conditional expression would make False an int when compiled)
-        return n
+            return None
+        return None if n < 0 else n
 
     def encode(self) -> bytes | bool:
         """``session_encode()``: the encoded bytes, or False."""
