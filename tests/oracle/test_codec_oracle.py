@@ -33,9 +33,9 @@ from phpsess.core.zend import float_to_string
 from phpsess.core.codec import PHPCustomObject, PHPEnum, PHPObject, PHPReference
 
 try:
-    from tests.phptools import PHP_BASE_INI, require
+    from tests.phptools import PHP_BASE_INI, require, run_php
 except ImportError:  # pragma: no cover - when tests/ is not a package on sys.path
-    from phptools import PHP_BASE_INI, require  # type: ignore[no-redef]
+    from phptools import PHP_BASE_INI, require, run_php  # type: ignore[no-redef]
 
 try:
     from tests import test_codec as unit_codec
@@ -569,3 +569,23 @@ def test_floats_format_as_php_for_every_serialize_precision(precision: int) -> N
     php_out = proc.stdout.decode().split("\n")[: len(floats)]
     ours = [float_to_string(f, precision) for f in floats]
     assert ours == php_out
+
+
+#: payloads where a later equal key replaces a value an r: further on names (found by
+#: tests/test_codec.py's round-trip property)
+COLLIDING = [
+    b'a:2:{i:0;O:8:"stdClass":1:{s:0:"";a:2:{s:0:"";E:6:"Suit:H";s:0:"";O:8:"stdClass":0:{}}}i:1;r:4;}',
+    b'a:3:{s:0:"";O:8:"stdClass":0:{}s:0:"";O:8:"stdClass":1:{s:1:"a";i:1;}i:0;r:2;}',
+]
+
+
+@pytest.mark.parametrize("payload", COLLIDING)
+def test_colliding_keys_decode_as_php_does(payload: bytes) -> None:
+    """serialize(unserialize(p)) in PHP is dumps(loads(p)) here, byte for byte."""
+    code = (
+        '<?php enum Suit: string { case H = "h"; } '
+        '$v = unserialize(file_get_contents("php://stdin")); echo $v === false ? "false" : serialize($v);'
+    )
+    proc = run_php(code, stdin=payload)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == codec.dumps(codec.loads(payload))
