@@ -116,7 +116,8 @@ class Session:
 
     @property
     def active(self) -> bool:
-        """True while a session is started (PHP_SESSION_ACTIVE)."""
+        """True while a session is started (PHP_SESSION_ACTIVE).  (Session's own methods
+        test ``self.phase`` directly: a property is a call in plain Python.)"""
         return self.phase is not Phase.NONE
 
     @property
@@ -193,7 +194,7 @@ class Session:
             raise TypeError(
                 f"session_start(): Argument #1 ($options) must be of type array, {zend.type_name(options)} given"
             )
-        if self.active:
+        if self.phase is not Phase.NONE:
             self.notice("Ignoring session_start() because a session is already active")
             return True
         cfg = self.config
@@ -228,7 +229,7 @@ class Session:
         if read_and_close:
             if self.pending:
                 self.load_lazy()
-            if self.active:  # (a lazy read that failed has closed it already)
+            if self.phase is not Phase.NONE:  # (a lazy read that failed has closed it already)
                 self._close(write=False)
         return True
 
@@ -330,7 +331,7 @@ class Session:
         warnings), as a failed session_start() would.
         """
         if self.phase is not Phase.PENDING:
-            return self.active
+            return self.phase is not Phase.NONE
         handler = self.handler
         if handler is None:  # (cannot happen: PENDING keeps its handler)
             self._go(Event.FAIL)
@@ -607,14 +608,14 @@ class Session:
 
     def write_close(self) -> bool:
         """``session_write_close()``: False (silently) when not active."""
-        if not self.active:
+        if self.phase is Phase.NONE:
             return False
         self._close(write=True)
         return True
 
     def abort(self) -> bool:
         """``session_abort()``: close without writing."""
-        if not self.active:
+        if self.phase is Phase.NONE:
             return False
         self._close(write=False)
         return True
@@ -622,7 +623,7 @@ class Session:
     def reset(self) -> bool:
         """``session_reset()``: re-read the stored data, discarding changes."""
         self._ensure_loaded()
-        if not self.active:
+        if self.phase is Phase.NONE:
             return False
         self._initialize(reopen=True)
         return True
@@ -630,7 +631,7 @@ class Session:
     def destroy(self) -> bool:
         """``session_destroy()``."""
         self._ensure_loaded()
-        if not self.active:
+        if self.phase is Phase.NONE:
             self.diagnose("Trying to destroy uninitialized session")
             return False
         return self._php_destroy()
@@ -638,7 +639,7 @@ class Session:
     def unset(self) -> bool:
         """``session_unset()``: empty $_SESSION (copies taken before are unaffected)."""
         self._ensure_loaded()
-        if not self.active:
+        if self.phase is Phase.NONE:
             return False
         if is_array(self.data):
             self.data = {}
@@ -648,7 +649,7 @@ class Session:
         """PHP's RSHUTDOWN: write and close a session still active. Never raises."""
         self.function = None
         try:
-            if self.active:
+            if self.phase is not Phase.NONE:
                 self._close(write=True)
         except MergeConflict as exc:
             # merge_conflict = error, and the script did not write_close() itself
@@ -663,7 +664,7 @@ class Session:
     def regenerate_id(self, delete_old: bool = False) -> bool:
         """``session_regenerate_id($delete_old_session)``."""
         self._ensure_loaded()
-        if not self.active:
+        if self.phase is Phase.NONE:
             self.diagnose("Session ID cannot be regenerated when there is no active session")
             return False
         if self.request.headers_sent:
@@ -763,7 +764,7 @@ class Session:
             )
             return False
         handler = self.handler
-        if self.active and handler is not None:
+        if self.phase is not Phase.NONE and handler is not None:
             new = ""
             for _ in range(3):
                 try:
@@ -784,7 +785,7 @@ class Session:
         """``session_id($id)``: returns the previous id."""
         old = self.id or ""
         if sid is not None:
-            if self.active:
+            if self.phase is not Phase.NONE:
                 self.diagnose("Session ID cannot be changed when a session is active")
                 return False
             if self.config.use_cookies and self.request.headers_sent:
@@ -798,7 +799,7 @@ class Session:
         """``session_gc()``: the number of sessions deleted; None where PHP returns false
         (no active session: PHP's warning; the handler failed)."""
         self._ensure_loaded()
-        if not self.active or self.handler is None:
+        if self.phase is Phase.NONE or self.handler is None:
             self.diagnose("Session cannot be garbage collected when there is no active session")
             return None
         try:
@@ -824,7 +825,7 @@ class Session:
     def decode(self, payload: bytes) -> bool:
         """``session_decode($data)``."""
         self._ensure_loaded()
-        if not self.active:
+        if self.phase is Phase.NONE:
             self.diagnose("Session data cannot be decoded when there is no active session")
             return False
         try:
@@ -841,7 +842,7 @@ class Session:
     # -- settings guarded by state -----------------------------------------------------
     def check_changeable(self, what: str) -> bool:
         """SESSION_CHECK_ACTIVE_STATE / OUTPUT_STATE for ``what`` (e.g. "Session name")."""
-        if self.active:
+        if self.phase is not Phase.NONE:
             self.diagnose(f"{what} cannot be changed when a session is active")
             return False
         if self.request.headers_sent:

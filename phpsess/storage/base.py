@@ -94,16 +94,17 @@ class SaveHandler(abc.ABC):
         timeout = self.config.lock_timeout
         return (timeout if timeout > 0 else _FOREVER), "session.lock_timeout"
 
-    def lock_deadline(self) -> float:
+    def lock_deadline(self, waited: float = 0.0) -> float:
         """The ``time.monotonic()`` by which a lock taken now must be held (``math.inf``:
-        none); pass it to every :meth:`acquire_lock` of one read."""
+        none), when ``waited`` seconds of the bound are spent already."""
         bound, _ = self.lock_bound()
-        return time.monotonic() + bound if bound != _FOREVER else _FOREVER
+        return time.monotonic() + bound - waited if bound != _FOREVER else _FOREVER
 
-    def acquire_lock(self, sid: str, *, shared: bool = False, deadline: float = _FOREVER,
+    def acquire_lock(self, sid: str, *, shared: bool = False, deadline: float | None = None,
                      waited: float = 0.0) -> float:
         """Take ``sid``'s lock by the policy: try once; if busy, refuse to queue behind
-        ``session.lock_max_waiters`` waiters, then wait until ``deadline``.
+        ``session.lock_max_waiters`` waiters, then wait until ``deadline`` (None: the
+        policy's bound from now, :meth:`lock_deadline`; worked out only when it must wait).
 
         :param waited: seconds this read already waited (a retry), for the messages.
         :returns: the seconds this call waited (0.0 when the lock was free).
@@ -124,6 +125,8 @@ class SaveHandler(abc.ABC):
                     sid=sid,
                     waiters=waiters,
                 )
+        if deadline is None:
+            deadline = self.lock_deadline()
         t0 = time.perf_counter()
         timeout = None if deadline == _FOREVER else deadline - time.monotonic()
         cause: BaseException | None = None

@@ -468,7 +468,7 @@ class FilesHandler(SaveHandler):
         self.close()
         self.lock_info = LockInfo(0.0, shared)
         path = self.path(sid)
-        deadline = self.lock_deadline()
+        deadline: float | None = None  # the policy's, from the first wait on
         waited = 0.0
         for _ in range(_MAX_REOPEN):
             fd = self._lock_fd = self._open_file(path)
@@ -495,6 +495,7 @@ class FilesHandler(SaveHandler):
                 # destroy() or gc unlinked the file while we waited for its lock:
                 # lock the file now at that path instead (PHP would use the dead inode)
                 os.close(fd)
+                deadline = self.lock_deadline(waited)
                 continue
             self._fd = fd
             self._sid = sid

@@ -102,7 +102,7 @@ class MemoryHandler(SaveHandler):
             self.lock_info = LockInfo(0.0, False)
             return key
         self.close()
-        waited = self.acquire_lock(sid, deadline=self.lock_deadline())
+        waited = self.acquire_lock(sid)
         self._held = key
         self._slot = self.store.slot(key)
         self.lock_acquired(sid, shared=False, waited=waited)

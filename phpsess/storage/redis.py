@@ -393,7 +393,7 @@ class RedisHandler(SaveHandler):
         self._locking = held
         self._locked_data = None
         try:
-            waited = self.acquire_lock(sid, deadline=self.lock_deadline())
+            waited = self.acquire_lock(sid)
         finally:
             self._locking = None
         self.lock_acquired(sid, shared=False, waited=waited)
