@@ -33,16 +33,22 @@ def caused_by(err: _E, cause: BaseException | None) -> _E:
     """``err`` with ``cause`` as its ``__cause__``: ``raise caused_by(X, exc)`` is
     ``raise X from exc`` (and ``caused_by(X, None)`` is ``from None``).
 
-    The modules compiled with mypyc (phpsess/compiled.py) raise this way: mypyc
-    drops the ``from`` clause of a ``raise``.  :class:`SaveHandlerError` takes its
-    cause as an argument instead (``cause=exc``), so storage code needs neither.
+    The modules compiled with mypyc (phpsess/compiled.py) drop the ``from`` clause
+    of a ``raise``, so phpsess's errors take their cause as an argument instead
+    (``SaveHandlerError(..., cause=exc)``, :class:`SessionError`), which sets it here.
     """
     err.__cause__ = cause  # also sets __suppress_context__, as ``from`` does
     return err
 
 
 class SessionError(Exception):
-    """Base of everything phpsess raises."""
+    """Base of everything phpsess raises; ``cause`` becomes ``__cause__`` (as ``raise ...
+    from cause`` would, which the compiled build cannot say)."""
+
+    def __init__(self, *args: Any, cause: BaseException | None = None) -> None:
+        super().__init__(*args)
+        if cause is not None:
+            caused_by(self, cause)
 
 
 class ConfigError(SessionError, ValueError):
@@ -52,11 +58,9 @@ class ConfigError(SessionError, ValueError):
     """
 
     def __init__(self, setting: str, value: Any, message: str, *, cause: BaseException | None = None) -> None:
-        super().__init__(message)
+        super().__init__(message, cause=cause)
         self.setting = setting
         self.value = value
-        if cause is not None:
-            caused_by(self, cause)
 
 
 class InvalidSessionId(SessionError, ValueError):
@@ -102,11 +106,9 @@ class SaveHandlerError(SessionError):
     def __init__(
         self, message: str, *, handler: str = "", operation: str = "", cause: BaseException | None = None
     ) -> None:
-        super().__init__(message)
+        super().__init__(message, cause=cause)
         self.handler = handler
         self.operation = operation
-        if cause is not None:
-            caused_by(self, cause)
 
 
 class LockTimeout(SaveHandlerError, TimeoutError):
@@ -134,11 +136,6 @@ class PHPFatalError(SessionError, RuntimeError):
     """What PHP makes a fatal error (E_ERROR) that ends the script: e.g. ``Failed to create
     session ID: files (path: /x)`` when the handler cannot make one.  ``__cause__`` holds
     the handler's error (``cause``)."""
-
-    def __init__(self, message: str, *, cause: BaseException | None = None) -> None:
-        super().__init__(message)
-        if cause is not None:
-            caused_by(self, cause)
 
 
 class MergeConflict(SessionError):

@@ -193,6 +193,10 @@ def parse_float(raw: str) -> float:
     return strtod(raw)
 
 
+#: the C escapes smart_str_append_escaped writes (other bytes: \xHH)
+_C_ESCAPES = {10: "\\n", 13: "\\r", 9: "\\t", 12: "\\f", 11: "\\v", 92: "\\\\", 27: "\\e"}
+
+
 def _escape(s: str) -> str:
     """``smart_str_append_escaped`` of a byte view (one char per byte, see parse_quantity):
     control bytes, backslash and bytes > 126 escaped, C style."""
@@ -200,22 +204,8 @@ def _escape(s: str) -> str:
     for b in s.encode("latin-1"):
         if 32 <= b <= 126 and b != 92:
             out.append(chr(b))
-        elif b == 10:
-            out.append("\\n")
-        elif b == 13:
-            out.append("\\r")
-        elif b == 9:
-            out.append("\\t")
-        elif b == 12:
-            out.append("\\f")
-        elif b == 11:
-            out.append("\\v")
-        elif b == 92:
-            out.append("\\\\")
-        elif b == 27:
-            out.append("\\e")
         else:
-            out.append("\\x%02X" % b)
+            out.append(_C_ESCAPES.get(b) or "\\x%02X" % b)
     return "".join(out)
 
 
