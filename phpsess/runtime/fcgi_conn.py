@@ -79,7 +79,8 @@ def _recv(sock: _socket.socket, size: int, deadline: float) -> bytes:
     try:
         return sock.recv(size)
     except socket.timeout:
-        raise ReadTimeout("no complete request in time") from None
+        pass
+    raise ReadTimeout("no complete request in time")
 
 
 def _bound(seconds: float) -> float:
