@@ -28,7 +28,6 @@ import grp
 import logging
 import os
 import pwd
-import resource
 import signal
 import socket
 import stat
@@ -39,18 +38,15 @@ import time
 from types import FrameType
 from typing import Callable, Mapping
 
-from ..core import fpmconf, fpmlog, telemetry
+from ..core import fpmconf, fpmlog
 from ..core.config import SessionConfig
-from ..session.request import Request
-from ..storage import registry
-from ..session.settings import default_config, log_warning, set_default_config
+from ..session.settings import default_config, set_default_config
 from .cgi import disarm as _disarm_cgi
 from .fcgi import FCGIRequest, ProtocolError, RequestReader
 from .fcgi_conn import FlatResponse, ReadTimeout, serve_connection
-from .output import install_output_proxy
-from .prefork import Arbiter, PoolSettings, Worker, WorkerContext, inherited_listeners, set_title
-from .sapi import DEFAULT_CONTENT_TYPE, handle_request
+from .prefork import Arbiter, PoolSettings, WorkerContext, inherited_listeners
 from .scoreboard import WorkerState
+from .script_worker import DEFAULT_MAX_EXECUTION_TIME, DEFAULT_POST_MAX_SIZE, RequestTimes, ScriptWorker, preload
 
 # an entry point of its own: a CGI host does not make this process its request
 _disarm_cgi()
@@ -58,10 +54,6 @@ _disarm_cgi()
 __all__ = ["FpmOptions", "FastCGIWorker", "load_config", "parse_listen", "open_listener", "serve_fpm", "ListenError"]
 
 log = logging.getLogger("phpsess.fpm")
-
-#: PHP's defaults for the limits phpsess applies (php.ini-production's max_execution_time)
-DEFAULT_MAX_EXECUTION_TIME = 30.0
-DEFAULT_POST_MAX_SIZE = 8 << 20
 
 
 @dataclasses.dataclass
@@ -313,18 +305,55 @@ def _listen_queue(sock: socket.socket) -> tuple[int, int]:
 # -- a worker ---------------------------------------------------------------------------------------
 
 
-class FastCGIWorker(Worker):
+class LogFiles:
+    """The pool's access log and slow log, opened by the master (before it forks and before
+    the workers drop to ``user``), written by the workers through the inherited
+    descriptors, reopened in place on SIGUSR1 (log rotation)."""
+
+    def __init__(self, opts: FpmOptions) -> None:
+        self.opts = opts
+        self.access_fd = -1
+        self.slow_fd = -1
+
+    def open(self) -> None:
+        """Open (or reopen, keeping the descriptor numbers) both files.
+
+        :raises OSError: a file cannot be opened (the message names it).
+        """
+        self.access_fd = self._open(self.opts.access_log, self.access_fd, "access.log")
+        self.slow_fd = self._open(self.opts.slowlog, self.slow_fd, "slowlog")
+
+    @staticmethod
+    def _open(path: str | None, current: int, what: str) -> int:
+        if not path:
+            return -1
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
+        except OSError as exc:
+            raise OSError(exc.errno, f"cannot open the {what} {path}: {exc.strerror}") from None
+        if current < 0:
+            return fd
+        os.dup2(fd, current, inheritable=False)
+        os.close(fd)
+        return current
+
+    def reopen(self) -> None:
+        """SIGUSR1: reopen both files (a failure is logged; the old file stays in use)."""
+        try:
+            self.open()
+        except OSError as exc:
+            log.error("[pool %s] %s", self.opts.pool.name, exc.strerror)
+
+
+class FastCGIWorker(ScriptWorker):
     """A worker of the pool: FastCGI connections, one at a time."""
 
-    def __init__(self, ctx: WorkerContext, opts: FpmOptions) -> None:
-        super().__init__(ctx)
+    def __init__(self, ctx: WorkerContext, opts: FpmOptions, logs: LogFiles | None = None) -> None:
+        super().__init__(ctx, opts.root, max_execution_time=opts.max_execution_time,
+                         post_max_size=opts.post_max_size)
         self.opts = opts
-        self.root = os.path.realpath(opts.root)
-        self._access_fd = -1
-        self._logs_generation = 0
+        self.logs = logs or LogFiles(opts)
         self._pid = os.getpid()
-        self._idle_title = f"phpsess: pool {opts.pool.name}"
-        self._current_script = ""
 
     # -- set-up -----------------------------------------------------------------------------------
     def setup(self) -> None:
@@ -336,24 +365,8 @@ class FastCGIWorker(Worker):
         os.environ.update(opts.env)
         if opts.chdir:
             os.chdir(opts.chdir)
-        install_output_proxy()
-        registry.prepare()  # the worker's descriptors stay the same from its first request on
-        self._open_access_log()
+        super().setup()
         signal.signal(signal.SIGUSR1, self._on_slow)
-
-    def _open_access_log(self) -> None:
-        path = self.opts.access_log
-        self._logs_generation = self.ctx.board.logs_generation()
-        if not path:
-            return
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
-        except OSError as exc:
-            log.error("[pool %s] cannot open the access log %s: %s", self.opts.pool.name, path, exc.strerror)
-            return
-        if self._access_fd >= 0:
-            os.close(self._access_fd)
-        self._access_fd = fd
 
     # -- serving ------------------------------------------------------------------------------------
     def handle(self, conn: socket.socket) -> None:
@@ -372,9 +385,7 @@ class FastCGIWorker(Worker):
         opts = self.opts
         params = req.params
         script_name = params.get("SCRIPT_NAME", "")
-        slot = self.ctx.slot
-        started = time.time()
-        ru0 = resource.getrusage(resource.RUSAGE_SELF)
+        times = self.begin()
         if opts.status_path and script_name == opts.status_path:
             self._status(params.get("QUERY_STRING", ""), resp)
             script = ""
@@ -384,43 +395,24 @@ class FastCGIWorker(Worker):
             script = ""
         else:
             script = params.get("SCRIPT_FILENAME", "")
-            slot.request_started(params.get("REQUEST_METHOD", ""), params.get("REQUEST_URI", script_name),
-                                 script, req.body_length, params.get("REMOTE_USER", ""))
-            set_title(f"{self._idle_title} {script}")
-            body = req.body
-            if req.body_dropped:
-                log.warning("[pool %s] PHP Warning:  PHP Request Startup: POST Content-Length of %d bytes exceeds "
-                            "the limit of %d bytes in Unknown on line 0", opts.pool.name, req.body_length, opts.post_max_size)
-            done = handle_request(params, body, self.root, resp.send_headers, resp.write,
-                                  time_limit=opts.max_execution_time, lock_monitor=slot.session_lock)
-            if done is not None:
-                telemetry.record(self.ctx.stats, self.ctx.slot_index, done.lock_wait)
-            set_title(self._idle_title)
-        ru1 = resource.getrusage(resource.RUSAGE_SELF)
-        cpu = (ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime)
-        duration = time.time() - started
-        memory = ru1.ru_maxrss * 1024
-        slot.request_done(100.0 * cpu / duration if duration > 0 else 0.0, memory)
-        if self._access_fd >= 0:
-            self._access_line(req, resp, started, duration, ru0, ru1, memory, script)
+            self.run_script(params, req.body, req.body_length, resp.send_headers, resp.write)
+        self.end(times)
+        if self.logs.access_fd >= 0:
+            self._access_line(req, resp, times, script)
 
-    def _access_line(self, req: FCGIRequest, resp: FlatResponse, started: float, duration: float,
-                     ru0: resource.struct_rusage, ru1: resource.struct_rusage, memory: int, script: str) -> None:
-        user = ru1.ru_utime - ru0.ru_utime
-        system = ru1.ru_stime - ru0.ru_stime
+    def _access_line(self, req: FCGIRequest, resp: FlatResponse, t: RequestTimes, script: str) -> None:
+        d = t.duration
         record = fpmlog.AccessRecord(
             pool=self.opts.pool.name, pid=self._pid, master_pid=self.ctx.master_pid, params=req.params,
-            status=resp.status, headers=resp.headers, started=started, duration=duration,
-            cpu_percent=100.0 * (user + system) / duration if duration > 0 else 0.0,
-            cpu_user=100.0 * user / duration if duration > 0 else 0.0,
-            cpu_system=100.0 * system / duration if duration > 0 else 0.0,
-            memory=memory, content_length=req.body_length, script=script,
+            status=resp.status, headers=resp.headers, started=t.started, duration=d,
+            cpu_percent=t.cpu_percent,
+            cpu_user=100.0 * t.cpu_user / d if d > 0 else 0.0,
+            cpu_system=100.0 * t.cpu_system / d if d > 0 else 0.0,
+            memory=t.memory, content_length=req.body_length, script=script,
         )
         line = fpmlog.access_line(self.opts.access_format, record, now=time.time()) + "\n"
-        if self.ctx.board.logs_generation() != self._logs_generation:
-            self._open_access_log()  # SIGUSR1: the log was rotated
         try:
-            os.write(self._access_fd, line.encode("utf-8", "replace"))
+            os.write(self.logs.access_fd, line.encode("utf-8", "replace"))
         except OSError:
             pass
 
@@ -473,37 +465,19 @@ class FastCGIWorker(Worker):
             now=time.time(), pool=self.opts.pool.name, pid=self._pid, script=view.script, frames=frames,
             session=view.session, lock=view.lock, waiting=view.waiting_lock,
         )
+        if self.logs.slow_fd < 0:
+            return
         try:
-            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
-            try:
-                os.write(fd, entry.encode("utf-8", "replace"))
-            finally:
-                os.close(fd)
+            os.write(self.logs.slow_fd, entry.encode("utf-8", "replace"))
         except OSError as exc:
             log.error("[pool %s] cannot write the slow log %s: %s", self.opts.pool.name, path, exc.strerror)
         self.ctx.slot.slow_logged()
-
-    def wants_exit(self) -> bool:
-        return False
-
 
 _NO_CACHE = [("Expires", "Thu, 01 Jan 1970 00:00:00 GMT"),
              ("Cache-Control", "no-cache, no-store, must-revalidate, max-age=0")]
 
 
 # -- the pool --------------------------------------------------------------------------------------
-
-
-def _preload() -> None:
-    """Import, once in the master, what every worker needs (shared copy-on-write after fork)."""
-    from .. import php  # noqa: F401
-    from ..core import codec, formats, lazydata  # noqa: F401
-    from ..storage.base import handler_class
-
-    try:
-        handler_class(default_config().save_handler)
-    except (KeyError, ImportError) as exc:
-        log.debug("save handler not preloaded: %s", exc)
 
 
 def serve_fpm(opts: FpmOptions, *, session: SessionConfig | None = None, reexec: list[str] | None = None,
@@ -536,10 +510,21 @@ def serve_fpm(opts: FpmOptions, *, session: SessionConfig | None = None, reexec:
         except OSError as exc:
             log.error("cannot write the pid file %s: %s", opts.pid_file, exc.strerror)
             return 2
+    logs = LogFiles(opts)
+    try:
+        logs.open()
+    except OSError as exc:
+        log.error("%s (create its directory, or fix the path in the configuration)", exc.strerror)
+        return 2
+
+    def reopen_logs() -> None:
+        _reopen_logs()
+        logs.reopen()
+
     arbiter = Arbiter(
-        listeners, lambda ctx: FastCGIWorker(ctx, opts), opts.pool,
+        listeners, lambda ctx: FastCGIWorker(ctx, opts, logs), opts.pool,
         title=f"phpsess: master process ({opts.config_file or opts.listen})",
-        reexec=reexec, check=check, preload=_preload, reopen_logs=_reopen_logs,
+        reexec=reexec, check=check, preload=preload, reopen_logs=reopen_logs,
     )
     log.info("phpsess fpm: pool %s, %s, root %s", opts.pool.name, opts.listen, os.path.realpath(opts.root))
     if on_ready is not None:
@@ -600,7 +585,7 @@ def test_config(opts: FpmOptions, session: SessionConfig) -> str | None:
         handler_class(session.save_handler)
     except (KeyError, ImportError) as exc:
         return f"session.save_handler {session.save_handler!r} cannot be loaded: {exc}"
-    _preload()
+    preload()
     return None
 
 

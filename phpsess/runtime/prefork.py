@@ -245,7 +245,8 @@ class Arbiter:
     :param reexec: the command line that starts this master again (reload); None: no reload.
     :param check: runs before a reload; returns an error text to refuse it, else None.
     :param preload: imports what every worker uses, once, before forking.
-    :param reopen_logs: reopens the log files (SIGUSR1).
+    :param reopen_logs: reopens the log files (SIGUSR1); the workers are then replaced
+        one by one as they finish their requests, so that they write to the new files.
     """
 
     def __init__(
@@ -383,7 +384,10 @@ class Arbiter:
                 log.info("[pool %s] SIGUSR1 received: reopening the log files", self.settings.name)
                 if self.reopen_logs is not None:
                     self.reopen_logs()
-                self.board.reopened_logs()
+                    # the workers write to the files they were born with: replace them
+                    # gently (each finishes its request), as php-fpm does
+                    for pid in list(self.children):
+                        _kill(pid, signal.SIGQUIT)
                 self._log_summary()
             else:
                 log.warning("[pool %s] signal %d (%s) received and ignored", self.settings.name, signum,

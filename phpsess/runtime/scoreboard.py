@@ -55,12 +55,9 @@ _TEXT = (("method", 16), ("uri", 512), ("script", 512), ("user", 64), ("session"
 _TEXT_SIZE = sum(n for _, n in _TEXT)
 SLOT_SIZE = ((_FIXED.size + _TEXT_SIZE) + 63) // 64 * 64
 # the pool's own figures: start time, max active processes, max children reached,
-# slow requests, accepted connections and requests of workers that have exited; then how
-# many times the log files were reopened (SIGUSR1: workers reopen theirs when it changes)
+# slow requests, accepted connections and requests of workers that have exited
 _SEQ = struct.Struct("<Q")
 _HEADER = struct.Struct("<dqqqqq")
-_LOGS = struct.Struct("<q")
-_LOGS_AT = _HEADER.size
 _HEADER_SIZE = 64
 
 
@@ -128,14 +125,6 @@ class Scoreboard:
             self.map, 0, t0 if start is None else start, max(m, max_active or 0),
             c + children_reached, s + slow, a + accepted, r + requests,
         )
-
-    def logs_generation(self) -> int:
-        """How many times the master has reopened its log files (SIGUSR1)."""
-        return int(_LOGS.unpack_from(self.map, _LOGS_AT)[0])
-
-    def reopened_logs(self) -> None:
-        """The master reopened its log files: workers reopen theirs before their next write."""
-        _LOGS.pack_into(self.map, _LOGS_AT, self.logs_generation() + 1)
 
     # -- slots ------------------------------------------------------------------------------
     def _at(self, slot: int) -> int:

@@ -151,6 +151,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=8080, help="TCP port (default 8080)")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     p.add_argument("--workers", type=_positive, default=16, metavar="N", help="worker processes (default 16)")
+    p.add_argument("--max-requests", type=_non_negative, default=0, metavar="M",
+                   help="recycle a worker after M requests (default 0: never)")
+    p.add_argument("--max-execution-time", type=_seconds, metavar="SECONDS",
+                   help="PHP's max_execution_time: CPU seconds per script (default 30, 0: none)")
+    p.add_argument("--post-max-size", type=_size, metavar="SIZE", help="PHP's post_max_size (default 8M)")
+    p.add_argument("--idle-timeout", type=_seconds, metavar="SECONDS",
+                   help="drop a connection that sends nothing for SECONDS (default 5)")
+    p.add_argument("--read-timeout", type=_seconds, metavar="SECONDS",
+                   help="drop a client that has not sent its whole request after SECONDS (default 30)")
+    p.add_argument("--max-body", type=_size, metavar="SIZE",
+                   help="answer 413 to a request body over SIZE (default 64M)")
     _add_ini(p)
     p.set_defaults(func=_cmd_serve)
 
@@ -317,7 +328,16 @@ def _log_to_file(path: str) -> None:
 def _cmd_serve(args: argparse.Namespace) -> int:
     from ..runtime import server
 
-    server.serve(root=args.root, port=args.port, host=args.host, workers=args.workers, ini=args.ini)
+    opts = server.ServeOptions(root=args.root, port=args.port, host=args.host, workers=args.workers,
+                               max_requests=args.max_requests)
+    if args.max_execution_time is not None:
+        opts.max_execution_time = args.max_execution_time
+    if args.post_max_size is not None:
+        opts.post_max_size = args.post_max_size
+    for flag, attr in (("idle_timeout", "idle_timeout"), ("read_timeout", "read_timeout"), ("max_body", "max_body")):
+        if getattr(args, flag) is not None:
+            setattr(opts.limits, attr, getattr(args, flag))
+    server.serve(ini=args.ini, options=opts, reexec=[sys.executable, "-m", "phpsess", *args.argv])
     return 0
 
 
