@@ -19,7 +19,7 @@ import warnings
 from collections.abc import MutableMapping
 from typing import Any, Callable, Iterator, Mapping
 
-from .core import codec, http as headers
+from .core import codec, http as headers, zend
 from .compiled import IntOrFalse
 from .core.config import SETTINGS
 from .errors import ConfigError, PHPDeprecated, PHPNotice, PHPWarning
@@ -185,8 +185,21 @@ def session_lock_wait() -> float:
 
 
 # -- ids and names -----------------------------------------------------------------------
-def session_id(id: str | None = None) -> str | bool:  # noqa: A002 - PHP's parameter name
-    """Get the current id, or set the id used by the next session_start() (returns the old)."""
+def session_id(id: str | bytes | int | float | None = None) -> str | bool:  # noqa: A002 - PHP's parameter name
+    """Get the current id, or set the id used by the next session_start() (returns the old).
+
+    As PHP's ``?string`` parameter: bytes are the id's bytes, an int or float becomes its
+    string; anything else raises TypeError.
+    """
+    if id is not None and not isinstance(id, str):
+        if isinstance(id, (bytes, bytearray)):
+            id = bytes(id).decode("utf-8", "surrogateescape")  # noqa: A001
+        elif isinstance(id, (int, float)):
+            id = zend.strval(id)  # noqa: A001
+        else:
+            raise TypeError(
+                f"session_id(): Argument #1 ($id) must be of type ?string, {zend.type_name(id)} given"
+            )
     return _session("session_id").set_id(id)
 
 
@@ -412,7 +425,10 @@ def session_register_shutdown() -> None:
 # -- ini -----------------------------------------------------------------------------------
 def ini_get(option: str) -> str | bool:
     """The raw string value of a ``session.*`` setting, or False for an unknown setting."""
-    value = current_request().config.get(option)
+    cfg = current_request().config
+    if option == "serialize_precision":
+        return str(cfg.serialize_precision)
+    value = cfg.get(option)
     if value is None:
         return False
     return value
@@ -423,6 +439,11 @@ def ini_set(option: str, value: Any) -> str | bool:
     s = _session("ini_set")
     req = s.request
     cfg = req.config
+    if option == "serialize_precision":
+        try:
+            return cfg.set_serialize_precision(value)
+        except ConfigError:
+            return False
     key = cfg.canonical(option)
     if key is None or not option.startswith("session.") and not SETTINGS[key].phpsess_only:
         return False
@@ -448,6 +469,9 @@ def ini_restore(option: str) -> None:
     from .session.settings import default_config
 
     cfg = current_request().config
+    if option == "serialize_precision":
+        cfg.set_serialize_precision(default_config().serialize_precision)
+        return
     key = cfg.canonical(option)
     if key is not None:
         raw = default_config().get(key)

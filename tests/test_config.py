@@ -372,11 +372,29 @@ def test_from_ini_file_ignores_unknown_session_keys(tmp_path: Path, caplog: pyte
     assert cfg.name == "S" and "session.cookie_partitioned" in caplog.text
 
 
-def test_from_ini_file_raises_for_values_php_refuses(tmp_path: Path) -> None:
+def test_from_ini_file_refused_values_warn_and_keep_the_default(tmp_path: Path) -> None:
+    # PHP's startup: "PHP Startup: <reason>" and the default stays (checked against PHP
+    # 8.2 in tests/oracle/test_phpt.py); ini_set() at runtime still refuses (ConfigError)
     path = tmp_path / "php.ini"
-    path.write_text("session.sid_length = 5\n")
+    path.write_text("session.sid_length = 5\nsession.save_handler = user\nsession.name = 123\n")
+    seen: list[str] = []
+    cfg = from_ini_file(str(path), warn=seen.append)
+    assert (cfg.sid_length, cfg.save_handler, cfg.name, cfg.unusable) == (32, "files", "PHPSESSID", None)
+    assert seen == [
+        'PHP Startup: session.configuration "session.sid_length" must be between 22 and 256',
+        'PHP Startup: Session save handler "user" cannot be set by ini_set()',
+        'PHP Startup: session.name "123" cannot be numeric or empty',
+    ]
     with pytest.raises(ConfigError):
-        from_ini_file(str(path))
+        cfg.set("sid_length", "5")
+
+
+def test_from_ini_file_unknown_handlers_disable_the_session(tmp_path: Path) -> None:
+    path = tmp_path / "php.ini"
+    path.write_text("session.serialize_handler = blah\nserialize_precision = 17\n")
+    cfg = from_ini_file(str(path), warn=pytest.fail)
+    assert (cfg.get("serialize_handler"), cfg.serialize_precision) == ("blah", 17)
+    assert cfg.unusable == 'Cannot find session serialization handler "blah" - session startup failed'
 
 
 # -- conf/phpsess.ini ----------------------------------------------------------------------------

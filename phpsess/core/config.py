@@ -532,6 +532,9 @@ class SessionConfig:
     merge_conflict: str
 
     _raw: dict[str, str]
+    #: PHP's core ``serialize_precision`` (not a ``session.*`` setting): the significant
+    #: digits of floats in session data; -1 is the shortest form that reads back the same
+    serialize_precision: int = -1
 
     def __init__(self, overrides: Mapping[str, Any] | None = None, *, warn: Warn | None = None) -> None:
         """Start from PHP 8.2's compiled defaults, then apply ``overrides``.
@@ -593,6 +596,62 @@ class SessionConfig:
         if parsed is not _KEEP:
             self.__dict__[s.attr] = parsed
         return old
+
+    def use_user_handler(self) -> None:
+        """``session_set_save_handler()``: ``ini_get("session.save_handler")`` is ``user``
+        from now on; the typed :attr:`save_handler` keeps the module a user handler
+        extending PHP's SessionHandler wraps."""
+        self._raw["save_handler"] = "user"
+
+    def set_serialize_precision(self, value: Any) -> str:
+        """``ini_set("serialize_precision", value)``: return the previous value.
+
+        :raises ConfigError: below -1 (PHP refuses it silently).
+        """
+        raw = strval(value)
+        precision = parse_long(raw)
+        if precision < -1:
+            raise ConfigError("serialize_precision", value, "")
+        old = str(self.serialize_precision)
+        self.__dict__["serialize_precision"] = precision
+        return old
+
+    def set_at_startup(self, name: str, value: Any, *, warn: Warn | None = None) -> None:
+        """Apply one php.ini entry as PHP's startup does: nothing is refused loudly.
+
+        An unknown ``save_handler`` or ``serialize_handler`` is kept as it is (``ini_get()``
+        returns it); the session is then unusable and ``session_start()`` says so
+        (:attr:`unusable`).  Any other refused value leaves the setting at its default
+        and PHP's startup warning (``PHP Startup: ...``) goes to ``warn``; ``save_handler =
+        user`` is refused that way too.
+        """
+        key = self.canonical(name)
+        if key is None:
+            raise ConfigError(name, value, f'Unknown session setting "{name}"')
+        try:
+            self.set(key, value, startup=True, warn=warn)
+        except ConfigError as exc:
+            raw = strval(value)
+            known = SAVE_HANDLERS if key == "save_handler" else SERIALIZE_HANDLERS
+            if key in ("save_handler", "serialize_handler") and c_str(raw).lower() not in (*known, "user"):
+                self._raw[key] = raw
+                self.__dict__[SETTINGS[key].attr] = c_str(raw)
+                return
+            if str(exc):
+                _warn(warn, f"PHP Startup: {exc}")
+
+    @property
+    def unusable(self) -> str | None:
+        """PHP's warning when php.ini named a save or serialize handler that does not
+        exist (the session is then disabled), else None."""
+        if self.save_handler not in SAVE_HANDLERS:
+            return f'Cannot find session save handler "{self.save_handler}" - session startup failed'
+        if self.serialize_handler not in SERIALIZE_HANDLERS:
+            return (
+                f'Cannot find session serialization handler "{self.serialize_handler}" - '
+                "session startup failed"
+            )
+        return None
 
     def copy(self) -> SessionConfig:
         """An independent copy (each request gets one, so ini_set never leaks)."""

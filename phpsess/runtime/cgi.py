@@ -57,9 +57,13 @@ def active_request() -> Request | None:
 
 
 def arm_if_imported_by_script() -> None:
-    """``import phpsess``'s hook: :func:`arm` when the module importing phpsess is the
-    script (``__main__``) of a CGI request; otherwise do nothing."""
-    if not is_cgi() or os.environ.get("PHPSESS_CGI", "1") == "0":
+    """``import phpsess``'s hook: when the module importing phpsess is the script
+    (``__main__``), :func:`arm` it for its CGI request, or, outside a CGI host, let its
+    ``print()`` output be the CLI request's (:func:`arm_cli`); otherwise do nothing."""
+    cgi = is_cgi()
+    if cgi and os.environ.get("PHPSESS_CGI", "1") == "0":
+        return
+    if not cgi and os.environ.get("PHPSESS_CLI", "1") == "0":
         return
     frame: FrameType | None = sys._getframe(1)
     # skip phpsess's own frames and the import machinery's: the first other is the importer
@@ -69,7 +73,24 @@ def arm_if_imported_by_script() -> None:
     ):
         frame = frame.f_back
     if frame is not None and frame.f_globals.get("__name__") == "__main__":
-        arm()
+        if cgi:
+            arm()
+        else:
+            arm_cli()
+
+
+def arm_cli() -> None:
+    """A script run from the command line: its output (``print()``) is the CLI request's
+    output, as ``echo`` is in PHP's CLI, so that output before ``session_start()`` means
+    that headers were sent (PHP warns and returns false).  Output printed before
+    ``import phpsess`` cannot be seen.  Undone by :func:`disarm`."""
+    global _armed_proxy
+    if _armed or _active is not None or context.active_request() is not None:
+        return
+    if type(sys.stdout) is OutputProxy or sys.stdout is None:
+        return
+    _armed_proxy = install_output_proxy()
+    _armed_proxy.activate = context.current_request
 
 
 def arm() -> None:
@@ -92,6 +113,12 @@ def disarm() -> None:
     if it has not activated yet.  Called by the non-CGI entry points when imported."""
     global _armed, _armed_proxy
     if not _armed:
+        cli = _armed_proxy
+        if cli is not None:  # arm_cli()'s
+            _armed_proxy = None
+            cli.activate = None
+            if sys.stdout is cli:
+                sys.stdout = cli.original
         return
     _armed = False
     context.set_fallback(None)

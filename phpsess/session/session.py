@@ -102,6 +102,9 @@ class Session:
         self.lock_wait = 0.0
         #: lazy start (phase PENDING): whether the deferred read is read_and_close's
         self._lazy_shared = False
+        #: whether a user handler extending SessionHandler has opened the module it
+        #: wraps (PHP's ``mod_user_is_open``): phpsess.session.userclass
+        self.parent_open = False
 
     # -- the state machine -------------------------------------------------------------
     def _go(self, event: Event) -> None:
@@ -152,11 +155,22 @@ class Session:
         (phpsess.php turns it into a PHPWarning naming the caller's line); otherwise (the
         request's shutdown) it is logged, as PHP's log would have it.
         """
+        if self.user_handler is not None and getattr(self.user_handler, "pending", None) is not None:
+            return  # PHP's session module is silent while a handler's exception is pending
         reporter = self.reporter
         if self.function is None or reporter is None:
             log.warning("PHP %s: %s", level, message)
             return
         reporter(self.function, message, level)
+
+    def _rethrow(self) -> None:
+        """Raise the exception a user handler's callback raised during the PHP function that
+        is ending (PHP throws it when the function returns)."""
+        take = getattr(self.user_handler, "take_pending", None)
+        if take is not None:
+            exc = take()
+            if exc is not None:
+                raise exc
 
     def notice(self, message: str) -> None:
         """Report an E_NOTICE."""
@@ -186,6 +200,12 @@ class Session:
             self.user_handler.config = self.config
             self.user_handler.diagnose = self.diagnose
             return self.user_handler
+        return self.module_handler(report=True)
+
+    def module_handler(self, *, report: bool = False) -> SaveHandler | None:
+        """The handler of ``session.save_handler`` (``files``...), whether or not a user
+        handler is installed: what PHP's SessionHandler class wraps.  None when there is no
+        such module (with PHP's warning when ``report``)."""
         name = self.config.save_handler
         cached = self._handler_cache
         if cached is not None and cached[0] == name:
@@ -195,7 +215,8 @@ class Session:
         try:
             cls = handler_class(name)
         except KeyError:
-            self.diagnose(f'Cannot find session save handler "{name}" - session startup failed')
+            if report:
+                self.diagnose(f'Cannot find session save handler "{name}" - session startup failed')
             return None
         handler = cls(self.config)
         self._handler_cache = (name, handler)
@@ -204,6 +225,11 @@ class Session:
     # -- session_start -----------------------------------------------------------------
     def start(self, options: Mapping[Any, Any] | None = None) -> bool:
         """``session_start($options)`` (session.c: PHP_FUNCTION(session_start)). Returns PHP's result."""
+        ok = self._start(options)
+        self._rethrow()
+        return ok
+
+    def _start(self, options: Mapping[Any, Any] | None) -> bool:
         if options is not None and not isinstance(options, Mapping):
             raise TypeError(
                 f"session_start(): Argument #1 ($options) must be of type array, {zend.type_name(options)} given"
@@ -251,6 +277,10 @@ class Session:
         """php_session_start(): id discovery, initialize, cache limiter (session.c)."""
         cfg = self.config
         req = self.request
+        unusable = self._unusable()
+        if unusable is not None:
+            self.diagnose(unusable)
+            return False
         self.define_sid = not cfg.use_only_cookies
         self.send_cookie = bool(cfg.use_cookies or cfg.use_only_cookies)
         if self.id is None:
@@ -285,6 +315,14 @@ class Session:
             self.id = None
             return False
         return True
+
+    def _unusable(self) -> str | None:
+        """PHP's refusal when php.ini named a save or serialize handler that does not exist
+        (session_status() is then PHP_SESSION_DISABLED); None when the session is usable."""
+        cfg = self.config
+        if self.user_handler is not None and cfg.serialize_handler in encoding.HANDLERS:
+            return None
+        return cfg.unusable
 
     def _initialize(self, *, shared: bool = False, reopen: bool = False) -> bool:
         """php_session_initialize() of session.c."""
@@ -518,11 +556,14 @@ class Session:
         self.diagnose(f"Skipping numeric key {key}")
 
     def _encode(self, data: Mapping[Any, Any]) -> bytes | None:
-        return encoding.encode(data, self.config.serialize_handler, on_skip=self._skip_warning)
+        cfg = self.config
+        return encoding.encode(
+            data, cfg.serialize_handler, on_skip=self._skip_warning, precision=cfg.serialize_precision
+        )
 
     def _encode_for_write(self, data: Mapping[Any, Any]) -> tuple[bytes | None, Entries | None]:
         """The payload to store, and its value boundaries when the lazy path can use them."""
-        if self.config.serialize_handler == "php":
+        if self.config.serialize_handler == "php" and self.config.serialize_precision == -1:
             payload, entries = encode_entries(data, self._skip_warning)
             if entries is not None:
                 return payload, entries
@@ -535,6 +576,7 @@ class Session:
         cfg = self.config
         if self.phase is Phase.PENDING:
             write = False  # lazy start, $_SESSION never touched: nothing read, nothing to write
+        close = handler is not None
         try:
             if write and handler is not None and is_array(self.data):
                 sid = self.id or ""
@@ -559,18 +601,22 @@ class Session:
                     if str(exc):
                         self.diagnose(str(exc))  # the handler's reason first, as PHP warns it
                     if self.user_handler is not None:
+                        name = getattr(self.user_handler, "write_name", type(self.user_handler).__name__ + "::write")
                         self.diagnose(
                             "Failed to write session data using user defined save handler. "
-                            f"(session.save_path: {cfg.save_path}, handler: "
-                            f"{type(self.user_handler).__name__}::write)"
+                            f"(session.save_path: {cfg.save_path}, handler: {name})"
                         )
                     else:
                         self.diagnose(
                             f"Failed to write session data ({self.module_name}). Please verify that "
                             f"the current setting of session.save_path is correct ({cfg.save_path})"
                         )
+        except BaseException:
+            # exit() in a user handler's write ends the script there: PHP calls no close()
+            close = handler is not self.user_handler
+            raise
         finally:
-            if handler is not None:
+            if close and handler is not None:
                 self._safe_close(handler)
             self.handler = None
             self._go(Event.CLOSE)
@@ -628,6 +674,7 @@ class Session:
         if self.phase is Phase.NONE:
             return False
         self._close(write=True)
+        self._rethrow()
         return True
 
     def abort(self) -> bool:
@@ -635,6 +682,7 @@ class Session:
         if self.phase is Phase.NONE:
             return False
         self._close(write=False)
+        self._rethrow()
         return True
 
     def reset(self) -> bool:
@@ -643,6 +691,7 @@ class Session:
         if self.phase is Phase.NONE:
             return False
         self._initialize(reopen=True)
+        self._rethrow()
         return True
 
     def destroy(self) -> bool:
@@ -651,7 +700,9 @@ class Session:
         if self.phase is Phase.NONE:
             self.diagnose("Trying to destroy uninitialized session")
             return False
-        return self._php_destroy()
+        ok = self._php_destroy()
+        self._rethrow()
+        return ok
 
     def unset(self) -> bool:
         """``session_unset()``: empty $_SESSION (copies taken before are unaffected)."""
@@ -676,10 +727,32 @@ class Session:
             if self.handler is not None:
                 self._safe_close(self.handler)
             self._go(Event.FAIL)
+        finally:
+            self._release_parent()
+
+    def _release_parent(self) -> None:
+        """A user handler extending SessionHandler that left the module it wraps open (an
+        exception, a missing parent::close()): close it, so that no worker keeps the
+        session locked after the request (PHP leaves it to the process's end)."""
+        pending = getattr(self.user_handler, "take_pending", None)
+        if pending is not None:
+            exc = pending()
+            if exc is not None:
+                log.warning("session handler raised during shutdown: %r", exc)
+        if self.parent_open:
+            self.parent_open = False
+            handler = self.module_handler()
+            if handler is not None:
+                self._safe_close(handler)
 
     # -- regenerate --------------------------------------------------------------------
     def regenerate_id(self, delete_old: bool = False) -> bool:
         """``session_regenerate_id($delete_old_session)``."""
+        ok = self._regenerate_id(delete_old)
+        self._rethrow()
+        return ok
+
+    def _regenerate_id(self, delete_old: bool) -> bool:
         self._ensure_loaded()
         if self.phase is Phase.NONE:
             self.diagnose("Session ID cannot be regenerated when there is no active session")
@@ -815,6 +888,11 @@ class Session:
     def gc(self) -> int | None:
         """``session_gc()``: the number of sessions deleted; None where PHP returns false
         (no active session: PHP's warning; the handler failed)."""
+        n = self._gc()
+        self._rethrow()
+        return n
+
+    def _gc(self) -> int | None:
         self._ensure_loaded()
         if self.phase is Phase.NONE or self.handler is None:
             self.diagnose("Session cannot be garbage collected when there is no active session")
@@ -872,6 +950,7 @@ class Session:
         if not self.check_changeable("Session save handler"):
             return False
         self.user_handler = handler
+        self.config.use_user_handler()
         return True
 
     def set_module_name(self, module: str) -> bool:
@@ -891,4 +970,6 @@ class Session:
 
     def status_value(self) -> int:
         """``session_status()``."""
+        if self.phase is Phase.NONE and self._unusable() is not None:
+            return int(Status.DISABLED)
         return int(self.status)

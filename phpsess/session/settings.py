@@ -17,7 +17,10 @@ from ..core.config import SessionConfig, Warn
 from ..core.ini import IniSyntaxError, parse_php_ini
 from ..errors import ConfigError
 
-__all__ = ["load_ini_file", "from_ini_file", "default_config", "set_default_config", "log_warning"]
+#: the PHP core (not ``session.*``) settings phpsess reads from php.ini
+CORE_SETTINGS = ("serialize_precision",)
+
+__all__ = ["CORE_SETTINGS", "load_ini_file", "from_ini_file", "default_config", "set_default_config", "log_warning"]
 
 log = logging.getLogger(__name__)
 
@@ -42,23 +45,35 @@ def load_ini_file(path: str, environ: Mapping[str, str] | None = None) -> dict[s
         entries = parse_php_ini(text, env)
     except IniSyntaxError as exc:
         raise ConfigError(path, None, f"{exc} in {path} on line {exc.line}", cause=exc)
-    return {k: v for k, v in entries.items() if k.startswith("session.")}
+    return {k: v for k, v in entries.items() if k.startswith("session.") or k in CORE_SETTINGS}
 
 
 def from_ini_file(path: str, *, warn: Warn | None = None) -> SessionConfig:
     """A SessionConfig with PHP's defaults overridden by ``path``'s ``session.*`` entries.
 
     Entries phpsess does not know (``session.cookie_partitioned`` of PHP 8.5, typos) are
-    ignored with a logged warning, as PHP ignores unknown ini entries; invalid values raise.
+    ignored with a logged warning, as PHP ignores unknown ini entries; a value PHP refuses
+    keeps the default with PHP's startup warning (:meth:`SessionConfig.set_at_startup`).
 
     :param warn: receives PHP's warnings for accepted-but-odd values (default: logged).
-    :raises ConfigError: unreadable file, syntax error, or a value PHP would refuse.
+    :raises ConfigError: unreadable file or syntax error.
     """
     entries = load_ini_file(path)
-    known = {k: v for k, v in entries.items() if SessionConfig.canonical(k) is not None}
-    for k in entries.keys() - known.keys():
-        log.warning("%s: unknown setting %s ignored", path, k)
-    return SessionConfig(known, warn=warn if warn is not None else log_warning)
+    report = warn if warn is not None else log_warning
+    cfg = SessionConfig()
+    for key, value in entries.items():
+        if key == "serialize_precision":
+            try:
+                cfg.set_serialize_precision(value)
+            except ConfigError:
+                pass  # PHP keeps its default
+        elif SessionConfig.canonical(key) is None:
+            log.warning("%s: unknown setting %s ignored", path, key)
+        else:
+            # PHP's startup: a refused value warns and keeps the default; an unknown
+            # save or serialize handler disables the session (session_start() says so)
+            cfg.set_at_startup(key, value, warn=report)
+    return cfg
 
 
 def log_warning(message: str) -> None:

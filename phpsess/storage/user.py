@@ -41,7 +41,15 @@ def coerce_bool(result: Any, operation: str, diagnose: Callable[[str, str], None
 
 
 class UserHandler(SaveHandler):
-    """A SaveHandler that calls a PHP-style handler object's methods."""
+    """A SaveHandler that calls a PHP-style handler object's methods, as PHP's mod_user.c.
+
+    * ``close()`` reaches the user's ``close`` only once per ``open`` (PHP's
+      ``mod_user_implemented``): a session that fails and then closes calls it once.
+    * An exception raised by a callback is PHP's pending exception: the operation fails
+      without a call to any further callback (``close`` included) and without the session's
+      warnings, and the PHP function that was running raises it at its end
+      (:meth:`take_pending`).  ``SystemExit`` (PHP's ``exit()``) ends the script at once.
+    """
 
     name = "user"
 
@@ -54,18 +62,58 @@ class UserHandler(SaveHandler):
             target, "update_timestamp", None
         )
         self.has_validator = self._validate is not None
+        #: the user's open() was called and its close() not yet (mod_user_implemented)
+        self.opened = False
+        #: the exception a callback raised, which the running PHP function re-raises
+        self.pending: Exception | None = None
+
+    @property
+    def write_name(self) -> str:
+        """How PHP's "Failed to write session data" warning names the write callback."""
+        write = getattr(self.target, "write", None)
+        if isinstance(self.target, _Callables):
+            owner = getattr(write, "__self__", None)
+            name = getattr(write, "__name__", "write")
+            return f"{type(owner).__name__}::{name}" if owner is not None else name
+        return f"{type(self.target).__name__}::write"
+
+    def take_pending(self) -> Exception | None:
+        """The exception a callback raised since the last call (cleared)."""
+        exc, self.pending = self.pending, None
+        return exc
+
+    def _call(self, operation: str, fn: Callable[..., Any], *args: Any) -> Any:
+        if self.pending is not None:
+            # PHP calls no user function while an exception is pending: a silent failure
+            raise SaveHandlerError("", handler="user", operation=operation)
+        try:
+            return fn(*args)
+        except SaveHandlerError:
+            raise
+        except Exception as exc:
+            self.pending = exc
+            raise SaveHandlerError("", handler="user", operation=operation, cause=exc)
 
     def open(self, save_path: str, name: str) -> None:
         """Call the user's ``open(save_path, name)``."""
-        coerce_bool(self.target.open(save_path, name), "open", self.diagnose)
+        try:
+            result = self._call("open", self.target.open, save_path, name)
+        finally:
+            self.opened = True
+        coerce_bool(result, "open", self.diagnose)
 
     def close(self) -> None:
-        """Call the user's ``close()``."""
-        coerce_bool(self.target.close(), "close", self.diagnose)
+        """Call the user's ``close()``, once per ``open`` and not while an exception is pending."""
+        if not self.opened:
+            return
+        self.opened = False
+        if self.pending is not None:
+            return
+        coerce_bool(self._call("close", self.target.close), "close", self.diagnose)
 
     def read(self, sid: str, *, shared: bool = False) -> bytes:
         """Call the user's ``read(id)``: a string is the data, anything else a failure."""
-        data = self.target.read(sid)
+        data = self._call("read", self.target.read, sid)
         if isinstance(data, str):
             return data.encode("utf-8", "surrogateescape")
         if isinstance(data, (bytes, bytearray)):
@@ -74,15 +122,15 @@ class UserHandler(SaveHandler):
 
     def write(self, sid: str, data: bytes) -> None:
         """Call the user's ``write(id, data)`` (data as str when it is valid UTF-8)."""
-        coerce_bool(self.target.write(sid, _text(data)), "write", self.diagnose)
+        coerce_bool(self._call("write", self.target.write, sid, _text(data)), "write", self.diagnose)
 
     def destroy(self, sid: str) -> None:
         """Call the user's ``destroy(id)``."""
-        coerce_bool(self.target.destroy(sid), "destroy", self.diagnose)
+        coerce_bool(self._call("destroy", self.target.destroy, sid), "destroy", self.diagnose)
 
     def gc(self, max_lifetime: int) -> int:
         """Call the user's ``gc(max_lifetime)``: int count, True -> 1, else -1."""
-        result = self.target.gc(max_lifetime)
+        result = self._call("gc", self.target.gc, max_lifetime)
         if result is True:
             return 1
         if isinstance(result, int) and not isinstance(result, bool):
@@ -93,7 +141,7 @@ class UserHandler(SaveHandler):
         """The user's ``create_sid()`` when defined, else PHP's generator."""
         if self._create_sid is None:
             return super().create_sid()
-        sid = self._create_sid()
+        sid = self._call("create_sid", self._create_sid)
         if not isinstance(sid, str):
             raise RuntimeError("Session id must be a string")
         return sid
@@ -103,7 +151,7 @@ class UserHandler(SaveHandler):
         if self._validate is None:
             return True
         try:
-            coerce_bool(self._validate(sid), "validate_sid", self.diagnose)
+            coerce_bool(self._call("validate_sid", self._validate, sid), "validate_sid", self.diagnose)
         except SaveHandlerError:
             return False
         return True
@@ -113,7 +161,9 @@ class UserHandler(SaveHandler):
         if self._update is None:
             self.write(sid, data)
             return
-        coerce_bool(self._update(sid, _text(data)), "update_timestamp", self.diagnose)
+        coerce_bool(
+            self._call("update_timestamp", self._update, sid, _text(data)), "update_timestamp", self.diagnose
+        )
 
 
 def _text(data: bytes) -> str | bytes:
