@@ -274,7 +274,7 @@ def session_set_save_handler(handler: Any, register_shutdown: Any = True, *more:
                 if not callable(getattr(handler, method, None)):
                     raise TypeError(
                         "session_set_save_handler(): Argument #1 ($open) must be of type "
-                        f"SessionHandlerInterface, {type(handler).__name__} given"
+                        f"SessionHandlerInterface, {zend.type_name(handler)} given"
                     )
             wrapped = UserHandler(handler, s.config)
         register = bool(register_shutdown)

@@ -37,7 +37,7 @@ def current_request() -> Request:
     if req is not None:
         return req
     global _cli_request
-    if _cli_request is None or _cli_request.finished:
+    if _cli_request is None or _cli_request.ended:  # (shutdown functions still see it)
         if _fallback is not None:
             _cli_request = _fallback()
         else:

@@ -80,6 +80,8 @@ class Request:
         self.shutdown_functions: list[tuple[Callable[..., Any], tuple[Any, ...]]] = []
         self._session: Session | None = None
         self.finished = False
+        #: shutdown() has run to its end (during it, the request is still the current one)
+        self.ended = False
         self.lock_wait: float = 0.0  # seconds this request waited for its session lock
         #: told when this request waits for or holds a session lock (set by a runtime)
         self.lock_monitor: LockMonitor | None = None
@@ -242,8 +244,11 @@ class Request:
                 if self._session is not None:
                     self._session.request_shutdown()
             finally:
-                if not self.headers_sent:
-                    self.send_headers()
+                try:
+                    if not self.headers_sent:
+                        self.send_headers()
+                finally:
+                    self.ended = True
 
     def end_response(self) -> None:
         """The request is over and its response handed over: forget the two sinks (body

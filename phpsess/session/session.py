@@ -257,6 +257,11 @@ class Session:
             if name is None or SETTINGS[name].mode == "PERDIR":
                 self.diagnose(f'Setting option "{key}" failed')
                 continue
+            if self.request.headers_sent and not name.startswith("trans_sid_"):
+                # (a warning for an earlier option is output too: PHP's CLI displays it)
+                self.diagnose("Session ini settings cannot be changed after headers have already been sent")
+                self.diagnose(f'Setting option "{key}" failed')
+                continue
             try:
                 cfg.set(name, value, warn=self.diagnose)
             except ConfigError as exc:

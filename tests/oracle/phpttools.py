@@ -1,0 +1,236 @@
+"""Harness for php-src's session tests (ext/session/tests/*.phpt) ported to phpsess. Runs
+subprocesses, writes scripts and session files under a temporary directory.
+
+Each :class:`Phpt` is one php-src test written twice: a PHP script run by real PHP 8.2's
+CLI (``php -n`` plus the test's ini), and its Python port run by ``python3 script.py``
+with the same ini (``$PHPSESS_INI``).  Both print with PHP's ``var_dump``/``echo``
+formats (the Python prelude has ``var_dump()`` and ``echo()``, and shows PHP's
+diagnostics as PHP's CLI does: ``\\nWarning: f(): msg in FILE on line N\\n`` on stdout),
+so the two outputs must be equal after :func:`normalize`: file names and line numbers,
+session ids (each side numbered by first appearance) and the temporary directory.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Mapping, Sequence
+
+try:
+    from tests.phptools import PHP_BASE_INI, require
+except ImportError:  # pragma: no cover - run from inside tests/
+    from phptools import PHP_BASE_INI, require  # type: ignore[no-redef]
+
+__all__ = ["Phpt", "Outcome", "run_all", "normalize", "PY_PRELUDE", "PHP_PRELUDE"]
+
+REPO = Path(__file__).resolve().parents[2]
+
+#: the Python side's var_dump()/echo() and PHP's CLI display of diagnostics
+PY_PRELUDE = r'''import logging, sys, warnings
+import phpsess
+from phpsess import *  # noqa: F401,F403 - PHP's names, as a ported script uses them
+from phpsess.core.zend import float_to_string as _fts
+
+_PKG = __import__("os").path.dirname(phpsess.__file__)
+
+
+def _show(message, category, filename, lineno, file=None, line=None):
+    kind = ("Deprecated" if issubclass(category, phpsess.PHPDeprecated)
+            else "Notice" if issubclass(category, phpsess.PHPNotice)
+            else "Warning" if issubclass(category, phpsess.PHPWarning)
+            else "Python " + category.__name__)
+    # no script frame (phpsess's own, at the request's end): PHP's "Unknown on line 0"
+    where = "Unknown on line 0" if filename.startswith(_PKG) else "%s on line %d"
+    sys.stdout.write(f"\n{kind}: {message} in {where}\n")
+
+
+warnings.showwarning = _show
+warnings.simplefilter("always")
+
+
+class _Shutdown(logging.Handler):
+    """Diagnostics of the request's end, which PHP's CLI displays 'in Unknown on line 0'."""
+
+    def emit(self, record):
+        text = record.getMessage()
+        if text.startswith("PHP Startup: "):  # (while the settings load: no request yet)
+            sys.__stdout__.write(f"\nStartup: {text[13:]} in Unknown on line 0\n")
+            sys.__stdout__.flush()
+        for level in ("Warning", "Notice", "Deprecated"):
+            if text.startswith(f"PHP {level}: "):
+                sys.stdout.write(f"\n{level}: {text[len(level) + 5:]} in Unknown on line 0\n")
+
+
+logging.getLogger("phpsess").addHandler(_Shutdown())
+logging.getLogger("phpsess").propagate = False
+
+
+def _dump(x, ind):
+    pad = " " * ind
+    if x is None:
+        return pad + "NULL\n"
+    if x is True or x is False:
+        return pad + ("bool(true)\n" if x else "bool(false)\n")
+    if isinstance(x, int):
+        return f"{pad}int({x})\n"
+    if isinstance(x, float):
+        return f"{pad}float({_fts(x, -1)})\n"
+    if isinstance(x, str):
+        x = x.encode("utf-8", "surrogateescape")
+    if isinstance(x, (bytes, bytearray)):
+        return f'{pad}string({len(x)}) "' + x.decode("utf-8", "surrogateescape") + '"\n'
+    if isinstance(x, (list, tuple)):
+        x = dict(enumerate(x))
+    if type(x).__name__ == "PHPReference":  # a PHP reference: "&" before the value's type
+        inner = _dump(x.value, ind)
+        return inner[:ind] + "&" + inner[ind:]
+    if hasattr(x, "class_name"):  # a PHP object (phpsess.core.codec.PHPObject)
+        props = x.properties
+        out = f"{pad}object({x.class_name})#%d ({len(props)}) {{\n"
+        for k, v in props.items():
+            key = k if isinstance(k, int) else '"' + str(k) + '"'
+            out += f"{pad}  [{key}]=>\n" + _dump(v, ind + 2)
+        return out + pad + "}\n"
+    if hasattr(x, "items"):
+        out = f"{pad}array({len(x)}) {{\n"
+        for k, v in x.items():
+            key = k if isinstance(k, int) else '"' + str(k) + '"'
+            out += f"{pad}  [{key}]=>\n" + _dump(v, ind + 2)
+        return out + pad + "}\n"
+    return f"{pad}object({type(x).__name__})\n"
+
+
+def var_dump(*values):
+    for v in values:
+        sys.stdout.write(_dump(v, 0))
+
+
+def echo(*parts):
+    for p in parts:
+        if p is True:
+            p = "1"
+        elif p is False or p is None:
+            p = ""
+        elif isinstance(p, float):
+            p = _fts(p, 14)
+        elif isinstance(p, (bytes, bytearray)):
+            p = bytes(p).decode("utf-8", "surrogateescape")
+        sys.stdout.write(str(p))
+
+
+def error(exc):
+    """What the port prints for a PHP exception the test catches: "Class: message"."""
+    echo(f"{type(exc).__name__}: {exc}\n")
+
+
+SAVE = __import__("os").environ["PHPT_SAVE"]
+'''
+
+#: the PHP side's small helpers
+PHP_PRELUDE = r"""<?php
+$SAVE = getenv('PHPT_SAVE');
+function error(Throwable $e) { echo get_class($e), ': ', $e->getMessage(), "\n"; }
+"""
+
+
+@dataclass
+class Phpt:
+    """One php-src session test and its port.
+
+    :param name: the php-src file it ports (``ext/session/tests/`` + name + ``.phpt``).
+    :param php: the PHP script's statements (the prelude gives ``$SAVE``, the save path).
+    :param py: the Python port's statements (``SAVE``, ``var_dump``, ``echo``, ``error``).
+    :param ini: its ``--INI--`` section (both sides); ``session.`` may be omitted.
+    :param errors: PHP exception class names -> the Python class the port prints in their
+        place (``error(exc)`` prints the Python class name), compared as equal.
+    """
+
+    name: str
+    php: str
+    py: str
+    ini: Mapping[str, str] = field(default_factory=dict)
+    errors: Mapping[str, str] = field(default_factory=dict)
+
+    def settings(self, save: str) -> dict[str, str]:
+        """The ini both sides run with."""
+        out = {"session.save_path": save, "session.gc_probability": "0"}
+        for k, v in self.ini.items():
+            out[k if "." in k or k == "serialize_precision" else "session." + k] = str(v)
+        out["session.save_path"] = out["session.save_path"].replace("{SAVE}", save)
+        return out
+
+
+@dataclass
+class Outcome:
+    """Both sides' normalised output."""
+
+    test: Phpt
+    php: str
+    py: str
+    py_stderr: str
+
+    @property
+    def same(self) -> bool:
+        """True when the port printed what PHP printed."""
+        return self.php == self.py
+
+
+_ID = re.compile(r"(?<![0-9a-zA-Z,-])[0-9a-zA-Z,-]{22,256}(?![0-9a-zA-Z,-])")
+
+
+def normalize(text: str, work: str, errors: Mapping[str, str] | None = None) -> str:
+    """Make one side's output comparable: locations, the work directory, session ids."""
+    text = re.sub(r" in (?:/\S+|Standard input code|Command line code) on line \d+", " in %s on line %d", text)
+    text = text.replace(work, "WORK")
+    text = re.sub(r"output started at \S+:\d+", "output started at %s:%d", text)
+    # php.ini problems: PHP displays them at startup, phpsess logs them at first use
+    text = re.sub(r"^(?:Warning|Fatal error): PHP Startup: ", "Startup: ", text, flags=re.M)
+    text = re.sub(r"(object\(\w+\))#\d+ \(", r"\1#%d (", text)
+    # PHP names the function that ran at shutdown (session_write_close()...); phpsess does not
+    text = re.sub(r"^(Warning|Notice|Deprecated): [\w:]+\(\): (.* in Unknown on line 0)$", r"\1: \2", text, flags=re.M)
+    for php_name, py_name in (errors or {}).items():
+        text = text.replace(py_name + ": ", php_name + ": ")
+    ids: dict[str, str] = {}
+
+    def one(m: re.Match[str]) -> str:
+        return ids.setdefault(m.group(0), f"ID{len(ids) + 1}")
+
+    return _ID.sub(one, text)
+
+
+def _run_one(t: Phpt, root: Path) -> Outcome:
+    work = Path(tempfile.mkdtemp(prefix=re.sub(r"\W", "_", t.name) + "-", dir=root))
+    save = work / "save"
+    save.mkdir(mode=0o700)
+    settings = t.settings(str(save))
+    env = dict(os.environ, PHPT_SAVE=str(save))
+    php_ini = dict(PHP_BASE_INI)
+    php_ini.update(settings)
+    (work / "t.php").write_text(PHP_PRELUDE + t.php)
+    args = [require("php"), "-n"]
+    for k, v in php_ini.items():
+        args += ["-d", f"{k}={v}"]
+    php = subprocess.run(args + [str(work / "t.php")], capture_output=True, cwd=work, env=env, timeout=60)
+    for f in save.iterdir():
+        f.unlink()
+    ini = work / "php.ini"
+    ini.write_text("".join(f'{k} = "{v}"\n' for k, v in settings.items()))
+    (work / "t.py").write_text(PY_PRELUDE + t.py)
+    env.update(PHPSESS_INI=str(ini), PYTHONPATH=str(REPO))
+    py = subprocess.run([sys.executable, str(work / "t.py")], capture_output=True, cwd=work, env=env, timeout=60)
+    out_php = php.stdout.decode("utf-8", "replace") + php.stderr.decode("utf-8", "replace")
+    out_py = py.stdout.decode("utf-8", "replace")
+    return Outcome(t, normalize(out_php, str(work)), normalize(out_py, str(work), t.errors),
+                   py.stderr.decode("utf-8", "replace"))
+
+
+def run_all(tests: Sequence[Phpt], root: Path, workers: int = 3) -> list[Outcome]:
+    """Run every test on both sides (a few at a time) and return their outcomes in order."""
+    with ThreadPoolExecutor(workers) as pool:
+        return list(pool.map(lambda t: _run_one(t, root), tests))

@@ -1,0 +1,1172 @@
+"""php-src's session tests (ext/session/tests/*.phpt) ported to phpsess: each runs under
+real PHP 8.2 (``php -n`` with the test's ini) and as its Python port, and the two outputs
+must be the same (tests/oracle/phpttools.py).  Runs subprocesses.
+
+Each case names the php-src test it ports; the PHP side is written for this suite (the
+same scenario as the php-src test, not its text) and is the oracle, not the .phpt's
+expected output.  Tests that cannot be ported are listed, with the reason, in
+docs/compatibility.md ("php-src's session tests").
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from .phpttools import Outcome, Phpt, run_all
+
+__all__: list[str] = []
+
+NO_COOKIES = {"use_cookies": "0", "cache_limiter": ""}
+
+#: a PHP user handler that logs each call, and its Python port
+LOGGING_PHP = r"""
+class LogHandler implements SessionHandlerInterface {
+    public $data = [];
+    function open($path, $name): bool { echo "open $name\n"; return true; }
+    function close(): bool { echo "close\n"; return true; }
+    function read($id): string|false { echo "read $id\n"; return $this->data[$id] ?? ''; }
+    function write($id, $data): bool { echo "write $id $data\n"; $this->data[$id] = $data; return true; }
+    function destroy($id): bool { echo "destroy $id\n"; unset($this->data[$id]); return true; }
+    function gc($max): int|false { echo "gc $max\n"; return 0; }
+}
+"""
+LOGGING_PY = r"""
+class LogHandler(SessionHandlerInterface):
+    def __init__(self):
+        self.data = {}
+    def open(self, path, name):
+        echo(f"open {name}\n"); return True
+    def close(self):
+        echo("close\n"); return True
+    def read(self, id):
+        echo(f"read {id}\n"); return self.data.get(id, "")
+    def write(self, id, data):
+        echo(f"write {id} {data}\n"); self.data[id] = data; return True
+    def destroy(self, id):
+        echo(f"destroy {id}\n"); self.data.pop(id, None); return True
+    def gc(self, max):
+        echo(f"gc {max}\n"); return 0
+"""
+
+#: a class extending SessionHandler that logs each call before calling the parent
+WRAP_PHP = r"""
+class Wrap extends SessionHandler {
+    public $n = 0;
+    function open($p, $n): bool { $this->n++; echo "open\n"; return parent::open($p, $n); }
+    function close(): bool { $this->n++; echo "close\n"; return parent::close(); }
+    function read($id): string|false { $this->n++; echo "read\n"; return parent::read($id); }
+    function write($id, $d): bool { $this->n++; echo "write $d\n"; return parent::write($id, $d); }
+    function destroy($id): bool { $this->n++; echo "destroy\n"; return parent::destroy($id); }
+    function gc($m): int|false { $this->n++; echo "gc\n"; return parent::gc($m); }
+    function create_sid(): string { $this->n++; echo "create_sid\n"; return parent::create_sid(); }
+}
+"""
+WRAP_PY = r"""
+class Wrap(SessionHandler):
+    def __init__(self):
+        self.n = 0
+    def open(self, p, n):
+        self.n += 1; echo("open\n"); return super().open(p, n)
+    def close(self):
+        self.n += 1; echo("close\n"); return super().close()
+    def read(self, id):
+        self.n += 1; echo("read\n"); return super().read(id)
+    def write(self, id, d):
+        self.n += 1; echo(f"write {d}\n"); return super().write(id, d)
+    def destroy(self, id):
+        self.n += 1; echo("destroy\n"); return super().destroy(id)
+    def gc(self, m):
+        self.n += 1; echo("gc\n"); return super().gc(m)
+    def create_sid(self):
+        self.n += 1; echo("create_sid\n"); return super().create_sid()
+"""
+
+PHPT: list[Phpt] = [
+    # -- serializers, encode/decode -----------------------------------------------------
+    Phpt(
+        "001",
+        php=r"""class foo { public $bar = "ok"; public $yes; function method() { $this->yes = "done"; } }
+$baz = new foo; $baz->method(); $arr[3] = new foo; $arr[3]->method();
+session_start(); $_SESSION["baz"] = $baz; $_SESSION["arr"] = $arr;
+print session_encode() . "\n"; session_destroy();""",
+        py=r"""from phpsess.core.codec import PHPObject
+session_start()
+SESSION["baz"] = PHPObject("foo", {"bar": "ok", "yes": "done"})
+SESSION["arr"] = {3: PHPObject("foo", {"bar": "ok", "yes": "done"})}
+echo(session_encode(), "\n"); session_destroy()""",
+        ini={**NO_COOKIES, "serialize_handler": "php"},
+    ),
+    Phpt(
+        "003",
+        php=r"""class foo { public $bar = "ok"; public $yes; function method() { $this->yes++; } }
+session_id("abtest"); session_start();
+session_decode('baz|O:3:"foo":2:{s:3:"bar";s:2:"ok";s:3:"yes";i:1;}arr|a:1:{i:3;O:3:"foo":2:{s:3:"bar";s:2:"ok";s:3:"yes";i:1;}}');
+$_SESSION["baz"]->method(); $_SESSION["arr"][3]->method();
+var_dump($_SESSION["baz"]); var_dump($_SESSION["arr"]); session_destroy();""",
+        py=r"""session_id("abtest"); session_start()
+session_decode('baz|O:3:"foo":2:{s:3:"bar";s:2:"ok";s:3:"yes";i:1;}arr|a:1:{i:3;O:3:"foo":2:{s:3:"bar";s:2:"ok";s:3:"yes";i:1;}}')
+SESSION["baz"].properties["yes"] += 1; SESSION["arr"][3].properties["yes"] += 1
+var_dump(SESSION["baz"]); var_dump(SESSION["arr"]); session_destroy()""",
+        ini={**NO_COOKIES, "use_strict_mode": "0", "serialize_handler": "php"},
+    ),
+    Phpt(
+        "004",
+        php=LOGGING_PHP + r"""$h = new LogHandler;
+$h->data['abtest'] = 'baz|a:1:{s:3:"bar";s:2:"ok";}arr|a:1:{i:3;i:1;}';
+session_set_save_handler($h);
+session_id("abtest"); session_start();
+$_SESSION["arr"][3]++; var_dump($_SESSION); session_write_close();
+session_start(); $_SESSION["c"] = 123; var_dump($_SESSION); session_write_close();
+session_start(); var_dump($_SESSION); session_destroy();""",
+        py=LOGGING_PY + r"""h = LogHandler()
+h.data["abtest"] = 'baz|a:1:{s:3:"bar";s:2:"ok";}arr|a:1:{i:3;i:1;}'
+session_set_save_handler(h)
+session_id("abtest"); session_start()
+SESSION["arr"][3] += 1; var_dump(SESSION); session_write_close()
+session_start(); SESSION["c"] = 123; var_dump(SESSION); session_write_close()
+session_start(); var_dump(SESSION); session_destroy()""",
+        ini={**NO_COOKIES, "serialize_handler": "php"},
+    ),
+    Phpt(
+        "016",
+        php=r"""session_start(); $_SESSION["test"] = 1; session_write_close(); print "I live\n";""",
+        py=r"""session_start(); SESSION["test"] = 1; session_write_close(); echo("I live\n")""",
+        ini={**NO_COOKIES, "save_path": "123;:/really\\completely:::/invalid;;,23123;213"},
+    ),
+    Phpt(
+        "027",
+        php=r"""session_start(); $_SESSION['a'] = 1; $_SESSION = []; session_write_close();
+session_start(); var_dump($_SESSION); session_destroy();""",
+        py=r"""session_start(); SESSION["a"] = 1; SESSION.clear(); session_write_close()
+session_start(); var_dump(SESSION); session_destroy()""",
+        ini=NO_COOKIES,
+    ),
+    Phpt(
+        "session_encode_basic",
+        php=r"""var_dump(session_start()); $_SESSION["foo"] = 1234567890; var_dump(session_encode());
+var_dump(session_destroy());""",
+        py=r"""var_dump(session_start()); SESSION["foo"] = 1234567890; var_dump(session_encode())
+var_dump(session_destroy())""",
+        ini=NO_COOKIES,
+    ),
+    Phpt(
+        "session_encode_variation1",
+        php=r"""var_dump(session_encode()); var_dump(session_start()); var_dump(session_encode());
+var_dump(session_write_close()); var_dump(session_encode()); var_dump(session_start());
+var_dump(session_encode()); var_dump(session_destroy()); var_dump(session_encode());""",
+        py=r"""var_dump(session_encode()); var_dump(session_start()); var_dump(session_encode())
+var_dump(session_write_close()); var_dump(session_encode()); var_dump(session_start())
+var_dump(session_encode()); var_dump(session_destroy()); var_dump(session_encode())""",
+        ini=NO_COOKIES,
+    ),
+    Phpt(
+        "session_encode_variation8",
+        php=r"""var_dump(session_start()); $_SESSION["foo"] = 1; var_dump(session_encode()); var_dump(session_destroy());""",
+        py=r"""var_dump(session_start()); SESSION["foo"] = 1; var_dump(session_encode()); var_dump(session_destroy())""",
+        ini={**NO_COOKIES, "serialize_handler": "blah"},
+    ),
+    Phpt(
+        "session_encode_serialize",
+        php=r"""var_dump(session_start()); $_SESSION["foo"] = 1234567890; $_SESSION["bar"] = [1, "x" => 2.5];
+var_dump(session_encode()); var_dump(session_destroy());""",
+        py=r"""var_dump(session_start()); SESSION["foo"] = 1234567890; SESSION["bar"] = {0: 1, "x": 2.5}
+var_dump(session_encode()); var_dump(session_destroy())""",
+        ini={**NO_COOKIES, "serialize_handler": "php_serialize"},
+    ),
+    Phpt(
+        "session_encode_variation6 (numeric keys)",
+        php=r"""var_dump(session_start()); $_SESSION[-1] = 'neg'; $_SESSION[5] = 'five'; $_SESSION['ok'] = 1;
+var_dump(session_encode()); var_dump(session_destroy());""",
+        py=r"""var_dump(session_start()); SESSION[-1] = "neg"; SESSION[5] = "five"; SESSION["ok"] = 1
+var_dump(session_encode()); var_dump(session_destroy())""",
+        ini=NO_COOKIES,
+    ),
+    Phpt(
+        "session_decode_basic",
+        php=r"""var_dump(session_start()); $_SESSION['x'] = 'old';
+var_dump(session_decode('foo|a:3:{i:0;i:1;i:1;i:2;i:2;i:3;}guff|R:1;blah|R:1;'));
+var_dump($_SESSION); var_dump(session_destroy());""",
+        py=r"""var_dump(session_start()); SESSION["x"] = "old"
+var_dump(session_decode('foo|a:3:{i:0;i:1;i:1;i:2;i:2;i:3;}guff|R:1;blah|R:1;'))
+var_dump(SESSION); var_dump(session_destroy())""",
+        ini=NO_COOKIES,
+    ),
+    Phpt(
+        "session_decode_error2",
+        php=r"""var_dump(session_start());
+for ($i = 0; $i < 4; $i++) { var_dump(session_decode("foo|a:$i:{i:0;i:1;}")); var_dump($_SESSION); }
+var_dump(session_destroy());""",
+        py=r"""var_dump(session_start())
+for i in range(4):
+    var_dump(session_decode(f"foo|a:{i}:{{i:0;i:1;}}")); var_dump(SESSION)
+var_dump(session_destroy())""",
+        ini=NO_COOKIES,
+    ),
+    Phpt(
+        "session_decode_variation3",
+        php=r"""var_dump(session_start()); $_SESSION['a'] = 1;
+var_dump(session_decode('foo|a:3:{i:0;i:1;i:1;i:2;i:2;i:3;}')); var_dump($_SESSION); var_dump(session_destroy());""",
+        py=r"""var_dump(session_start()); SESSION["a"] = 1
+var_dump(session_decode('foo|a:3:{i:0;i:1;i:1;i:2;i:2;i:3;}')); var_dump(SESSION); var_dump(session_destroy())""",
+        ini={**NO_COOKIES, "serialize_handler": "blah"},
+    ),
+    Phpt(
+        "session_decode_basic_serialize",
+        php=r"""var_dump(session_start()); $_SESSION['old'] = 1;
+var_dump(session_decode('a:2:{s:3:"foo";i:1;s:3:"bar";a:1:{i:0;b:1;}}')); var_dump($_SESSION);
+var_dump(session_decode('s:3:"abc";')); var_dump(session_destroy());""",
+        py=r"""var_dump(session_start()); SESSION["old"] = 1
+var_dump(session_decode('a:2:{s:3:"foo";i:1;s:3:"bar";a:1:{i:0;b:1;}}')); var_dump(SESSION)
+var_dump(session_decode('s:3:"abc";')); var_dump(session_destroy())""",
+        ini={**NO_COOKIES, "serialize_handler": "php_serialize"},
+    ),
+    Phpt(
+        "session_decode_variation4 (not active)",
+        php=r"""var_dump(session_decode('foo|i:1;')); var_dump(session_start()); var_dump(session_decode('foo|i:1;'));
+var_dump($_SESSION); var_dump(session_destroy()); var_dump(session_decode('foo|i:2;'));""",
+        py=r"""var_dump(session_decode('foo|i:1;')); var_dump(session_start()); var_dump(session_decode('foo|i:1;'))
+var_dump(SESSION); var_dump(session_destroy()); var_dump(session_decode('foo|i:2;'))""",
+        ini=NO_COOKIES,
+    ),
+    Phpt(
+        "bug72681 (| inside a value)",
+        php=r"""session_start(); $_SESSION['abc'] = 'abc|xyz'; $e = session_encode(); var_dump($e);
+$_SESSION = []; var_dump(session_decode($e)); var_dump($_SESSION); session_destroy();""",
+        py=r"""session_start(); SESSION["abc"] = "abc|xyz"; e = session_encode(); var_dump(e)
+SESSION.clear(); var_dump(session_decode(e)); var_dump(SESSION); session_destroy()""",
+        ini=NO_COOKIES,
+    ),
+    Phpt(
+        "serialize_precision (session data floats)",
+        php=r"""session_start(); $_SESSION['f'] = 0.1; $_SESSION['g'] = 1/3; var_dump(session_encode());
+ini_set('serialize_precision', 5); var_dump(session_encode()); var_dump(ini_get('serialize_precision'));
+session_write_close(); var_dump(file_get_contents("$SAVE/sess_" . session_id()));""",
+        py=r"""session_start(); SESSION["f"] = 0.1; SESSION["g"] = 1 / 3; var_dump(session_encode())
+ini_set("serialize_precision", 5); var_dump(session_encode()); var_dump(ini_get("serialize_precision"))
+session_write_close()
+with open(f"{SAVE}/sess_" + session_id()) as f:
+    var_dump(f.read())""",
+        ini={**NO_COOKIES, "serialize_precision": "17"},
+    ),
+    Phpt(
+        "php_binary serializer",
+        php=r"""session_start(); $_SESSION['a'] = 1; $_SESSION['long'] = str_repeat('x', 3);
+var_dump(bin2hex(session_encode())); session_write_close(); session_start(); var_dump($_SESSION); session_destroy();""",
+        py=r"""session_start(); SESSION["a"] = 1; SESSION["long"] = "xxx"
+enc = session_encode(); var_dump((enc.encode("utf-8", "surrogateescape") if isinstance(enc, str) else enc).hex())
+session_write_close(); session_start(); var_dump(SESSION); session_destroy()""",
+        ini={**NO_COOKIES, "serialize_handler": "php_binary"},
+    ),
+    # -- ini problems at startup -----------------------------------------------------------
+    Phpt(
+        "session_start_variation (unknown serialize_handler in php.ini)",
+        php=r"""var_dump(ini_get('session.serialize_handler'), session_status(), session_start(), session_status(), session_id());
+echo "after\n";""",
+        py=r"""var_dump(ini_get("session.serialize_handler"), session_status(), session_start(), session_status(), session_id())
+echo("after\n")""",
+        ini={**NO_COOKIES, "serialize_handler": "blah"},
+    ),
+    Phpt(
+        "session_start_variation (unknown save_handler in php.ini)",
+        php=r"""var_dump(ini_get('session.save_handler'), session_status(), session_start(), session_status());""",
+        py=r"""var_dump(ini_get("session.save_handler"), session_status(), session_start(), session_status())""",
+        ini={**NO_COOKIES, "save_handler": "blah"},
+    ),
+    # -- ids -----------------------------------------------------------------------------
+    Phpt(
+        "session_id_basic",
+        php=r"""var_dump(session_id()); var_dump(session_id("test")); var_dump(session_id());
+var_dump(session_start()); var_dump(session_id()); var_dump(session_destroy()); var_dump(session_id());""",
+        py=r"""var_dump(session_id()); var_dump(session_id("test")); var_dump(session_id())
+var_dump(session_start()); var_dump(session_id()); var_dump(session_destroy()); var_dump(session_id())""",
+        ini=NO_COOKIES,
+    ),
+    Phpt(
+        "session_id_basic2 (bytes and numbers)",
+        php=r"""var_dump(session_id('abc')); var_dump(session_id()); var_dump(session_id(123)); var_dump(session_id());
+var_dump(session_id(1.5)); var_dump(session_id());
+try { session_id([]); } catch (TypeError $e) { error($e); }""",
+        py=r"""var_dump(session_id(b"abc")); var_dump(session_id()); var_dump(session_id(123)); var_dump(session_id())
+var_dump(session_id(1.5)); var_dump(session_id())
+try:
+    session_id([])
+except TypeError as e:
+    error(e)""",
+        ini=NO_COOKIES,
+    ),
+    Phpt(
+        "session_id_error2 (ids with odd characters)",
+        php=r"""foreach (['', 'a b', "tab\there", 'x,y-z', str_repeat('a', 300)] as $id) {
+  session_id($id); var_dump(@session_start()); var_dump(strlen(session_id())); @session_destroy(); }""",
+        py=r"""import warnings
+for id in ["", "a b", "tab\there", "x,y-z", "a" * 300]:
+    session_id(id)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        var_dump(session_start()); var_dump(len(session_id())); session_destroy()""",
+        ini=NO_COOKIES,
+    ),
+    Phpt(
+        "session_id_error3",
+        php=r"""session_start(); var_dump(session_id('x')); session_write_close(); var_dump(session_id('x'));""",
+        py=r"""session_start(); var_dump(session_id("x")); session_write_close(); var_dump(session_id("x"))""",
+        ini=NO_COOKIES,
+    ),
+    Phpt(
+        "session_create_id_basic",
+        php=r"""var_dump(session_create_id('!')); var_dump(strlen(session_create_id()));
+var_dump(strlen(session_create_id('abc-,'))); session_start(); var_dump(strlen(session_create_id('x'))); session_destroy();""",
+        py=r"""var_dump(session_create_id("!")); var_dump(len(session_create_id()))
+var_dump(len(session_create_id("abc-,"))); session_start(); var_dump(len(session_create_id("x"))); session_destroy()""",
+        ini=NO_COOKIES,
+    ),
+    Phpt(
+        "bug68063 (empty id)",
+        php=r"""session_id(''); var_dump(session_start()); var_dump(strlen(session_id())); session_destroy();""",
+        py=r"""session_id(""); var_dump(session_start()); var_dump(len(session_id())); session_destroy()""",
+        ini={**NO_COOKIES, "sid_length": "40"},
+    ),
+    Phpt(
+        "bug79413 (session_create_id() while active)",
+        php=r"""var_dump(session_start()); $old = session_id(); $new = session_create_id();
+var_dump($new !== $old); var_dump(session_id() === $old); session_destroy();""",
+        py=r"""var_dump(session_start()); old = session_id(); new = session_create_id()
+var_dump(new != old); var_dump(session_id() == old); session_destroy()""",
+        ini=NO_COOKIES,
+    ),
+    Phpt(
+        "session_id_error4 (sid_length/bits)",
+        php=r"""foreach ([[22, 4], [256, 6], [48, 5]] as [$l, $b]) { ini_set('session.sid_length', $l);
+  ini_set('session.sid_bits_per_character', $b); session_start(); var_dump(strlen(session_id())); session_destroy(); session_id(''); }""",
+        py=r"""for l, b in [(22, 4), (256, 6), (48, 5)]:
+    ini_set("session.sid_length", l); ini_set("session.sid_bits_per_character", b)
+    session_start(); var_dump(len(session_id())); session_destroy(); session_id("")""",
+        ini=NO_COOKIES,
+    ),
+]
+
+
+# -- lifecycle: start, options, status, abort, reset, unset, destroy, write_close ----------
+PHPT += [
+    Phpt(
+        "session_start_basic",
+        php=r"""var_dump(session_start()); var_dump(session_status()); var_dump(session_start()); var_dump(session_destroy());""",
+        py=r"""var_dump(session_start()); var_dump(session_status()); var_dump(session_start()); var_dump(session_destroy())""",
+        ini=NO_COOKIES,
+    ),
+    Phpt(
+        "session_status",
+        php=r"""var_dump(session_status() == PHP_SESSION_NONE); session_start(); var_dump(session_status() == PHP_SESSION_ACTIVE);
+session_destroy(); var_dump(session_status() == PHP_SESSION_NONE);""",
+        py=r"""var_dump(session_status() == PHP_SESSION_NONE); session_start(); var_dump(session_status() == PHP_SESSION_ACTIVE)
+session_destroy(); var_dump(session_status() == PHP_SESSION_NONE)""",
+        ini=NO_COOKIES,
+    ),
+    Phpt(
+        "session_start_read_and_close",
+        php=r"""session_start(); $_SESSION['a'] = 1; $id = session_id(); session_write_close();
+foreach ([true, 1, '1', 0, '0', 'x', false] as $v) { session_id($id); var_dump(session_start(['read_and_close' => $v]), session_status()); if (session_status() == PHP_SESSION_ACTIVE) session_write_close(); }
+try { session_start(['read_and_close' => 1.0]); } catch (TypeError $e) { error($e); }
+try { session_start(['read_and_close' => []]); } catch (TypeError $e) { error($e); }
+session_id($id); session_start(['read_and_close' => true]); var_dump($_SESSION); $_SESSION['b'] = 2;
+session_id($id); session_start(); var_dump($_SESSION); session_destroy();""",
+        py=r"""session_start(); SESSION["a"] = 1; id = session_id(); session_write_close()
+for v in [True, 1, "1", 0, "0", "x", False]:
+    session_id(id); var_dump(session_start({"read_and_close": v}), session_status())
+    if session_status() == PHP_SESSION_ACTIVE: session_write_close()
+try:
+    session_start({"read_and_close": 1.0})
+except TypeError as e:
+    error(e)
+try:
+    session_start({"read_and_close": []})
+except TypeError as e:
+    error(e)
+session_id(id); session_start({"read_and_close": True}); var_dump(SESSION); SESSION["b"] = 2
+session_id(id); session_start(); var_dump(SESSION); session_destroy()""",
+        ini=NO_COOKIES,
+    ),
+    Phpt(
+        "session_start_variation (options)",
+        php=r"""var_dump(session_start(['name' => 'OPT', 'gc_maxlifetime' => 99, 'bogus' => 1, 'auto_start' => 1, 'sid_length' => 5]));
+var_dump(session_name(), ini_get('session.gc_maxlifetime'), ini_get('session.sid_length')); session_destroy();""",
+        py=r"""var_dump(session_start({"name": "OPT", "gc_maxlifetime": 99, "bogus": 1, "auto_start": 1, "sid_length": 5}))
+var_dump(session_name(), ini_get("session.gc_maxlifetime"), ini_get("session.sid_length")); session_destroy()""",
+        ini=NO_COOKIES,
+    ),
+    Phpt(
+        "session_basic1 (lazy_write option, session_commit)",
+        php=r"""var_dump(session_start(['lazy_write' => true])); $id = session_id(); $_SESSION['x'] = 'y'; var_dump(session_commit());
+session_id($id); var_dump(session_start(['lazy_write' => false])); var_dump($_SESSION); var_dump(session_commit());
+var_dump(session_id() === $id); session_start(); session_destroy();""",
+        py=r"""var_dump(session_start({"lazy_write": True})); id = session_id(); SESSION["x"] = "y"; var_dump(session_commit())
+session_id(id); var_dump(session_start({"lazy_write": False})); var_dump(SESSION); var_dump(session_commit())
+var_dump(session_id() == id); session_start(); session_destroy()""",
+        ini=NO_COOKIES,
+    ),
+    Phpt(
+        "session_abort_basic",
+        php=r"""session_start(); $_SESSION['a'] = 1; $id = session_id(); session_write_close();
+session_start(); $_SESSION['a'] = 2; var_dump(session_abort()); var_dump(session_status());
+session_start(); var_dump($_SESSION); var_dump(session_abort()); var_dump(session_abort()); session_start(); session_destroy();""",
+        py=r"""session_start(); SESSION["a"] = 1; id = session_id(); session_write_close()
+session_start(); SESSION["a"] = 2; var_dump(session_abort()); var_dump(session_status())
+session_start(); var_dump(SESSION); var_dump(session_abort()); var_dump(session_abort()); session_start(); session_destroy()""",
+        ini=NO_COOKIES,
+    ),
+    Phpt(
+        "session_reset_basic",
+        php=r"""var_dump(session_reset()); session_start(); $_SESSION['a'] = 1; session_write_close();
+session_start(); $_SESSION['a'] = 99; $_SESSION['b'] = 2; var_dump(session_reset()); var_dump($_SESSION); session_destroy();""",
+        py=r"""var_dump(session_reset()); session_start(); SESSION["a"] = 1; session_write_close()
+session_start(); SESSION["a"] = 99; SESSION["b"] = 2; var_dump(session_reset()); var_dump(SESSION); session_destroy()""",
+        ini=NO_COOKIES,
+    ),
+    Phpt(
+        "session_unset_basic",
+        php=r"""var_dump(session_unset()); session_start(); $_SESSION['foo'] = 'bar'; $copy = $_SESSION;
+var_dump(session_unset()); var_dump($_SESSION, $copy); session_destroy(); var_dump(session_unset());""",
+        py=r"""var_dump(session_unset()); session_start(); SESSION["foo"] = "bar"; copy = dict(SESSION)
+var_dump(session_unset()); var_dump(SESSION, copy); session_destroy(); var_dump(session_unset())""",
+        ini=NO_COOKIES,
+    ),
+    Phpt(
+        "session_destroy_variation1",
+        php=r"""var_dump(session_destroy()); var_dump(session_start()); $_SESSION['a'] = 1; var_dump(session_destroy());
+var_dump(session_id(), $_SESSION, session_destroy()); var_dump(session_start()); var_dump($_SESSION); session_destroy();""",
+        py=r"""var_dump(session_destroy()); var_dump(session_start()); SESSION["a"] = 1; var_dump(session_destroy())
+var_dump(session_id(), SESSION, session_destroy()); var_dump(session_start()); var_dump(SESSION); session_destroy()""",
+        ini=NO_COOKIES,
+    ),
+    Phpt(
+        "session_write_close_variation1",
+        php=r"""var_dump(session_write_close()); var_dump(session_start()); var_dump(session_write_close());
+var_dump(session_write_close()); var_dump(session_start()); var_dump(session_commit()); var_dump(session_start()); var_dump(session_destroy());""",
+        py=r"""var_dump(session_write_close()); var_dump(session_start()); var_dump(session_write_close())
+var_dump(session_write_close()); var_dump(session_start()); var_dump(session_commit()); var_dump(session_start()); var_dump(session_destroy())""",
+        ini=NO_COOKIES,
+    ),
+    Phpt(
+        "session_write_close_variation3 (id kept after close)",
+        php=r"""session_id('test'); session_start(); session_write_close(); var_dump(session_id()); session_start();
+var_dump(session_id()); session_destroy(); var_dump(session_id());""",
+        py=r"""session_id("test"); session_start(); session_write_close(); var_dump(session_id()); session_start()
+var_dump(session_id()); session_destroy(); var_dump(session_id())""",
+        ini=NO_COOKIES,
+    ),
+    Phpt(
+        "bug73273 (session_unset keeps copies)",
+        php=r"""session_start(); $_SESSION['a'] = [1]; $x = $_SESSION; session_unset(); $_SESSION['b'] = 2; var_dump($x, $_SESSION); session_destroy();""",
+        py=r"""session_start(); SESSION["a"] = [1]; x = dict(SESSION); session_unset(); SESSION["b"] = 2; var_dump(x, SESSION); session_destroy()""",
+        ini=NO_COOKIES,
+    ),
+    Phpt(
+        "lazy_write (unchanged data keeps the file untouched)",
+        php=r"""session_start(); $_SESSION['a'] = 1; $id = session_id(); session_write_close(); $f = "$SAVE/sess_$id";
+touch($f, 1000000000); clearstatcache(); session_id($id); session_start(); session_write_close(); clearstatcache();
+var_dump(filemtime($f) > 1000000000); var_dump(file_get_contents($f));
+ini_set('session.lazy_write', 0); session_start(); session_write_close(); clearstatcache(); var_dump(filemtime($f) > 1000000000);""",
+        py=r"""import os
+session_start(); SESSION["a"] = 1; id = session_id(); session_write_close(); f = f"{SAVE}/sess_{id}"
+os.utime(f, (1000000000, 1000000000)); session_id(id); session_start(); session_write_close()
+var_dump(os.stat(f).st_mtime > 1000000000)
+with open(f) as fh:
+    var_dump(fh.read())
+ini_set("session.lazy_write", 0); session_start(); session_write_close(); var_dump(os.stat(f).st_mtime > 1000000000)""",
+        ini=NO_COOKIES,
+    ),
+    Phpt(
+        "bug71162 (empty session written)",
+        php=r"""session_start(); $id = session_id(); session_write_close(); var_dump(file_exists("$SAVE/sess_$id"), filesize("$SAVE/sess_$id"));""",
+        py=r"""import os
+session_start(); id = session_id(); session_write_close(); p = f"{SAVE}/sess_{id}"; var_dump(os.path.exists(p), os.path.getsize(p))""",
+        ini=NO_COOKIES,
+    ),
+]
+
+# -- regenerate and strict mode ------------------------------------------------------------
+PHPT += [
+    Phpt(
+        "session_regenerate_id_basic",
+        php=r"""var_dump(session_regenerate_id()); var_dump(session_start()); $a = session_id(); $_SESSION['k'] = 'v';
+var_dump(session_regenerate_id()); $b = session_id(); var_dump($a !== $b, file_exists("$SAVE/sess_$a"));
+var_dump(session_regenerate_id(true)); $c = session_id(); var_dump($b !== $c, file_exists("$SAVE/sess_$b"));
+session_write_close(); var_dump(file_get_contents("$SAVE/sess_$c")); var_dump(file_get_contents("$SAVE/sess_$a"));""",
+        py=r"""import os
+var_dump(session_regenerate_id()); var_dump(session_start()); a = session_id(); SESSION["k"] = "v"
+var_dump(session_regenerate_id()); b = session_id(); var_dump(a != b, os.path.exists(f"{SAVE}/sess_{a}"))
+var_dump(session_regenerate_id(True)); c = session_id(); var_dump(b != c, os.path.exists(f"{SAVE}/sess_{b}"))
+session_write_close()
+for x in (c, a):
+    with open(f"{SAVE}/sess_{x}") as fh:
+        var_dump(fh.read())""",
+        ini=NO_COOKIES,
+    ),
+    Phpt(
+        "bug61470 (regenerate locks the new id)",
+        php=r"""session_start(); session_regenerate_id(); $id = session_id(); var_dump(file_exists("$SAVE/sess_$id")); session_destroy();""",
+        py=r"""import os
+session_start(); session_regenerate_id(); id = session_id(); var_dump(os.path.exists(f"{SAVE}/sess_{id}")); session_destroy()""",
+        ini=NO_COOKIES,
+    ),
+    Phpt(
+        "session_regenerate_id_variation1 (headers sent)",
+        php=r"""session_start(); echo "x\n"; var_dump(session_regenerate_id()); session_destroy();""",
+        py=r"""session_start(); echo("x\n"); var_dump(session_regenerate_id()); session_destroy()""",
+        ini={"cache_limiter": ""},
+    ),
+    Phpt(
+        "use_strict_mode (files: unknown id replaced)",
+        php=r"""file_put_contents("$SAVE/sess_knownid1234", 'v|i:1;');
+session_id('knownid1234'); session_start(); var_dump(session_id(), $_SESSION); session_write_close();
+session_id('unknownid999'); session_start(); var_dump(session_id() === 'unknownid999', strlen(session_id())); session_destroy();""",
+        py=r"""with open(f"{SAVE}/sess_knownid1234", "w") as fh:
+    fh.write("v|i:1;")
+session_id("knownid1234"); session_start(); var_dump(session_id(), SESSION); session_write_close()
+session_id("unknownid999"); session_start(); var_dump(session_id() == "unknownid999", len(session_id())); session_destroy()""",
+        ini={**NO_COOKIES, "use_strict_mode": "1"},
+    ),
+    Phpt(
+        "session_strict_mode_sessionhandler",
+        php=r"""file_put_contents("$SAVE/sess_knownid1234", 'v|s:5:"files";');
+session_set_save_handler(new SessionHandler, true);
+session_id('knownid1234'); session_start(); var_dump(session_id() === 'knownid1234', $_SESSION['v']); session_write_close();
+session_id('attackerchosen'); session_start(); var_dump(session_id() === 'attackerchosen'); session_write_close();""",
+        py=r"""with open(f"{SAVE}/sess_knownid1234", "w") as fh:
+    fh.write('v|s:5:"files";')
+session_set_save_handler(SessionHandler(), True)
+session_id("knownid1234"); session_start(); var_dump(session_id() == "knownid1234", SESSION["v"]); session_write_close()
+session_id("attackerchosen"); session_start(); var_dump(session_id() == "attackerchosen"); session_write_close()""",
+        ini={**NO_COOKIES, "use_strict_mode": "1"},
+    ),
+]
+
+# -- gc ------------------------------------------------------------------------------------
+PHPT += [
+    Phpt(
+        "session_gc_basic",
+        php=r"""var_dump(session_gc()); session_start(); var_dump(session_gc()); session_write_close(); var_dump(session_gc());""",
+        py=r"""var_dump(session_gc()); session_start(); var_dump(session_gc()); session_write_close(); var_dump(session_gc())""",
+        ini=NO_COOKIES,
+    ),
+    Phpt(
+        "gc (files: old sessions deleted)",
+        php=r"""foreach (['old1', 'old2', 'new1'] as $n) { file_put_contents("$SAVE/sess_$n", 'a|i:1;'); }
+touch("$SAVE/sess_old1", time() - 5000); touch("$SAVE/sess_old2", time() - 5000);
+session_start(); var_dump(session_gc()); $l = glob("$SAVE/sess_*"); var_dump(count($l)); session_destroy();""",
+        py=r"""import os, time, glob
+for n in ["old1", "old2", "new1"]:
+    with open(f"{SAVE}/sess_{n}", "w") as fh:
+        fh.write("a|i:1;")
+for n in ["old1", "old2"]:
+    os.utime(f"{SAVE}/sess_{n}", (time.time() - 5000, time.time() - 5000))
+session_start(); var_dump(session_gc()); var_dump(len(glob.glob(f"{SAVE}/sess_*"))); session_destroy()""",
+        ini={**NO_COOKIES, "gc_maxlifetime": "100"},
+    ),
+    Phpt(
+        "gc_probability (gc at start)",
+        php=r"""file_put_contents("$SAVE/sess_old1", 'a|i:1;'); touch("$SAVE/sess_old1", time() - 5000);
+session_start(); var_dump(file_exists("$SAVE/sess_old1")); session_destroy();""",
+        py=r"""import os, time
+with open(f"{SAVE}/sess_old1", "w") as fh:
+    fh.write("a|i:1;")
+os.utime(f"{SAVE}/sess_old1", (time.time() - 5000, time.time() - 5000))
+session_start(); var_dump(os.path.exists(f"{SAVE}/sess_old1")); session_destroy()""",
+        ini={**NO_COOKIES, "gc_maxlifetime": "100", "gc_probability": "1", "gc_divisor": "1"},
+    ),
+]
+
+# -- cookies, names, cache limiter -----------------------------------------------------------
+PHPT += [
+    Phpt(
+        "session_get_cookie_params_basic",
+        php=r"""var_dump(session_get_cookie_params());
+var_dump(session_set_cookie_params(3600, '/path', 'foo', true, true));
+var_dump(session_get_cookie_params());
+var_dump(session_set_cookie_params(['lifetime' => 1, 'samesite' => 'Lax', 'httponly' => false]));
+var_dump(session_get_cookie_params());""",
+        py=r"""var_dump(session_get_cookie_params())
+var_dump(session_set_cookie_params(3600, "/path", "foo", True, True))
+var_dump(session_get_cookie_params())
+var_dump(session_set_cookie_params({"lifetime": 1, "samesite": "Lax", "httponly": False}))
+var_dump(session_get_cookie_params())""",
+        ini={"cookie_path": "/", "cookie_domain": "", "cookie_secure": "0", "cookie_httponly": "0", "cookie_samesite": ""},
+    ),
+    Phpt(
+        "session_set_cookie_params_error",
+        php=r"""var_dump(session_set_cookie_params(-10));
+try { session_set_cookie_params(['lifetime' => 1], '/'); } catch (ArgumentCountError $e) { error($e); }
+try { session_set_cookie_params([]); } catch (ValueError $e) { error($e); }
+var_dump(@session_set_cookie_params(['bogus' => 1]));
+var_dump(ini_get('session.cookie_lifetime'));""",
+        py=r"""var_dump(session_set_cookie_params(-10))
+try:
+    session_set_cookie_params({"lifetime": 1}, "/")
+except TypeError as e:
+    echo("ArgumentCountError: ", e, "\n")
+try:
+    session_set_cookie_params({})
+except ValueError as e:
+    echo("ValueError: ", e, "\n")
+import warnings
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    var_dump(session_set_cookie_params({"bogus": 1}))
+var_dump(ini_get("session.cookie_lifetime"))""",
+        ini=NO_COOKIES,
+    ),
+    Phpt(
+        "session_set_cookie_params_variation (active session)",
+        php=r"""session_start(); var_dump(session_set_cookie_params(5)); var_dump(ini_get('session.cookie_lifetime'));
+session_destroy(); var_dump(session_set_cookie_params(5)); var_dump(ini_get('session.cookie_lifetime'));""",
+        py=r"""session_start(); var_dump(session_set_cookie_params(5)); var_dump(ini_get("session.cookie_lifetime"))
+session_destroy(); var_dump(session_set_cookie_params(5)); var_dump(ini_get("session.cookie_lifetime"))""",
+        ini=NO_COOKIES,
+    ),
+    Phpt(
+        "session_name_basic",
+        php=r"""var_dump(session_name()); var_dump(session_name('blah')); var_dump(session_start()); var_dump(session_name());
+var_dump(session_name('other')); var_dump(session_destroy()); var_dump(session_name());""",
+        py=r"""var_dump(session_name()); var_dump(session_name("blah")); var_dump(session_start()); var_dump(session_name())
+var_dump(session_name("other")); var_dump(session_destroy()); var_dump(session_name())""",
+        ini=NO_COOKIES,
+    ),
+    Phpt(
+        "session_name_variation1 (invalid names)",
+        php=r"""foreach (['', '123', "a\0b", 'a=b', 'ok.name'] as $n) { var_dump(session_name($n)); var_dump(session_name()); }""",
+        py=r"""for n in ["", "123", "a\0b", "a=b", "ok.name"]:
+    var_dump(session_name(n)); var_dump(session_name())""",
+        ini=NO_COOKIES,
+    ),
+    Phpt(
+        "session_cache_limiter_basic",
+        php=r"""var_dump(session_cache_limiter()); var_dump(session_cache_limiter('public')); var_dump(session_cache_limiter());
+var_dump(session_start()); var_dump(session_cache_limiter('private')); var_dump(session_destroy()); var_dump(session_cache_limiter());""",
+        py=r"""var_dump(session_cache_limiter()); var_dump(session_cache_limiter("public")); var_dump(session_cache_limiter())
+var_dump(session_start()); var_dump(session_cache_limiter("private")); var_dump(session_destroy()); var_dump(session_cache_limiter())""",
+        ini={"use_cookies": "0"},
+    ),
+    Phpt(
+        "session_cache_expire_basic",
+        php=r"""var_dump(session_cache_expire()); var_dump(session_cache_expire(1234567890)); var_dump(session_cache_expire());
+var_dump(session_start()); var_dump(session_cache_expire(5)); var_dump(session_destroy()); var_dump(session_cache_expire('10'));
+var_dump(session_cache_expire());""",
+        py=r"""var_dump(session_cache_expire()); var_dump(session_cache_expire(1234567890)); var_dump(session_cache_expire())
+var_dump(session_start()); var_dump(session_cache_expire(5)); var_dump(session_destroy()); var_dump(session_cache_expire("10"))
+var_dump(session_cache_expire())""",
+        ini={"use_cookies": "0", "cache_limiter": ""},
+    ),
+    Phpt(
+        "session_start_error (output before start, cookies on)",
+        php=r"""echo "x\n"; var_dump(session_start()); var_dump(session_status());""",
+        py=r"""echo("x\n"); var_dump(session_start()); var_dump(session_status())""",
+        ini={},
+    ),
+    Phpt(
+        "session_start_error (print() before start)",
+        php=r"""print "x\n"; var_dump(session_start());""",
+        py=r"""print("x"); var_dump(session_start())""",
+        ini={},
+    ),
+    Phpt(
+        "session_start_variation (output before start, cache limiter)",
+        php=r"""echo "x\n"; var_dump(session_start()); var_dump(session_status());""",
+        py=r"""echo("x\n"); var_dump(session_start()); var_dump(session_status())""",
+        ini={"use_cookies": "0"},
+    ),
+]
+
+# -- ini functions and their warnings -----------------------------------------------------------
+PHPT += [
+    Phpt(
+        "session_ini_set",
+        php=r"""$r = [];
+foreach (['session.name' => 'X', 'session.gc_maxlifetime' => 50, 'session.use_cookies' => 0, 'session.save_handler' => 'files',
+          'session.serialize_handler' => 'php_serialize', 'session.sid_length' => 40, 'session.auto_start' => 1,
+          'session.cookie_samesite' => 'Strict', 'session.bogus' => 1] as $k => $v) { $r[] = [$k, ini_set($k, $v), ini_get($k)]; }
+session_start();
+foreach (['session.name' => 'Y', 'session.gc_maxlifetime' => 51, 'session.trans_sid_tags' => 'a=href'] as $k => $v) { $r[] = [$k, ini_set($k, $v), ini_get($k)]; }
+session_destroy(); var_dump($r);""",
+        py=r"""r = []
+for k, v in {"session.name": "X", "session.gc_maxlifetime": 50, "session.use_cookies": 0, "session.save_handler": "files",
+             "session.serialize_handler": "php_serialize", "session.sid_length": 40, "session.auto_start": 1,
+             "session.cookie_samesite": "Strict", "session.bogus": 1}.items():
+    r.append([k, ini_set(k, v), ini_get(k)])
+session_start()
+for k, v in {"session.name": "Y", "session.gc_maxlifetime": 51, "session.trans_sid_tags": "a=href"}.items():
+    r.append([k, ini_set(k, v), ini_get(k)])
+session_destroy(); var_dump(r)""",
+        ini=NO_COOKIES,
+    ),
+    Phpt(
+        "error_when_setting_save_handler_ini_setting_in_runtime",
+        php=r"""var_dump(ini_set('session.save_handler', 'user')); var_dump(ini_set('session.save_handler', 'nope'));
+var_dump(ini_get('session.save_handler'));""",
+        py=r"""var_dump(ini_set("session.save_handler", "user")); var_dump(ini_set("session.save_handler", "nope"))
+var_dump(ini_get("session.save_handler"))""",
+        ini=NO_COOKIES,
+    ),
+    Phpt(
+        "save_handler=user in php.ini (startup error, files kept)",
+        php=r"""var_dump(ini_get('session.save_handler'), session_status(), session_start(), session_status(), session_module_name()); session_destroy();""",
+        py=r"""var_dump(ini_get("session.save_handler"), session_status(), session_start(), session_status(), session_module_name()); session_destroy()""",
+        ini={**NO_COOKIES, "save_handler": "user"},
+    ),
+    Phpt(
+        "session_save_path_basic",
+        php=r"""$d = session_save_path(); var_dump($d === $SAVE); var_dump(session_save_path('/tmp') === $SAVE); var_dump(session_save_path());
+session_save_path($SAVE); session_start(); var_dump(session_save_path('/x')); session_destroy();
+try { session_save_path("a\0b"); } catch (ValueError $e) { error($e); }""",
+        py=r"""d = session_save_path(); var_dump(d == SAVE); var_dump(session_save_path("/tmp") == SAVE); var_dump(session_save_path())
+session_save_path(SAVE); session_start(); var_dump(session_save_path("/x")); session_destroy()
+try:
+    session_save_path("a\0b")
+except ValueError as e:
+    error(e)""",
+        ini=NO_COOKIES,
+    ),
+    Phpt(
+        "session_save_path_variation (missing directory)",
+        php=r"""session_save_path("$SAVE/nope"); var_dump(session_start()); var_dump(session_status());""",
+        py=r"""session_save_path(f"{SAVE}/nope"); var_dump(session_start()); var_dump(session_status())""",
+        ini=NO_COOKIES,
+    ),
+    Phpt(
+        "session_module_name_basic",
+        php=r"""var_dump(session_module_name()); var_dump(session_module_name('files')); var_dump(session_module_name('blah'));
+try { session_module_name('user'); } catch (ValueError $e) { error($e); }
+session_start(); var_dump(session_module_name('files')); var_dump(session_module_name()); session_destroy();""",
+        py=r"""var_dump(session_module_name()); var_dump(session_module_name("files")); var_dump(session_module_name("blah"))
+try:
+    session_module_name("user")
+except ValueError as e:
+    error(e)
+session_start(); var_dump(session_module_name("files")); var_dump(session_module_name()); session_destroy()""",
+        ini=NO_COOKIES,
+    ),
+    Phpt(
+        "ini settings refused while active",
+        php=r"""session_start(); var_dump(ini_set('session.serialize_handler', 'php_serialize'), session_name('Z'), session_save_path('/'),
+session_cache_limiter('public'), session_set_cookie_params(1), session_module_name('files'), session_id('abc')); session_destroy();""",
+        py=r"""session_start(); var_dump(ini_set("session.serialize_handler", "php_serialize"), session_name("Z"), session_save_path("/"),
+    session_cache_limiter("public"), session_set_cookie_params(1), session_module_name("files"), session_id("abc")); session_destroy()""",
+        ini=NO_COOKIES,
+    ),
+    Phpt(
+        "invalid ini values at startup (warn, default kept)",
+        php=r"""var_dump(ini_get('session.name'), ini_get('session.sid_length'), ini_get('session.cookie_lifetime'));""",
+        py=r"""var_dump(ini_get("session.name"), ini_get("session.sid_length"), ini_get("session.cookie_lifetime"))""",
+        ini={**NO_COOKIES, "name": "123", "sid_length": "5"},
+    ),
+]
+
+
+# -- user handlers -----------------------------------------------------------------------------
+PHPT += [
+    Phpt(
+        "session_set_save_handler_basic",
+        php=LOGGING_PHP + r"""$h = new LogHandler; var_dump(session_module_name()); var_dump(session_set_save_handler($h));
+var_dump(session_module_name(), ini_get('session.save_handler')); session_id('abc'); var_dump(session_start());
+$_SESSION['x'] = 1; session_write_close(); session_start(); var_dump($_SESSION); var_dump(session_gc()); session_destroy();""",
+        py=LOGGING_PY + r"""h = LogHandler(); var_dump(session_module_name()); var_dump(session_set_save_handler(h))
+var_dump(session_module_name(), ini_get("session.save_handler")); session_id("abc"); var_dump(session_start())
+SESSION["x"] = 1; session_write_close(); session_start(); var_dump(SESSION); var_dump(session_gc()); session_destroy()""",
+        ini=NO_COOKIES,
+    ),
+    Phpt(
+        "session_set_save_handler_closures",
+        php=r"""$d = [];
+session_set_save_handler(function($p, $n) { echo "open\n"; return true; }, function() { echo "close\n"; return true; },
+  function($id) use (&$d) { echo "read\n"; return $d[$id] ?? ''; }, function($id, $v) use (&$d) { echo "write $v\n"; $d[$id] = $v; return true; },
+  function($id) { echo "destroy\n"; return true; }, function($m) { return 0; });
+session_id('abc'); session_start(); $_SESSION['a'] = 'b'; session_write_close(); session_start(); var_dump($_SESSION); session_destroy();""",
+        py=r"""d = {}
+def w(id, v):
+    echo(f"write {v}\n"); d[id] = v; return True
+session_set_save_handler(lambda p, n: echo("open\n") or True, lambda: echo("close\n") or True,
+    lambda id: echo("read\n") or d.get(id, ""), w, lambda id: echo("destroy\n") or True, lambda m: 0)
+session_id("abc"); session_start(); SESSION["a"] = "b"; session_write_close(); session_start(); var_dump(SESSION); session_destroy()""",
+        ini=NO_COOKIES,
+    ),
+    Phpt(
+        "session_set_save_handler_variation (active session)",
+        php=LOGGING_PHP + r"""session_start(); var_dump(session_set_save_handler(new LogHandler)); var_dump(session_module_name()); session_destroy();""",
+        py=LOGGING_PY + r"""session_start(); var_dump(session_set_save_handler(LogHandler())); var_dump(session_module_name()); session_destroy()""",
+        ini=NO_COOKIES,
+    ),
+    Phpt(
+        "session_set_save_handler_error (read returns non-string)",
+        php=r"""class H implements SessionHandlerInterface {
+  function open($p, $n): bool { return true; } function close(): bool { echo "close\n"; return true; }
+  #[\ReturnTypeWillChange] function read($id) { return 123; } function write($id, $d): bool { return true; }
+  function destroy($id): bool { return true; } #[\ReturnTypeWillChange] function gc($m) { return true; } }
+session_set_save_handler(new H); var_dump(session_start()); var_dump(session_status());""",
+        py=r"""class H(SessionHandlerInterface):
+    def open(self, p, n): return True
+    def close(self): echo("close\n"); return True
+    def read(self, id): return 123
+    def write(self, id, d): return True
+    def destroy(self, id): return True
+    def gc(self, m): return True
+session_set_save_handler(H()); var_dump(session_start()); var_dump(session_status())""",
+        ini=NO_COOKIES,
+    ),
+    Phpt(
+        "session_set_save_handler_error (write fails)",
+        php=r"""class H implements SessionHandlerInterface {
+  function open($p, $n): bool { return true; } function close(): bool { echo "close\n"; return true; }
+  function read($id): string|false { return ''; } function write($id, $d): bool { echo "write\n"; return false; }
+  function destroy($id): bool { return true; } function gc($m): int|false { return 0; } }
+session_set_save_handler(new H); session_start(); $_SESSION['a'] = 1; var_dump(session_write_close()); var_dump(session_status());""",
+        py=r"""class H(SessionHandlerInterface):
+    def open(self, p, n): return True
+    def close(self): echo("close\n"); return True
+    def read(self, id): return ""
+    def write(self, id, d): echo("write\n"); return False
+    def destroy(self, id): return True
+    def gc(self, m): return 0
+session_set_save_handler(H()); session_start(); SESSION["a"] = 1; var_dump(session_write_close()); var_dump(session_status())""",
+        ini=NO_COOKIES,
+    ),
+    Phpt(
+        "session_set_save_handler_error (open fails)",
+        php=r"""class H implements SessionHandlerInterface {
+  function open($p, $n): bool { echo "open\n"; return false; } function close(): bool { echo "close\n"; return true; }
+  function read($id): string|false { echo "read\n"; return ''; } function write($id, $d): bool { return true; }
+  function destroy($id): bool { return true; } function gc($m): int|false { return 0; } }
+session_set_save_handler(new H); var_dump(session_start()); var_dump(session_status());""",
+        py=r"""class H(SessionHandlerInterface):
+    def open(self, p, n): echo("open\n"); return False
+    def close(self): echo("close\n"); return True
+    def read(self, id): echo("read\n"); return ""
+    def write(self, id, d): return True
+    def destroy(self, id): return True
+    def gc(self, m): return 0
+session_set_save_handler(H()); var_dump(session_start()); var_dump(session_status())""",
+        ini=NO_COOKIES,
+    ),
+    Phpt(
+        "gh9584 / bug60634 (exception thrown in write)",
+        php=r"""class H implements SessionHandlerInterface {
+  function open($p, $n): bool { echo "open\n"; return true; } function close(): bool { echo "close\n"; return true; }
+  function read($id): string|false { echo "read\n"; return ''; }
+  function write($id, $d): bool { echo "write\n"; throw new Exception('boom'); }
+  function destroy($id): bool { return true; } function gc($m): int|false { return 0; } }
+session_set_save_handler(new H); session_start(); $_SESSION['a'] = 1;
+try { session_write_close(); } catch (Exception $e) { error($e); }
+var_dump(session_status()); echo "end\n";""",
+        py=r"""class H(SessionHandlerInterface):
+    def open(self, p, n): echo("open\n"); return True
+    def close(self): echo("close\n"); return True
+    def read(self, id): echo("read\n"); return ""
+    def write(self, id, d): echo("write\n"); raise Exception("boom")
+    def destroy(self, id): return True
+    def gc(self, m): return 0
+session_set_save_handler(H()); session_start(); SESSION["a"] = 1
+try:
+    session_write_close()
+except Exception as e:
+    error(e)
+var_dump(session_status()); echo("end\n")""",
+        ini=NO_COOKIES,
+    ),
+    Phpt(
+        "bug60634 (exit() in write)",
+        php=r"""class H implements SessionHandlerInterface {
+  function open($p, $n): bool { echo "open\n"; return true; } function close(): bool { echo "close\n"; return true; }
+  function read($id): string|false { echo "read\n"; return ''; }
+  function write($id, $d): bool { echo "write\n"; exit; }
+  function destroy($id): bool { return true; } function gc($m): int|false { return 0; } }
+session_set_save_handler(new H); session_start(); $_SESSION['a'] = 1; session_write_close(); echo "never\n";""",
+        py=r"""class H(SessionHandlerInterface):
+    def open(self, p, n): echo("open\n"); return True
+    def close(self): echo("close\n"); return True
+    def read(self, id): echo("read\n"); return ""
+    def write(self, id, d): echo("write\n"); raise SystemExit
+    def destroy(self, id): return True
+    def gc(self, m): return 0
+session_set_save_handler(H()); session_start(); SESSION["a"] = 1; session_write_close(); echo("never\n")""",
+        ini=NO_COOKIES,
+    ),
+    Phpt(
+        "bug60634_error_3 (exception thrown in open)",
+        php=r"""class H implements SessionHandlerInterface {
+  function open($p, $n): bool { echo "open\n"; throw new Exception('in open'); } function close(): bool { echo "close\n"; return true; }
+  function read($id): string|false { echo "read\n"; return ''; } function write($id, $d): bool { echo "write\n"; return true; }
+  function destroy($id): bool { return true; } function gc($m): int|false { return 0; } }
+session_set_save_handler(new H);
+try { session_start(); } catch (Exception $e) { error($e); }
+var_dump(session_status()); echo "end\n";""",
+        py=r"""class H(SessionHandlerInterface):
+    def open(self, p, n): echo("open\n"); raise Exception("in open")
+    def close(self): echo("close\n"); return True
+    def read(self, id): echo("read\n"); return ""
+    def write(self, id, d): echo("write\n"); return True
+    def destroy(self, id): return True
+    def gc(self, m): return 0
+session_set_save_handler(H())
+try:
+    session_start()
+except Exception as e:
+    error(e)
+var_dump(session_status()); echo("end\n")""",
+        ini=NO_COOKIES,
+    ),
+    Phpt(
+        "bug60634_error_4 (exception thrown in read)",
+        php=r"""class H implements SessionHandlerInterface {
+  function open($p, $n): bool { echo "open\n"; return true; } function close(): bool { echo "close\n"; return true; }
+  function read($id): string|false { echo "read\n"; throw new Exception('in read'); } function write($id, $d): bool { echo "write\n"; return true; }
+  function destroy($id): bool { return true; } function gc($m): int|false { return 0; } }
+session_set_save_handler(new H);
+try { var_dump(session_start()); } catch (Exception $e) { error($e); }
+var_dump(session_status()); echo "end\n";""",
+        py=r"""class H(SessionHandlerInterface):
+    def open(self, p, n): echo("open\n"); return True
+    def close(self): echo("close\n"); return True
+    def read(self, id): echo("read\n"); raise Exception("in read")
+    def write(self, id, d): echo("write\n"); return True
+    def destroy(self, id): return True
+    def gc(self, m): return 0
+session_set_save_handler(H())
+try:
+    var_dump(session_start())
+except Exception as e:
+    error(e)
+var_dump(session_status()); echo("end\n")""",
+        ini=NO_COOKIES,
+    ),
+    Phpt(
+        "session_set_save_handler_sid_001 (create_sid)",
+        php=r"""class H implements SessionHandlerInterface, SessionIdInterface {
+  function open($p, $n): bool { return true; } function close(): bool { return true; }
+  function read($id): string|false { echo "read $id\n"; return ''; } function write($id, $d): bool { echo "write $id\n"; return true; }
+  function destroy($id): bool { return true; } function gc($m): int|false { return 0; }
+  function create_sid(): string { return 'my_sid'; } }
+session_set_save_handler(new H); session_start(); var_dump(session_id()); session_write_close();""",
+        py=r"""class H(SessionHandlerInterface, SessionIdInterface):
+    def open(self, p, n): return True
+    def close(self): return True
+    def read(self, id): echo(f"read {id}\n"); return ""
+    def write(self, id, d): echo(f"write {id}\n"); return True
+    def destroy(self, id): return True
+    def gc(self, m): return 0
+    def create_sid(self): return "my_sid"
+session_set_save_handler(H()); session_start(); var_dump(session_id()); session_write_close()""",
+        ini=NO_COOKIES,
+    ),
+    Phpt(
+        "session_set_save_handler_iface_002 (validateId, updateTimestamp)",
+        php=r"""class H implements SessionHandlerInterface, SessionUpdateTimestampHandlerInterface {
+  public $d = ['known12345' => 'a|i:1;'];
+  function open($p, $n): bool { return true; } function close(): bool { return true; }
+  function read($id): string|false { echo "read $id\n"; return $this->d[$id] ?? ''; }
+  function write($id, $v): bool { echo "write $v\n"; $this->d[$id] = $v; return true; }
+  function destroy($id): bool { return true; } function gc($m): int|false { return 0; }
+  function validateId($id): bool { echo "validate $id\n"; return isset($this->d[$id]); }
+  function updateTimestamp($id, $v): bool { echo "touch $v\n"; return true; } }
+session_set_save_handler(new H); session_id('known12345'); session_start(); session_write_close();
+session_id('unknown678'); session_start(); var_dump(session_id() === 'unknown678'); session_write_close();""",
+        py=r"""class H(SessionHandlerInterface, SessionUpdateTimestampHandlerInterface):
+    def __init__(self): self.d = {"known12345": "a|i:1;"}
+    def open(self, p, n): return True
+    def close(self): return True
+    def read(self, id): echo(f"read {id}\n"); return self.d.get(id, "")
+    def write(self, id, v): echo(f"write {v}\n"); self.d[id] = v; return True
+    def destroy(self, id): return True
+    def gc(self, m): return 0
+    def validateId(self, id): echo(f"validate {id}\n"); return id in self.d
+    def updateTimestamp(self, id, v): echo(f"touch {v}\n"); return True
+session_set_save_handler(H()); session_id("known12345"); session_start(); session_write_close()
+session_id("unknown678"); session_start(); var_dump(session_id() == "unknown678"); session_write_close()""",
+        ini={**NO_COOKIES, "use_strict_mode": "1"},
+    ),
+    Phpt(
+        "session_set_save_handler_class_001 (wrapping the files handler)",
+        php=WRAP_PHP + r"""$old = ini_get('session.save_handler'); $h = new Wrap; session_set_save_handler($h); session_start();
+var_dump($old, ini_get('session.save_handler'), $h->n, $_SESSION); $_SESSION['foo'] = 'hello'; session_write_close();
+session_start(); var_dump($_SESSION); session_write_close(); var_dump($h->n);
+var_dump(file_get_contents("$SAVE/sess_" . session_id()));""",
+        py=WRAP_PY + r"""old = ini_get("session.save_handler"); h = Wrap(); session_set_save_handler(h); session_start()
+var_dump(old, ini_get("session.save_handler"), h.n, SESSION); SESSION["foo"] = "hello"; session_write_close()
+session_start(); var_dump(SESSION); session_write_close(); var_dump(h.n)
+with open(f"{SAVE}/sess_" + session_id()) as fh:
+    var_dump(fh.read())""",
+        ini=NO_COOKIES,
+    ),
+    Phpt(
+        "session_set_save_handler_class_005 (parent not opened)",
+        php=r"""class M extends SessionHandler { function open($p, $n): bool { return true; }
+  function read($id): string|false { return parent::read($id); } }
+session_set_save_handler(new M); var_dump(session_start()); var_dump(session_id(), ini_get('session.save_handler'), $_SESSION);
+session_write_close();""",
+        py=r"""class M(SessionHandler):
+    def open(self, p, n): return True
+    def read(self, id): return super().read(id)
+session_set_save_handler(M()); var_dump(session_start()); var_dump(session_id(), ini_get("session.save_handler"), SESSION)
+session_write_close()""",
+        ini=NO_COOKIES,
+    ),
+    Phpt(
+        "sessionhandler_open_001 (no active session)",
+        php=r"""$x = new SessionHandler;
+foreach (['open', 'close', 'read', 'create_sid'] as $m) { try { $m == 'open' ? $x->open('', '') : ($m == 'read' ? $x->read('a') : $x->$m()); } catch (Error $e) { error($e); } }""",
+        py=r"""x = SessionHandler()
+for m in ["open", "close", "read", "create_sid"]:
+    try:
+        x.open("", "") if m == "open" else (x.read("a") if m == "read" else getattr(x, m)())
+    except SessionStateError as e:
+        echo("Error: ", e, "\n")""",
+        ini=NO_COOKIES,
+    ),
+    Phpt(
+        "session_set_save_handler_class_016 (parent methods by hand)",
+        php=r"""session_set_save_handler(new SessionHandler, true); $h = new SessionHandler; session_start(); $id = session_id();
+var_dump($h->close(), $h->read($id), is_string($h->create_sid())); var_dump($h->open($SAVE, 'X'));
+var_dump($h->read('abc'), $h->write('abc', 'x|i:1;'), $h->read('abc'), $h->gc(100), $h->destroy('abc'), $h->close());""",
+        py=r"""session_set_save_handler(SessionHandler(), True); h = SessionHandler(); session_start(); id = session_id()
+var_dump(h.close(), h.read(id), isinstance(h.create_sid(), str)); var_dump(h.open(SAVE, "X"))
+var_dump(h.read("abc"), h.write("abc", "x|i:1;"), h.read("abc"), h.gc(100), h.destroy("abc"), h.close())""",
+        ini=NO_COOKIES,
+    ),
+    Phpt(
+        "session_set_save_handler_class_002 (strings, not bytes)",
+        php=r"""class M extends SessionHandler { function read($id): string|false { $d = parent::read($id); var_dump(gettype($d)); return $d; }
+  function write($id, $d): bool { var_dump(gettype($d), $d); return parent::write($id, $d); } }
+session_set_save_handler(new M); session_start(); $_SESSION['s'] = "h\u{e9}"; session_write_close(); session_start(); var_dump($_SESSION); session_destroy();""",
+        py=r"""class M(SessionHandler):
+    def read(self, id):
+        d = super().read(id); var_dump("string" if isinstance(d, str) else type(d).__name__); return d
+    def write(self, id, d):
+        var_dump("string" if isinstance(d, str) else type(d).__name__, d); return super().write(id, d)
+session_set_save_handler(M()); session_start(); SESSION["s"] = "h\u00e9"; session_write_close(); session_start(); var_dump(SESSION); session_destroy()""",
+        ini=NO_COOKIES,
+    ),
+    Phpt(
+        "session_set_save_handler_class_012 (destroy, regenerate through SessionHandler)",
+        php=WRAP_PHP + r"""$h = new Wrap; session_set_save_handler($h); session_start(); $_SESSION['a'] = 1; $a = session_id();
+session_regenerate_id(true); var_dump(file_exists("$SAVE/sess_$a")); session_destroy(); var_dump($h->n);""",
+        py=WRAP_PY + r"""import os
+h = Wrap(); session_set_save_handler(h); session_start(); SESSION["a"] = 1; a = session_id()
+session_regenerate_id(True); var_dump(os.path.exists(f"{SAVE}/sess_{a}")); session_destroy(); var_dump(h.n)""",
+        ini=NO_COOKIES,
+    ),
+    Phpt(
+        "session_set_save_handler_class_017 (gc and reset through SessionHandler)",
+        php=WRAP_PHP + r"""$h = new Wrap; session_set_save_handler($h); session_start(); $_SESSION['a'] = 1; session_write_close();
+session_start(); $_SESSION['a'] = 2; session_reset(); var_dump($_SESSION, session_gc()); session_abort(); var_dump($h->n);""",
+        py=WRAP_PY + r"""h = Wrap(); session_set_save_handler(h); session_start(); SESSION["a"] = 1; session_write_close()
+session_start(); SESSION["a"] = 2; session_reset(); var_dump(SESSION, session_gc()); session_abort(); var_dump(h.n)""",
+        ini=NO_COOKIES,
+    ),
+    Phpt(
+        "session_set_save_handler_multiple",
+        php=LOGGING_PHP + r"""$a = new LogHandler; $b = new LogHandler; session_set_save_handler($a); session_set_save_handler($b);
+session_id('multi'); session_start(); $_SESSION['x'] = 1; session_write_close(); var_dump(count($a->data), count($b->data));""",
+        py=LOGGING_PY + r"""a = LogHandler(); b = LogHandler(); session_set_save_handler(a); session_set_save_handler(b)
+session_id("multi"); session_start(); SESSION["x"] = 1; session_write_close(); var_dump(len(a.data), len(b.data))""",
+        ini=NO_COOKIES,
+    ),
+    Phpt(
+        "session_set_save_handler_type_error",
+        php=r"""try { session_set_save_handler(new stdClass); } catch (TypeError $e) { error($e); }
+try { session_set_save_handler('a', 'b'); } catch (TypeError $e) { error($e); }""",
+        py=r"""class stdClass: pass
+try:
+    session_set_save_handler(stdClass())
+except TypeError as e:
+    error(e)
+try:
+    session_set_save_handler("a", "b")
+except TypeError as e:
+    error(e)""",
+        ini=NO_COOKIES,
+    ),
+    Phpt(
+        "bug55688 (gc return values)",
+        php=r"""class H extends SessionHandler { function gc($m): int|false { echo "gc $m\n"; return parent::gc($m); } }
+session_set_save_handler(new H); session_start(); var_dump(session_gc()); session_destroy();""",
+        py=r"""class H(SessionHandler):
+    def gc(self, m): echo(f"gc {m}\n"); return super().gc(m)
+session_set_save_handler(H()); session_start(); var_dump(session_gc()); session_destroy()""",
+        ini={**NO_COOKIES, "gc_maxlifetime": "77"},
+    ),
+    Phpt(
+        "bug61728 (open gets the save path and name)",
+        php=r"""class H extends SessionHandler { function open($p, $n): bool { var_dump($p === getenv('PHPT_SAVE'), $n); return parent::open($p, $n); } }
+session_set_save_handler(new H); session_name('MYNAME'); session_start(); session_destroy();""",
+        py=r"""import os
+class H(SessionHandler):
+    def open(self, p, n): var_dump(p == os.environ["PHPT_SAVE"], n); return super().open(p, n)
+session_set_save_handler(H()); session_name("MYNAME"); session_start(); session_destroy()""",
+        ini=NO_COOKIES,
+    ),
+    Phpt(
+        "bug67972 (SessionHandler::create_sid without session)",
+        php=r"""try { (new SessionHandler)->create_sid(); } catch (Error $e) { error($e); }""",
+        py=r"""try:
+    SessionHandler().create_sid()
+except SessionStateError as e:
+    echo("Error: ", e, "\n")""",
+        ini=NO_COOKIES,
+    ),
+    Phpt(
+        "session_regenerate_id_write_fails",
+        php=r"""class H extends SessionHandler { function write($id, $d): bool { echo "write\n"; return false; } }
+session_set_save_handler(new H); session_start(); var_dump(session_regenerate_id()); var_dump(session_status());""",
+        py=r"""class H(SessionHandler):
+    def write(self, id, d): echo("write\n"); return False
+session_set_save_handler(H()); session_start(); var_dump(session_regenerate_id()); var_dump(session_status())""",
+        ini=NO_COOKIES,
+    ),
+    Phpt(
+        "session_regenerate_id_destroy_fails",
+        php=r"""class H extends SessionHandler { function destroy($id): bool { echo "destroy\n"; return false; } }
+session_set_save_handler(new H); session_start(); var_dump(session_regenerate_id(true)); var_dump(session_status());""",
+        py=r"""class H(SessionHandler):
+    def destroy(self, id): echo("destroy\n"); return False
+session_set_save_handler(H()); session_start(); var_dump(session_regenerate_id(True)); var_dump(session_status())""",
+        ini=NO_COOKIES,
+    ),
+    Phpt(
+        "gh7787 (write fails: handler named in the warning)",
+        php=r"""class MySessionHandler extends SessionHandler { function write($id, $d): bool { return false; } }
+session_set_save_handler(new MySessionHandler); session_start(); $_SESSION['a'] = 1; session_write_close();
+session_set_save_handler(fn($p, $n) => true, fn() => true, fn($id) => '', fn($id, $d) => false, fn($id) => true, fn($m) => 0);
+session_start(); $_SESSION['a'] = 1; session_write_close();""",
+        py=r"""class MySessionHandler(SessionHandler):
+    def write(self, id, d): return False
+session_set_save_handler(MySessionHandler()); session_start(); SESSION["a"] = 1; session_write_close()
+session_set_save_handler(lambda p, n: True, lambda: True, lambda id: "", lambda id, d: False, lambda id: True, lambda m: 0)
+session_start(); SESSION["a"] = 1; session_write_close()""",
+        ini=NO_COOKIES,
+    ),
+    Phpt(
+        "bug70133 (create_sid returns a bad value)",
+        php=r"""class H extends SessionHandler { function create_sid(): string { return 'bad id!'; } }
+session_set_save_handler(new H); var_dump(session_start()); var_dump(session_id()); session_write_close();""",
+        py=r"""class H(SessionHandler):
+    def create_sid(self): return "bad id!"
+session_set_save_handler(H()); var_dump(session_start()); var_dump(session_id()); session_write_close()""",
+        ini=NO_COOKIES,
+    ),
+]
+
+
+@pytest.fixture(scope="module")
+def outcomes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Outcome]:
+    root: Path = tmp_path_factory.mktemp("phpt")
+    return {o.test.name: o for o in run_all(PHPT, root)}
+
+
+@pytest.mark.parametrize("name", [t.name for t in PHPT])
+def test_phpt_port_prints_what_php_prints(name: str, outcomes: dict[str, Outcome]) -> None:
+    o = outcomes[name]
+    if not o.same:
+        pytest.fail(
+            f"{name}: the port differs from PHP 8.2\n--- PHP\n{o.php}\n--- port\n{o.py}\n"
+            f"--- port stderr\n{o.py_stderr[-3000:]}",
+            pytrace=False,
+        )
