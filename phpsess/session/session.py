@@ -105,6 +105,9 @@ class Session:
         #: whether a user handler extending SessionHandler has opened the module it
         #: wraps (PHP's ``mod_user_is_open``): phpsess.session.userclass
         self.parent_open = False
+        #: a session_start() got past PHP's check of the save and serialize handlers
+        #: (until then, a php.ini naming an unknown one makes the status DISABLED)
+        self.enabled = False
 
     # -- the state machine -------------------------------------------------------------
     def _go(self, event: Event) -> None:
@@ -286,6 +289,7 @@ class Session:
         if unusable is not None:
             self.diagnose(unusable)
             return False
+        self.enabled = True
         self.define_sid = not cfg.use_only_cookies
         self.send_cookie = bool(cfg.use_cookies or cfg.use_only_cookies)
         if self.id is None:
@@ -975,6 +979,6 @@ class Session:
 
     def status_value(self) -> int:
         """``session_status()``."""
-        if self.phase is Phase.NONE and self._unusable() is not None:
+        if self.phase is Phase.NONE and not self.enabled and self.config.unusable is not None:
             return int(Status.DISABLED)
         return int(self.status)

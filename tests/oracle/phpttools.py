@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -156,6 +157,12 @@ class Phpt:
     py: str
     ini: Mapping[str, str] = field(default_factory=dict)
     errors: Mapping[str, str] = field(default_factory=dict)
+    #: run as a CGI request (php-cgi, and the port under a CGI environment), with the
+    #: test's ``--COOKIE--``, ``--GET--`` and ``--POST--``; the response headers are compared
+    cgi: bool = False
+    cookie: str = ""
+    get: str = ""
+    post: str = ""
 
     def settings(self, save: str) -> dict[str, str]:
         """The ini both sides run with."""
@@ -188,6 +195,10 @@ def normalize(text: str, work: str, errors: Mapping[str, str] | None = None) -> 
     """Make one side's output comparable: locations, the work directory, session ids."""
     text = re.sub(r" in (?:/\S+|Standard input code|Command line code) on line \d+", " in %s on line %d", text)
     text = text.replace(work, "WORK")
+    # CGI: PHP's own header and phpsess's explicit status line are not the session's
+    text = re.sub(r"^(?:X-Powered-By: .*|Status: 200 OK)\r?\n", "", text, flags=re.M)
+    text = text.replace("\r\n", "\n")
+    text = re.sub(r"(?!Thu, 19 Nov 1981)\w{3}, \d\d[ -]\w{3}[ -]\d{4} \d\d:\d\d:\d\d GMT", "DATE", text)
     text = re.sub(r"output started at \S+:\d+", "output started at %s:%d", text)
     # php.ini problems: PHP displays them at startup, phpsess logs them at first use
     text = re.sub(r"^(?:Warning|Fatal error): PHP Startup: ", "Startup: ", text, flags=re.M)
@@ -204,6 +215,13 @@ def normalize(text: str, work: str, errors: Mapping[str, str] | None = None) -> 
     return _ID.sub(one, text)
 
 
+def _ini_value(v: str) -> str:
+    """``v`` as an ini value both PHP and phpsess read back as ``v`` (";" starts a comment)."""
+    if v and not re.search(r'[;"\\ =]', v):
+        return v
+    return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
 def _run_one(t: Phpt, root: Path) -> Outcome:
     work = Path(tempfile.mkdtemp(prefix=re.sub(r"\W", "_", t.name) + "-", dir=root))
     save = work / "save"
@@ -213,17 +231,27 @@ def _run_one(t: Phpt, root: Path) -> Outcome:
     php_ini = dict(PHP_BASE_INI)
     php_ini.update(settings)
     (work / "t.php").write_text(PHP_PRELUDE + t.php)
-    args = [require("php"), "-n"]
+    body = t.post.encode()
+    if t.cgi:
+        env.update(GATEWAY_INTERFACE="CGI/1.1", REQUEST_METHOD="POST" if t.post else "GET", REDIRECT_STATUS="1",
+                   SCRIPT_FILENAME=str(work / "t.php"), HTTP_COOKIE=t.cookie, QUERY_STRING=t.get)
+        if t.post:
+            env.update(CONTENT_TYPE="application/x-www-form-urlencoded", CONTENT_LENGTH=str(len(body)))
+    args = [require("php-cgi" if t.cgi else "php"), "-n"]
     for k, v in php_ini.items():
-        args += ["-d", f"{k}={v}"]
-    php = subprocess.run(args + [str(work / "t.php")], capture_output=True, cwd=work, env=env, timeout=60)
-    for f in save.iterdir():
-        f.unlink()
+        args += ["-d", f"{k}={_ini_value(v)}"]
+    php = subprocess.run(args + ([] if t.cgi else [str(work / "t.php")]), input=body, capture_output=True,
+                         cwd=work, env=env, timeout=60)
+    shutil.rmtree(save)  # the port starts from the same empty save path
+    save.mkdir(mode=0o700)
     ini = work / "php.ini"
-    ini.write_text("".join(f'{k} = "{v}"\n' for k, v in settings.items()))
+    ini.write_text("".join(f"{k} = {_ini_value(v)}\n" for k, v in settings.items()))
     (work / "t.py").write_text(PY_PRELUDE + t.py)
     env.update(PHPSESS_INI=str(ini), PYTHONPATH=str(REPO))
-    py = subprocess.run([sys.executable, str(work / "t.py")], capture_output=True, cwd=work, env=env, timeout=60)
+    if t.cgi:
+        env["SCRIPT_FILENAME"] = str(work / "t.py")
+    py = subprocess.run([sys.executable, str(work / "t.py")], input=body, capture_output=True, cwd=work,
+                        env=env, timeout=60)
     out_php = php.stdout.decode("utf-8", "replace") + php.stderr.decode("utf-8", "replace")
     out_py = py.stdout.decode("utf-8", "replace")
     return Outcome(t, normalize(out_php, str(work)), normalize(out_py, str(work), t.errors),

@@ -1155,6 +1155,242 @@ session_set_save_handler(H()); var_dump(session_start()); var_dump(session_id())
 ]
 
 
+# -- bug regressions -------------------------------------------------------------------------
+PHPT += [
+    Phpt(
+        "bug74514 (getters do not warn after output)",
+        php=r"""echo "out\n"; var_dump(session_name('foo')); var_dump(session_name()); var_dump(session_module_name());
+var_dump(session_save_path() === $SAVE); var_dump(session_cache_limiter()); var_dump(session_cache_expire());""",
+        py=r"""echo("out\n"); var_dump(session_name("foo")); var_dump(session_name()); var_dump(session_module_name())
+var_dump(session_save_path() == SAVE); var_dump(session_cache_limiter()); var_dump(session_cache_expire())""",
+    ),
+    Phpt(
+        "bug74936 (getters while active)",
+        php=r"""session_start(); var_dump(session_cache_expire()); var_dump(session_cache_limiter()); var_dump(session_save_path() === $SAVE); session_destroy();""",
+        py=r"""session_start(); var_dump(session_cache_expire()); var_dump(session_cache_limiter()); var_dump(session_save_path() == SAVE); session_destroy()""",
+        ini=NO_COOKIES,
+    ),
+    Phpt(
+        "bug80889 (set handler when save_handler is invalid)",
+        php=LOGGING_PHP + r"""$a = ini_get('session.save_handler'); session_set_save_handler(new LogHandler); var_dump($a, ini_get('session.save_handler'));
+var_dump(session_status()); session_id('abc'); var_dump(session_start()); session_write_close();""",
+        py=LOGGING_PY + r"""a = ini_get("session.save_handler"); session_set_save_handler(LogHandler()); var_dump(a, ini_get("session.save_handler"))
+var_dump(session_status()); session_id("abc"); var_dump(session_start()); session_write_close()""",
+        ini={**NO_COOKIES, "save_handler": "whatever"},
+    ),
+    Phpt(
+        "bug73529 (session_decode() fails loudly on wrong input)",
+        php=r"""ini_set('session.serialize_handler', 'php_serialize'); session_start(); $r1 = session_decode('foo|s:3:"bar";'); $s1 = $_SESSION;
+@session_destroy(); ini_set('session.serialize_handler', 'php'); session_start(); $r2 = session_decode(serialize(['foo' => 'bar'])); $s2 = $_SESSION;
+var_dump(session_destroy()); var_dump($r1, $s1, $r2, $s2);""",
+        py=r"""import warnings
+ini_set("session.serialize_handler", "php_serialize"); session_start(); r1 = session_decode('foo|s:3:"bar";'); s1 = dict(SESSION)
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    session_destroy()
+ini_set("session.serialize_handler", "php"); session_start(); r2 = session_decode(serialize({"foo": "bar"})); s2 = dict(SESSION)
+var_dump(session_destroy()); var_dump(r1, s1, r2, s2)""",
+        ini=NO_COOKIES,
+    ),
+    Phpt(
+        "bug60860 (save_handler=user in php.ini, no handler)",
+        php=r"""var_dump(session_start()); echo "ok\n"; session_destroy();""",
+        py=r"""var_dump(session_start()); echo("ok\n"); session_destroy()""",
+        ini={**NO_COOKIES, "save_handler": "user"},
+    ),
+    Phpt(
+        "bug66481 (empty session.name in php.ini)",
+        php=r"""var_dump(session_name('foo')); var_dump(session_name('bar'));""",
+        py=r"""var_dump(session_name("foo")); var_dump(session_name("bar"))""",
+        ini={**NO_COOKIES, "name": ""},
+    ),
+    Phpt(
+        "bug73100 (session_module_name('user') while active)",
+        php=r"""var_dump(session_start()); try { session_module_name('user'); } catch (ValueError $e) { error($e); }
+var_dump(session_module_name('files')); var_dump(session_destroy());""",
+        py=r"""var_dump(session_start())
+try:
+    session_module_name("user")
+except ValueError as e:
+    error(e)
+var_dump(session_module_name("files")); var_dump(session_destroy())""",
+        ini=NO_COOKIES,
+    ),
+    Phpt(
+        "bug42596 (save_path MODE option)",
+        php=r"""mkdir("$SAVE/s"); umask(0); session_save_path("0;0777;$SAVE/s"); session_start(); echo "hello\n"; session_write_close();
+foreach (glob("$SAVE/s/*") as $f) { var_dump(decoct(fileperms($f))); }
+umask(022); session_save_path("0;0640;$SAVE/s"); session_id(''); session_start(); $id = session_id(); session_write_close(); var_dump(decoct(fileperms("$SAVE/s/sess_$id")));""",
+        py=r"""import os, glob
+os.mkdir(f"{SAVE}/s"); os.umask(0); session_save_path(f"0;0777;{SAVE}/s"); session_start(); echo("hello\n"); session_write_close()
+for f in glob.glob(f"{SAVE}/s/*"):
+    var_dump(oct(os.stat(f).st_mode)[2:])
+os.umask(0o22); session_save_path(f"0;0640;{SAVE}/s"); session_id(""); session_start(); id = session_id(); session_write_close()
+var_dump(oct(os.stat(f"{SAVE}/s/sess_{id}").st_mode)[2:])""",
+        ini=NO_COOKIES,
+    ),
+    Phpt(
+        "save_path N;path (subdirectories)",
+        php=r"""session_save_path("2;$SAVE"); session_id('abcdef1234567890'); var_dump(session_start()); session_write_close();
+mkdir("$SAVE/a"); mkdir("$SAVE/a/b"); session_id('abcdef1234567890'); session_start(); $_SESSION['x'] = 1; session_write_close();
+var_dump(file_get_contents("$SAVE/a/b/sess_abcdef1234567890"));
+session_save_path("abc;$SAVE"); var_dump(session_start());
+session_save_path("1;2;3;$SAVE"); var_dump(session_start());""",
+        py=r"""import os
+session_save_path(f"2;{SAVE}"); session_id("abcdef1234567890"); var_dump(session_start()); session_write_close()
+os.mkdir(f"{SAVE}/a"); os.mkdir(f"{SAVE}/a/b"); session_id("abcdef1234567890"); session_start(); SESSION["x"] = 1; session_write_close()
+with open(f"{SAVE}/a/b/sess_abcdef1234567890") as fh:
+    var_dump(fh.read())
+session_save_path(f"abc;{SAVE}"); var_dump(session_start())
+session_save_path(f"1;2;3;{SAVE}"); var_dump(session_start())""",
+        ini=NO_COOKIES,
+    ),
+    Phpt(
+        "bug38377 (destroy after regenerate)",
+        php=r"""session_start(); session_regenerate_id(); var_dump(session_destroy()); echo "Done\n";""",
+        py=r"""session_start(); session_regenerate_id(); var_dump(session_destroy()); echo("Done\n")""",
+        ini=NO_COOKIES,
+    ),
+    Phpt(
+        "bug74941 (start after headers sent, no cookies)",
+        php=r"""echo "x\n"; var_dump(session_start()); session_destroy();""",
+        py=r"""echo("x\n"); var_dump(session_start()); session_destroy()""",
+        ini=NO_COOKIES,
+    ),
+    Phpt(
+        "bug72940 (SID defined)",
+        php=r"""var_dump(defined('SID')); session_id('abc'); session_start(); var_dump(SID); session_write_close();
+ini_set('session.use_only_cookies', 0); session_start(); var_dump(SID); session_destroy();""",
+        py=r"""import phpsess
+var_dump(hasattr(phpsess, "SID")); session_id("abc"); session_start(); var_dump(phpsess.SID); session_write_close()
+ini_set("session.use_only_cookies", 0); session_start(); var_dump(phpsess.SID); session_destroy()""",
+        ini=NO_COOKIES,
+    ),
+    Phpt(
+        "bug70876 / bug72562 (malformed php_binary and php payloads)",
+        php=r"""session_start();
+foreach (['php' => ["a|i:1", "|i:1;", "a|a:1:{", "x|s:100:\"abc\";"], 'php_binary' => ["\x05a", "\x7fabc"]] as $h => $list) {
+  foreach ($list as $p) { ini_set('session.serialize_handler', $h); @session_start(); var_dump(@session_decode($p)); var_dump($_SESSION); }
+}""",
+        py=r"""import warnings
+session_start()
+for h, lst in {"php": ["a|i:1", "|i:1;", "a|a:1:{", 'x|s:100:"abc";'], "php_binary": [b"\x05a", b"\x7fabc"]}.items():
+    for p in lst:
+        ini_set("session.serialize_handler", h)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            session_start(); r = session_decode(p)
+        var_dump(r); var_dump(SESSION)""",
+        ini=NO_COOKIES,
+    ),
+    Phpt(
+        "bug71972 (nested data)",
+        php=r"""session_start(); $a = []; $c = &$a; for ($i = 0; $i < 50; $i++) { $c['x'] = []; $c = &$c['x']; } $_SESSION['deep'] = $a;
+session_write_close(); session_start(); $n = 0; $c = $_SESSION['deep']; while (isset($c['x'])) { $n++; $c = $c['x']; } var_dump($n); session_destroy();""",
+        py=r"""session_start(); a = {}; c = a
+for i in range(50):
+    c["x"] = {}; c = c["x"]
+SESSION["deep"] = a; session_write_close(); session_start(); n = 0; c = SESSION["deep"]
+while "x" in c:
+    n += 1; c = c["x"]
+var_dump(n); session_destroy()""",
+        ini=NO_COOKIES,
+    ),
+]
+
+# -- as CGI requests: cookies, cache limiter headers, ids from the request ---------------------
+PHPT += [
+    Phpt(
+        "bug80774 (session name with a backslash)",
+        php=r"""session_name("foo\\bar"); session_id('12345'); session_start(); session_destroy();""",
+        py=r"""session_name("foo\\bar"); session_id("12345"); session_start(); session_destroy()""",
+        ini={"use_strict_mode": "0"}, cgi=True,
+    ),
+    Phpt(
+        "session_regenerate_id_cookie",
+        php=r"""session_start(); $a = session_id(); session_regenerate_id(); var_dump($a !== session_id()); session_destroy();""",
+        py=r"""session_start(); a = session_id(); session_regenerate_id(); var_dump(a != session_id()); session_destroy()""",
+        cgi=True,
+    ),
+    Phpt(
+        "cookie from the request (--COOKIE--)",
+        php=r"""session_start(); var_dump(session_id()); $_SESSION['n'] = 1; session_write_close();""",
+        py=r"""session_start(); var_dump(session_id()); SESSION["n"] = 1; session_write_close()""",
+        cgi=True, cookie="PHPSESSID=cookieid12345; other=1",
+    ),
+    Phpt(
+        "bug51338 / id from GET (use_only_cookies=0)",
+        php=r"""session_start(); var_dump(session_id(), SID); session_destroy();""",
+        py=r"""import phpsess
+session_start(); var_dump(session_id(), phpsess.SID); session_destroy()""",
+        cgi=True, get="PHPSESSID=fromquery12345&x=1", ini={"use_only_cookies": "0", "use_trans_sid": "0"},
+    ),
+    Phpt(
+        "id from POST (use_only_cookies=0)",
+        php=r"""session_start(); var_dump(session_id()); session_destroy();""",
+        py=r"""session_start(); var_dump(session_id()); session_destroy()""",
+        cgi=True, post="PHPSESSID=frompost12345", ini={"use_only_cookies": "0", "use_trans_sid": "0"},
+    ),
+    Phpt(
+        "referer_check",
+        php=r"""session_start(); var_dump(session_id() === 'fromquery12345'); session_destroy();""",
+        py=r"""session_start(); var_dump(session_id() == "fromquery12345"); session_destroy()""",
+        cgi=True, get="PHPSESSID=fromquery12345", ini={"use_only_cookies": "0", "use_trans_sid": "0", "referer_check": "example.com"},
+    ),
+    Phpt(
+        "session_set_cookie_params_variation (cookie attributes)",
+        php=r"""session_set_cookie_params(['lifetime' => 100, 'path' => '/p', 'domain' => 'example.com', 'secure' => true, 'httponly' => true, 'samesite' => 'Strict']);
+session_id('abcdefabcdef'); session_start(); session_destroy();""",
+        py=r"""session_set_cookie_params({"lifetime": 100, "path": "/p", "domain": "example.com", "secure": True, "httponly": True, "samesite": "Strict"})
+session_id("abcdefabcdef"); session_start(); session_destroy()""",
+        cgi=True,
+    ),
+    Phpt(
+        "session_cache_limiter_variation (public, private, private_no_expire)",
+        php=r"""header('X-Test: 1'); session_cache_limiter('private'); session_cache_expire(7); session_start(); session_write_close();""",
+        py=r"""header("X-Test: 1"); session_cache_limiter("private"); session_cache_expire(7); session_start(); session_write_close()""",
+        cgi=True, ini={"use_cookies": "0"},
+    ),
+    Phpt(
+        "session_cache_limiter_variation (public)",
+        php=r"""session_cache_limiter('public'); session_start(); session_write_close();""",
+        py=r"""session_cache_limiter("public"); session_start(); session_write_close()""",
+        cgi=True, ini={"use_cookies": "0", "cache_expire": "30"},
+    ),
+    Phpt(
+        "session_cache_limiter_variation (private_no_expire)",
+        php=r"""session_cache_limiter('private_no_expire'); session_start(); session_write_close();""",
+        py=r"""session_cache_limiter("private_no_expire"); session_start(); session_write_close()""",
+        cgi=True, ini={"use_cookies": "0"},
+    ),
+    Phpt(
+        "bug74833 (cookie lifetime and SID)",
+        php=r"""ini_set('session.cookie_lifetime', 3600); session_id('abcdefghijk'); session_start(); var_dump(SID); session_destroy();""",
+        py=r"""import phpsess
+ini_set("session.cookie_lifetime", 3600); session_id("abcdefghijk"); session_start(); var_dump(phpsess.SID); session_destroy()""",
+        cgi=True,
+    ),
+    Phpt(
+        "bug67694 (regenerate with a cookie: one Set-Cookie)",
+        php=r"""session_start(); session_regenerate_id(true); session_regenerate_id(); session_write_close();""",
+        py=r"""session_start(); session_regenerate_id(True); session_regenerate_id(); session_write_close()""",
+        cgi=True, cookie="PHPSESSID=cookieid12345",
+    ),
+    Phpt(
+        "use_strict_mode with a cookie id",
+        php=r"""session_start(); var_dump(session_id() === 'unknowncookie1'); session_destroy();""",
+        py=r"""session_start(); var_dump(session_id() == "unknowncookie1"); session_destroy()""",
+        cgi=True, cookie="PHPSESSID=unknowncookie1", ini={"use_strict_mode": "1"},
+    ),
+    Phpt(
+        "session_destroy with a cookie (cookie kept)",
+        php=r"""session_start(); $_SESSION['a'] = 1; session_destroy(); var_dump(session_id());""",
+        py=r"""session_start(); SESSION["a"] = 1; session_destroy(); var_dump(session_id())""",
+        cgi=True, cookie="PHPSESSID=cookieid12345",
+    ),
+]
+
+
 @pytest.fixture(scope="module")
 def outcomes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Outcome]:
     root: Path = tmp_path_factory.mktemp("phpt")
