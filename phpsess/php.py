@@ -398,6 +398,13 @@ def session_cache_limiter(value: str | None = None) -> str | bool:
 
 def session_cache_expire(value: int | str | None = None) -> IntOrFalse:
     """Get or set ``session.cache_expire`` in minutes (while active: warns, returns the value)."""
+    if isinstance(value, (bytes, bytearray)):
+        value = bytes(value).decode("utf-8", "surrogateescape")
+    if isinstance(value, str) and not zend.is_numeric_string(value) or not isinstance(value, (str, int, float)):
+        if value is not None:  # PHP's ?int parameter: only numeric strings convert
+            raise TypeError(
+                f"session_cache_expire(): Argument #1 ($value) must be of type ?int, {zend.type_name(value)} given"
+            )
     s = _session("session_cache_expire")
     old = s.config.cache_expire
     if value is None:

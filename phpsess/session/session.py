@@ -357,19 +357,11 @@ class Session:
             )
             return False
         if not self.id:
-            try:
-                self.id = handler.create_sid()
-            except SaveHandlerError as exc:
-                self._go(Event.FAIL)
-                self._safe_close(handler)
-                raise PHPFatalError(
-                    f"Failed to create session ID: {self.module_name} (path: {cfg.save_path})",
-                    cause=exc,
-                )
+            self.id = self._create_sid_at_start(handler)
             if cfg.use_cookies:
                 self.send_cookie = True
         elif cfg.use_strict_mode and handler.has_validator and not self._validate(handler, self.id):
-            self.id = handler.create_sid() or ids.create_id(cfg)
+            self.id = self._create_sid_at_start(handler) or ids.create_id(cfg)
             if cfg.use_cookies:
                 self.send_cookie = True
         self._reset_id()
@@ -380,6 +372,22 @@ class Session:
             self._lazy_shared = shared
             return True
         return self._read_and_decode(handler, shared=shared)
+
+    def _create_sid_at_start(self, handler: SaveHandler) -> str:
+        """The handler's new id; its failure fails the start and raises PHP's fatal error
+        (or the exception a user handler's callback raised, which PHP throws instead)."""
+        try:
+            return handler.create_sid()
+        except SaveHandlerError as exc:
+            self._go(Event.FAIL)
+            self._safe_close(handler)
+            self.handler = None
+            self.id = None
+            self._rethrow()
+            raise PHPFatalError(
+                f"Failed to create session ID: {self.module_name} (path: {self.config.save_path})",
+                cause=exc,
+            )
 
     def _ensure_loaded(self) -> None:
         if self.phase is Phase.PENDING:
@@ -812,6 +820,7 @@ class Session:
         except SaveHandlerError as exc:
             self._go(Event.FAIL)
             self.handler = None
+            self._rethrow()
             raise PHPFatalError(
                 f"Failed to open session: {self.module_name} (path: {cfg.save_path})",
                 cause=exc,
@@ -821,6 +830,7 @@ class Session:
         except SaveHandlerError as exc:
             self._go(Event.FAIL)
             self.handler = None
+            self._rethrow()
             raise PHPFatalError(
                 f"Failed to create new session ID: {self.module_name} (path: {cfg.save_path})",
                 cause=exc,
@@ -856,6 +866,11 @@ class Session:
     # -- ids ---------------------------------------------------------------------------
     def create_id(self, prefix: str = "") -> str | bool:
         """``session_create_id($prefix)``."""
+        new = self._create_id(prefix)
+        self._rethrow()
+        return new
+
+    def _create_id(self, prefix: str) -> str | bool:
         if prefix and not ids.is_valid_id(prefix):
             self.diagnose(
                 'Prefix cannot contain special characters. Only the A-Z, a-z, 0-9, "-", and "," '

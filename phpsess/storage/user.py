@@ -12,7 +12,7 @@ from typing import Any, Callable, Sequence
 
 from ..core.config import SessionConfig
 from ..core.zend import type_name
-from ..errors import SaveHandlerError
+from ..errors import PHPFatalError, SaveHandlerError
 from .base import SaveHandler
 
 __all__ = ["UserHandler", "callables_handler"]
@@ -141,9 +141,18 @@ class UserHandler(SaveHandler):
         """The user's ``create_sid()`` when defined, else PHP's generator."""
         if self._create_sid is None:
             return super().create_sid()
-        sid = self._call("create_sid", self._create_sid)
+        try:
+            sid = self._call("create_sid", self._create_sid)
+        except SaveHandlerError as exc:
+            sid = None
+            cause: BaseException | None = self.pending or exc
+        else:
+            cause = None
         if not isinstance(sid, str):
-            raise RuntimeError("Session id must be a string")
+            # PHP throws Error "Session id must be a string" (its previous: what the
+            # callback threw); the session fails without another word
+            self.pending = PHPFatalError("Session id must be a string", cause=cause)
+            raise SaveHandlerError("", handler="user", operation="create_sid")
         return sid
 
     def validate_id(self, sid: str) -> bool:
@@ -178,9 +187,10 @@ class _Callables:
         names = ("open", "close", "read", "write", "destroy", "gc", "create_sid", "validateId", "updateTimestamp")
         for n, f in zip(names, funcs):
             if not callable(f):
+                shown = "Array" if isinstance(f, (list, tuple, dict)) else f
                 raise TypeError(
                     f"session_set_save_handler(): Argument #{names.index(n) + 1} (${n}) must be a "
-                    f'valid callback, function "{f}" not found or invalid function name'
+                    f'valid callback, function "{shown}" not found or invalid function name'
                 )
             setattr(self, n, f)
 

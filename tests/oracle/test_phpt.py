@@ -1391,6 +1391,544 @@ ini_set("session.cookie_lifetime", 3600); session_id("abcdefghijk"); session_sta
 ]
 
 
+# -- SessionHandler: inheritance, shutdown order, default object ----------------------------------
+FINISH_PHP = r"""
+class MySession extends SessionHandler {
+    public $num;
+    function __construct($num) { $this->num = $num; echo "(#$num) constructor\n"; }
+    function finish() { echo "(#$this->num) finish\n"; session_write_close(); }
+    function write($id, $data): bool { echo "(#$this->num) writing $data\n"; return parent::write($id, $data); }
+    function close(): bool { echo "(#$this->num) closing\n"; return parent::close(); }
+}
+"""
+FINISH_PY = r"""
+class MySession(SessionHandler):
+    def __init__(self, num):
+        self.num = num; echo(f"(#{num}) constructor\n")
+    def finish(self):
+        echo(f"(#{self.num}) finish\n"); session_write_close()
+    def write(self, id, data):
+        echo(f"(#{self.num}) writing {data}\n"); return super().write(id, data)
+    def close(self):
+        echo(f"(#{self.num}) closing\n"); return super().close()
+"""
+
+PHPT += [
+    Phpt(
+        "session_set_save_handler_class_003 (inheritance)",
+        php=r"""class S3 extends SessionHandler { public $i = 0;
+  function open($p, $n): bool { ++$this->i; return parent::open($p, $n); } function read($k): string|false { ++$this->i; return parent::read($k); } }
+class S4 extends S3 { function write($id, $d): bool { $this->i = "hai"; return parent::write($id, $d); } }
+$h = new S3; session_set_save_handler($h); session_start(); $_SESSION['foo'] = 'hello'; session_write_close(); session_unset();
+session_start(); var_dump($_SESSION, $h->i); session_write_close(); session_unset();
+$h = new S4; session_set_save_handler($h); session_start(); $_SESSION['bar'] = 'hello'; session_write_close(); session_unset();
+var_dump($_SESSION, $h->i);""",
+        py=r"""class S3(SessionHandler):
+    i = 0
+    def open(self, p, n): self.i += 1; return super().open(p, n)
+    def read(self, k): self.i += 1; return super().read(k)
+class S4(S3):
+    def write(self, id, d): self.i = "hai"; return super().write(id, d)
+h = S3(); session_set_save_handler(h); session_start(); SESSION["foo"] = "hello"; session_write_close(); session_unset()
+session_start(); var_dump(SESSION, h.i); session_write_close(); session_unset()
+h = S4(); session_set_save_handler(h); session_start(); SESSION["bar"] = "hello"; session_write_close(); session_unset()
+var_dump(SESSION, h.i)""",
+        ini=NO_COOKIES,
+    ),
+    Phpt(
+        "session_set_save_handler_class_004 (default SessionHandler object)",
+        php=r"""session_set_save_handler(new SessionHandler); session_start(); $_SESSION['foo'] = 'hello';
+var_dump(ini_get('session.save_handler'), $_SESSION); session_write_close(); session_unset(); session_start(); var_dump($_SESSION); session_destroy();""",
+        py=r"""session_set_save_handler(SessionHandler()); session_start(); SESSION["foo"] = "hello"
+var_dump(ini_get("session.save_handler"), SESSION); session_write_close(); session_unset(); session_start(); var_dump(SESSION); session_destroy()""",
+        ini=NO_COOKIES,
+    ),
+    Phpt(
+        "session_set_save_handler_class_007 (manual shutdown, reopen)",
+        php=FINISH_PHP + r"""$h = new MySession(1); session_set_save_handler($h); session_start(); $_SESSION['foo'] = 'bar'; $h->finish();
+$h = new MySession(2); session_set_save_handler($h); session_start(); $_SESSION['abc'] = 'xyz'; echo "done\n";""",
+        py=FINISH_PY + r"""h = MySession(1); session_set_save_handler(h); session_start(); SESSION["foo"] = "bar"; h.finish()
+h = MySession(2); session_set_save_handler(h); session_start(); SESSION["abc"] = "xyz"; echo("done\n")""",
+        ini=NO_COOKIES,
+    ),
+    Phpt(
+        "session_set_save_handler_class_009 (implicit shutdown)",
+        php=FINISH_PHP + r"""$h = new MySession(1); session_set_save_handler($h); session_start(); $_SESSION['foo'] = 'bar'; echo "done\n";""",
+        py=FINISH_PY + r"""h = MySession(1); session_set_save_handler(h); session_start(); SESSION["foo"] = "bar"; echo("done\n")""",
+        ini=NO_COOKIES,
+    ),
+    Phpt(
+        "session_set_save_handler_class_010 (manual shutdown function)",
+        php=FINISH_PHP + r"""$h = new MySession(1); session_set_save_handler($h, false); register_shutdown_function([$h, 'finish']);
+session_start(); $_SESSION['foo'] = 'bar'; echo "done\n";""",
+        py=FINISH_PY + r"""h = MySession(1); session_set_save_handler(h, False); register_shutdown_function(h.finish)
+session_start(); SESSION["foo"] = "bar"; echo("done\n")""",
+        ini=NO_COOKIES,
+    ),
+    Phpt(
+        "session_set_save_handler_class_011 (no shutdown function registered)",
+        php=FINISH_PHP + r"""$h = new MySession(1); session_set_save_handler($h, false); session_start(); $_SESSION['foo'] = 'bar'; echo "done\n";""",
+        py=FINISH_PY + r"""h = MySession(1); session_set_save_handler(h, False); session_start(); SESSION["foo"] = "bar"; echo("done\n")""",
+        ini=NO_COOKIES,
+    ),
+    Phpt(
+        "session_set_save_handler_class_014 (save_handler=user in php.ini)",
+        php=r"""session_set_save_handler(new SessionHandler); var_dump(session_start()); session_destroy();""",
+        py=r"""session_set_save_handler(SessionHandler()); var_dump(session_start()); session_destroy()""",
+        ini={**NO_COOKIES, "save_handler": "user"},
+    ),
+    Phpt(
+        "session_set_save_handler_class_015 (registered, never started)",
+        php=r"""var_dump(session_set_save_handler(new SessionHandler)); echo "end\n";""",
+        py=r"""var_dump(session_set_save_handler(SessionHandler())); echo("end\n")""",
+        ini=NO_COOKIES,
+    ),
+    Phpt(
+        "session_set_save_handler_class_018 (own storage, create_sid)",
+        php=r"""class M extends SessionHandler { public $path;
+  function open($p, $n): bool { $this->path = "$p/u_sess_$n"; return true; } function close(): bool { return true; }
+  function read($id): string|false { return (string)@file_get_contents($this->path . $id); }
+  function write($id, $d): bool { return file_put_contents($this->path . $id, $d) !== false; }
+  function destroy($id): bool { @unlink($this->path . $id); return true; } function gc($m): int|false { return 0; }
+  function create_sid(): string { return 'fixed_sid_018'; } }
+session_set_save_handler(new M); session_start(); $_SESSION['foo'] = 'hello'; var_dump(session_id(), $_SESSION); session_write_close(); session_unset();
+session_start(); var_dump($_SESSION); session_write_close(); var_dump(file_get_contents("$SAVE/u_sess_PHPSESSIDfixed_sid_018"));""",
+        py=r"""import os
+class M(SessionHandler):
+    def open(self, p, n): self.path = f"{p}/u_sess_{n}"; return True
+    def close(self): return True
+    def read(self, id):
+        try:
+            with open(self.path + id) as fh: return fh.read()
+        except OSError:
+            return ""
+    def write(self, id, d):
+        with open(self.path + id, "w") as fh: fh.write(d)
+        return True
+    def destroy(self, id): return True
+    def gc(self, m): return 0
+    def create_sid(self): return "fixed_sid_018"
+session_set_save_handler(M()); session_start(); SESSION["foo"] = "hello"; var_dump(session_id(), SESSION); session_write_close(); session_unset()
+session_start(); var_dump(SESSION); session_write_close()
+with open(f"{SAVE}/u_sess_PHPSESSIDfixed_sid_018") as fh:
+    var_dump(fh.read())""",
+        ini=NO_COOKIES,
+    ),
+    Phpt(
+        "session_set_save_handler_class (parent::read twice, locks kept)",
+        php=r"""class M extends SessionHandler { function read($id): string|false { $a = parent::read($id); $b = parent::read($id); var_dump($a === $b); return $a; } }
+session_set_save_handler(new M); session_start(); $_SESSION['a'] = 1; session_write_close(); session_start(); var_dump($_SESSION); session_destroy();""",
+        py=r"""class M(SessionHandler):
+    def read(self, id):
+        a = super().read(id); b = super().read(id); var_dump(a == b); return a
+session_set_save_handler(M()); session_start(); SESSION["a"] = 1; session_write_close(); session_start(); var_dump(SESSION); session_destroy()""",
+        ini=NO_COOKIES,
+    ),
+    Phpt(
+        "session_set_save_handler_class (invalid id through the parent)",
+        php=r"""session_set_save_handler(new SessionHandler); session_id('bad id!'); var_dump(session_start()); var_dump(session_status());""",
+        py=r"""session_set_save_handler(SessionHandler()); session_id("bad id!"); var_dump(session_start()); var_dump(session_status())""",
+        ini=NO_COOKIES,
+    ),
+    Phpt(
+        "session_set_save_handler_class (lazy_write: updateTimestamp falls back to write)",
+        php=WRAP_PHP + r"""$h = new Wrap; session_set_save_handler($h); session_start(); $_SESSION['a'] = 1; session_write_close();
+session_start(); session_write_close(); var_dump($h->n);""",
+        py=WRAP_PY + r"""h = Wrap(); session_set_save_handler(h); session_start(); SESSION["a"] = 1; session_write_close()
+session_start(); session_write_close(); var_dump(h.n)""",
+        ini=NO_COOKIES,
+    ),
+    Phpt(
+        "session_set_save_handler_class (read_and_close, abort, reset)",
+        php=WRAP_PHP + r"""$h = new Wrap; session_set_save_handler($h); session_start(); $_SESSION['a'] = 1; session_write_close();
+session_start(['read_and_close' => true]); var_dump($_SESSION); session_start(); session_abort(); var_dump($h->n);""",
+        py=WRAP_PY + r"""h = Wrap(); session_set_save_handler(h); session_start(); SESSION["a"] = 1; session_write_close()
+session_start({"read_and_close": True}); var_dump(SESSION); session_start(); session_abort(); var_dump(h.n)""",
+        ini=NO_COOKIES,
+    ),
+    Phpt(
+        "session_set_save_handler_class (use_strict_mode with a known id)",
+        php=WRAP_PHP + r"""$h = new Wrap; session_set_save_handler($h); session_start(); $id = session_id(); session_write_close();
+session_id($id); session_start(); var_dump(session_id() === $id); session_write_close(); var_dump($h->n);""",
+        py=WRAP_PY + r"""h = Wrap(); session_set_save_handler(h); session_start(); id = session_id(); session_write_close()
+session_id(id); session_start(); var_dump(session_id() == id); session_write_close(); var_dump(h.n)""",
+        ini={**NO_COOKIES, "use_strict_mode": "1"},
+    ),
+]
+
+
+# -- API variations --------------------------------------------------------------------------
+PHPT += [
+    Phpt(
+        "session_commit_variation (many commits)",
+        php=r"""session_start(); $id = session_id(); for ($i = 0; $i < 3; $i++) { $_SESSION['n'] = $i; var_dump(session_commit()); session_id($id); session_start(); var_dump($_SESSION['n']); }
+var_dump(session_commit()); var_dump(session_commit()); session_start(); session_destroy();""",
+        py=r"""session_start(); id = session_id()
+for i in range(3):
+    SESSION["n"] = i; var_dump(session_commit()); session_id(id); session_start(); var_dump(SESSION["n"])
+var_dump(session_commit()); var_dump(session_commit()); session_start(); session_destroy()""",
+        ini=NO_COOKIES,
+    ),
+    Phpt(
+        "session_get_cookie_params_variation1 (ini changes)",
+        php=r"""foreach (['cookie_lifetime' => 1234567890, 'cookie_path' => '/guff', 'cookie_domain' => 'foo', 'cookie_secure' => true, 'cookie_httponly' => true, 'cookie_samesite' => 'None'] as $k => $v) {
+  ini_set("session.$k", $v); } var_dump(session_get_cookie_params());""",
+        py=r"""for k, v in {"cookie_lifetime": 1234567890, "cookie_path": "/guff", "cookie_domain": "foo", "cookie_secure": True, "cookie_httponly": True, "cookie_samesite": "None"}.items():
+    ini_set(f"session.{k}", v)
+var_dump(session_get_cookie_params())""",
+        ini=NO_COOKIES,
+    ),
+    Phpt(
+        "session_set_cookie_params_variation1-7 (each argument)",
+        php=r"""var_dump(session_set_cookie_params(3600)); var_dump(ini_get('session.cookie_lifetime'));
+var_dump(session_set_cookie_params(3600, '/foo')); var_dump(ini_get('session.cookie_path'));
+var_dump(session_set_cookie_params(3600, '/foo', 'blah')); var_dump(ini_get('session.cookie_domain'));
+var_dump(session_set_cookie_params(3600, '/foo', 'blah', true)); var_dump(ini_get('session.cookie_secure'));
+var_dump(session_set_cookie_params(3600, '/foo', 'blah', false, true)); var_dump(ini_get('session.cookie_httponly'), ini_get('session.cookie_secure'));
+var_dump(session_set_cookie_params(['samesite' => 'Lax', 'path' => '/x'])); var_dump(ini_get('session.cookie_samesite'), ini_get('session.cookie_path'));
+var_dump(session_set_cookie_params(['lifetime' => 'abc']));""",
+        py=r"""var_dump(session_set_cookie_params(3600)); var_dump(ini_get("session.cookie_lifetime"))
+var_dump(session_set_cookie_params(3600, "/foo")); var_dump(ini_get("session.cookie_path"))
+var_dump(session_set_cookie_params(3600, "/foo", "blah")); var_dump(ini_get("session.cookie_domain"))
+var_dump(session_set_cookie_params(3600, "/foo", "blah", True)); var_dump(ini_get("session.cookie_secure"))
+var_dump(session_set_cookie_params(3600, "/foo", "blah", False, True)); var_dump(ini_get("session.cookie_httponly"), ini_get("session.cookie_secure"))
+var_dump(session_set_cookie_params({"samesite": "Lax", "path": "/x"})); var_dump(ini_get("session.cookie_samesite"), ini_get("session.cookie_path"))
+var_dump(session_set_cookie_params({"lifetime": "abc"}))""",
+        ini=NO_COOKIES,
+    ),
+    Phpt(
+        "session_cache_expire_variation1-3",
+        php=r"""var_dump(session_cache_expire(-5)); var_dump(session_cache_expire()); var_dump(ini_get('session.cache_expire'));
+ini_set('session.cache_expire', 'abc'); var_dump(session_cache_expire()); var_dump(ini_set('session.cache_expire', 99)); var_dump(session_cache_expire());
+try { session_cache_expire('x'); } catch (TypeError $e) { error($e); } var_dump(session_cache_expire(null));""",
+        py=r"""var_dump(session_cache_expire(-5)); var_dump(session_cache_expire()); var_dump(ini_get("session.cache_expire"))
+ini_set("session.cache_expire", "abc"); var_dump(session_cache_expire()); var_dump(ini_set("session.cache_expire", 99)); var_dump(session_cache_expire())
+try:
+    session_cache_expire("x")
+except TypeError as e:
+    error(e)
+var_dump(session_cache_expire(None))""",
+        ini=NO_COOKIES,
+    ),
+    Phpt(
+        "session_cache_limiter_variation1-3 (ini and invalid)",
+        php=r"""ini_set('session.cache_limiter', 'public'); var_dump(session_cache_limiter()); var_dump(session_cache_limiter('bogus'));
+var_dump(session_cache_limiter()); var_dump(ini_get('session.cache_limiter')); var_dump(session_start()); session_destroy();""",
+        py=r"""ini_set("session.cache_limiter", "public"); var_dump(session_cache_limiter()); var_dump(session_cache_limiter("bogus"))
+var_dump(session_cache_limiter()); var_dump(ini_get("session.cache_limiter")); var_dump(session_start()); session_destroy()""",
+        ini={"use_cookies": "0"},
+    ),
+    Phpt(
+        "session_name_variation2 (ini)",
+        php=r"""ini_set('session.name', 'blah'); var_dump(session_name()); var_dump(ini_set('session.name', '')); var_dump(ini_set('session.name', '  ')); var_dump(session_name());
+var_dump(session_start()); var_dump(session_name()); session_destroy();""",
+        py=r"""ini_set("session.name", "blah"); var_dump(session_name()); var_dump(ini_set("session.name", "")); var_dump(ini_set("session.name", "  ")); var_dump(session_name())
+var_dump(session_start()); var_dump(session_name()); session_destroy()""",
+        ini=NO_COOKIES,
+    ),
+    Phpt(
+        "session_save_path_variation1-5",
+        php=r"""ini_set('session.save_path', "$SAVE/x"); var_dump(session_save_path() === "$SAVE/x"); var_dump(session_save_path($SAVE) === "$SAVE/x");
+var_dump(ini_get('session.save_path') === $SAVE); var_dump(session_start()); var_dump(session_save_path() === $SAVE); session_destroy();
+var_dump(session_save_path('') === $SAVE); var_dump(session_save_path());""",
+        py=r"""ini_set("session.save_path", f"{SAVE}/x"); var_dump(session_save_path() == f"{SAVE}/x"); var_dump(session_save_path(SAVE) == f"{SAVE}/x")
+var_dump(ini_get("session.save_path") == SAVE); var_dump(session_start()); var_dump(session_save_path() == SAVE); session_destroy()
+var_dump(session_save_path("") == SAVE); var_dump(session_save_path())""",
+        ini=NO_COOKIES,
+    ),
+    Phpt(
+        "session_module_name_variation1-3",
+        php=r"""var_dump(session_module_name('blah')); var_dump(session_module_name()); var_dump(session_start()); var_dump(session_module_name()); session_destroy();
+var_dump(ini_set('session.save_handler', 'FILES')); var_dump(session_module_name());""",
+        py=r"""var_dump(session_module_name("blah")); var_dump(session_module_name()); var_dump(session_start()); var_dump(session_module_name()); session_destroy()
+var_dump(ini_set("session.save_handler", "FILES")); var_dump(session_module_name())""",
+        ini=NO_COOKIES,
+    ),
+    Phpt(
+        "session_start_variation (use_cookies/use_only_cookies)",
+        php=r"""ini_set('session.use_only_cookies', 0); var_dump(session_start(), SID !== ''); session_destroy();
+ini_set('session.use_only_cookies', 1); var_dump(session_start(), SID); session_destroy();""",
+        py=r"""import phpsess
+ini_set("session.use_only_cookies", 0); var_dump(session_start(), phpsess.SID != ""); session_destroy()
+ini_set("session.use_only_cookies", 1); var_dump(session_start(), phpsess.SID); session_destroy()""",
+        ini=NO_COOKIES,
+    ),
+    Phpt(
+        "session_start_variation (serialize_handler per start)",
+        php=r"""session_start(['serialize_handler' => 'php_serialize']); $_SESSION['a'] = [1]; $id = session_id(); session_write_close();
+var_dump(file_get_contents("$SAVE/sess_$id")); session_id($id); session_start(['serialize_handler' => 'php']); var_dump($_SESSION); session_destroy();""",
+        py=r"""session_start({"serialize_handler": "php_serialize"}); SESSION["a"] = [1]; id = session_id(); session_write_close()
+with open(f"{SAVE}/sess_{id}") as fh:
+    var_dump(fh.read())
+session_id(id); session_start({"serialize_handler": "php"}); var_dump(SESSION); session_destroy()""",
+        ini=NO_COOKIES,
+    ),
+    Phpt(
+        "session_write_close_variation4 (files content after each close)",
+        php=r"""session_id('fixed1234567'); session_start(); $_SESSION['a'] = 1; session_write_close(); echo file_get_contents("$SAVE/sess_fixed1234567"), "\n";
+session_start(); $_SESSION['b'] = [true, null, 1.5]; session_write_close(); echo file_get_contents("$SAVE/sess_fixed1234567"), "\n";
+session_start(); unset($_SESSION['a']); session_write_close(); echo file_get_contents("$SAVE/sess_fixed1234567"), "\n";""",
+        py=r"""def show():
+    with open(f"{SAVE}/sess_fixed1234567") as fh:
+        echo(fh.read(), "\n")
+session_id("fixed1234567"); session_start(); SESSION["a"] = 1; session_write_close(); show()
+session_start(); SESSION["b"] = [True, None, 1.5]; session_write_close(); show()
+session_start(); del SESSION["a"]; session_write_close(); show()""",
+        ini=NO_COOKIES,
+    ),
+    Phpt(
+        "session_unset_variation1",
+        php=r"""session_start(); $_SESSION['a'] = 1; session_write_close(); var_dump(session_unset()); var_dump($_SESSION);
+session_start(); var_dump(session_unset()); var_dump($_SESSION); session_write_close(); session_start(); var_dump($_SESSION); session_destroy();""",
+        py=r"""session_start(); SESSION["a"] = 1; session_write_close(); var_dump(session_unset()); var_dump(SESSION)
+session_start(); var_dump(session_unset()); var_dump(SESSION); session_write_close(); session_start(); var_dump(SESSION); session_destroy()""",
+        ini=NO_COOKIES,
+    ),
+    Phpt(
+        "session_id_variation (id of a destroyed session reused)",
+        php=r"""session_id('reused12345'); session_start(); $_SESSION['a'] = 1; session_destroy(); session_id('reused12345'); session_start(); var_dump($_SESSION, session_id()); session_destroy();""",
+        py=r"""session_id("reused12345"); session_start(); SESSION["a"] = 1; session_destroy(); session_id("reused12345"); session_start(); var_dump(SESSION, session_id()); session_destroy()""",
+        ini=NO_COOKIES,
+    ),
+    Phpt(
+        "session_encode_variation (php_serialize with objects and references)",
+        php=r"""session_start(); $a = [1]; $_SESSION['x'] = &$a; $_SESSION['y'] = &$a; $o = new stdClass; $o->p = 1; $_SESSION['o1'] = $o; $_SESSION['o2'] = $o;
+var_dump(session_encode()); ini_set('session.serialize_handler', 'php_serialize');""",
+        py=r"""from phpsess.core.codec import PHPObject, PHPReference
+session_start(); a = PHPReference([1]); SESSION["x"] = a; SESSION["y"] = a; o = PHPObject("stdClass", {"p": 1}); SESSION["o1"] = o; SESSION["o2"] = o
+var_dump(session_encode()); ini_set("session.serialize_handler", "php_serialize")""",
+        ini=NO_COOKIES,
+    ),
+    Phpt(
+        "session_decode_variation (keys and values)",
+        php=r"""session_start(); var_dump(session_decode('a|i:1;b|s:1:"x";c|d:0.5;d|b:0;e|N;f|a:0:{}')); var_dump($_SESSION);
+var_dump(session_decode('')); var_dump($_SESSION); session_destroy();""",
+        py=r"""session_start(); var_dump(session_decode('a|i:1;b|s:1:"x";c|d:0.5;d|b:0;e|N;f|a:0:{}')); var_dump(SESSION)
+var_dump(session_decode("")); var_dump(SESSION); session_destroy()""",
+        ini=NO_COOKIES,
+    ),
+]
+
+# -- user handlers: callables, interfaces, errors -------------------------------------------------
+PHPT += [
+    Phpt(
+        "session_set_save_handler_variation1 (getter behaviour)",
+        php=r"""var_dump(session_module_name()); var_dump(session_module_name(FALSE)); var_dump(session_module_name('files')); var_dump(session_module_name());""",
+        py=r"""var_dump(session_module_name()); var_dump(session_module_name("")); var_dump(session_module_name("files")); var_dump(session_module_name())""",
+        ini=NO_COOKIES,
+    ),
+    Phpt(
+        "session_set_save_handler_variation4 (gc called by probability)",
+        php=LOGGING_PHP + r"""session_set_save_handler(new LogHandler); session_id('abc'); session_start(); session_write_close();""",
+        py=LOGGING_PY + r"""session_set_save_handler(LogHandler()); session_id("abc"); session_start(); session_write_close()""",
+        ini={**NO_COOKIES, "gc_probability": "1", "gc_divisor": "1", "gc_maxlifetime": "1234"},
+    ),
+    Phpt(
+        "session_set_save_handler_variation5 (destroy and regenerate)",
+        php=LOGGING_PHP + r"""$h = new LogHandler; session_set_save_handler($h); session_id('abc'); session_start(); $_SESSION['a'] = 1;
+session_regenerate_id(); session_regenerate_id(true); session_destroy(); var_dump(array_values($h->data));""",
+        py=LOGGING_PY + r"""h = LogHandler(); session_set_save_handler(h); session_id("abc"); session_start(); SESSION["a"] = 1
+session_regenerate_id(); session_regenerate_id(True); session_destroy(); var_dump(list(h.data.values()))""",
+        ini=NO_COOKIES,
+    ),
+    Phpt(
+        "session_set_save_handler_variation6 (lazy_write and user handler)",
+        php=LOGGING_PHP + r"""$h = new LogHandler; session_set_save_handler($h); session_id('abc'); session_start(); $_SESSION['a'] = 1; session_write_close();
+session_start(); session_write_close(); session_start(); $_SESSION['a'] = 2; session_write_close();""",
+        py=LOGGING_PY + r"""h = LogHandler(); session_set_save_handler(h); session_id("abc"); session_start(); SESSION["a"] = 1; session_write_close()
+session_start(); session_write_close(); session_start(); SESSION["a"] = 2; session_write_close()""",
+        ini=NO_COOKIES,
+    ),
+    Phpt(
+        "session_set_save_handler_error3 (exception from open, then destroy)",
+        php=r"""class H implements SessionHandlerInterface { function open($p, $n): bool { throw new Exception('Do something bad..!'); }
+  function close(): bool { echo "close\n"; return true; } function read($id): string|false { return ''; } function write($id, $d): bool { return true; }
+  function destroy($id): bool { return true; } function gc($m): int|false { return 0; } }
+session_set_save_handler(new H); try { session_start(); } catch (Exception $e) { error($e); } var_dump(session_destroy());""",
+        py=r"""class H(SessionHandlerInterface):
+    def open(self, p, n): raise Exception("Do something bad..!")
+    def close(self): echo("close\n"); return True
+    def read(self, id): return ""
+    def write(self, id, d): return True
+    def destroy(self, id): return True
+    def gc(self, m): return 0
+session_set_save_handler(H())
+try:
+    session_start()
+except Exception as e:
+    error(e)
+var_dump(session_destroy())""",
+        ini=NO_COOKIES,
+    ),
+    Phpt(
+        "session_set_save_handler_error4 (callables must be callable)",
+        php=r"""function f() { return true; }
+try { session_set_save_handler('f', 'f', 'f', 'f', 'f', 'nope'); } catch (TypeError $e) { error($e); }
+try { session_set_save_handler('f', 'f', 'f'); } catch (ArgumentCountError $e) { error($e); }""",
+        py=r"""def f(*a): return True
+try:
+    session_set_save_handler(f, f, f, f, f, "nope")
+except TypeError as e:
+    error(e)
+try:
+    session_set_save_handler(f, f, f)
+except TypeError as e:
+    echo("ArgumentCountError: ", e, "\n")""",
+        ini=NO_COOKIES,
+    ),
+    Phpt(
+        "session_set_save_handler_iface_001 (interface implementation)",
+        php=r"""class H implements SessionHandlerInterface { public $d = [];
+  function open($p, $n): bool { return true; } function close(): bool { return true; }
+  function read($id): string|false { return $this->d[$id] ?? ''; } function write($id, $v): bool { $this->d[$id] = $v; return true; }
+  function destroy($id): bool { unset($this->d[$id]); return true; } function gc($m): int|false { return 0; } }
+$h = new H; session_set_save_handler($h); var_dump($h instanceof SessionHandlerInterface); session_start(); $_SESSION['foo'] = 'hello';
+$id = session_id(); session_write_close(); var_dump($h->d[$id]); session_start(); var_dump($_SESSION); session_destroy(); var_dump($h->d);""",
+        py=r"""class H(SessionHandlerInterface):
+    def __init__(self): self.d = {}
+    def open(self, p, n): return True
+    def close(self): return True
+    def read(self, id): return self.d.get(id, "")
+    def write(self, id, v): self.d[id] = v; return True
+    def destroy(self, id): self.d.pop(id, None); return True
+    def gc(self, m): return 0
+h = H(); session_set_save_handler(h); var_dump(isinstance(h, SessionHandlerInterface)); session_start(); SESSION["foo"] = "hello"
+id = session_id(); session_write_close(); var_dump(h.d[id]); session_start(); var_dump(SESSION); session_destroy(); var_dump(h.d)""",
+        ini=NO_COOKIES,
+    ),
+    Phpt(
+        "session_set_save_handler_iface_003 (SessionHandler implements the interfaces)",
+        php=r"""$h = new SessionHandler; var_dump($h instanceof SessionHandlerInterface, $h instanceof SessionIdInterface, $h instanceof SessionUpdateTimestampHandlerInterface);""",
+        py=r"""h = SessionHandler(); var_dump(isinstance(h, SessionHandlerInterface), isinstance(h, SessionIdInterface), isinstance(h, SessionUpdateTimestampHandlerInterface))""",
+        ini=NO_COOKIES,
+    ),
+    Phpt(
+        "session_set_save_handler_sid_002 (create_sid returns a non-string)",
+        php=r"""class H extends SessionHandler { #[\ReturnTypeWillChange] function create_sid() { return null; } }
+session_set_save_handler(new H); try { session_start(); } catch (Error $e) { error($e); } var_dump(session_status());""",
+        py=r"""class H(SessionHandler):
+    def create_sid(self): return None
+session_set_save_handler(H())
+try:
+    session_start()
+except PHPFatalError as e:
+    echo("Error: ", e, "\n")
+var_dump(session_status())""",
+        ini=NO_COOKIES,
+    ),
+    Phpt(
+        "bug31454 (bad callables)",
+        php=r"""try { session_set_save_handler([&$x, 'f'], 'g', 'h', 'i', 'j', 'k'); } catch (TypeError $e) { error($e); } echo "Done\n";""",
+        py=r"""try:
+    session_set_save_handler(["x", "f"], "g", "h", "i", "j", "k")
+except TypeError as e:
+    error(e)
+echo("Done\n")""",
+        ini=NO_COOKIES,
+    ),
+    Phpt(
+        "bug32330 (destroy then start with a user handler)",
+        php=LOGGING_PHP + r"""$h = new LogHandler; session_set_save_handler($h); session_id('abc'); session_start(); $_SESSION['a'] = 1; session_destroy();
+session_set_save_handler($h); session_id('def'); session_start(); $_SESSION['b'] = 2; session_write_close(); var_dump($h->data);""",
+        py=LOGGING_PY + r"""h = LogHandler(); session_set_save_handler(h); session_id("abc"); session_start(); SESSION["a"] = 1; session_destroy()
+session_set_save_handler(h); session_id("def"); session_start(); SESSION["b"] = 2; session_write_close(); var_dump(h.data)""",
+        ini=NO_COOKIES,
+    ),
+    Phpt(
+        "bug63379 (regenerate_id(true) with SessionHandler keeps the data)",
+        php=r"""session_set_save_handler(new SessionHandler); session_start(); $_SESSION['blah'] = 'foo'; $_SESSION['arr'] = ['x']; session_regenerate_id(true);
+$id = session_id(); session_write_close(); session_id($id); session_start(); var_dump($_SESSION); session_destroy();""",
+        py=r"""session_set_save_handler(SessionHandler()); session_start(); SESSION["blah"] = "foo"; SESSION["arr"] = ["x"]; session_regenerate_id(True)
+id = session_id(); session_write_close(); session_id(id); session_start(); var_dump(SESSION); session_destroy()""",
+        ini=NO_COOKIES,
+    ),
+    Phpt(
+        "bug63379_nodestroy",
+        php=r"""session_set_save_handler(new SessionHandler); session_start(); $_SESSION['blah'] = 'foo'; $old = session_id(); session_regenerate_id();
+$id = session_id(); session_write_close(); session_id($id); session_start(); var_dump($_SESSION); session_write_close(); session_id($old); session_start(); var_dump($_SESSION); session_destroy();""",
+        py=r"""session_set_save_handler(SessionHandler()); session_start(); SESSION["blah"] = "foo"; old = session_id(); session_regenerate_id()
+id = session_id(); session_write_close(); session_id(id); session_start(); var_dump(SESSION); session_write_close(); session_id(old); session_start(); var_dump(SESSION); session_destroy()""",
+        ini=NO_COOKIES,
+    ),
+    Phpt(
+        "bug69111 (SessionHandler with a save path of its own)",
+        php=r"""mkdir("$SAVE/other"); $h = new SessionHandler; session_set_save_handler($h); session_start(); $id = session_id();
+var_dump($h->open("$SAVE/other", 'X')); var_dump($h->write($id, 'a|i:1;')); var_dump($h->close()); var_dump(glob("$SAVE/other/*") == ["$SAVE/other/sess_$id"]);""",
+        py=r"""import os, glob
+os.mkdir(f"{SAVE}/other"); h = SessionHandler(); session_set_save_handler(h); session_start(); id = session_id()
+var_dump(h.open(f"{SAVE}/other", "X")); var_dump(h.write(id, "a|i:1;")); var_dump(h.close()); var_dump(glob.glob(f"{SAVE}/other/*") == [f"{SAVE}/other/sess_{id}"])""",
+        ini=NO_COOKIES,
+    ),
+    Phpt(
+        "bug78624 (session_gc() return value with a user handler)",
+        php=r"""class H extends SessionHandler { function gc($m): int|false { return 1; } }
+session_set_save_handler(new H); session_start(); var_dump(session_gc()); session_destroy();
+class G extends SessionHandler { function gc($m): int|false { return false; } }
+session_set_save_handler(new G); session_start(); var_dump(session_gc()); session_destroy();""",
+        py=r"""class H(SessionHandler):
+    def gc(self, m): return 1
+session_set_save_handler(H()); session_start(); var_dump(session_gc()); session_destroy()
+class G(SessionHandler):
+    def gc(self, m): return False
+session_set_save_handler(G()); session_start(); var_dump(session_gc()); session_destroy()""",
+        ini=NO_COOKIES,
+    ),
+    Phpt(
+        "bug79091 (create_sid while active with a user handler)",
+        php=r"""class H extends SessionHandler { function create_sid(): string { return 'newsid' . rand(100000, 999999); } }
+session_set_save_handler(new H); session_start(); $a = session_create_id(); var_dump(strlen($a), str_starts_with($a, 'newsid')); session_destroy();""",
+        py=r"""class H(SessionHandler):
+    def create_sid(self):
+        import random; return "newsid" + str(random.randint(100000, 999999))
+session_set_save_handler(H()); session_start(); a = session_create_id(); var_dump(len(a), a.startswith("newsid")); session_destroy()""",
+        ini=NO_COOKIES,
+    ),
+    Phpt(
+        "gh9583 (validateId and updateTimestamp on a SessionHandler subclass)",
+        php=r"""class H extends SessionHandler implements SessionUpdateTimestampHandlerInterface {
+  function validateId($id): bool { echo "validate\n"; return true; } function updateTimestamp($id, $d): bool { echo "update\n"; return true; } }
+session_set_save_handler(new H); session_start(); $id = session_id(); session_write_close(); session_id($id); session_start(); session_write_close();""",
+        py=r"""class H(SessionHandler, SessionUpdateTimestampHandlerInterface):
+    def validateId(self, id): echo("validate\n"); return True
+    def updateTimestamp(self, id, d): echo("update\n"); return True
+session_set_save_handler(H()); session_start(); id = session_id(); session_write_close(); session_id(id); session_start(); session_write_close()""",
+        ini={**NO_COOKIES, "use_strict_mode": "1"},
+    ),
+    Phpt(
+        "basic_set_save_handler_test02 (handler data round trip)",
+        php=LOGGING_PHP + r"""$h = new LogHandler; session_set_save_handler($h); session_id('abc'); session_start(); $_SESSION['Blah'] = 'Hello World!'; $_SESSION['Foo'] = false;
+$_SESSION['Guff'] = 1234567890; session_write_close(); session_start(); var_dump($_SESSION); session_write_close(); session_unset(); var_dump($_SESSION); session_start(); session_destroy();""",
+        py=LOGGING_PY + r"""h = LogHandler(); session_set_save_handler(h); session_id("abc"); session_start(); SESSION["Blah"] = "Hello World!"; SESSION["Foo"] = False
+SESSION["Guff"] = 1234567890; session_write_close(); session_start(); var_dump(SESSION); session_write_close(); session_unset(); var_dump(SESSION); session_start(); session_destroy()""",
+        ini=NO_COOKIES,
+    ),
+    Phpt(
+        "session_regenerate_id_handler_destroys_session (destroy inside the handler)",
+        php=r"""class H extends SessionHandler { function write($id, $d): bool { echo "write\n"; return parent::write($id, $d); } }
+session_set_save_handler(new H); session_start(); $_SESSION['a'] = 1; var_dump(session_regenerate_id()); var_dump(session_status()); session_destroy();""",
+        py=r"""class H(SessionHandler):
+    def write(self, id, d): echo("write\n"); return super().write(id, d)
+session_set_save_handler(H()); session_start(); SESSION["a"] = 1; var_dump(session_regenerate_id()); var_dump(session_status()); session_destroy()""",
+        ini=NO_COOKIES,
+    ),
+    Phpt(
+        "session_start_create_sid_throws",
+        php=r"""class H extends SessionHandler { function create_sid(): string { throw new Exception('no id'); } function close(): bool { echo "close\n"; return parent::close(); } }
+session_set_save_handler(new H); try { session_start(); } catch (Throwable $e) { error($e); error($e->getPrevious()); } var_dump(session_status()); echo "end\n";""",
+        py=r"""class H(SessionHandler):
+    def create_sid(self): raise Exception("no id")
+    def close(self): echo("close\n"); return super().close()
+session_set_save_handler(H())
+try:
+    session_start()
+except PHPFatalError as e:
+    error(e); error(e.__cause__)
+var_dump(session_status()); echo("end\n")""",
+        ini=NO_COOKIES, errors={"Error": "PHPFatalError"},
+    ),
+]
+
+
 @pytest.fixture(scope="module")
 def outcomes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Outcome]:
     root: Path = tmp_path_factory.mktemp("phpt")
