@@ -931,10 +931,8 @@ class Session:
     def encode(self) -> bytes | bool:
         """``session_encode()``: the encoded bytes, or False."""
         self._ensure_loaded()
-        if not self.bound:
+        if not self.bound or not is_array(self.data):
             self.diagnose("Cannot encode non-existent session")
-            return False
-        if not is_array(self.data):
             return False
         val = self._encode(self.data)
         if val is None:

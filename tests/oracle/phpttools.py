@@ -140,6 +140,10 @@ function error(Throwable $e) { echo get_class($e), ': ', $e->getMessage(), "\n";
 """
 
 
+#: PHP core settings a test may set (not ``session.*``)
+_CORE = ("serialize_precision", "error_reporting")
+
+
 @dataclass
 class Phpt:
     """One php-src session test and its port.
@@ -168,7 +172,7 @@ class Phpt:
         """The ini both sides run with."""
         out = {"session.save_path": save, "session.gc_probability": "0"}
         for k, v in self.ini.items():
-            out[k if "." in k or k == "serialize_precision" else "session." + k] = str(v)
+            out[k if "." in k or k in _CORE else "session." + k] = str(v)
         out["session.save_path"] = out["session.save_path"].replace("{SAVE}", save)
         return out
 

@@ -1929,6 +1929,88 @@ var_dump(session_status()); echo("end\n")""",
 ]
 
 
+PHPT += [
+    Phpt(
+        "029 (session_decode() without a session)",
+        php=r"""var_dump(@session_decode("garbage data and no session started")); var_dump(@session_decode('userid|s:5:"mazen";chatRoom|s:1:"1";')); print "I live\n";""",
+        py=r"""import warnings
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    var_dump(session_decode("garbage data and no session started")); var_dump(session_decode('userid|s:5:"mazen";chatRoom|s:1:"1";'))
+echo("I live\n")""",
+        ini=NO_COOKIES,
+    ),
+    Phpt(
+        "030 (destroy, new id, destroy)",
+        php=r"""session_id("abtest"); session_start(); var_dump(session_destroy()); session_id("abtest2"); session_start(); var_dump(session_id()); var_dump(session_destroy()); print "I live\n";""",
+        py=r"""session_id("abtest"); session_start(); var_dump(session_destroy()); session_id("abtest2"); session_start(); var_dump(session_id()); var_dump(session_destroy()); echo("I live\n")""",
+        ini={**NO_COOKIES, "use_strict_mode": "0"},
+    ),
+    Phpt(
+        "bug24592 (NULL values stored)",
+        php=r"""session_start(); $foo = $_SESSION['foo'] ?? null; $bar = $_SESSION['bar'] ?? null; var_dump($foo, $bar, $_SESSION);
+$_SESSION['foo'] = $foo; $_SESSION['bar'] = $bar; var_dump($_SESSION); var_dump(session_encode()); session_write_close(); session_start(); var_dump($_SESSION); session_destroy();""",
+        py=r"""session_start(); foo = SESSION.get("foo"); bar = SESSION.get("bar"); var_dump(foo, bar, SESSION)
+SESSION["foo"] = foo; SESSION["bar"] = bar; var_dump(SESSION); var_dump(session_encode()); session_write_close(); session_start(); var_dump(SESSION); session_destroy()""",
+        ini=NO_COOKIES,
+    ),
+    Phpt(
+        "bug70013 (reference to $_SESSION kept across regenerate)",
+        php=r"""session_start(); $s = &$_SESSION; $s['test'] = 1; session_regenerate_id(false); $s['test'] = 2; var_dump($s['test'] === $_SESSION['test']);
+$s['test'] = 3; session_regenerate_id(true); $s['test'] = 4; var_dump($s['test'] === $_SESSION['test']); session_write_close();
+session_start(); var_dump($_SESSION); session_destroy();""",
+        py=r"""session_start(); s = SESSION; s["test"] = 1; session_regenerate_id(False); s["test"] = 2; var_dump(s["test"] == SESSION["test"])
+s["test"] = 3; session_regenerate_id(True); s["test"] = 4; var_dump(s["test"] == SESSION["test"]); session_write_close()
+session_start(); var_dump(SESSION); session_destroy()""",
+        ini=NO_COOKIES,
+    ),
+    Phpt(
+        "bug79031 (Serializable objects sharing a property)",
+        php=r"""class SerializableClass implements Serializable { public $sharedProp; function __construct($p) { $this->sharedProp = $p; }
+  function serialize() { return serialize(get_object_vars($this)); } function unserialize($d) { foreach (unserialize($d) as $k => $v) { $this->$k = $v; } } }
+$p = new stdClass; $p->name = 'test'; session_start(); $_SESSION = ['obj1' => new SerializableClass($p), 'obj2' => new SerializableClass($p)];
+$s = session_encode(); echo $s, "\n"; var_dump(session_decode($s)); echo session_encode(), "\n"; session_destroy();""",
+        py=r"""session_start()
+s = 'obj1|C:17:"SerializableClass":65:{a:1:{s:10:"sharedProp";O:8:"stdClass":1:{s:4:"name";s:4:"test";}}}obj2|C:17:"SerializableClass":28:{a:1:{s:10:"sharedProp";r:3;}}'
+session_decode(s); echo(session_encode(), "\n"); var_dump(session_decode(s)); echo(session_encode(), "\n"); session_destroy()""",
+        ini={**NO_COOKIES, "error_reporting": "24575"},
+    ),
+    Phpt(
+        "session_start (read_and_close with strict mode and a new id)",
+        php=r"""var_dump(session_start(['read_and_close' => true])); var_dump(session_status(), strlen(session_id()), glob("$SAVE/*"));""",
+        py=r"""import glob
+var_dump(session_start({"read_and_close": True})); var_dump(session_status(), len(session_id()), glob.glob(f"{SAVE}/*"))""",
+        ini={**NO_COOKIES, "use_strict_mode": "1"},
+    ),
+    Phpt(
+        "session_decode (php_serialize holding a non-array)",
+        php=r"""session_start(); var_dump(session_decode('i:5;')); var_dump($_SESSION); var_dump(session_encode()); $id = session_id(); session_write_close();
+var_dump(file_exists("$SAVE/sess_$id") ? file_get_contents("$SAVE/sess_$id") : 'none');""",
+        py=r"""import os
+from phpsess.session.context import current_request
+session_start(); var_dump(session_decode("i:5;")); var_dump(current_request().session.data); var_dump(session_encode()); id = session_id(); session_write_close()
+p = f"{SAVE}/sess_{id}"
+if os.path.exists(p):
+    with open(p) as fh:
+        var_dump(fh.read())
+else:
+    var_dump("none")""",
+        ini={**NO_COOKIES, "serialize_handler": "php_serialize"},
+    ),
+    Phpt(
+        "corrupt session file (decode failure destroys it)",
+        php=r"""file_put_contents("$SAVE/sess_corrupt1234", 'a|i:1;b|x:garbage'); session_id('corrupt1234'); var_dump(session_start());
+var_dump($_SESSION, session_status(), file_exists("$SAVE/sess_corrupt1234"));""",
+        py=r"""import os
+with open(f"{SAVE}/sess_corrupt1234", "w") as fh:
+    fh.write("a|i:1;b|x:garbage")
+session_id("corrupt1234"); var_dump(session_start())
+var_dump(SESSION, session_status(), os.path.exists(f"{SAVE}/sess_corrupt1234"))""",
+        ini=NO_COOKIES,
+    ),
+]
+
+
 @pytest.fixture(scope="module")
 def outcomes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Outcome]:
     root: Path = tmp_path_factory.mktemp("phpt")
