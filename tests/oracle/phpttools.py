@@ -12,6 +12,7 @@ session ids (each side numbered by first appearance) and the temporary directory
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -47,7 +48,8 @@ def _show(message, category, filename, lineno, file=None, line=None):
             else "Warning" if issubclass(category, phpsess.PHPWarning)
             else "Python " + category.__name__)
     # no script frame (phpsess's own, at the request's end): PHP's "Unknown on line 0"
-    where = "Unknown on line 0" if filename.startswith(_PKG) else "%s on line %d"
+    # (or the zygote's, which runs the exit functions where the interpreter would)
+    where = "Unknown on line 0" if filename.startswith(_PKG) or filename.endswith("phpt_zygote.py") else "%s on line %d"
     sys.stdout.write(f"\n{kind}: {message} in {where}\n")
 
 
@@ -226,43 +228,82 @@ def _ini_value(v: str) -> str:
     return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def _run_one(t: Phpt, root: Path) -> Outcome:
+def _prepare(t: Phpt, root: Path) -> tuple[Path, dict[str, str], bytes]:
     work = Path(tempfile.mkdtemp(prefix=re.sub(r"\W", "_", t.name) + "-", dir=root))
     save = work / "save"
     save.mkdir(mode=0o700)
-    settings = t.settings(str(save))
     env = dict(os.environ, PHPT_SAVE=str(save))
-    php_ini = dict(PHP_BASE_INI)
-    php_ini.update(settings)
-    (work / "t.php").write_text(PHP_PRELUDE + t.php)
     body = t.post.encode()
     if t.cgi:
         env.update(GATEWAY_INTERFACE="CGI/1.1", REQUEST_METHOD="POST" if t.post else "GET", REDIRECT_STATUS="1",
-                   SCRIPT_FILENAME=str(work / "t.php"), HTTP_COOKIE=t.cookie, QUERY_STRING=t.get)
+                   HTTP_COOKIE=t.cookie, QUERY_STRING=t.get)
         if t.post:
             env.update(CONTENT_TYPE="application/x-www-form-urlencoded", CONTENT_LENGTH=str(len(body)))
+    return work, env, body
+
+
+def _run_php(t: Phpt, work: Path, env: dict[str, str], body: bytes) -> str:
+    save = work / "save"
+    php_ini = dict(PHP_BASE_INI)
+    php_ini.update(t.settings(str(save)))
+    (work / "t.php").write_text(PHP_PRELUDE + t.php)
     args = [require("php-cgi" if t.cgi else "php"), "-n"]
     for k, v in php_ini.items():
         args += ["-d", f"{k}={_ini_value(v)}"]
     php = subprocess.run(args + ([] if t.cgi else [str(work / "t.php")]), input=body, capture_output=True,
-                         cwd=work, env=env, timeout=60)
+                         cwd=work, env=dict(env, SCRIPT_FILENAME=str(work / "t.php")), timeout=60)
     shutil.rmtree(save)  # the port starts from the same empty save path
     save.mkdir(mode=0o700)
+    return php.stdout.decode("utf-8", "replace") + php.stderr.decode("utf-8", "replace")
+
+
+def _py_job(t: Phpt, work: Path, env: dict[str, str], body: bytes) -> dict[str, object]:
     ini = work / "php.ini"
-    ini.write_text("".join(f"{k} = {_ini_value(v)}\n" for k, v in settings.items()))
+    ini.write_text("".join(f"{k} = {_ini_value(v)}\n" for k, v in t.settings(str(work / "save")).items()))
     (work / "t.py").write_text(PY_PRELUDE + t.py)
-    env.update(PHPSESS_INI=str(ini), PYTHONPATH=str(REPO))
-    if t.cgi:
-        env["SCRIPT_FILENAME"] = str(work / "t.py")
-    py = subprocess.run([sys.executable, str(work / "t.py")], input=body, capture_output=True, cwd=work,
-                        env=env, timeout=60)
-    out_php = php.stdout.decode("utf-8", "replace") + php.stderr.decode("utf-8", "replace")
-    out_py = py.stdout.decode("utf-8", "replace")
-    return Outcome(t, normalize(out_php, str(work)), normalize(out_py, str(work), t.errors),
-                   py.stderr.decode("utf-8", "replace"))
+    (work / "stdin").write_bytes(body)
+    env = dict(env, PHPSESS_INI=str(ini), PYTHONPATH=str(REPO), SCRIPT_FILENAME=str(work / "t.py"))
+    return {"dir": str(work), "env": env, "stdin": str(work / "stdin")}
 
 
 def run_all(tests: Sequence[Phpt], root: Path, workers: int = 3) -> list[Outcome]:
-    """Run every test on both sides (a few at a time) and return their outcomes in order."""
+    """Run every test on both sides and return their outcomes in order.
+
+    The PHP scripts run a few at a time; the ports run one after the other, each in a
+    child forked from a process that has imported phpsess (tests/oracle/phpt_zygote.py),
+    or, with ``PHPT_FRESH=1`` in the environment, each in a fresh interpreter.
+    """
+    prepared = [_prepare(t, root) for t in tests]
     with ThreadPoolExecutor(workers) as pool:
-        return list(pool.map(lambda t: _run_one(t, root), tests))
+        php_out = list(pool.map(lambda a: _run_php(*a), [(t, *p) for t, p in zip(tests, prepared)]))
+    jobs = [_py_job(t, *p) for t, p in zip(tests, prepared)]
+    if os.environ.get("PHPT_FRESH") == "1":
+        for job in jobs:
+            with open(str(job["stdin"]), "rb") as stdin, open(Path(str(job["dir"])) / "py.out", "wb") as out, \
+                    open(Path(str(job["dir"])) / "py.err", "wb") as err:
+                env = job["env"]
+                assert isinstance(env, dict)
+                subprocess.run([sys.executable, "t.py"], stdin=stdin, stdout=out, stderr=err,
+                               cwd=str(job["dir"]), env=env, timeout=60)
+    else:
+        zygote = subprocess.Popen(
+            [sys.executable, str(Path(__file__).with_name("phpt_zygote.py"))],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=str(root),
+            env=dict(os.environ, PYTHONPATH=str(REPO)),
+        )
+        assert zygote.stdin is not None and zygote.stdout is not None
+        try:
+            for job in jobs:
+                zygote.stdin.write(json.dumps(job) + "\n")
+                zygote.stdin.flush()
+                if not zygote.stdout.readline():
+                    raise RuntimeError("the phpt zygote died")
+        finally:
+            zygote.stdin.close()
+            zygote.wait(timeout=60)
+    outcomes = []
+    for t, (work, _, _), php in zip(tests, prepared, php_out):
+        py_out = (work / "py.out").read_bytes().decode("utf-8", "replace")
+        py_err = (work / "py.err").read_bytes().decode("utf-8", "replace")
+        outcomes.append(Outcome(t, normalize(php, str(work)), normalize(py_out, str(work), t.errors), py_err))
+    return outcomes
