@@ -286,21 +286,17 @@ def run_all(tests: Sequence[Phpt], root: Path, workers: int = 3) -> list[Outcome
                 subprocess.run([sys.executable, "t.py"], stdin=stdin, stdout=out, stderr=err,
                                cwd=str(job["dir"]), env=env, timeout=60)
     else:
-        zygote = subprocess.Popen(
+        with subprocess.Popen(
             [sys.executable, str(Path(__file__).with_name("phpt_zygote.py"))],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=str(root),
             env=dict(os.environ, PYTHONPATH=str(REPO)),
-        )
-        assert zygote.stdin is not None and zygote.stdout is not None
-        try:
+        ) as zygote:
+            assert zygote.stdin is not None and zygote.stdout is not None
             for job in jobs:
                 zygote.stdin.write(json.dumps(job) + "\n")
                 zygote.stdin.flush()
                 if not zygote.stdout.readline():
                     raise RuntimeError("the phpt zygote died")
-        finally:
-            zygote.stdin.close()
-            zygote.wait(timeout=60)
     outcomes = []
     for t, (work, _, _), php in zip(tests, prepared, php_out):
         py_out = (work / "py.out").read_bytes().decode("utf-8", "replace")
