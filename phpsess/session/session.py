@@ -813,6 +813,11 @@ class Session:
                 self.diagnose(f"Session write failed. ID: {self.module_name} (path: {cfg.save_path})")
                 return False
         self._safe_close(handler)
+        if self.status_value() == Status.NONE:  # (mypy cannot see close() change the phase)
+            # the handler's close() ended the session itself (session_destroy() in a user
+            # close()): PHP 8.2 crashes here; later PHP versions say this
+            self.diagnose("Session ID cannot be regenerated because the save handler closed the session")
+            return False
         self.lazy_snapshot = None
         self.id = None
         try:

@@ -66,6 +66,7 @@ class UserHandler(SaveHandler):
         self.opened = False
         #: the exception a callback raised, which the running PHP function re-raises
         self.pending: Exception | None = None
+        self._in_call = False
 
     @property
     def write_name(self) -> str:
@@ -86,6 +87,17 @@ class UserHandler(SaveHandler):
         if self.pending is not None:
             # PHP calls no user function while an exception is pending: a silent failure
             raise SaveHandlerError("", handler="user", operation=operation)
+        if self._in_call:
+            # a callback that calls back into the session (session_destroy() in close()):
+            # PHP refuses, and forgets that it was inside one (ps_call_handler)
+            self._in_call = False
+            self.diagnose("Cannot call session save handler in a recursive manner", "Warning")
+            raise SaveHandlerError("", handler="user", operation=operation)
+        self._in_call = True
+        # the session whose diagnostics these are: a PHP function the callback calls
+        # (session_destroy()...) must not rename the one that called the handler
+        session = getattr(self.diagnose, "__self__", None)
+        running = getattr(session, "function", None)
         try:
             return fn(*args)
         except SaveHandlerError:
@@ -93,6 +105,10 @@ class UserHandler(SaveHandler):
         except Exception as exc:
             self.pending = exc
             raise SaveHandlerError("", handler="user", operation=operation, cause=exc)
+        finally:
+            self._in_call = False
+            if session is not None and running is not None:
+                session.function = running
 
     def open(self, save_path: str, name: str) -> None:
         """Call the user's ``open(save_path, name)``."""

@@ -2011,6 +2011,202 @@ var_dump(SESSION, session_status(), os.path.exists(f"{SAVE}/sess_corrupt1234"))"
 ]
 
 
+PHPT += [
+    Phpt(
+        "session_start_variation1 (repeated starts)",
+        php=r"""for ($i = 0; $i < 3; $i++) var_dump(session_start()); session_destroy();""",
+        py=r"""for i in range(3): var_dump(session_start())
+session_destroy()""",
+        ini=NO_COOKIES,
+    ),
+    Phpt(
+        "session_start_variation2 (start and destroy)",
+        php=r"""for ($i = 0; $i < 3; $i++) { var_dump(session_start()); var_dump(session_destroy()); }""",
+        py=r"""for i in range(3):
+    var_dump(session_start()); var_dump(session_destroy())""",
+        ini=NO_COOKIES,
+    ),
+    Phpt(
+        "session_start_variation5 ($_SESSION before start)",
+        php=r"""$_SESSION['blah'] = 'foo'; var_dump($_SESSION); session_start(); var_dump($_SESSION); session_destroy();""",
+        py=r"""SESSION["blah"] = "foo"; var_dump(SESSION); session_start(); var_dump(SESSION); session_destroy()""",
+        ini=NO_COOKIES,
+    ),
+    Phpt(
+        "session_start_variation6 (data after destroy, restart)",
+        php=r"""session_start(); $_SESSION['colour'] = 'green'; $_SESSION['age'] = 6; var_dump($_SESSION); var_dump(session_destroy()); var_dump($_SESSION);
+session_start(); var_dump($_SESSION); session_destroy();""",
+        py=r"""session_start(); SESSION["colour"] = "green"; SESSION["age"] = 6; var_dump(SESSION); var_dump(session_destroy()); var_dump(SESSION)
+session_start(); var_dump(SESSION); session_destroy()""",
+        ini=NO_COOKIES,
+    ),
+    Phpt(
+        "session_start_variation7 (data after write_close)",
+        php=r"""session_start(); $_SESSION['colour'] = 'green'; var_dump(session_write_close()); var_dump($_SESSION); $_SESSION['x'] = 1;
+session_start(); var_dump($_SESSION); session_destroy();""",
+        py=r"""session_start(); SESSION["colour"] = "green"; var_dump(session_write_close()); var_dump(SESSION); SESSION["x"] = 1
+session_start(); var_dump(SESSION); session_destroy()""",
+        ini=NO_COOKIES,
+    ),
+    Phpt(
+        "session_start_variation8 (id set before start)",
+        php=r"""var_dump(session_id()); session_id('start8test'); var_dump(session_start()); var_dump(session_id()); var_dump(session_destroy()); var_dump(session_id());""",
+        py=r"""var_dump(session_id()); session_id("start8test"); var_dump(session_start()); var_dump(session_id()); var_dump(session_destroy()); var_dump(session_id())""",
+        ini=NO_COOKIES,
+    ),
+    Phpt(
+        "session_module_name_variation3 (files round trip)",
+        php=r"""session_module_name('files'); session_start(); $_SESSION['Blah'] = 'Hello World!'; $_SESSION['Foo'] = false; $_SESSION['Guff'] = 1234567890;
+var_dump($_SESSION); var_dump(session_write_close()); session_start(); var_dump($_SESSION); var_dump(session_destroy()); session_start(); var_dump($_SESSION); var_dump(session_destroy());""",
+        py=r"""session_module_name("files"); session_start(); SESSION["Blah"] = "Hello World!"; SESSION["Foo"] = False; SESSION["Guff"] = 1234567890
+var_dump(SESSION); var_dump(session_write_close()); session_start(); var_dump(SESSION); var_dump(session_destroy()); session_start(); var_dump(SESSION); var_dump(session_destroy())""",
+        ini=NO_COOKIES,
+    ),
+    Phpt(
+        "session_destroy_variation2-3 (destroy twice, data kept)",
+        php=r"""session_start(); $_SESSION['a'] = 1; var_dump(session_destroy()); var_dump(session_destroy()); var_dump($_SESSION);
+session_start(); var_dump(session_id() !== '', $_SESSION); var_dump(session_destroy());""",
+        py=r"""session_start(); SESSION["a"] = 1; var_dump(session_destroy()); var_dump(session_destroy()); var_dump(SESSION)
+session_start(); var_dump(session_id() != "", SESSION); var_dump(session_destroy())""",
+        ini=NO_COOKIES,
+    ),
+    Phpt(
+        "session_write_close_variation2 (after destroy)",
+        php=r"""session_start(); var_dump(session_destroy()); var_dump(session_write_close()); var_dump(session_start()); var_dump(session_write_close()); session_start(); session_destroy();""",
+        py=r"""session_start(); var_dump(session_destroy()); var_dump(session_write_close()); var_dump(session_start()); var_dump(session_write_close()); session_start(); session_destroy()""",
+        ini=NO_COOKIES,
+    ),
+    Phpt(
+        "session_encode_variation2-5 (before start, after unset, types)",
+        php=r"""$_SESSION['x'] = 1; var_dump(session_encode()); session_start(); $_SESSION['a'] = [1.5, true, null, 'x' => ['y' => 'z']]; var_dump(session_encode());
+session_unset(); var_dump(session_encode()); session_destroy();""",
+        py=r"""SESSION["x"] = 1; var_dump(session_encode()); session_start(); SESSION["a"] = {0: 1.5, 1: True, 2: None, "x": {"y": "z"}}; var_dump(session_encode())
+session_unset(); var_dump(session_encode()); session_destroy()""",
+        ini=NO_COOKIES,
+    ),
+]
+
+
+# -- exceptions and failures inside user handlers ----------------------------------------------
+FAILING_PHP = r"""
+class Failing implements SessionHandlerInterface, SessionIdInterface, SessionUpdateTimestampHandlerInterface {
+    public $calls = 0; public $throwAt = 0;
+    function open($p, $n): bool { return true; } function close(): bool { echo "close\n"; return true; }
+    function read($id): string|false { return ''; } function write($id, $d): bool { return true; }
+    function destroy($id): bool { return true; } function gc($m): int|false { return 0; }
+    function updateTimestamp($id, $d): bool { return true; } function validateId($id): bool { return true; }
+    function create_sid(): string { if (++$this->calls === $this->throwAt) throw new RuntimeException('create_sid failed'); return 'session' . $this->calls; }
+}
+"""
+FAILING_PY = r"""
+class RuntimeException(Exception): pass
+class Failing(SessionHandlerInterface, SessionIdInterface, SessionUpdateTimestampHandlerInterface):
+    calls = 0; throwAt = 0
+    def open(self, p, n): return True
+    def close(self): echo("close\n"); return True
+    def read(self, id): return ""
+    def write(self, id, d): return True
+    def destroy(self, id): return True
+    def gc(self, m): return 0
+    def updateTimestamp(self, id, d): return True
+    def validateId(self, id): return True
+    def create_sid(self):
+        self.calls += 1
+        if self.calls == self.throwAt: raise RuntimeException("create_sid failed")
+        return f"session{self.calls}"
+"""
+
+PHPT += [
+    Phpt(
+        "session_regenerate_id_create_sid_throws",
+        php=FAILING_PHP + r"""foreach ([2, 3] as $at) { $h = new Failing; $h->throwAt = $at; session_set_save_handler($h); session_id(''); session_start();
+  try { session_regenerate_id(); } catch (Throwable $e) { error($e); } echo "calls: {$h->calls}\n"; var_dump(session_status()); }""",
+        py=FAILING_PY + r"""for at in [2, 3]:
+    h = Failing(); h.throwAt = at; session_set_save_handler(h); session_id(""); session_start()
+    try:
+        session_regenerate_id()
+    except Exception as e:
+        error(e)
+    echo(f"calls: {h.calls}\n"); var_dump(session_status())""",
+        ini={**NO_COOKIES, "use_strict_mode": "1"}, errors={"Error": "PHPFatalError"},
+    ),
+    Phpt(
+        "session_regenerate_id_create_sid_fails_close",
+        php=r"""class C extends SessionHandler { public $opens = 0; public $closes = 0; public $n = 0;
+  function open($p, $n): bool { $this->opens++; return true; } function close(): bool { $this->closes++; return true; }
+  function read($id): string { return ''; } function write($id, $d): bool { return true; } function destroy($id): bool { return true; }
+  function gc($m): int|false { return 0; }
+  function create_sid(): string { if (++$this->n === 2) throw new RuntimeException('create_sid failed'); return parent::create_sid(); } }
+$h = new C; session_set_save_handler($h, true); $started = session_start();
+try { session_regenerate_id(); } catch (Throwable $e) { $msg = get_class($e) . ': ' . $e->getMessage(); }
+echo $msg ?? 'no exception', "\n"; var_dump($started, session_status() === PHP_SESSION_NONE); echo "open={$h->opens} close={$h->closes}\n";""",
+        py=r"""class RuntimeException(Exception): pass
+class C(SessionHandler):
+    opens = closes = n = 0
+    def open(self, p, n): self.opens += 1; return True
+    def close(self): self.closes += 1; return True
+    def read(self, id): return ""
+    def write(self, id, d): return True
+    def destroy(self, id): return True
+    def gc(self, m): return 0
+    def create_sid(self):
+        self.n += 1
+        if self.n == 2: raise RuntimeException("create_sid failed")
+        return super().create_sid()
+h = C(); session_set_save_handler(h, True); started = session_start(); msg = None
+try:
+    session_regenerate_id()
+except Exception as e:
+    msg = f"{type(e).__name__}: {e}"
+echo(msg or "no exception", "\n"); var_dump(started, session_status() == PHP_SESSION_NONE); echo(f"open={h.opens} close={h.closes}\n")""",
+        ini=NO_COOKIES, errors={"Error": "PHPFatalError"},
+    ),
+    Phpt(
+        "gh23061 (create_sid returns an array)",
+        php=r"""class A extends SessionHandler { #[\ReturnTypeWillChange] function create_sid() { return [3, 6]; } }
+session_set_save_handler(new A); try { session_start(); } catch (Error $e) { error($e); } var_dump(session_status());""",
+        py=r"""class A(SessionHandler):
+    def create_sid(self): return [3, 6]
+session_set_save_handler(A())
+try:
+    session_start()
+except PHPFatalError as e:
+    error(e)
+var_dump(session_status())""",
+        ini=NO_COOKIES, errors={"Error": "PHPFatalError"},
+    ),
+    Phpt(
+        "bug60634_error_5 (error thrown in close)",
+        php=r"""class H implements SessionHandlerInterface { function open($p, $n): bool { return true; }
+  function close(): bool { echo "close: goodbye cruel world\n"; throw new Error('in close'); }
+  function read($id): string { return ''; } function write($id, $d): bool { echo "write\n"; return true; } function destroy($id): bool { return true; } function gc($m): int { return 1; } }
+session_set_save_handler(new H); session_start(); try { session_write_close(); } catch (Error $e) { error($e); } var_dump(session_status()); echo "um, hi\n";""",
+        py=r"""class H(SessionHandlerInterface):
+    def open(self, p, n): return True
+    def close(self): echo("close: goodbye cruel world\n"); raise RuntimeError("in close")
+    def read(self, id): return ""
+    def write(self, id, d): echo("write\n"); return True
+    def destroy(self, id): return True
+    def gc(self, m): return 1
+session_set_save_handler(H()); session_start()
+try:
+    session_write_close()
+except RuntimeError as e:
+    error(e)
+var_dump(session_status()); echo("um, hi\n")""",
+        ini=NO_COOKIES, errors={"Error": "RuntimeError"},
+    ),
+    Phpt(
+        "bug80889a (callables when save_handler is invalid)",
+        php=r"""$a = ini_get('session.save_handler'); session_set_save_handler(fn($p, $n) => true, fn() => true, fn($id) => '', fn($id, $d) => true, fn($id) => true, fn($m) => true);
+var_dump($a, ini_get('session.save_handler'));""",
+        py=r"""a = ini_get("session.save_handler"); session_set_save_handler(lambda p, n: True, lambda: True, lambda id: "", lambda id, d: True, lambda id: True, lambda m: True)
+var_dump(a, ini_get("session.save_handler"))""",
+        ini={**NO_COOKIES, "save_handler": "whatever"},
+    ),
+]
+
+
 @pytest.fixture(scope="module")
 def outcomes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Outcome]:
     root: Path = tmp_path_factory.mktemp("phpt")
