@@ -2207,6 +2207,62 @@ var_dump(a, ini_get("session.save_handler"))""",
 ]
 
 
+PHPT += [
+    Phpt(
+        "010 / 011 (encode and decode without a session)",
+        php=r"""$a = explode(";", (string)@session_encode()); var_dump($a); print "I live\n";""",
+        py=r"""import warnings
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    e = session_encode()
+var_dump(("" if e is False else e).split(";")); echo("I live\n")""",
+        ini=NO_COOKIES,
+    ),
+    Phpt(
+        "013 (destroy and restart with ids set)",
+        php=r"""session_id("abtest"); session_start(); session_destroy(); session_id("abtest2"); session_start(); var_dump(session_id()); session_destroy(); print "I live\n";""",
+        py=r"""session_id("abtest"); session_start(); session_destroy(); session_id("abtest2"); session_start(); var_dump(session_id()); session_destroy(); echo("I live\n")""",
+        ini={**NO_COOKIES, "use_strict_mode": "0"},
+    ),
+    Phpt(
+        "014 (use_trans_sid cannot change while active)",
+        php=r"""session_id("abtest"); session_start(); var_dump(ini_set("session.use_trans_sid", "1")); var_dump(ini_set("session.use_trans_sid", "0"));
+var_dump(ini_get("session.use_trans_sid")); session_destroy();""",
+        py=r"""session_id("abtest"); session_start(); var_dump(ini_set("session.use_trans_sid", "1")); var_dump(ini_set("session.use_trans_sid", "0"))
+var_dump(ini_get("session.use_trans_sid")); session_destroy()""",
+        ini=NO_COOKIES,
+    ),
+    Phpt(
+        "017 (session_start() from a constructor)",
+        php=r"""class Kill { function __construct() { var_dump(session_start()); } } $k = new Kill(); print "I live\n"; session_destroy();""",
+        py=r"""class Kill:
+    def __init__(self): var_dump(session_start())
+k = Kill(); echo("I live\n"); session_destroy()""",
+        ini=NO_COOKIES,
+    ),
+    Phpt(
+        "bug65475 (strict mode keeps its own ids)",
+        php=r"""session_start(); $_SESSION['cnt'] = 1; $id = session_id(); session_write_close(); session_start(); var_dump($id === session_id()); $_SESSION['cnt']++;
+session_write_close(); session_start(); var_dump($id === session_id()); var_dump($_SESSION['cnt']); session_destroy();""",
+        py=r"""session_start(); SESSION["cnt"] = 1; id = session_id(); session_write_close(); session_start(); var_dump(id == session_id()); SESSION["cnt"] += 1
+session_write_close(); session_start(); var_dump(id == session_id()); var_dump(SESSION["cnt"]); session_destroy()""",
+        ini={**NO_COOKIES, "use_strict_mode": "1"},
+    ),
+    Phpt(
+        "bug66827 (session cookie given as an array)",
+        php=r"""session_start(); var_dump(strlen(session_id())); echo "OK\n"; session_destroy();""",
+        py=r"""session_start(); var_dump(len(session_id())); echo("OK\n"); session_destroy()""",
+        cgi=True, cookie="PHPSESSID[]=x; PHPSESSID[a]=y",
+    ),
+    Phpt(
+        "bug72562 (php_binary payload with a bad length)",
+        php=r"""ini_set('session.serialize_handler', 'php_binary'); session_start(); var_dump(session_decode("\x1xi:1;\x2y")); var_dump(session_status(), $_SESSION);""",
+        py=r"""ini_set("session.serialize_handler", "php_binary"); session_start(); var_dump(session_decode(b"\x01xi:1;\x02y")); var_dump(session_status(), SESSION)""",
+        ini=NO_COOKIES,
+    ),
+]
+
+
 @pytest.fixture(scope="module")
 def outcomes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Outcome]:
     root: Path = tmp_path_factory.mktemp("phpt")
