@@ -636,7 +636,8 @@ class Session:
             if close and handler is not None:
                 self._safe_close(handler)
             self.handler = None
-            self._go(Event.CLOSE)
+            if self.phase is not Phase.NONE:  # (a user callback may have ended it: session_destroy())
+                self._go(Event.CLOSE)
             self.lazy_snapshot = None
 
     def write_merged(self, handler: SaveHandler, sid: str) -> None:

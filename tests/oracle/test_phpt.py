@@ -2263,6 +2263,79 @@ session_write_close(); session_start(); var_dump(id == session_id()); var_dump(S
 ]
 
 
+PHPT += [
+    Phpt(
+        "gh23043 (create_sid returns an empty id)",
+        php=r"""class A extends SessionHandler { function read($b): string { return ""; } function create_sid(): string { var_dump(session_id()); return ''; } }
+session_set_save_handler(new A); session_start(); session_write_close(); session_start();""",
+        py=r"""class A(SessionHandler):
+    def read(self, b): return ""
+    def create_sid(self): var_dump(session_id()); return ""
+session_set_save_handler(A()); session_start(); session_write_close(); session_start()""",
+        ini=NO_COOKIES,
+    ),
+    Phpt(
+        "gh23061-abort (a failed start leaves nothing open)",
+        php=r"""class Broken extends SessionHandler { #[\ReturnTypeWillChange] function create_sid() { return [3, 6]; } }
+class Own extends SessionHandler { function open(string $p, string $n): bool { return true; } function read(string $id): string|false { return parent::read($id); }
+  function close(): bool { return true; } }
+session_set_save_handler(new Broken); $m = ''; try { session_start(); } catch (Error $e) { $m = get_class($e) . ': ' . $e->getMessage(); }
+session_set_save_handler(new Own); $started = session_start(); session_write_close(); echo $m, "\n"; var_dump($started);""",
+        py=r"""class Broken(SessionHandler):
+    def create_sid(self): return [3, 6]
+class Own(SessionHandler):
+    def open(self, p, n): return True
+    def read(self, id): return super().read(id)
+    def close(self): return True
+session_set_save_handler(Broken()); m = ""
+try:
+    session_start()
+except PHPFatalError as e:
+    m = f"Error: {e}"
+session_set_save_handler(Own()); started = session_start(); session_write_close(); echo(m, "\n"); var_dump(started)""",
+        ini=NO_COOKIES,
+    ),
+    Phpt(
+        "gh23328 (classes implementing the interfaces in any order)",
+        php=r"""abstract class HandlerFirst implements SessionHandlerInterface, SessionIdInterface, SessionUpdateTimestampHandlerInterface {}
+abstract class HandlerLast implements SessionIdInterface, SessionUpdateTimestampHandlerInterface, SessionHandlerInterface {}
+abstract class MissingBoth implements SessionHandlerInterface {}
+var_dump(is_subclass_of('HandlerLast', 'SessionHandlerInterface'), is_subclass_of('MissingBoth', 'SessionIdInterface')); echo "Done\n";""",
+        py=r"""class HandlerFirst(SessionHandlerInterface, SessionIdInterface, SessionUpdateTimestampHandlerInterface): pass
+class HandlerLast(SessionIdInterface, SessionUpdateTimestampHandlerInterface, SessionHandlerInterface): pass
+class MissingBoth(SessionHandlerInterface): pass
+var_dump(issubclass(HandlerLast, SessionHandlerInterface), issubclass(MissingBoth, SessionIdInterface)); echo("Done\n")""",
+        ini=NO_COOKIES,
+    ),
+]
+
+
+PHPT += [
+    Phpt(
+        "recursive_handler_argv_leak (session_destroy() inside write())",
+        php=r"""class H extends SessionHandler { public $tripped = false;
+  function write($id, $data): bool { if (!$this->tripped) { $this->tripped = true; var_dump(session_destroy()); } return true; } }
+session_set_save_handler(new H, true); session_start(); $_SESSION['x'] = 1; var_dump(session_write_close()); var_dump(session_status()); echo "done\n";""",
+        py=r"""class H(SessionHandler):
+    tripped = False
+    def write(self, id, data):
+        if not self.tripped:
+            self.tripped = True; var_dump(session_destroy())
+        return True
+session_set_save_handler(H(), True); session_start(); SESSION["x"] = 1; var_dump(session_write_close()); var_dump(session_status()); echo("done\n")""",
+        ini=NO_COOKIES,
+    ),
+    Phpt(
+        "gh_gc_retval_leak (gc returns a string)",
+        php=r"""session_set_save_handler(fn($p, $n) => true, fn() => true, fn($id) => "", fn($id, $d) => true, fn($id) => true, fn($m) => str_repeat("x", 100));
+session_start(); var_dump(session_gc()); session_write_close();""",
+        py=r"""session_set_save_handler(lambda p, n: True, lambda: True, lambda id: "", lambda id, d: True, lambda id: True, lambda m: "x" * 100)
+session_start(); var_dump(session_gc()); session_write_close()""",
+        ini=NO_COOKIES,
+    ),
+]
+
+
 @pytest.fixture(scope="module")
 def outcomes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Outcome]:
     root: Path = tmp_path_factory.mktemp("phpt")
