@@ -111,6 +111,8 @@ def _dump(x, ind):
 
 def var_dump(*values):
     for v in values:
+        if type(v).__name__ == "PHPReference":  # (passed by value: PHP shows no "&" at the top)
+            v = v.value
         sys.stdout.write(_dump(v, 0))
 
 

@@ -2336,6 +2336,41 @@ session_start(); var_dump(session_gc()); session_write_close()""",
 ]
 
 
+PHPT += [
+    Phpt(
+        "005 (custom handler, several starts, objects and arrays)",
+        php=LOGGING_PHP + r"""class foo { public $bar = "ok"; public $yes = 1; function method() { $this->yes++; } }
+$h = new LogHandler; $h->data['abtest'] = 'baz|O:3:"foo":2:{s:3:"bar";s:2:"ok";s:3:"yes";i:1;}arr|a:1:{i:3;O:3:"foo":2:{s:3:"bar";s:2:"ok";s:3:"yes";i:1;}}';
+session_set_save_handler($h); session_id('abtest'); session_start(); $_SESSION['baz']->method(); $_SESSION['arr'][3]->method(); var_dump($_SESSION['baz']->yes); session_write_close();
+session_start(); $_SESSION['baz']->method(); $_SESSION['c'] = 123; session_write_close(); session_start(); var_dump($_SESSION['baz']->yes, $_SESSION['c']); session_destroy();""",
+        py=LOGGING_PY + r"""h = LogHandler(); h.data["abtest"] = 'baz|O:3:"foo":2:{s:3:"bar";s:2:"ok";s:3:"yes";i:1;}arr|a:1:{i:3;O:3:"foo":2:{s:3:"bar";s:2:"ok";s:3:"yes";i:1;}}'
+session_set_save_handler(h); session_id("abtest"); session_start(); SESSION["baz"].properties["yes"] += 1; SESSION["arr"][3].properties["yes"] += 1; var_dump(SESSION["baz"].properties["yes"]); session_write_close()
+session_start(); SESSION["baz"].properties["yes"] += 1; SESSION["c"] = 123; session_write_close(); session_start(); var_dump(SESSION["baz"].properties["yes"], SESSION["c"]); session_destroy()""",
+        ini=NO_COOKIES,
+    ),
+    Phpt(
+        "006 (one object referenced twice)",
+        php=r"""class a { public $test = "hallo"; } class b { public $a; function __construct($a) { $this->a = $a; } }
+$a = new a; $b = new b($a); session_start(); $_SESSION['a'] = $a; $_SESSION['b'] = $b; $e = session_encode(); echo $e, "\n"; session_write_close();
+session_start(); $_SESSION['a']->test = 'changed'; var_dump($_SESSION['b']->a->test); echo session_encode(), "\n"; session_destroy();""",
+        py=r"""from phpsess.core.codec import PHPObject, PHPReference
+a = PHPObject("a", {"test": "hallo"}); b = PHPObject("b", {"a": a})
+session_start(); SESSION["a"] = a; SESSION["b"] = b; echo(session_encode(), "\n"); session_write_close()
+session_start(); SESSION["a"].properties["test"] = "changed"; var_dump(SESSION["b"].properties["a"].properties["test"]); echo(session_encode(), "\n"); session_destroy()""",
+        ini=NO_COOKIES,
+    ),
+    Phpt(
+        "026 (array references kept across a write)",
+        php=r"""session_start(); $x = [1, 2]; $_SESSION['r1'] = &$x; $_SESSION['r2'] = &$x; echo session_encode(), "\n"; session_write_close();
+session_start(); $_SESSION['r1'][] = 3; var_dump($_SESSION['r2']); echo session_encode(), "\n"; session_destroy();""",
+        py=r"""from phpsess.core.codec import PHPReference
+session_start(); x = PHPReference([1, 2]); SESSION["r1"] = x; SESSION["r2"] = x; echo(session_encode(), "\n"); session_write_close()
+session_start(); r = SESSION["r1"]; r.value.append(3) if isinstance(r.value, list) else r.value.__setitem__(len(r.value), 3); var_dump(SESSION["r2"]); echo(session_encode(), "\n"); session_destroy()""",
+        ini=NO_COOKIES,
+    ),
+]
+
+
 @pytest.fixture(scope="module")
 def outcomes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Outcome]:
     root: Path = tmp_path_factory.mktemp("phpt")
