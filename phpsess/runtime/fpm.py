@@ -391,7 +391,7 @@ class FastCGIWorker(ScriptWorker):
             script = ""
         elif opts.ping_path and script_name == opts.ping_path:
             resp.send_headers(200, [("Content-type", "text/plain;charset=UTF-8"), *_NO_CACHE])
-            resp.write(opts.ping_response.encode() + b"\n")
+            resp.write(opts.ping_response.encode())
             script = ""
         else:
             script = params.get("SCRIPT_FILENAME", "")
