@@ -394,7 +394,7 @@ def test_runaway_scripts_are_stopped_and_their_session_goes_on(base: Base) -> No
     conf = base.pool_file("""\
         pm = static
         pm.max_children = 2
-        request_terminate_timeout = 3s
+        request_terminate_timeout = 6s
         php_admin_value[max_execution_time] = 1
     """)
     pool = Pool(base, ["--config", str(conf)])
@@ -404,7 +404,7 @@ def test_runaway_scripts_are_stopped_and_their_session_goes_on(base: Base) -> No
         r = ng.get("/loop.py", timeout=30)
         assert r.status == 500, (r.status, r.body)
         assert b"Maximum execution time of 1 second exceeded" in r.body + pool.output().encode()
-        assert time.monotonic() - started < 5
+        assert time.monotonic() - started < 6  # 1 s of CPU (more wall time on a busy machine)
         cookie = cookie_of(r)
         sid = cookie.split("=")[1]
         assert (base.sessions / f"sess_{sid}").read_bytes() == b"loop|i:1;"
@@ -414,7 +414,7 @@ def test_runaway_scripts_are_stopped_and_their_session_goes_on(base: Base) -> No
         r = ng.get("/stubborn.py", cookie=cookie, timeout=30)
         took = time.monotonic() - started
         assert r.status in (502, 504) or r.body == b"", (r.status, r.body)
-        assert 2.5 < took < 8, took
+        assert 5.5 < took < 15, took
         # the next request on the same session gets the lock at once
         started = time.monotonic()
         nxt = ng.get("/counter.py", cookie=cookie, timeout=30)
