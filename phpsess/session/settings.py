@@ -35,6 +35,11 @@ def load_ini_file(path: str, environ: Mapping[str, str] | None = None) -> dict[s
     :param environ: the variables for ``${NAME}`` (default ``os.environ``).
     :raises ConfigError: the file cannot be read or has a syntax error (with its line).
     """
+    return {k: v for k, v in _read_ini_file(path, environ).items() if k.startswith("session.")}
+
+
+def _read_ini_file(path: str, environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """:func:`load_ini_file`'s entries and the :data:`CORE_SETTINGS` phpsess uses."""
     env = os.environ if environ is None else environ
     try:
         with open(path, "rb") as fh:
@@ -58,7 +63,7 @@ def from_ini_file(path: str, *, warn: Warn | None = None) -> SessionConfig:
     :param warn: receives PHP's warnings for accepted-but-odd values (default: logged).
     :raises ConfigError: unreadable file or syntax error.
     """
-    entries = load_ini_file(path)
+    entries = _read_ini_file(path)
     report = warn if warn is not None else log_warning
     cfg = SessionConfig()
     for key, value in entries.items():
