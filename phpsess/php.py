@@ -185,7 +185,7 @@ def session_lock_wait() -> float:
 
 
 # -- ids and names -----------------------------------------------------------------------
-def session_id(id: str | bytes | int | float | None = None) -> str | bool:  # noqa: A002 - PHP's parameter name
+def session_id(id: Any = None) -> str | bool:  # noqa: A002 - PHP's parameter name (Any: checked here, as PHP)
     """Get the current id, or set the id used by the next session_start() (returns the old).
 
     As PHP's ``?string`` parameter: bytes are the id's bytes, an int or float becomes its
@@ -396,7 +396,7 @@ def session_cache_limiter(value: str | None = None) -> str | bool:
     return old
 
 
-def session_cache_expire(value: int | str | None = None) -> IntOrFalse:
+def session_cache_expire(value: Any = None) -> IntOrFalse:  # (Any: checked here, as PHP)
     """Get or set ``session.cache_expire`` in minutes (while active: warns, returns the value)."""
     if isinstance(value, (bytes, bytearray)):
         value = bytes(value).decode("utf-8", "surrogateescape")
