@@ -1290,7 +1290,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument(
         "--build", choices=("compiled", "plain"), default="compiled",
         help="which phpsess to measure: compiled (default: scripts/compile.sh builds build/compiled, "
-        "the request path compiled with mypyc, as PHPSESS_MYPYC=1 pip install builds it) or plain "
+        "the request path compiled with mypyc, as pip install builds it when it can) or plain "
         "(this checkout as plain Python); $PHPSESS_TEST_PYTHONPATH overrides both",
     )
     p.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
