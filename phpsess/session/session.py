@@ -240,13 +240,21 @@ class Session:
         The framework integrations (:mod:`phpsess.runtime.framework`) use it: they
         take the id from the cookie themselves and start only a session the store
         holds (:meth:`exists`), so an unknown id is never adopted, and a new session
-        always gets a new id and its ``Set-Cookie``.  A session already active is left
+        always gets a new id and its ``Set-Cookie``.  The id of the request's own cookie
+        is found as PHP finds it (no ``Set-Cookie`` again); another id is started as
+        after ``session_id(sid)`` (its cookie is sent).  A session already active is left
         as it is (PHP's notice, True), as :meth:`start` does.
         """
         if self.phase is Phase.NONE:
-            # "" (not None) skips the id discovery of _internal_start(), and
-            # _initialize() then creates an id and sends its cookie
-            self.id = "" if sid is None else sid
+            cfg = self.config
+            if sid is None:
+                # "" (not None) skips the id discovery of _internal_start(), and
+                # _initialize() then creates an id and sends its cookie
+                self.id = ""
+            elif cfg.use_cookies and self.request.COOKIE.get(cfg.name) == sid:
+                self.id = None
+            else:
+                self.id = sid
         return self.start(options)
 
     def exists(self, sid: str) -> bool:
