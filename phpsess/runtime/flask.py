@@ -106,7 +106,7 @@ class PHPSessionInterface(SessionInterface):
             return
         try:
             session.save()
-            remove, add = header_changes(list(response.headers.keys()), session.headers(), self.cache_headers)
+            remove, add = header_changes(list(response.headers.keys()), session.response_headers(), self.cache_headers)
             for name in remove:
                 del response.headers[name]
             for name, value in add:

@@ -349,6 +349,19 @@ class SessionBridge:
             self._bound = request_context(self.request, shutdown=False)
             self._bound.__enter__()
 
+    def unbind(self) -> None:
+        """Stop being the current request (undo :meth:`bind`).  Called from another
+        context than :meth:`bind`'s (a worker thread's copy), it does nothing: call it
+        again from the binding context."""
+        bound = self._bound
+        if bound is None:
+            return
+        try:
+            bound.__exit__(None, None, None)
+        except ValueError:
+            return  # another context (a copy of the binding one): the binder unbinds
+        self._bound = None
+
     def finish(self) -> None:
         """The request is over: PHP's request shutdown (shutdown functions, then a session
         still open is written and unlocked), and the request stops being current.  Once."""
@@ -359,12 +372,7 @@ class SessionBridge:
             self.request.shutdown()
         finally:
             self.request.end_response()
-            bound, self._bound = self._bound, None
-            if bound is not None:
-                try:
-                    bound.__exit__(None, None, None)
-                except ValueError:
-                    pass  # finished in another context than it was bound in (a copy): nothing to undo
+            self.unbind()
 
 
 class PHPSession(MutableMapping[str, Any]):
@@ -570,28 +578,44 @@ class PHPSession(MutableMapping[str, Any]):
         b.write_close()
         self._state = "closed"
 
+    @property
+    def pending_create(self) -> bool:
+        """True when :meth:`save` would create a new session (it is new, holds something,
+        and is not read only): the caller may want it done before the response starts."""
+        b = self._bridge
+        return (
+            self._state == "new" and bool(len(b.session.data))
+            and self._mode != "read_only" and b.mode != "read_only"
+        )
+
     def save(self) -> None:
         """The end of the session for this request: write it and release its lock (PHP's
         ``session_write_close()``), or create it if it is new and holds something.  Read
         only sessions are not written.  Idempotent; the data stays readable.
         """
         b = self._bridge
-        state = self._state
-        if state == "open":
+        if self._state == "open":
             if b.active:
                 b.write_close()
-        elif state == "new":
-            if len(b.session.data) and self._mode != "read_only" and b.mode != "read_only":
-                self._create()
-            elif self._destroyed and self._sid is not None:
-                b.set_header(*b.delete_cookie_header())
-        if self._state == "open":
             self._state = "closed"
-        if self._resend_cookie and b.session.id and self._state == "closed":
+        elif self.pending_create:
+            self._create()
+
+    def response_headers(self) -> list[tuple[str, str]]:
+        """The PHP side's headers for the response as they stand (``Set-Cookie``, the cache
+        limiter's, ``phpsess.header()``'s): with the session cookie again when its
+        lifetime changed (:meth:`set_cookie_lifetime`), and its removal when the session
+        was destroyed and not made again.  Call it when the response's head is made
+        (after :meth:`save`, or after creating a new session)."""
+        b = self._bridge
+        if self._resend_cookie and self._state in ("open", "closed") and b.session.id:
             cookie = b.cookie_header()
             if cookie is not None:
                 b.set_header(*cookie)
             self._resend_cookie = False
+        if self._state == "new" and self._destroyed and self._sid is not None:
+            b.set_header(*b.delete_cookie_header())
+        return b.headers()
 
     def abort(self) -> None:
         """Close the session without writing this request's changes (PHP's ``session_abort()``)."""
@@ -599,10 +623,6 @@ class PHPSession(MutableMapping[str, Any]):
             self._bridge.abort()
         if self._state == "open":
             self._state = "closed"
-
-    def headers(self) -> list[tuple[str, str]]:
-        """The PHP side's response headers (``Set-Cookie``, the cache limiter's)."""
-        return self._bridge.headers()
 
     def finish(self) -> None:
         """The request is over: a session still open is written and unlocked (after an
