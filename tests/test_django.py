@@ -440,6 +440,7 @@ def test_a_5xx_response_saves_nothing_and_unlocks(save: Path) -> None:
     client = Client()
     sid = sid_of(client.get("/count"))
     assert client.get("/boom").status_code == 500
+    assert (save / f"sess_{sid}").read_bytes() == b"n|i:1;"  # Django saves nothing for a 5xx
     t0 = time.monotonic()
     assert client.get("/count").content == b"2" and time.monotonic() - t0 < 1
 
