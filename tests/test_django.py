@@ -543,3 +543,27 @@ def test_the_middleware_without_request_signals(save: Path) -> None:
     assert (save / f"sess_{sid}").read_bytes() == b"n|i:1;"
     request = RequestFactory().get("/count", HTTP_COOKIE=f"PHPSESSID={sid}")
     assert SessionMiddleware(count)(request).content == b"2"
+
+
+# -- the same over Redis ---------------------------------------------------------------------
+from tests.integration.redis_server import redis_save_path, redis_server  # noqa: E402,F401
+
+
+def test_the_engine_over_redis(request: pytest.FixtureRequest, tmp_path: Path) -> None:
+    """The store is whatever session.save_handler says: Redis here, phpredis's keys and lock."""
+    ini = {"session.save_handler": "redis", "session.save_path": redis_save_path(request, tmp_path),
+           "session.gc_probability": 0}
+    with override_settings(PHPSESS_INI=ini):
+        s = SessionStore()
+        assert s.load() == {} and s.session_key is None  # nothing created by reading
+        s["cat"] = "dog"
+        s.save()
+        assert SessionStore(s.session_key)["cat"] == "dog" and s.exists(s.session_key)
+        s2 = SessionStore(s.session_key)
+        s2.delete()
+        with pytest.raises(UpdateError):
+            s.save()
+        sid = sid_of(Client().get("/count"))
+        out, wall = _concurrent(["/count?hold=0.05"] * 6, sid)
+        assert sorted(int(x) for x in out) == list(range(2, 8)) and wall >= 0.27  # Redis's lock, held
+        assert SessionStore(sid).load() == {"n": 7}
