@@ -567,3 +567,16 @@ def test_the_engine_over_redis(request: pytest.FixtureRequest, tmp_path: Path) -
         out, wall = _concurrent(["/count?hold=0.05"] * 6, sid)
         assert sorted(int(x) for x in out) == list(range(2, 8)) and wall >= 0.27  # Redis's lock, held
         assert SessionStore(sid).load() == {"n": 7}
+
+
+def test_django_cookie_settings_set_in_the_settings_override_the_ini(save: Path) -> None:
+    from phpsess.django import django_config
+
+    ini = {"session.save_path": str(save), "session.cookie_path": "/php", "session.cookie_domain": "php.example"}
+    with override_settings(PHPSESS_INI=ini, SESSION_COOKIE_PATH="/shop", SESSION_COOKIE_HTTPONLY=True,
+                           SESSION_COOKIE_SAMESITE="Lax", SESSION_COOKIE_SECURE=True):
+        cfg = django_config()
+        assert (cfg.name, cfg.cookie_path, cfg.cookie_domain, cfg.cookie_httponly, cfg.cookie_samesite,
+                cfg.cookie_secure) == ("PHPSESSID", "/shop", "php.example", True, "Lax", True)
+        r = Client().get("/count")
+        assert set_cookie(r) == f"PHPSESSID={sid_of(r)}; path=/shop; domain=php.example; secure; HttpOnly; SameSite=Lax"
