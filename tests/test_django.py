@@ -580,3 +580,31 @@ def test_django_cookie_settings_set_in_the_settings_override_the_ini(save: Path)
                 cfg.cookie_secure) == ("PHPSESSID", "/shop", "php.example", True, "Lax", True)
         r = Client().get("/count")
         assert set_cookie(r) == f"PHPSESSID={sid_of(r)}; path=/shop; domain=php.example; secure; HttpOnly; SameSite=Lax"
+
+
+@pytest.mark.parametrize("middleware", ["phpsess", "django"])
+def test_django_async_client(save: Path, middleware: str) -> None:
+    """Django's ASGI path (its AsyncClient): the request's store is found from the request's
+    thread (Django sends request_started from a task of its own).  One request at a time:
+    the AsyncClient runs every request's sync code in one shared thread, where a request
+    waiting for another's lock would wait for ever; real ASGI servers give each request
+    a thread of its own (tests/integration/test_frameworks.py: django-asgi)."""
+    import asyncio
+
+    from django.test import AsyncClient
+
+    async def visits() -> list[bytes]:
+        client = AsyncClient()
+        out = [(await client.get("/count")).content for _ in range(3)]
+        out.append((await client.get("/read")).content)  # read, not modified: unlocked at the end
+        out.append((await client.get("/login?user=ann")).content.split()[0] == client.cookies["PHPSESSID"].value.encode())
+        return out
+
+    with override_settings(MIDDLEWARE=STOCK if middleware == "django" else ["phpsess.django.SessionMiddleware"]):
+        assert asyncio.run(visits()) == [b"1", b"2", b"3", b"3", False]
+    (stored,) = save.iterdir()
+    assert stored.read_bytes() == b'n|i:3;user|s:3:"ann";'
+    t0 = time.monotonic()
+    other = Client()
+    other.cookies["PHPSESSID"] = stored.name[5:]
+    assert other.get("/count").content == b"4" and time.monotonic() - t0 < 1  # no lock left behind

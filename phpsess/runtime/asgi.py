@@ -62,9 +62,10 @@ async def _in_thread(fn: Callable[[], _T]) -> _T:
     return await anyio.to_thread.run_sync(fn)
 
 
-def _text(raw: bytes) -> str:
-    """Header bytes as a CGI variable holds them (UTF-8, undecodable bytes kept)."""
-    return raw.decode("utf-8", "surrogateescape")
+def _text(raw: bytes | str) -> str:
+    """Header bytes as a CGI variable holds them (UTF-8, undecodable bytes kept).  (Some
+    servers and test clients give text where ASGI says bytes: taken as it is.)"""
+    return raw if isinstance(raw, str) else bytes(raw).decode("utf-8", "surrogateescape")
 
 
 def scope_environ(scope: Scope) -> dict[str, str]:
@@ -75,7 +76,7 @@ def scope_environ(scope: Scope) -> dict[str, str]:
         "REQUEST_METHOD": str(scope.get("method", "GET")),
         "SCRIPT_NAME": str(scope.get("root_path", "")),
         "PATH_INFO": str(scope.get("path", "")),
-        "QUERY_STRING": _text(bytes(scope.get("query_string", b""))),
+        "QUERY_STRING": _text(scope.get("query_string", b"")),
         "SERVER_PROTOCOL": "HTTP/" + str(scope.get("http_version", "1.1")),
     }
     server = scope.get("server")
@@ -87,7 +88,7 @@ def scope_environ(scope: Scope) -> dict[str, str]:
     for raw_name, raw_value in scope.get("headers", ()):
         name = bytes(raw_name).decode("latin-1").upper().replace("-", "_")
         key = name if name in ("CONTENT_TYPE", "CONTENT_LENGTH") else "HTTP_" + name
-        value = _text(bytes(raw_value))
+        value = _text(raw_value)
         if key in env:
             value = env[key] + ("; " if key == "HTTP_COOKIE" else ", ") + value
         env[key] = value

@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import contextvars
 import logging
+import threading
 from datetime import datetime, timedelta
 from http.cookies import Morsel
 from typing import Any, Callable, Mapping
@@ -144,9 +145,14 @@ class _Scope:
 
     def __init__(self, environ: Mapping[str, str] | None) -> None:
         self.bridge = SessionBridge(django_config(), environ, logger=log, mode=_default_mode())
-        self.bridge.bind()
         self.store: SessionStore | None = None
         self.done = False
+
+    def claim(self, store: SessionStore) -> None:
+        """``store`` is the request's session; the request becomes phpsess's current one
+        where the store is made (the request's middleware, so its views see it too)."""
+        self.store = store
+        self.bridge.bind()
 
     def end_session(self) -> None:
         """Write (or, where Django chose not to save, abandon) the session and unlock it."""
@@ -164,7 +170,20 @@ class _Scope:
             self.bridge.finish()
 
 
+# Where a request's scope is found.  Under WSGI the signals, the middleware and the view
+# share the thread and its context.  Under ASGI, Django sends request_started from a task
+# of its own (Signal.asend gathers its receivers): the context variable set there is lost,
+# but every sync part of one request runs in the request's one thread (asgiref's
+# ThreadSensitiveContext), so the thread is the key there.
 _scope: contextvars.ContextVar[_Scope | None] = contextvars.ContextVar("phpsess_django_request", default=None)
+_thread = threading.local()
+
+
+def _current_scope() -> _Scope | None:
+    scope = _scope.get()
+    if scope is None:
+        scope = getattr(_thread, "scope", None)
+    return scope
 
 
 def _engine_in_use() -> bool:
@@ -176,7 +195,7 @@ def _request_started(sender: Any, environ: Mapping[str, Any] | None = None,
     """``request_started``: the Django request gets its PHP request."""
     if not _engine_in_use():
         return
-    left = _scope.get()
+    left = _current_scope()
     if left is not None:
         left.finish()  # a request whose end was never signalled: not the lock's problem
     if environ is not None:
@@ -186,13 +205,15 @@ def _request_started(sender: Any, environ: Mapping[str, Any] | None = None,
     else:
         env = None
     _scope.set(_Scope(env))
+    _thread.scope = _scope.get()
 
 
 def _request_finished(sender: Any, **extra: Any) -> None:
     """``request_finished`` (the response was closed): the session is written and unlocked."""
-    current = _scope.get()
+    current = _current_scope()
     if current is not None:
         _scope.set(None)
+        _thread.scope = None
         current.finish()
 
 
@@ -222,18 +243,18 @@ class SessionStore(SessionBase):  # type: ignore[misc]  # (Django has no type hi
     _session_key: str | None  # (SessionBase's property, which checks the key)
 
     def __init__(self, session_key: str | None = None, *, bridge: SessionBridge | None = None) -> None:
-        self._bridge: SessionBridge
-        self._in_request = bridge is not None
+        claimed: _Scope | None = None
         if bridge is None:
-            scope = _scope.get()
+            scope = _current_scope()
             if scope is not None and scope.store is None and not scope.done:
                 _check_cookie_name(scope.bridge.config)
-                bridge = scope.bridge
-                scope.store = self
-                self._in_request = True
+                bridge, claimed = scope.bridge, scope
             else:
                 bridge = SessionBridge(django_config(), logger=log)
-        self._bridge = bridge
+            self._in_request = claimed is not None
+        else:
+            self._in_request = True
+        self._bridge: SessionBridge = bridge
         self._mode: str | None = None
         self._options: dict[str, Any] = {}
         self._expiry: Any = None  # set_expiry()'s value: seconds, a datetime, 0, None
@@ -241,6 +262,8 @@ class SessionStore(SessionBase):  # type: ignore[misc]  # (Django has no type hi
         self._save_at_end = False  # a streaming response: saved when it is closed
         self._resend_cookie = False
         super().__init__(session_key)
+        if claimed is not None:
+            claimed.claim(self)
 
     # -- keys ----------------------------------------------------------------------------
     def _validate_session_key(self, key: str | None) -> bool:
@@ -531,14 +554,14 @@ class SessionMiddleware:
 
     def __call__(self, request: Any) -> Any:
         """One request: its session is ``request.session``."""
-        scope = _scope.get()
+        scope = _current_scope()
         own = scope is None or scope.store is not None or scope.done
         if own:  # no request_started (RequestFactory, a test calling the middleware)
             scope = _Scope(cgi_environ(request.META))
         assert scope is not None
         bridge = scope.bridge
         store = SessionStore(bridge.cookie_id(), bridge=bridge)
-        scope.store = store
+        scope.claim(store)
         request.session = store
         try:
             response = self.get_response(request)

@@ -2,7 +2,8 @@
 (examples/frameworks) behind one nginx, on one session store: one login shared by all, 10
 concurrent increments from each side ending exact, PHP's lock blocking the framework's
 request and the reverse, merge mode keeping every key.  Starts php-fpm, gunicorn (Django,
-Flask), uvicorn (Starlette) and nginx on 127.0.0.1, once for the module, and stops them.
+Flask), uvicorn (Starlette, and the Django site again through Django's ASGI handler) and
+nginx on 127.0.0.1, once for the module, and stops them.
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ pytestmark = pytest.mark.slow
 
 EXAMPLES = REPO / "examples" / "frameworks"
 FRAMEWORKS = ["django", "flask", "asgi"]
+#: the servers: the three example apps, and the Django site once more under uvicorn (Django's ASGI handler)
+SERVERS = [*FRAMEWORKS, "django-asgi"]
 
 
 class Site:
@@ -72,12 +75,14 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     ini = work / "php.ini"
     ini.write_text(f'session.save_path = "{save}"\nsession.gc_probability = 0\n')
     env = _pythonpath_env({"PHPSESS_INI": str(ini), "PYTHONPATH": f"{REPO}:{EXAMPLES}"})
-    ports = {name: free_port() for name in FRAMEWORKS}
+    ports = {name: free_port() for name in SERVERS}
     gthread = ["-k", "gthread", "-w", "1", "--threads", "12", "--graceful-timeout", "2"]
     commands = {
         "django": [sys.executable, "-m", "gunicorn", *gthread, "-b", f"127.0.0.1:{ports['django']}", "django_site.wsgi"],
         "flask": [sys.executable, "-m", "gunicorn", *gthread, "-b", f"127.0.0.1:{ports['flask']}", "flask_app:app"],
         "asgi": [sys.executable, "-m", "uvicorn", "--port", str(ports["asgi"]), "--log-level", "warning", "asgi_app:app"],
+        "django-asgi": [sys.executable, "-m", "uvicorn", "--port", str(ports["django-asgi"]), "--log-level", "warning",
+                        "django_site.asgi:application"],
     }
     servers: list[subprocess.Popen[bytes]] = []
     fpm_sock = str(work / "php-fpm.sock")
@@ -93,7 +98,8 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
             fastcgi_param SCRIPT_FILENAME $document_root$fastcgi_script_name;
             fastcgi_pass unix:{fpm_sock};
         }}
-""" + "".join(f"        location /{name}/ {{ proxy_pass http://127.0.0.1:{ports[name]}; }}\n" for name in FRAMEWORKS)
+""" + "".join(f"        location /{name}/ {{ proxy_pass http://127.0.0.1:{ports[name]}; }}\n" for name in FRAMEWORKS) \
+              + f"        location /django-asgi/ {{ proxy_pass http://127.0.0.1:{ports['django-asgi']}/django/; }}\n"
             with Nginx(work / "nginx", body) as ng:
                 yield Site(ng.port, save, work)
     finally:
@@ -163,7 +169,7 @@ def test_one_login_shared_by_php_and_every_framework(site: Site) -> None:
     assert site.json("/django/", cookie_of(r))["user"] is None
 
 
-@pytest.mark.parametrize("name", FRAMEWORKS)
+@pytest.mark.parametrize("name", SERVERS)
 def test_ten_concurrent_increments_from_each_side_end_exact(site: Site, name: str) -> None:
     cookie = cookie_of(site.get("/count.php"))
     out, _ = at_once(site, ["/count.php"] * 10 + [f"/{name}/count"] * 10, cookie)
@@ -171,7 +177,7 @@ def test_ten_concurrent_increments_from_each_side_end_exact(site: Site, name: st
     assert site.json("/index.php", cookie)["n"] == 21
 
 
-@pytest.mark.parametrize("name", FRAMEWORKS)
+@pytest.mark.parametrize("name", SERVERS)
 def test_php_s_lock_blocks_the_framework_and_the_reverse(site: Site, name: str) -> None:
     cookie = cookie_of(site.get("/count.php"))
     for holder, waiter in (("/count.php?ms=800", f"/{name}/count"), (f"/{name}/count?ms=800", "/count.php")):
@@ -187,7 +193,7 @@ def test_php_s_lock_blocks_the_framework_and_the_reverse(site: Site, name: str) 
         assert n == done[0] + 1  # ... and read what the holder wrote
 
 
-@pytest.mark.parametrize("name", FRAMEWORKS)
+@pytest.mark.parametrize("name", SERVERS)
 def test_merge_mode_keeps_all_keys(site: Site, name: str) -> None:
     cookie = cookie_of(site.get("/count.php"))
     paths = [f"/{name}/merge?ms=300&key=m{k}" for k in range(5)] + ["/count.php"] * 5
