@@ -13,6 +13,7 @@ or when the client goes away.
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import logging
 import time
 from pathlib import Path
@@ -263,6 +264,52 @@ def test_the_lock_is_released_after_an_error_and_a_disconnect(save: Path) -> Non
         assert client.get("/count").text == "2"
         assert client.get("/boom").status_code == 500
     assert time.monotonic() - t0 < 1  # no lock left behind
+
+
+def test_a_streamed_response_holds_the_lock_until_its_last_body_message(save: Path) -> None:
+    """Lock mode: the lock is held while the response streams, and the session is written
+    and unlocked just before the last body message goes to the server (so a client that
+    has the whole response finds the session free)."""
+    with TestClient(make_app(save)) as client:
+        sid = sid_of(client.get("/count"))
+    path = save / f"sess_{sid}"
+
+    def state() -> tuple[bytes, bool]:
+        """The stored bytes, and whether PHP's flock on the file is free right now."""
+        with open(path, "rb") as f:
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return f.read(), False
+            fcntl.flock(f, fcntl.LOCK_UN)
+            return f.read(), True
+
+    async def streaming(scope: Any, receive: Any, send: Any) -> None:
+        scope["session"]["n"] += 1
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]})
+        for chunk in (b"a", b"b"):
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    seen: list[tuple[bool, tuple[bytes, bool]]] = []
+
+    async def server_send(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.body":
+            seen.append((message.get("more_body", False), state()))
+
+    async def call() -> None:
+        scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET",
+                 "scheme": "http", "path": "/", "raw_path": b"/", "query_string": b"", "root_path": "",
+                 "headers": [(b"host", b"test"), (b"cookie", f"PHPSESSID={sid}".encode())],
+                 "client": ("127.0.0.1", 1), "server": ("test", 80)}
+
+        async def receive() -> dict[str, Any]:
+            return {"type": "http.request", "body": b"", "more_body": False}
+
+        await SessionMiddleware(streaming, {"session.save_path": str(save)})(scope, receive, server_send)
+
+    asyncio.run(call())
+    assert seen == [(True, (b"n|i:1;", False)), (True, (b"n|i:1;", False)), (False, (b"n|i:2;", True))]
 
 
 def test_php_diagnostics_are_logged(save: Path, caplog: pytest.LogCaptureFixture) -> None:
