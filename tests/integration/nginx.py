@@ -19,7 +19,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Callable, Iterator, Mapping
+from typing import Callable, Iterator, Mapping, Sequence
 
 from tests.phptools import require
 
@@ -336,12 +336,14 @@ def start_php_fpm(
     *,
     workers: int = 4,
     ini: Mapping[str, str] | None = None,
+    extensions: Sequence[str] = (),
     timeout: float = 15.0,
 ) -> Iterator[subprocess.Popen[bytes]]:
     """PHP's own php-fpm 8.2 (Debian's) in the foreground: one ``pm = static`` pool of
     ``workers`` children on the unix socket ``socket_path``, with ``ini`` as its
-    ``php_admin_value`` settings (e.g. ``session.save_path``); its config and logs in
-    ``workdir``.  Yields the master's Popen; stops it (SIGTERM)."""
+    ``php_admin_value`` settings (e.g. ``session.save_path``) and the PHP ``extensions``
+    loaded in that order (``-n`` loads none: e.g. ``igbinary.so``, ``redis.so``); its
+    config and logs in ``workdir``.  Yields the master's Popen; stops it (SIGTERM)."""
     binary = require("/usr/sbin/php-fpm8.2")
     workdir.mkdir(parents=True, exist_ok=True)
     lines = [
@@ -352,7 +354,8 @@ def start_php_fpm(
     lines += [f"php_admin_value[{k}] = {v}" for k, v in (ini or {}).items()]
     conf = workdir / "php-fpm.conf"
     conf.write_text("\n".join(lines) + "\n")
-    args = [binary, "-n", "-F", "-y", str(conf)] + (["-R"] if os.geteuid() == 0 else [])
+    loads = [arg for ext in extensions for arg in ("-d", f"extension={ext}")]
+    args = [binary, "-n", *loads, "-F", "-y", str(conf)] + (["-R"] if os.geteuid() == 0 else [])
     log = open(workdir / "php-fpm.out", "wb")
     proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
     try:
