@@ -1,6 +1,8 @@
 """Build script (the metadata is in setup.cfg).
 
-Plain Python by default.  ``PHPSESS_MYPYC=1 pip install --no-build-isolation .``
+Plain Python by default.  The demo pages (``cgi-bin/*.py``) are copied into the
+package as ``phpsess/cgi-bin/``, so ``phpsess serve`` outside a checkout has them
+(phpsess/tools/demo.py).  ``PHPSESS_MYPYC=1 pip install --no-build-isolation .``
 (with mypy installed) compiles the modules phpsess/compiled.py lists with mypyc,
 as ``scripts/compile.sh`` does for a checkout (docs/performance.md).
 """
@@ -9,9 +11,27 @@ from __future__ import annotations
 
 import ast
 import os
+import shutil
 from pathlib import Path
 
 from setuptools import setup
+from setuptools.command.build_py import build_py
+
+HERE = Path(__file__).resolve().parent
+
+
+class build_py_with_demo(build_py):
+    """build_py, plus the demo pages copied to ``phpsess/cgi-bin`` (not for an editable
+    install: that one finds the checkout's ``cgi-bin``)."""
+
+    def run(self) -> None:
+        super().run()
+        if getattr(self, "editable_mode", False):
+            return
+        dest = Path(self.build_lib) / "phpsess" / "cgi-bin"
+        dest.mkdir(parents=True, exist_ok=True)
+        for page in sorted((HERE / "cgi-bin").glob("*.py")):
+            shutil.copyfile(page, dest / page.name)
 
 
 def compiled_sources() -> list[str]:
@@ -29,4 +49,4 @@ if os.environ.get("PHPSESS_MYPYC") == "1":
 
     ext_modules = mypycify(compiled_sources(), opt_level="3")
 
-setup(ext_modules=ext_modules)
+setup(ext_modules=ext_modules, cmdclass={"build_py": build_py_with_demo})
