@@ -287,6 +287,7 @@ async function runModes(modes) {
   busy = true;
   document.querySelectorAll("button").forEach(b => b.disabled = true);
   const results = (kept() || {}).results || {};
+  modes.forEach(m => { $("total-" + m).textContent = "…"; });  // queued
   try {
     if (!via) {
       $("status").textContent = "checking the ports";
