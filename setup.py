@@ -31,7 +31,7 @@ class build_py_with_demo(build_py):
         dest = Path(self.build_lib) / "phpsess" / "cgi-bin"
         dest.mkdir(parents=True, exist_ok=True)
         for page in sorted((HERE / "cgi-bin").glob("*.py")):
-            shutil.copyfile(page, dest / page.name)
+            shutil.copy(page, dest / page.name)  # (mode too: the pages carry #! and +x for CGI)
 
 
 def compiled_sources() -> list[str]:

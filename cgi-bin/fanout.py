@@ -1,3 +1,4 @@
+#!/usr/bin/env python3
 """fanout.py: the demo's parallel requests, sent by the server to itself.
 
 A browser opens at most 6 HTTP/1.1 connections per host:port; the demo page gets

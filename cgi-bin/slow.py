@@ -1,3 +1,4 @@
+#!/usr/bin/env python3
 """slow.py: a slow AJAX endpoint -- 500 ms of work on the session, in one of three modes.
 
 Every request does the same two writes after its work: ``hits += 1`` (one key that

@@ -1,3 +1,4 @@
+#!/usr/bin/env python3
 """state.py: what the demo's session holds now, read back from the store, as JSON.
 
     GET               session_start({"read_and_close": True}): reads, never locks past the read
