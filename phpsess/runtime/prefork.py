@@ -731,7 +731,8 @@ class Arbiter:
                 continue
             slot.accepted()
             try:
-                conn.setblocking(True)
+                if conn.gettimeout() is not None:  # (accept4 gives a blocking socket: no ioctl)
+                    conn.setblocking(True)
                 worker.handle(conn)
             except OSError as exc:
                 log.info("[pool %s] connection lost: %s", self.settings.name, exc)

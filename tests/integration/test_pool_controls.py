@@ -394,7 +394,7 @@ def test_runaway_scripts_are_stopped_and_their_session_goes_on(base: Base) -> No
     conf = base.pool_file("""\
         pm = static
         pm.max_children = 2
-        request_terminate_timeout = 3s
+        request_terminate_timeout = 6s
         php_admin_value[max_execution_time] = 1
     """)
     pool = Pool(base, ["--config", str(conf)])
@@ -404,7 +404,7 @@ def test_runaway_scripts_are_stopped_and_their_session_goes_on(base: Base) -> No
         r = ng.get("/loop.py", timeout=30)
         assert r.status == 500, (r.status, r.body)
         assert b"Maximum execution time of 1 second exceeded" in r.body + pool.output().encode()
-        assert time.monotonic() - started < 5
+        assert time.monotonic() - started < 6  # 1 s of CPU (more wall time on a busy machine)
         cookie = cookie_of(r)
         sid = cookie.split("=")[1]
         assert (base.sessions / f"sess_{sid}").read_bytes() == b"loop|i:1;"
@@ -414,7 +414,7 @@ def test_runaway_scripts_are_stopped_and_their_session_goes_on(base: Base) -> No
         r = ng.get("/stubborn.py", cookie=cookie, timeout=30)
         took = time.monotonic() - started
         assert r.status in (502, 504) or r.body == b"", (r.status, r.body)
-        assert 2.5 < took < 8, took
+        assert 5.5 < took < 15, took
         # the next request on the same session gets the lock at once
         started = time.monotonic()
         nxt = ng.get("/counter.py", cookie=cookie, timeout=30)
@@ -560,13 +560,20 @@ def test_slow_log_status_page_and_locks_show_a_request_waiting_in_session_start(
             slow = base.logs / "slow.log"
             wait_for(lambda: slow.exists() and "counter.py" in slow.read_text(), 10, "the slow log entry")
             full = json.loads(ng.get("/fpm-status?json&full").body)
+            titles = sorted(" ".join(w.cmdline()).strip() for w in pool.workers())
+            master_title = " ".join(psutil.Process(pool.proc.pid).cmdline()).strip()
             locks = subprocess.run([sys.executable, "-m", "phpsess", "locks", "--json", "--save-path",
                                     str(base.sessions)], capture_output=True, text=True, env=_env(), timeout=30)
             assert holder.result().body == b"held\n"
             assert waiter.result().body == b"2\n"
         text = slow.read_text()
         entry = text[text.index("counter.py"):]
-        assert "script_filename = " in text and "session_start" in entry, text
+        assert "script_filename = " in text and "waiting for the lock of session" in entry, text
+        # the stack: session_start() (compiled, it has no Python frame: the script's line calling it)
+        assert "session_start" in entry or "counter.py:2" in entry, entry
+        # titles as ps shows them: the pool, and the script a busy worker runs
+        assert f"phpsess: pool www {base.www}/hold.py" in titles and "phpsess: pool www" in titles, titles
+        assert master_title == f"phpsess: master process ({conf})", master_title
         uris = {p["request uri"] for p in full["processes"]}
         assert "/hold.py?s=4" in uris or "/hold.py" in uris, full["processes"]
         assert locks.returncode == 0, locks.stderr
