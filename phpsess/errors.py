@@ -21,6 +21,7 @@ __all__ = [
     "LockBusy",
     "MergeConflict",
     "PHPFatalError",
+    "PHPError",
     "PHPWarning",
     "PHPNotice",
     "PHPDeprecated",
@@ -136,6 +137,13 @@ class PHPFatalError(SessionError, RuntimeError):
     """What PHP makes a fatal error (E_ERROR) that ends the script: e.g. ``Failed to create
     session ID: files (path: /x)`` when the handler cannot make one.  ``__cause__`` holds
     the handler's error (``cause``)."""
+
+
+class PHPError(PHPFatalError):
+    """PHP's ``Error`` thrown by the engine, e.g. ``Failed opening required 'x.py'`` from
+    :func:`phpsess.require`; uncaught, it reads ``Uncaught Error: ...`` as in PHP."""
+
+    php_class = "Error"
 
 
 class MergeConflict(SessionError):

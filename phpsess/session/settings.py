@@ -14,22 +14,35 @@ import os
 from typing import Mapping
 
 from ..core.config import SessionConfig, Warn
+from ..core.engine import EngineConfig
 from ..core.ini import IniSyntaxError, parse_php_ini
 from ..errors import ConfigError
 
-__all__ = ["load_ini_file", "from_ini_file", "default_config", "set_default_config", "log_warning"]
+__all__ = [
+    "load_ini_file",
+    "from_ini_file",
+    "default_config",
+    "set_default_config",
+    "log_warning",
+    "default_engine",
+    "set_default_engine",
+]
 
 log = logging.getLogger(__name__)
 
 _default_config: SessionConfig | None = None
+_default_engine: EngineConfig | None = None
 
 
-def load_ini_file(path: str, environ: Mapping[str, str] | None = None) -> dict[str, str]:
+def load_ini_file(
+    path: str, environ: Mapping[str, str] | None = None, *, prefix: str | None = "session."
+) -> dict[str, str]:
     """Read a php.ini-syntax file and return its ``session.*`` entries as raw strings
     (:func:`phpsess.core.ini.parse_php_ini`: PHP's quoting, ``On``/``Off``, ``${NAME}``,
     ``[HOST=]``/``[PATH=]`` sections skipped).
 
     :param environ: the variables for ``${NAME}`` (default ``os.environ``).
+    :param prefix: the entries kept (None: all of them).
     :raises ConfigError: the file cannot be read or has a syntax error (with its line).
     """
     env = os.environ if environ is None else environ
@@ -42,7 +55,9 @@ def load_ini_file(path: str, environ: Mapping[str, str] | None = None) -> dict[s
         entries = parse_php_ini(text, env)
     except IniSyntaxError as exc:
         raise ConfigError(path, None, f"{exc} in {path} on line {exc.line}", cause=exc)
-    return {k: v for k, v in entries.items() if k.startswith("session.")}
+    if prefix is None:
+        return dict(entries)
+    return {k: v for k, v in entries.items() if k.startswith(prefix)}
 
 
 def from_ini_file(path: str, *, warn: Warn | None = None) -> SessionConfig:
@@ -82,3 +97,21 @@ def set_default_config(cfg: SessionConfig) -> None:
     """Replace the process-wide settings (``--ini FILE`` of the runtimes)."""
     global _default_config
     _default_config = cfg
+
+
+def default_engine() -> EngineConfig:
+    """The process-wide engine settings (``output_buffering``, ``display_errors``...) every
+    new request copies: the entries of ``$PHPSESS_INI`` that phpsess knows outside
+    ``session.*``, over Debian's php.ini values (:mod:`phpsess.core.engine`)."""
+    global _default_engine
+    if _default_engine is None:
+        path = os.environ.get("PHPSESS_INI")
+        entries = load_ini_file(path, prefix=None) if path else {}
+        _default_engine = EngineConfig({k: v for k, v in entries.items() if EngineConfig.knows(k)})
+    return _default_engine
+
+
+def set_default_engine(cfg: EngineConfig | None) -> None:
+    """Replace the process-wide engine settings (None: read ``$PHPSESS_INI`` again on next use)."""
+    global _default_engine
+    _default_engine = cfg
