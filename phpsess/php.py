@@ -22,6 +22,7 @@ from typing import Any, Callable, Iterator, Mapping
 from .core import codec, http as headers
 from .compiled import IntOrFalse
 from .core.config import SETTINGS
+from .core.zend import floatval, intval, strval
 from .core.engine import (
     E_ALL,
     E_DEPRECATED,
@@ -111,6 +112,9 @@ __all__ = [
     "unserialize",
     "session_lock_wait",
     "echo",
+    "intval",
+    "floatval",
+    "strval",
     "ob_start",
     "ob_get_clean",
     "ob_get_contents",
