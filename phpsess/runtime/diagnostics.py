@@ -35,6 +35,7 @@ from ..session.request import Request
 __all__ = [
     "report",
     "report_uncaught",
+    "report_fatal",
     "uncaught_text",
     "install_warning_display",
     "level_of",
@@ -178,6 +179,14 @@ def report_uncaught(req: Request, exc: BaseException) -> None:
     if req.engine.value("log_errors"):
         tb = "".join(traceback.format_exception(type(exc), exc, _script_tb(exc.__traceback__)))
         _log(req, f"{kind}:  {text} in {where} on line {line}", tb)
+
+
+def report_fatal(req: Request, message: str, filename: str, lineno: int) -> None:
+    """A PHP fatal error that is not an exception (``Maximum execution time of 30 seconds
+    exceeded``): the 500 as for :func:`report_uncaught`, the text displayed and/or logged."""
+    if not req.engine.value("display_errors") and not req.headers_sent and req.status == 200:
+        req.status = 500
+    report(req, E_ERROR, message, filename, lineno)
 
 
 def _script_tb(tb: TracebackType | None) -> TracebackType | None:

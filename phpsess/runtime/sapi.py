@@ -35,7 +35,7 @@ from ..core.http import reason_phrase
 from ..session.context import active_request, request_context
 from ..session.request import HeadersSink, LockMonitor, Request
 from ..storage import registry
-from .diagnostics import install_warning_display, report_uncaught
+from .diagnostics import install_warning_display, report_fatal, report_uncaught
 from .output import install_output_proxy
 
 __all__ = [
@@ -203,8 +203,8 @@ def _exec(path: str, request: Request, module: types.ModuleType, time_limit: flo
     except ExecutionTimeExceeded as exc:
         # PHP's fatal error: 500, the message in the log; the request shutdown still runs
         # (shutdown functions, the session written), as PHP's does
-        _fatal_error_status(request)
-        _print_fatal_error(exc)
+        where = _script_line(exc)
+        report_fatal(request, str(exc), where[0], where[1])
     except Exception as exc:
         report_uncaught(request, exc)
     except BaseException:
@@ -220,9 +220,8 @@ def script_exit(request: Request, exc: SystemExit) -> None:
         request.write(code.encode("utf-8", "surrogateescape"))
 
 
-def _print_fatal_error(exc: ExecutionTimeExceeded) -> None:
-    """``PHP Fatal error:  ... in FILE on line N`` on stderr (the pool's log), naming the
-    script's line that was running."""
+def _script_line(exc: BaseException) -> tuple[str, int]:
+    """The script's file and line that was running when ``exc`` was raised."""
     where = ("Unknown", 0)
     tb = exc.__traceback__
     while tb is not None:
@@ -230,10 +229,7 @@ def _print_fatal_error(exc: ExecutionTimeExceeded) -> None:
         if not filename.startswith(_PKG_PREFIX) and filename not in _OWN_FILES:
             where = (filename, tb.tb_lineno)
         tb = tb.tb_next
-    try:
-        print(f"PHP Fatal error:  {exc} in {where[0]} on line {where[1]}", file=sys.stderr, flush=True)
-    except (OSError, ValueError):
-        pass
+    return where
 
 
 def run_script(path: str, request: Request) -> None:
