@@ -183,3 +183,17 @@ def test_uncaught_text_is_phps() -> None:
         text, where, line = uncaught_text(exc)
     assert text.startswith(f"Uncaught KeyError: 'k' in {__file__}:{line}\nStack trace:\n#0 {__file__}(")
     assert text.endswith("): f()\n#1 {main}\n  thrown") and where == __file__
+
+
+def test_session_written_before_start_is_discarded_as_php_and_logged(
+        root: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    # PHP: $_SESSION['a'] = 1; session_start(); var_dump($_SESSION) -> array(0) {} [obs php-cgi]
+    (tmp_path / "s").mkdir(mode=0o700)
+    write(root, "early.py", f"""
+        import phpsess
+        phpsess.SESSION["cart"] = [1]
+        phpsess.session_start({{"save_path": {str(tmp_path / 's')!r}}})
+        phpsess.echo(len(phpsess.SESSION))
+    """)
+    assert serve(root, "early.py").body == b"0"
+    assert "SESSION was written before session_start() (keys 'cart')" in caplog.text
