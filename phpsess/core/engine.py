@@ -170,7 +170,10 @@ class EngineConfig:
         if entry is None or not (startup or entry[2]):
             return None
         old = self._raw[name]
-        self._raw[name] = strval(value)
+        raw = strval(value)
+        if name == "error_reporting" and startup and "E_" in raw:
+            raw = str(parse_error_level(raw))  # php.ini's parser evaluates constant expressions
+        self._raw[name] = raw
         self._parsed.pop(name, None)
         return old
 
