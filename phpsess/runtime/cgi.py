@@ -178,6 +178,7 @@ def activate(
     script = env.get("SCRIPT_FILENAME") or getattr(sys.modules.get("__main__"), "__file__", None)
     if script:
         req.included_files.append(os.path.realpath(script))
+    req.on_fatal = lambda exc: report_uncaught(req, exc)
     _active = req
     ctx = request_context(req)
     ctx.__enter__()

@@ -620,6 +620,7 @@ def handle_request(
                       engine=engine)
     request.lock_monitor = lock_monitor
     request.log_context = True  # a pool's log: each error says when, which request, which session
+    request.on_fatal = lambda exc: report_uncaught(request, exc)
     request.included_files.append(path)
     # phpsess locks names this request beside the locks it takes
     registry.set_request(env.get("REQUEST_METHOD", ""), env.get("REQUEST_URI", "") or env.get("SCRIPT_NAME", ""), path)

@@ -104,6 +104,9 @@ class Request:
         self.included_files: list[str] = []
         #: the runtime logs this request's errors with time, URI and session id (the pools)
         self.log_context = False
+        #: reports an uncaught exception as PHP's fatal error (set by the runtime; None:
+        #: a 500 and the traceback on stderr)
+        self.on_fatal: Callable[[BaseException], None] | None = None
         self._session: Session | None = None
         self.finished = False
         self.lock_wait: float = 0.0  # seconds this request waited for its session lock
@@ -324,12 +327,15 @@ class Request:
                 fn, args = self.shutdown_functions[i]
                 fn(*args)
                 i += 1
-        except Exception:
+        except Exception as exc:
             # PHP: a fatal error in a shutdown function ends the others, gives a 500
             # while headers are unsent, and the session is still written
-            if not self.headers_sent:
-                self.status = 500
-            traceback.print_exc()
+            if self.on_fatal is not None:
+                self.on_fatal(exc)
+            else:
+                if not self.headers_sent:
+                    self.status = 500
+                traceback.print_exc()
         finally:
             try:
                 # main/main.c php_request_shutdown: output buffers end before modules
@@ -357,6 +363,7 @@ class Request:
         """
         self._send_headers = None
         self._write_body = None
+        self.on_fatal = None
         self.output.detach()
         if self._session is not None:
             self._session.detach()

@@ -100,3 +100,28 @@ def test_display_errors_from_the_ini_shows_them_in_the_page(tmp_path: Path) -> N
         f"in {page} on line 3\n"
         f"before|\nFatal error: Uncaught ValueError: broken cart in {page}:5\nStack trace:\n#0 {page}(7): f()\n"
         f"#1 {{main}}\n  thrown in {page} on line 5\n")
+
+
+def test_fpm_runs_includes_per_request_and_rereads_edits(tmp_path: Path) -> None:
+    from tests.integration.nginx import fcgi_request, start_fpm
+
+    root = tmp_path / "www"
+    (root / "lib").mkdir(parents=True)
+    (root / "page.py").write_text(PAGE)
+    (root / "lib" / "auth.py").write_text(AUTH)
+    (tmp_path / "s").mkdir(mode=0o700)
+    ini = tmp_path / "phpsess.ini"
+    ini.write_text(f"session.save_path = {tmp_path / 's'}\n")
+    sock = str(tmp_path / "fpm.sock")
+    params = {"SCRIPT_FILENAME": str(root / "page.py"), "REQUEST_METHOD": "GET", "SCRIPT_NAME": "/page.py",
+              "REQUEST_URI": "/page.py", "GATEWAY_INTERFACE": "CGI/1.1"}
+
+    def get() -> tuple[str, int]:
+        out, _ = fcgi_request(sock, params)
+        head, _, body = out.partition(b"\r\n\r\n")
+        return body.decode(), head.count(b"Set-Cookie: PHPSESSID=")
+
+    with start_fpm(root, sock, workers=2, ini=str(ini)):
+        assert [get() for _ in range(6)] == [("v1 1", 1)] * 6
+        _bump(root / "lib" / "auth.py", AUTH.replace("v1", "v2"))
+        assert [get() for _ in range(4)] == [("v2 1", 1)] * 4
