@@ -182,8 +182,9 @@ def _arm_time_limit(seconds: float) -> None:
 
 
 def _disarm_time_limit() -> None:
+    # the timer is left running (one system call less per request): the next request's
+    # arming replaces it, and should it fire first, the handler sees no limit in force
     _time_limit[0] = 0.0
-    signal.setitimer(signal.ITIMER_PROF, 0)
 
 
 def _exec(path: str, request: Request, module: types.ModuleType, time_limit: float = 0.0) -> None:
