@@ -508,10 +508,13 @@ def ini_get(option: str) -> str | bool:
 
 
 def ini_set(option: str, value: Any) -> str | bool:
-    """Set a ``session.*`` setting for this request; returns the old value or False."""
+    """Set a ``session.*`` setting (or an engine setting phpsess honours) for this request;
+    returns the old value or False."""
     if EngineConfig.knows(option):
         old = current_request().engine.set(option, value)
-        return False if old is None else old
+        if old is None:
+            return False
+        return old
     s = _session("ini_set")
     req = s.request
     cfg = req.config
