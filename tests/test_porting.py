@@ -197,3 +197,19 @@ def test_session_written_before_start_is_discarded_as_php_and_logged(
     """)
     assert serve(root, "early.py").body == b"0"
     assert "SESSION was written before session_start() (keys 'cart')" in caplog.text
+
+
+def test_error_log_file_gets_phps_timestamped_lines(tmp_path: Path) -> None:
+    from phpsess.runtime.diagnostics import report
+    from phpsess.session.request import Request
+
+    log = tmp_path / "php_errors.log"
+    req = Request(environ={"REQUEST_METHOD": "GET", "REQUEST_URI": "/x.py"}, clock=lambda: 0.0,
+                  engine=EngineConfig({"error_log": str(log), "error_reporting": "E_ALL & ~E_NOTICE"}))
+    report(req, 2, "something(): failed", "/srv/x.py", 7)
+    report(req, 8, "a notice, not reported", "/srv/x.py", 8)
+    assert log.read_text() == "[01-Jan-1970 00:00:00 UTC] PHP Warning:  something(): failed in /srv/x.py on line 7\n"
+    req.log_context = True  # the pools: the request and the session too
+    report(req, 2, "again", "/srv/x.py", 9)
+    assert log.read_text().splitlines()[1] == (
+        '[01-Jan-1970 00:00:00 UTC] PHP Warning:  again in /srv/x.py on line 9 (request "GET /x.py")')
