@@ -18,16 +18,16 @@ import time
 import traceback
 from typing import Callable
 
+from ..compiled import mypyc_attr
 from .fcgi import FCGI_RESPONDER, FCGI_STDOUT, FCGI_UNKNOWN_ROLE, NEED_DATA, FCGIRequest, RequestReader, records, response_records
 from .sapi import DEFAULT_CONTENT_TYPE, cgi_head
-from ..compiled import mypyc_attr
 
 __all__ = ["serve_connection", "Responder", "FlatResponse", "ReadTimeout"]
 
 _FLUSH_AT = 65536  # body bytes buffered before they are sent early
 
 
-@mypyc_attr(native_class=False)  # compiled: mypyc cannot subclass OSError natively
+@mypyc_attr(native_class=False)  # mypyc cannot compile a subclass of a builtin exception
 class ReadTimeout(TimeoutError):
     """The client sent nothing (or not a whole request) in time; the connection is dropped."""
 

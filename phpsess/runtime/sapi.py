@@ -22,6 +22,7 @@ import builtins
 import io
 import logging
 import os
+import _signal
 import signal
 import stat
 import sys
@@ -175,7 +176,7 @@ def _on_time_limit(signum: int, frame: FrameType | None) -> None:
 
 
 def _arm_time_limit(seconds: float) -> None:
-    if signal.getsignal(signal.SIGPROF) is not _on_time_limit:
+    if _signal.getsignal(signal.SIGPROF) is not _on_time_limit:  # (signal.getsignal makes an enum)
         signal.signal(signal.SIGPROF, _on_time_limit)
     _time_limit[0] = seconds
     signal.setitimer(signal.ITIMER_PROF, seconds)
