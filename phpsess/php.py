@@ -777,6 +777,7 @@ def trigger_error(message: str, error_level: int = E_USER_NOTICE) -> bool:
         raise ValueError("trigger_error(): Argument #2 ($error_level) must be one of E_USER_ERROR, "
                          "E_USER_WARNING, E_USER_NOTICE, or E_USER_DEPRECATED")
     level = {E_USER_NOTICE: "Notice", E_USER_WARNING: "Warning", E_USER_DEPRECATED: "Deprecated"}[error_level]
+    current_request()  # (a CGI script's first call makes it the request, whose settings show it)
     report(None, message, level)
     return True
 

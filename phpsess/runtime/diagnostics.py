@@ -18,7 +18,6 @@ PHP-style stack trace; logged, it is followed by the Python traceback.
 
 from __future__ import annotations
 
-import html
 import os
 import sys
 import time
@@ -107,7 +106,8 @@ def _display(req: Request, kind: str, message: str, where: str, line: int) -> No
             pass
         return
     if req.engine.value("html_errors"):
-        text = (f"<br />\n<b>{kind}</b>:  {html.escape(message, quote=False)} in <b>{where}</b> "
+        # the message as it is: PHP 8.2 does not escape it [obs php-cgi]
+        text = (f"<br />\n<b>{kind}</b>:  {message} in <b>{where}</b> "
                 f"on line <b>{line}</b><br />\n")
     else:
         text = f"\n{kind}: {message} in {where} on line {line}\n"

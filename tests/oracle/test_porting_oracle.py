@@ -214,6 +214,11 @@ outer = phpsess.ob_get_contents(); phpsess.ob_end_clean(); phpsess.echo(f"inner=
         'phpsess.session_regenerate_id(); phpsess.echo("x")',
         ini={**DISPLAY, "html_errors": "1"},
     ),
+    "trigger_error_escaped_in_html": Case(
+        """trigger_error('a "b" <c> \\'d\\' & e', E_USER_WARNING); trigger_error("n"); echo "x";""",
+        """phpsess.trigger_error('a "b" <c> \\'d\\' & e', phpsess.E_USER_WARNING); phpsess.trigger_error("n"); phpsess.echo("x")""",
+        ini={**DISPLAY, "html_errors": "1"},
+    ),
     "request_files_php_self": Case(
         PHP_FILES_DUMP,
         PY_FILES_DUMP,
