@@ -163,6 +163,11 @@ class EngineConfig:
             v = self._parsed[name] = ENGINE_SETTINGS[name][1](self._raw[name])
             return v
 
+    def parse_all(self) -> None:
+        """Parse every setting now (copies then start with the parsed values)."""
+        for name in ENGINE_SETTINGS:
+            self.value(name)
+
     def set(self, name: str, value: Any, *, startup: bool = False) -> str | None:
         """``ini_set(name, value)``: the old raw string, or None when PHP refuses (an unknown
         name, or a php.ini-only setting outside ``startup``)."""

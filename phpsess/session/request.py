@@ -1,6 +1,7 @@
-"""One PHP-style request: superglobals, header list, output, shutdown. No socket I/O:
-output goes to callables the runtime adapter (cgi, fastcgi, serve, wsgi) provides, and
-the script's modification time is the one file system look-up it makes.
+"""One PHP-style request: superglobals, header list, output buffers, shutdown. No socket
+I/O: output goes to callables the runtime adapter (cgi, fastcgi, serve, wsgi) provides;
+the file system is used for the script's modification time and for the temporary files
+of uploads ($_FILES: written when first used, removed at the end of the request).
 
 Which request is current is :mod:`phpsess.session.context`'s business.
 """

@@ -108,6 +108,7 @@ def default_engine() -> EngineConfig:
         path = os.environ.get("PHPSESS_INI")
         entries = load_ini_file(path, prefix=None) if path else {}
         _default_engine = EngineConfig({k: v for k, v in entries.items() if EngineConfig.knows(k)})
+        _default_engine.parse_all()  # each request's copy starts with the parsed values
     return _default_engine
 
 
