@@ -200,13 +200,15 @@ def _exec(path: str, request: Request, module: types.ModuleType, time_limit: flo
         finally:
             if time_limit > 0:
                 _disarm_time_limit()
-    except SystemExit as exc:
-        script_exit(request, exc)  # PHP's exit: a normal end of the script
-    except ExecutionTimeExceeded as exc:
+    except SystemExit as exited:
+        script_exit(request, exited)  # PHP's exit: a normal end of the script
+    except ExecutionTimeExceeded as exceeded:
         # PHP's fatal error: 500, the message in the log; the request shutdown still runs
-        # (shutdown functions, the session written), as PHP's does
-        where = _script_line(exc)
-        report_fatal(request, str(exc), where[0], where[1])
+        # (shutdown functions, the session written), as PHP's does.  (Each clause its own
+        # name: mypyc gives a name one type per function, so a shared "exc" would make
+        # the other clauses raise TypeError.)
+        where = _script_line(exceeded)
+        report_fatal(request, str(exceeded), where[0], where[1])
     except Exception as exc:
         report_uncaught(request, exc)
     except BaseException:
