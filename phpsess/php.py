@@ -411,7 +411,8 @@ def session_register_shutdown() -> None:
 
 # -- ini -----------------------------------------------------------------------------------
 def ini_get(option: str) -> str | bool:
-    """The raw string value of a ``session.*`` setting, or False for an unknown setting."""
+    """The raw string value of a ``session.*`` setting (or ``memcached.sess_*``), or False
+    for an unknown setting."""
     value = current_request().config.get(option)
     if value is None:
         return False
@@ -419,14 +420,27 @@ def ini_get(option: str) -> str | bool:
 
 
 def ini_set(option: str, value: Any) -> str | bool:
-    """Set a ``session.*`` setting for this request; returns the old value or False."""
+    """Set a ``session.*`` (or ``memcached.sess_*``) setting for this request; returns the
+    old value or False."""
     s = _session("ini_set")
     req = s.request
     cfg = req.config
     key = cfg.canonical(option)
-    if key is None or not option.startswith("session.") and not SETTINGS[key].phpsess_only:
+    if key is None:
         return False
-    if SETTINGS[key].mode == "PERDIR":
+    setting = SETTINGS[key]
+    if setting.ext != "session":
+        # an extension's setting (memcached.sess_*): its own validator only; PHP lets it
+        # change while a session is active
+        try:
+            return cfg.set(key, value, warn=s.diagnose)
+        except ConfigError as exc:
+            if str(exc):
+                s.diagnose(str(exc), exc.level)
+            return False
+    if not option.startswith("session.") and not setting.phpsess_only:
+        return False
+    if setting.mode == "PERDIR":
         return False
     if not key.startswith("trans_sid_"):
         if s.active:
