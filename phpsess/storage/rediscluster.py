@@ -46,6 +46,7 @@ from redis.exceptions import (
     MasterDownError,
     MovedError,
     ReadOnlyError,
+    RedisClusterException,
     RedisError,
     ResponseError,
     SlotNotCoveredError,
@@ -105,6 +106,9 @@ return 1
 #: errors after which the command is sent again (to the slot's master as the cluster now sees it)
 _RETRY = (RedisConnectionError, RedisTimeoutError, ClusterDownError, SlotNotCoveredError, TryAgainError,
           MovedError, ReadOnlyError, MasterDownError, BusyLoadingError)
+#: what redis-py's cluster client raises: RedisClusterException (no seed answers, a slot
+#: nobody serves) is not a RedisError
+_ERRORS = (RedisError, RedisClusterException)
 _DEFAULT_SOCKET_TIMEOUT = 60.0  # PHP's default_socket_timeout (timeout/read_timeout 0)
 
 
@@ -159,7 +163,7 @@ def cluster_for(save_path: str) -> RedisCluster:
                                cause=exc)
     try:
         return _cluster(cfg).get()
-    except RedisError as exc:
+    except _ERRORS as exc:
         raise SaveHandlerError(f"rediscluster save handler: no seed answers ({cfg.addresses}): {exc}",
                                handler="rediscluster", operation="open", cause=exc)
 
@@ -238,7 +242,7 @@ class RedisClusterHandler(SaveHandler):
         cfg = self._config()
         try:
             return _cluster(cfg).get()
-        except RedisError as exc:
+        except _ERRORS as exc:
             raise self._fail(operation, f"any seed ({cfg.addresses})", exc, sid)
 
     def _fail(self, operation: str, where: str, exc: BaseException, sid: str = "") -> SaveHandlerError:
@@ -322,7 +326,7 @@ class RedisClusterHandler(SaveHandler):
                 problem = exc
             except SaveHandlerError:
                 raise
-            except RedisError as exc:
+            except _ERRORS as exc:
                 raise self._fail(operation, f"redis cluster node {node.name if node else cfg.addresses}", exc, sid)
             if time.monotonic() >= deadline:
                 where = f"redis cluster node {node.name}" if node is not None else f"seeds {cfg.addresses}"
@@ -342,7 +346,7 @@ class RedisClusterHandler(SaveHandler):
         """Read the slot map again (after MOVED, a dead master, a promoted replica)."""
         try:
             client.nodes_manager.initialize()
-        except RedisError as exc:
+        except _ERRORS as exc:
             log.debug("cannot refresh the cluster's slot map yet: %s", exc)
 
     def lock_bound(self) -> tuple[float, str]:
@@ -461,7 +465,7 @@ class RedisClusterHandler(SaveHandler):
                     msg = pubsub.get_sharded_message(timeout=pause)
                     while msg is not None:
                         msg = pubsub.get_sharded_message(timeout=0.0)
-                except RedisError:
+                except _ERRORS:
                     _close_quietly(pubsub)  # the node went away: poll from now on
                     pubsub = None
         finally:
@@ -478,7 +482,7 @@ class RedisClusterHandler(SaveHandler):
             if conn is None:  # pragma: no cover
                 return None
             pubsub = conn.pubsub()  # type: ignore[no-untyped-call,unused-ignore]
-        except (RedisError, SaveHandlerError) as exc:
+        except (*_ERRORS, SaveHandlerError) as exc:
             log.debug("waiters of %s poll: %s", held.lock_key, exc)
             return None
         try:
@@ -489,7 +493,7 @@ class RedisClusterHandler(SaveHandler):
                 if msg is not None and msg.get("type") == "ssubscribe":
                     return pubsub
             _close_quietly(pubsub)
-        except RedisError as exc:
+        except _ERRORS as exc:
             log.debug("waiters of %s poll: %s", held.lock_key, exc)
             _close_quietly(pubsub)
         return None
@@ -630,5 +634,5 @@ def _master(client: RedisCluster, key: str) -> ClusterNode:
 def _close_quietly(pubsub: Any) -> None:
     try:
         pubsub.close()
-    except RedisError:  # pragma: no cover - closing a broken connection
+    except _ERRORS:  # pragma: no cover - closing a broken connection
         pass
