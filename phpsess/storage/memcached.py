@@ -43,7 +43,8 @@ import secrets
 import socket
 import threading
 import time
-from typing import Any, Callable, TypeVar
+import urllib.parse
+from typing import Any, Callable, Iterator, TypeVar
 
 from pymemcache.client.base import PooledClient
 from pymemcache.exceptions import MemcacheError, MemcacheUnexpectedCloseError
@@ -61,7 +62,7 @@ from ..core.memcached_url import (
     session_key,
 )
 from ..errors import SaveHandlerError
-from .base import LockInfo, SaveHandler
+from .base import LockInfo, SaveHandler, StoredLock
 
 __all__ = ["MemcachedHandler", "client_for", "lock_token", "DEFAULT_LOCK_EXPIRE", "WAITER_SLOTS"]
 
@@ -327,6 +328,55 @@ class MemcachedHandler(SaveHandler):
         assert first_error is not None
         raise first_error
 
+    # -- for the tools (phpsess show, phpsess locks) ---------------------------------------
+
+    def peek(self, sid: str) -> bytes | None:
+        """The stored payload of ``sid`` without taking its lock (``phpsess show``).
+
+        :returns: None when the session does not exist.
+        :raises SaveHandlerError: no server holding it answers.
+        """
+        self.check_id(sid)
+        key = session_key(self._prefix(), sid)
+        first_error: SaveHandlerError | None = None
+        for server in self._data_servers(sid):
+            try:
+                data = self._call(server, "read", sid, lambda c: c.get(key))
+            except SaveHandlerError as exc:
+                first_error = first_error or exc
+                continue
+            return bytes(data) if data is not None else None
+        assert first_error is not None
+        raise first_error
+
+    def list_locks(self) -> list[StoredLock]:
+        """Every session lock on the servers of save_path (``phpsess locks``), found with
+        memcached's ``lru_crawler metadump all``: its holder, time left and phpsess waiters.
+
+        :raises SaveHandlerError: a server does not answer or cannot list its keys.
+        """
+        marker = self._prefix() + "lock."
+        found: list[StoredLock] = []
+        now = time.time()
+        self._distribution()  # open() was called
+        for server in self._servers:
+            try:
+                keys = list(_metadump(server, self._connect_timeout()))
+            except (OSError, ValueError) as exc:
+                raise self._fail("list the locks", server, exc)
+            for key, exp in keys:
+                sid = key[len(marker):]
+                if not key.startswith(marker) or not ids.is_valid_id(sid):
+                    continue  # a waiter slot (<lock key>.wN), or another application's key
+                value = self._call(server, "list the locks", sid, lambda c: c.get(key))
+                if value is None:
+                    continue  # released meanwhile
+                slots = [f"{key}.w{i}" for i in range(WAITER_SLOTS)]
+                waiters = len(self._call(server, "list the locks", sid, lambda c: c.get_many(slots)))
+                found.append(StoredLock(sid, key, server.address, bytes(value).decode("utf-8", "replace"),
+                                        None if exp < 0 else max(0.0, exp - now), waiters))
+        return sorted(found, key=lambda lock: lock.sid)
+
     # -- the lock policy's hooks (SaveHandler.acquire_lock): add on <prefix>lock.<id> ----------
 
     def _lock_try(self, sid: str, shared: bool) -> bool:
@@ -564,3 +614,34 @@ class MemcachedHandler(SaveHandler):
                 first_error = first_error or exc
         assert first_error is not None
         raise first_error
+
+
+def _metadump(server: MemcachedServer, timeout: float) -> Iterator[tuple[str, int]]:
+    """``(key, expiry)`` of every key on ``server`` (``lru_crawler metadump all``; expiry is
+    a unix time, -1 for none).
+
+    :raises OSError: the server cannot be reached.
+    :raises ValueError: it refused the command (memcached older than 1.4.31).
+    """
+    if server.unix:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(max(timeout, _IO_TIMEOUT))
+        try:
+            sock.connect(server.name)
+        except OSError:
+            sock.close()
+            raise
+    else:
+        sock = socket.create_connection((server.host, server.port), timeout=max(timeout, _IO_TIMEOUT))
+    with sock:
+        sock.sendall(b"lru_crawler metadump all\r\n")
+        with sock.makefile("rb") as reply:
+            for line in reply:
+                line = line.rstrip(b"\r\n")
+                if line == b"END":
+                    return
+                if line.startswith((b"ERROR", b"CLIENT_ERROR", b"SERVER_ERROR", b"BUSY")):
+                    raise ValueError(f"lru_crawler metadump refused: {line.decode('ascii', 'replace')}")
+                fields = dict(f.split(b"=", 1) for f in line.split() if b"=" in f)
+                if b"key" in fields:
+                    yield urllib.parse.unquote(fields[b"key"].decode("ascii", "replace")), int(fields.get(b"exp", b"-1"))

@@ -61,7 +61,7 @@ from ..core.config import SessionConfig
 from ..core.redis_url import DEFAULT_LOCK_TIMEOUT
 from ..core.rediscluster_url import ClusterConfig, SavePathError, key_slot, parse_save_path
 from ..errors import SaveHandlerError
-from .base import LockInfo, SaveHandler
+from .base import LockInfo, SaveHandler, StoredLock
 from .redis import REFRESH_SCRIPT, TOUCH_SCRIPT, WRITE_SCRIPT, _bytes, _ttl, lock_secret
 
 __all__ = ["RedisClusterHandler", "ACQUIRE_SCRIPT", "RELEASE_SCRIPT", "DESTROY_SCRIPT", "cluster_for"]
@@ -423,6 +423,53 @@ class RedisClusterHandler(SaveHandler):
             held.refresher.start()
         return self._locked_data or b""
 
+    # -- for the tools (phpsess show, phpsess locks) ---------------------------------------
+
+    def peek(self, sid: str) -> bytes | None:
+        """The stored payload of ``sid`` without taking its lock (``phpsess show``).
+
+        :returns: None when the session does not exist.
+        :raises SaveHandlerError: the cluster is unreachable or answers an error.
+        """
+        self.check_id(sid)
+        key = self._config().session_key(sid)
+        (data,) = self._run(sid, key, [("GET", key)], wait=False, operation="read")
+        return _bytes(data)
+
+    def list_locks(self) -> list[StoredLock]:
+        """Every session lock in the cluster (``phpsess locks``): SCAN on each master for
+        lock keys of save_path's prefix, with their holder, time left and waiters.
+
+        :raises SaveHandlerError: the cluster is unreachable or a master fails.
+        """
+        cfg = self._config()
+        client = self._client("list the locks", "")
+        found: list[StoredLock] = []
+        for node in client.get_primaries():  # type: ignore[no-untyped-call]
+            conn = node.redis_connection
+            if conn is None:  # pragma: no cover - a node redis-py has not connected yet
+                continue
+            try:
+                for raw in conn.scan_iter(match="*_LOCK", count=1000):
+                    key = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
+                    sid = _sid_of_lock(cfg, key)
+                    if sid is None:
+                        continue
+                    pipe = conn.pipeline(transaction=False)
+                    pipe.get(key)
+                    pipe.pttl(key)
+                    pipe.execute_command("PUBSUB", "SHARDNUMSUB", key)
+                    value, pttl, subs = pipe.execute()
+                    if value is None:
+                        continue  # released meanwhile
+                    waiters = int(subs[1]) if isinstance(subs, list) and len(subs) > 1 else 0
+                    found.append(StoredLock(sid, key, node.name, (_bytes(value) or b"").decode("utf-8", "replace"),
+                                            pttl / 1000.0 if isinstance(pttl, int) and pttl >= 0 else None,
+                                            waiters))
+            except _ERRORS as exc:
+                raise self._fail("list the locks", f"redis cluster node {node.name}", exc)
+        return sorted(found, key=lambda lock: lock.sid)
+
     def _get(self, held: _Held) -> bytes:
         (data,) = self._run(held.sid, held.session_key, [("GET", held.session_key)], wait=False, operation="read")
         return _bytes(data) or b""
@@ -623,6 +670,17 @@ class RedisClusterHandler(SaveHandler):
         key = self._config().session_key(sid)
         (n,) = self._run(sid, key, [("EXISTS", key)], wait=False, operation="validate")
         return bool(n)
+
+
+def _sid_of_lock(cfg: ClusterConfig, key: str) -> str | None:
+    """The session id whose lock is ``key`` under save_path's prefix, else None."""
+    body = key[:-len("_LOCK")]
+    for candidate in (body, body[1:-1] if body.startswith("{") else "", body.partition("}")[2]):
+        if candidate.startswith(cfg.prefix):
+            sid = candidate[len(cfg.prefix):]
+            if sid and ids.is_valid_id(sid) and cfg.lock_key(sid) == key:
+                return sid
+    return None
 
 
 def _master(client: RedisCluster, key: str) -> ClusterNode:
