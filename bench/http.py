@@ -850,14 +850,14 @@ def _short(frame: str) -> str:
 # $PHPSESS_BENCH_STAGES names a directory; each worker writes its totals there on SIGUSR2.
 #: (module, attribute path, label): inclusive wall time of each call, summed per worker
 STAGE_POINTS: list[tuple[str, str, str]] = [
-    ("phpsess.runtime.fpm", "FastCGIPool._worker", "-"),
+    ("phpsess.runtime.prefork", "Arbiter._worker_main", "-"),
     ("phpsess.runtime.fpm", "_Connection.run", "connection (flup Connection.run: all of a request)"),
     ("phpsess.runtime.fcgi_conn", "serve_connection", "connection (serve_connection: all of a request)"),
     ("phpsess.runtime.fpm", "_Connection.process_input", "  read one FastCGI record (x4-5 per request)"),
     ("phpsess.runtime.fcgi", "decode_params", "    decode the params record"),
     ("phpsess.runtime.fpm", "_Connection._do_begin_request", "    begin request (flup)"),
     ("phpsess.runtime.fpm", "_Connection.end_request", "    end request: sendall of the response"),
-    ("phpsess.runtime.fpm", "FastCGIPool.handler", "    pool handler"),
+    ("phpsess.runtime.fpm", "FastCGIWorker.respond", "    pool handler (FastCGIWorker.respond)"),
     ("phpsess.runtime.sapi", "handle_request", "      scripts.handle_request"),
     ("phpsess.runtime.sapi", "resolve_script", "        resolve_script"),
     ("phpsess.session.request", "Request.__init__", "        Request.__init__"),
@@ -1043,7 +1043,7 @@ def fcgi_request_bytes(root: str, script: str, cookie: str | None) -> bytes:
 
 def inproc(cases: Sequence[str], count: int, save_root: Path, *, stages: bool, repeat: int = 3) -> str:
     """Serve ``count`` requests per case in this process through the pool's own FastCGI
-    code (``FastCGIPool`` + its Connection) over a socketpair, as one worker does: the
+    code (``FastCGIWorker`` with its scoreboard slot) over a socketpair, as one worker does: the
     request bytes nginx sends, the response read back.  No other process, so the figures
     are CPU time and stable.  Best of ``repeat``; the harness's own socket work (the same
     loop answering a canned response) is subtracted.  With ``stages``, then the stage
@@ -1051,9 +1051,13 @@ def inproc(cases: Sequence[str], count: int, save_root: Path, *, stages: bool, r
     """
     import socket
 
-    from phpsess.runtime.fcgi_conn import serve_connection
-    from phpsess.runtime.fpm import FastCGIPool
+    import mmap
+
+    from phpsess.core import telemetry
+    from phpsess.runtime.fpm import FastCGIWorker, FpmOptions
     from phpsess.runtime.output import install_output_proxy
+    from phpsess.runtime.prefork import PoolSettings, WorkerContext
+    from phpsess.runtime.scoreboard import Scoreboard, WorkerSlot
     from phpsess.session.settings import from_ini_file, set_default_config
 
     save = fast_directory(save_root, "inproc")
@@ -1063,7 +1067,12 @@ def inproc(cases: Sequence[str], count: int, save_root: Path, *, stages: bool, r
     ids = make_ids(POOL_SIZE)
     precreate_sessions(str(save), ids)
     root = str(SCRIPTS.resolve())
-    pool = FastCGIPool(root, str(save_root / "unused.sock"), workers=1)
+    board = Scoreboard(1)
+    board.claim(0, os.getpid(), 0)
+    ctx = WorkerContext(PoolSettings(max_children=1), 0, WorkerSlot(board, 0), board,
+                        mmap.mmap(-1, telemetry.SLOT_SIZE), [], os.getpid(), 0)
+    worker = FastCGIWorker(ctx, FpmOptions(root=root, listen=str(save_root / "unused.sock")))
+    worker.setup()
     install_output_proxy()
     rng = random.Random(4)
     requests = {
@@ -1078,7 +1087,7 @@ def inproc(cases: Sequence[str], count: int, save_root: Path, *, stages: bool, r
         a.sendall(data)
         a.shutdown(socket.SHUT_WR)  # nginx waits instead; here the worker sees EOF at once
         if serve:
-            serve_connection(b, pool.root, pool._record_lock_wait)
+            worker.handle(b)
         else:
             b.recv(65536)
             b.sendall(canned)

@@ -302,7 +302,8 @@ def test_locks_text_and_json_for_a_lock_this_process_holds(tmp_path: Path, capsy
         assert entry["held_seconds"] is None or entry["held_seconds"] >= 0
         assert tools.locks(cfg(tmp_path)) == 0
         lines = capsys.readouterr().out.splitlines()
-        assert lines[0].split() == ["ID", "PID", "MODE", "HELD", "RUNNING", "WAITERS", "COMMAND"]
+        assert lines[0].split() == ["ID", "PID", "MODE", "HELD", "REQUEST", "RUNNING", "WAITERS", "COMMAND",
+                                         "(a", "pool", "worker:", "its", "request)"]
         assert lines[1].split()[:3] == [SID, str(os.getpid()), "WRITE"]
     finally:
         h.close()

@@ -38,6 +38,8 @@ IMPURE = {
 IMPURE_ALLOWED = {
     ("phpsess.core.ids", "secrets"): "the default of create_id's random_bytes argument",
     ("phpsess.core.codec", "threading"): "a thread-local guard against endless recursion in == of cyclic values",
+    ("phpsess.core.fpmlog", "time"): "formats the timestamps it is given in local time, as php-fpm's logs "
+    "(strftime/localtime); the clock is read by the caller",
 }
 
 

@@ -131,16 +131,18 @@ def test_reader_refuses_what_is_not_fastcgi(junk: bytes) -> None:
         rd.next_request()
 
 
-def test_reader_bounds_params_and_body() -> None:
+def test_reader_bounds_params_and_drops_a_body_over_its_bound() -> None:
     rd = RequestReader(max_params=10)
     rd.feed(request_bytes(params=pairs((b"NAME", b"x" * 20))))
     with pytest.raises(ProtocolError, match="params over 10 bytes"):
         rd.next_request()
     assert rd.too_large == "params"
     rd = RequestReader(max_body=4)
-    rd.feed(request_bytes(body=b"12345"))
-    with pytest.raises(ProtocolError, match="body over 4 bytes"):
-        rd.next_request()
+    rd.feed(request_bytes(body=b"12345") + request_bytes(rid=2, body=b"1234"))
+    over, within = rd.next_request(), rd.next_request()
+    assert isinstance(over, FCGIRequest) and isinstance(within, FCGIRequest)
+    assert (over.body, over.body_length, over.body_dropped) == (b"", 5, True)  # as post_max_size
+    assert (within.body, within.body_length, within.body_dropped) == (b"1234", 4, False)
     assert rd.too_large == "body"
 
 

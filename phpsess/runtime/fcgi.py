@@ -6,9 +6,10 @@ once its ``FCGI_STDIN`` stream has ended (:meth:`RequestReader.next_request`);
 :func:`response_records` turns a response into the records that answer it.  The
 socket loop is :mod:`phpsess.runtime.fcgi_conn`'s.
 
-Limits are the reader's: the total size of a request's params and of its body are
-bounded (``max_params``, ``max_body``), so a client cannot make a worker buffer
-without end; past a bound the request is refused, not truncated.
+Limits are the reader's, so a client cannot make a worker buffer without end: params
+past ``max_params`` bytes make the request a protocol error (the connection is dropped);
+a body past ``max_body`` bytes (PHP's ``post_max_size``) is read and thrown away, and
+the request goes on without it (:attr:`FCGIRequest.body_dropped`), as PHP does.
 """
 
 from __future__ import annotations
@@ -68,14 +69,21 @@ class ProtocolError(ValueError):
 class FCGIRequest:
     """One request, complete: its id, role, whether the connection stays open, params, body."""
 
-    __slots__ = ("request_id", "role", "keep_conn", "params", "body")
+    __slots__ = ("request_id", "role", "keep_conn", "params", "body", "body_length", "body_dropped")
 
-    def __init__(self, request_id: int, role: int, keep_conn: bool, params: dict[str, str], body: bytes) -> None:
+    def __init__(
+        self, request_id: int, role: int, keep_conn: bool, params: dict[str, str], body: bytes,
+        body_length: int = -1, body_dropped: bool = False,
+    ) -> None:
         self.request_id = request_id
         self.role = role
         self.keep_conn = keep_conn
         self.params = params
         self.body = body
+        #: the body's size as sent (also when it was dropped)
+        self.body_length = len(body) if body_length < 0 else body_length
+        #: the body was over the reader's max_body: read, not kept
+        self.body_dropped = body_dropped
 
 
 class Aborted:
@@ -107,8 +115,10 @@ class RequestReader:
     straight from one buffer.  ``FCGI_GET_VALUES`` and ``FCGI_DATA`` records are
     ignored (nginx sends neither).
 
-    :param max_params: bound on the bytes of one request's params (0: none).
-    :param max_body: bound on the bytes of one request's body (0: none).
+    :param max_params: bound on the bytes of one request's params (0: none); past it,
+        :class:`ProtocolError`.
+    :param max_body: bound on the bytes of one request's body that are kept (0: none);
+        past it the body is dropped (:attr:`FCGIRequest.body_dropped`).
     """
 
     __slots__ = ("_buf", "_pos", "_rid", "_keep", "_role", "_params", "_body", "_params_size",
@@ -198,8 +208,9 @@ class RequestReader:
                     self._body_size += clen
                     if self.max_body and self._body_size > self.max_body:
                         self.too_large = "body"
-                        raise ProtocolError(f"request body over {self.max_body} bytes")
-                    self._body.append(buf[start : start + clen])
+                        self._body = []  # over post_max_size: counted, not kept
+                    else:
+                        self._body.append(buf[start : start + clen])
                 else:
                     self._pos = pos
                     return self._finish()
@@ -224,7 +235,11 @@ class RequestReader:
         raw = self._params
         decode_params(raw[0] if len(raw) == 1 else b"".join(raw), params)
         body = self._body
-        req = FCGIRequest(self._rid, self._role, self._keep, params, body[0] if len(body) == 1 else b"".join(body))
+        dropped = bool(self.max_body) and self._body_size > self.max_body
+        req = FCGIRequest(
+            self._rid, self._role, self._keep, params, body[0] if len(body) == 1 else b"".join(body),
+            self._body_size, dropped,
+        )
         self._start()
         return req
 

@@ -1,6 +1,11 @@
-"""One web-server connection of ``phpsess fpm``: FastCGI requests read from the socket, run
-through :func:`phpsess.runtime.sapi.handle_request` and answered.  Socket I/O; the protocol is
-:mod:`phpsess.runtime.fcgi`'s, the pool (processes, signals) :mod:`phpsess.runtime.fpm`'s.
+"""One web-server connection of ``phpsess fpm``: FastCGI requests read from the socket,
+answered by a responder, sent back.  Socket I/O; the protocol is
+:mod:`phpsess.runtime.fcgi`'s, what a request does :mod:`phpsess.runtime.fpm`'s.
+
+Reading is bounded in time as well as in size: a connection that sends nothing (or
+not FastCGI) for ``idle_timeout`` seconds before a request starts is dropped, and a
+request must arrive whole within ``read_timeout`` seconds, so a silent client never
+pins a worker.
 """
 
 from __future__ import annotations
@@ -8,22 +13,26 @@ from __future__ import annotations
 import _socket
 import socket
 import sys
+import time
 import traceback
 from typing import Callable
 
-from ..session.request import Request
 from .fcgi import FCGI_RESPONDER, FCGI_STDOUT, FCGI_UNKNOWN_ROLE, NEED_DATA, FCGIRequest, RequestReader, records, response_records
-from .sapi import DEFAULT_CONTENT_TYPE, cgi_head, handle_request
+from .sapi import DEFAULT_CONTENT_TYPE, cgi_head
 
-__all__ = ["serve_connection"]
+__all__ = ["serve_connection", "Responder", "FlatResponse", "ReadTimeout"]
 
 _FLUSH_AT = 65536  # body bytes buffered before they are sent early
 
 
-class _FlatResponse:
+class ReadTimeout(TimeoutError):
+    """The client sent nothing (or not a whole request) in time; the connection is dropped."""
+
+
+class FlatResponse:
     """The response of one request, buffered and sent in FastCGI records."""
 
-    __slots__ = ("sock", "rid", "parts", "size", "broken", "started")
+    __slots__ = ("sock", "rid", "parts", "size", "broken", "started", "status", "headers")
 
     def __init__(self, sock: _socket.socket, rid: int) -> None:
         self.sock = sock
@@ -32,12 +41,18 @@ class _FlatResponse:
         self.size = 0
         self.broken = False
         self.started = False
+        self.status = 200
+        self.headers: list[tuple[str, str]] = []
 
     def send_headers(self, status: int, headers: list[tuple[str, str]]) -> None:
+        """The CGI head (``Status:`` and the header lines) as the first stdout bytes."""
         self.started = True
+        self.status = status
+        self.headers = headers
         self.write(cgi_head(status, headers))
 
     def write(self, data: bytes) -> None:
+        """Body bytes; sent in records once 64 KiB are buffered."""
         self.parts.append(data)
         self.size += len(data)
         if self.size >= _FLUSH_AT:
@@ -51,11 +66,35 @@ class _FlatResponse:
                     self.broken = True
 
 
+#: what answers a request: (request, response) -> None; it calls response.send_headers
+#: once, then response.write
+Responder = Callable[[FCGIRequest, FlatResponse], None]
+
+
+def _recv(sock: _socket.socket, size: int, deadline: float) -> bytes:
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise ReadTimeout("no complete request in time")
+    sock.settimeout(left)
+    try:
+        return sock.recv(size)
+    except socket.timeout:
+        pass
+    raise ReadTimeout("no complete request in time")
+
+
+def _bound(seconds: float) -> float:
+    return seconds if seconds > 0 else 1e9  # (0: no bound)
+
+
 def serve_connection(
     sock: _socket.socket,
-    root: str,
-    on_done: Callable[[Request], None] | None = None,
+    respond: Responder,
     reader: RequestReader | None = None,
+    *,
+    idle_timeout: float = 0.0,
+    read_timeout: float = 0.0,
+    stop: list[bool] | None = None,
 ) -> None:
     """Serve the FastCGI requests of one web-server connection until it closes.
 
@@ -63,37 +102,51 @@ def serve_connection(
     (four process_input rounds, a Record object per record); this loop does the
     same protocol work with one buffer and one ``sendall`` (docs/deployment.md).
 
-    :param root: the document root scripts must be under.
-    :param on_done: called with each finished request (the pool's telemetry).
+    :param respond: answers each request (:class:`FlatResponse`).
     :param reader: the protocol state, with its limits (default: unbounded).
+    :param idle_timeout: seconds to wait for the first bytes of a request (0: no bound).
+    :param read_timeout: seconds for a whole request to arrive once begun (0: no bound).
+    :param stop: ``[True]`` once the worker must stop: a kept-alive connection is closed
+        after the request in hand.
     :raises ProtocolError: the peer does not speak FastCGI (the caller drops it).
+    :raises ReadTimeout: the peer was silent past a bound (the caller drops it).
     """
     rd = reader if reader is not None else RequestReader()
-    first = sock.recv(65536)  # nginx sends a whole request at once: usually all of it
-    if not first:
-        return
-    rd.feed(first)
+    timed = idle_timeout > 0 or read_timeout > 0
     while True:
-        event = rd.next_request()
-        while event is NEED_DATA:
-            more = sock.recv(max(65536, rd.wanted()))
-            if not more:
-                return
-            rd.feed(more)
-            event = rd.next_request()
+        event = rd.next_request() if rd.buffered() else NEED_DATA
+        if event is NEED_DATA:
+            if timed:
+                # the first bytes within idle_timeout, then the whole request within read_timeout
+                begun = rd.buffered() > 0
+                deadline = time.monotonic() + _bound(read_timeout if begun else idle_timeout)
+                while event is NEED_DATA:
+                    more = _recv(sock, max(65536, rd.wanted()), deadline)
+                    if not more:
+                        return
+                    if not begun:
+                        begun = True
+                        deadline = time.monotonic() + _bound(read_timeout)
+                    rd.feed(more)
+                    event = rd.next_request()
+                sock.settimeout(None)
+            else:
+                while event is NEED_DATA:
+                    # nginx sends a whole request at once: usually one recv reads all of it
+                    more = sock.recv(max(65536, rd.wanted()))
+                    if not more:
+                        return
+                    rd.feed(more)
+                    event = rd.next_request()
         if not isinstance(event, FCGIRequest):
             return  # FCGI_ABORT_REQUEST: nothing is answered
         rid = event.request_id
-        resp = _FlatResponse(sock, rid)
+        resp = FlatResponse(sock, rid)
         if event.role != FCGI_RESPONDER:
             out = response_records(rid, b"", protocol_status=FCGI_UNKNOWN_ROLE)
         else:
             try:
-                done = handle_request(
-                    event.params, event.body, root, resp.send_headers, resp.write, process_globals=True
-                )
-                if done is not None and on_done is not None:
-                    on_done(done)
+                respond(event, resp)
             except Exception:
                 traceback.print_exc(file=sys.stderr)
                 if not resp.started:
@@ -101,7 +154,7 @@ def serve_connection(
             out = response_records(rid, b"".join(resp.parts))
         if not resp.broken:
             sock.sendall(out)
-        if not event.keep_conn:
+        if not event.keep_conn or (stop is not None and stop[0]):
             # The caller closes at once, without waiting for the web server to close
             # first: that wait cost every request a wake-up and kept the worker from
             # its next accept (php-fpm's single recv returns at once too, on the empty

@@ -22,16 +22,19 @@ import builtins
 import io
 import logging
 import os
+import signal
 import stat
 import sys
 import traceback
 import types
+from types import FrameType
 from typing import IO, Any, Callable, Iterator, Mapping
 
 from ..core.config import SessionConfig
 from ..core.http import reason_phrase
 from ..session.context import active_request, request_context
-from ..session.request import HeadersSink, Request
+from ..session.request import HeadersSink, LockMonitor, Request
+from ..storage import registry
 from .output import install_output_proxy
 
 __all__ = [
@@ -95,8 +98,11 @@ def clear_cache() -> None:
     _root_cache.clear()
 
 
+#: phpsess's own code: where the time limit does not strike
+_PKG_PREFIX = os.path.dirname(os.path.dirname(__file__))
+
 #: the file names this module's frames carry (compiled by mypyc: the relative source path)
-_OWN_FILES = frozenset({__file__, os.path.join("phpsess", "scripts.py")})
+_OWN_FILES = frozenset({__file__, os.path.join("phpsess", "runtime", "sapi.py")})
 
 
 def _print_script_traceback(exc: BaseException, stream: IO[str] | None = None) -> None:
@@ -152,19 +158,88 @@ class _MainModule:
             self.module.__dict__.clear()
 
 
-def _exec(path: str, request: Request, module: types.ModuleType) -> None:
-    """Run the script in ``module``'s globals; PHP's exit and fatal-error semantics."""
+class ExecutionTimeExceeded(BaseException):
+    """PHP's fatal error ``Maximum execution time of N seconds exceeded``: raised in the
+    script when it has used ``max_execution_time`` seconds of CPU (a BaseException, so
+    that the script's own ``except Exception`` cannot swallow it, as PHP's cannot)."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(f"Maximum execution time of {seconds:g} second{'s' if seconds != 1 else ''} exceeded")
+        self.seconds = seconds
+
+
+_time_limit = [0.0]  # the limit in force for the script now running (0: none)
+
+
+def _on_time_limit(signum: int, frame: FrameType | None) -> None:
+    """SIGPROF (ITIMER_PROF, CPU time, as PHP's on Linux): the script's time is up.
+
+    Raised only in the script's own code: if phpsess's code is running (writing a
+    session...), the timer fires again 10 ms of CPU later, as PHP waits for a safe point.
+    """
+    seconds = _time_limit[0]
+    if not seconds:
+        return
+    if frame is not None and frame.f_code.co_filename.startswith(_PKG_PREFIX):
+        signal.setitimer(signal.ITIMER_PROF, 0.01)
+        return
+    _time_limit[0] = 0.0
+    raise ExecutionTimeExceeded(seconds)
+
+
+def _arm_time_limit(seconds: float) -> None:
+    if signal.getsignal(signal.SIGPROF) is not _on_time_limit:
+        signal.signal(signal.SIGPROF, _on_time_limit)
+    _time_limit[0] = seconds
+    signal.setitimer(signal.ITIMER_PROF, seconds)
+
+
+def _disarm_time_limit() -> None:
+    _time_limit[0] = 0.0
+    signal.setitimer(signal.ITIMER_PROF, 0)
+
+
+def _exec(path: str, request: Request, module: types.ModuleType, time_limit: float = 0.0) -> None:
+    """Run the script in ``module``'s globals; PHP's exit and fatal-error semantics, and
+    PHP's ``max_execution_time`` (``time_limit`` seconds of CPU, 0: none)."""
     try:
         code = compile_script(path)
-        exec(code, module.__dict__)
+        if time_limit > 0:
+            _arm_time_limit(time_limit)
+        try:
+            exec(code, module.__dict__)
+        finally:
+            if time_limit > 0:
+                _disarm_time_limit()
     except SystemExit:
         pass  # PHP's exit: a normal end of the script
+    except ExecutionTimeExceeded as exc:
+        # PHP's fatal error: 500, the message in the log; the request shutdown still runs
+        # (shutdown functions, the session written), as PHP's does
+        _fatal_error_status(request)
+        _print_fatal_error(exc)
     except Exception as exc:
         _fatal_error_status(request)
         _print_script_traceback(exc)
     except BaseException:
         _fatal_error_status(request)
         raise
+
+
+def _print_fatal_error(exc: ExecutionTimeExceeded) -> None:
+    """``PHP Fatal error:  ... in FILE on line N`` on stderr (the pool's log), naming the
+    script's line that was running."""
+    where = ("Unknown", 0)
+    tb = exc.__traceback__
+    while tb is not None:
+        filename = tb.tb_frame.f_code.co_filename
+        if not filename.startswith(_PKG_PREFIX) and filename not in _OWN_FILES:
+            where = (filename, tb.tb_lineno)
+        tb = tb.tb_next
+    try:
+        print(f"PHP Fatal error:  {exc} in {where[0]} on line {where[1]}", file=sys.stderr, flush=True)
+    except (OSError, ValueError):
+        pass
 
 
 def run_script(path: str, request: Request) -> None:
@@ -507,6 +582,8 @@ def handle_request(
     *,
     process_globals: bool = True,
     config: SessionConfig | None = None,
+    time_limit: float = 0.0,
+    lock_monitor: LockMonitor | None = None,
 ) -> Request | None:
     """Serve one request: run the script ``environ`` names under ``root``, as php-fpm does;
     return the finished :class:`~phpsess.session.request.Request` (None for a 404).
@@ -524,7 +601,11 @@ def handle_request(
     :param process_globals: also set ``os.environ``/``sys.stdin``/``sys.argv``/cwd for the
         request (:class:`process_state`); pass False from a threaded server.
     :param config: the settings the request starts from (default: the process-wide
-        :func:`~phpsess.session.request.default_config`).
+        :func:`~phpsess.session.settings.default_config`).
+    :param time_limit: PHP's ``max_execution_time``: seconds of CPU the script may use
+        (0: no limit); past it, PHP's fatal error, a 500, and the session written.
+    :param lock_monitor: told when the request waits for or holds a session lock
+        (the pool's status page and slow log).
     """
     install_output_proxy()  # print() goes to the current request (idempotent)
     path = resolve_script(environ, root)
@@ -542,13 +623,16 @@ def handle_request(
     if not env.get("SCRIPT_FILENAME"):
         env = {**environ, "SCRIPT_FILENAME": path}  # found through SCRIPT_NAME
     request = Request(environ=env, config=config, body=body, send_headers=sink, write_body=write_body)
+    request.lock_monitor = lock_monitor
+    # phpsess locks names this request beside the locks it takes
+    registry.set_request(env.get("REQUEST_METHOD", ""), env.get("REQUEST_URI", "") or env.get("SCRIPT_NAME", ""), path)
     state = process_state(env, body, path) if process_globals else None
     if state is not None:
         state.__enter__()
     try:
         with _MainModule(path) as module:
             with request_context(request):
-                _exec(path, request, module)
+                _exec(path, request, module, time_limit)
     except SystemExit:
         pass  # exit() in a shutdown function: the rest of the shutdown already ran
     except Exception as exc:

@@ -20,12 +20,15 @@ from ..core.config import SessionConfig
 from .session import Session
 from .settings import default_config
 
-__all__ = ["Request", "HeadersSink"]
+__all__ = ["Request", "HeadersSink", "LockMonitor"]
 
 log = logging.getLogger(__name__)
 
 #: receives (status, headers) once, when the first body byte (or the end) comes
 HeadersSink = Callable[[int, list[tuple[str, str]]], None]
+#: told (session id, where its lock is, waiting?, seconds waited) when a request waits
+#: for a session lock and when it holds it (the pool's status page, slow log)
+LockMonitor = Callable[[str, str, bool, float], None]
 
 #: the package's directory: frames under it are phpsess's own, not the script's
 _PKG_DIR = os.path.dirname(os.path.dirname(__file__))
@@ -78,6 +81,8 @@ class Request:
         self._session: Session | None = None
         self.finished = False
         self.lock_wait: float = 0.0  # seconds this request waited for its session lock
+        #: told when this request waits for or holds a session lock (set by a runtime)
+        self.lock_monitor: LockMonitor | None = None
 
     # -- script location ---------------------------------------------------------------
     @property

@@ -59,6 +59,9 @@ class RequestView(Protocol):
 
     def script_mtime(self) -> float | None: ...
 
+    @property
+    def lock_monitor(self) -> Callable[[str, str, bool, float], None] | None: ...
+
 
 class Session:
     """The session of one request: PHP's ``PS(...)`` globals plus the algorithms of session.c.
@@ -168,6 +171,17 @@ class Session:
         return self.config.save_handler
 
     def _new_handler(self) -> SaveHandler | None:
+        handler = self._pick_handler()
+        if handler is not None:
+            handler.on_wait = self._on_lock_wait if self.request.lock_monitor is not None else None
+        return handler
+
+    def _on_lock_wait(self, sid: str, where: str) -> None:
+        monitor = self.request.lock_monitor
+        if monitor is not None:
+            monitor(sid, where, True, 0.0)
+
+    def _pick_handler(self) -> SaveHandler | None:
         if self.user_handler is not None:
             self.user_handler.config = self.config
             self.user_handler.diagnose = self.diagnose
@@ -361,6 +375,9 @@ class Session:
             return self._read_failed(handler)
         self._go(Event.READ)
         self._note_lock_wait(handler)
+        monitor = self.request.lock_monitor
+        if monitor is not None:
+            monitor(self.id, handler.describe_lock(self.id), False, handler.lock_info.waited)
         self._maybe_gc(handler)
         self.lazy_snapshot = raw if cfg.lazy_write else None
         try:

@@ -102,6 +102,8 @@ class SaveHandler(abc.ABC):
         #: where the handler reports one of PHP's diagnostics (message, level); the session
         #: using it sets its own (Session.diagnose)
         self.diagnose: Callable[[str, str], None] = _log_diagnostic
+        #: told (session id, where its lock is) when a read is about to wait for a lock
+        self.on_wait: Callable[[str, str], None] | None = None
 
     # -- ids --------------------------------------------------------------------------
     @staticmethod
@@ -152,6 +154,8 @@ class SaveHandler(abc.ABC):
                     sid=sid,
                     waiters=waiters,
                 )
+        if self.on_wait is not None:
+            self.on_wait(sid, self._lock_where(sid))
         if deadline is None:
             deadline = self.lock_deadline()
         t0 = time.perf_counter()
@@ -183,6 +187,10 @@ class SaveHandler(abc.ABC):
         threshold = self.config.lock_wait_log_ms
         if threshold > 0 and waited * 1000 >= threshold:
             lock_log.warning("waited %.3f s for the lock of session %s (%s)", waited, sid, self._lock_where(sid))
+
+    def describe_lock(self, sid: str) -> str:
+        """What ``sid``'s lock is, in words (a path, a key on a server); "" when unknown."""
+        return self._lock_where(sid)
 
     def _lock_try(self, sid: str, shared: bool) -> bool:
         """Hook: one attempt to take ``sid``'s lock without waiting; True when held."""

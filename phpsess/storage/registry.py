@@ -36,6 +36,8 @@ __all__ = [
     "RegistryRecord",
     "note_acquired",
     "note_released",
+    "set_request",
+    "prepare",
     "read_registry",
     "registry_dir",
     "registry_path",
@@ -45,11 +47,15 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-_MAGIC = b"PHPSESL1"
+_MAGIC = b"PHPSESL2"
 _HEADER = struct.Struct("<8sIIQ")  # magic, pid, reserved, process start time (clock ticks)
+# the request the process serves (written with its first lock): started (epoch), method,
+# URI, script; a sequence number around it (odd while written)
+_REQUEST = struct.Struct("<Qd16s240s256s")
 _SLOT = struct.Struct("<IIQQd")  # state (0 free, 1 exclusive, 2 shared), reserved, dev, ino, acquired
 _SIZE = 4096
-_NSLOTS = (_SIZE - _HEADER.size) // _SLOT.size
+_SLOTS_AT = _HEADER.size + _REQUEST.size
+_NSLOTS = (_SIZE - _SLOTS_AT) // _SLOT.size
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,6 +66,12 @@ class RegistryRecord:
     inode: int
     shared: bool
     acquired: float
+    #: the request the process was serving when it took the lock (empty when unknown)
+    method: str = ""
+    uri: str = ""
+    script: str = ""
+    #: when that request started (epoch seconds; 0.0 when unknown)
+    request_started: float = 0.0
 
 
 def _off(value: str) -> bool:
@@ -143,6 +155,11 @@ class _Registry:
         self.free: list[int] = []
         self.disabled = False
         self.forked = False
+        #: (started, method, uri, script) of the request being served, and whether it is in
+        #: the page yet (written with the first lock the request takes)
+        self.request: tuple[float, bytes, bytes, bytes] | None = None
+        self.request_written = True
+        self.request_seq = 0
 
     def _setup(self) -> bool:
         pid = os.getpid()
@@ -201,14 +218,32 @@ class _Registry:
                 return -1
             slot = self.free.pop()
             assert self.map is not None
-            _SLOT.pack_into(self.map, _HEADER.size + slot * _SLOT.size, 2 if shared else 1, 0, dev, ino, when)
+            if not self.request_written:
+                self._write_request()
+            _SLOT.pack_into(self.map, _SLOTS_AT + slot * _SLOT.size, 2 if shared else 1, 0, dev, ino, when)
             return slot
+
+    def _write_request(self) -> None:
+        assert self.map is not None
+        started, method, uri, script = self.request or (0.0, b"", b"", b"")
+        self.request_seq += 1
+        _REQUEST.pack_into(self.map, _HEADER.size, self.request_seq, started, method, uri, script)
+        self.request_seq += 1
+        struct.pack_into("<Q", self.map, _HEADER.size, self.request_seq)
+        self.request_written = True
+
+    def set_request(self, started: float, method: str, uri: str, script: str) -> None:
+        self.request = (
+            started, method.encode("latin-1", "replace")[:16], uri.encode("utf-8", "replace")[:240],
+            script.encode("utf-8", "replace")[:256],
+        )
+        self.request_written = False
 
     def released(self, slot: int) -> None:
         with self.mutex:
             if slot < 0 or self.forked or self.map is None:
                 return
-            at = _HEADER.size + slot * _SLOT.size
+            at = _SLOTS_AT + slot * _SLOT.size
             self.map[at : at + 4] = b"\0\0\0\0"
             self.free.append(slot)
 
@@ -238,6 +273,29 @@ def note_acquired(dev: int, ino: int, *, shared: bool = False, when: float | Non
         return -1
 
 
+def set_request(method: str, uri: str, script: str, started: float | None = None) -> None:
+    """The request this process now serves (a pool's worker, per request): recorded beside
+    the locks it takes, so ``phpsess locks`` can name the script, URI and request age of
+    a holder.  Costs no system call; written to the page with the request's first lock."""
+    _registry.set_request(time.time() if started is None else started, method, uri, script)
+
+
+def prepare() -> bool:
+    """Set up this process's registry now rather than at its first lock (a pool worker
+    at start: its descriptors stay the same from then on).  True when recording is on."""
+    try:
+        with _registry.mutex:
+            if _registry.forked or _registry.map is None:
+                _registry.forked = False
+                if _registry.disabled or not _registry._setup():
+                    _registry.disabled = True
+                    return False
+            return True
+    except Exception as exc:
+        log.debug("lock registry: %s", exc)
+        return False
+
+
 def note_released(slot: int) -> None:
     """Forget the lock recorded in ``slot`` (the handler released it). Never raises."""
     try:
@@ -260,12 +318,24 @@ def read_registry(pid: int, directory: str | None = None) -> list[RegistryRecord
     magic, rec_pid, _reserved, start = _HEADER.unpack_from(data, 0)
     if magic != _MAGIC or rec_pid != pid or start == 0 or start != _start_time(pid):
         return None
+    seq, started, method, uri, script = _REQUEST.unpack_from(data, _HEADER.size)
+    if seq % 2:
+        started, method, uri, script = 0.0, b"", b"", b""  # caught while being written
+    request = {
+        "method": _text(method), "uri": _text(uri), "script": _text(script),
+        "request_started": started if started > 0 else 0.0,
+    }
     out: list[RegistryRecord] = []
     for slot in range(_NSLOTS):
-        state, _r, dev, ino, acquired = _SLOT.unpack_from(data, _HEADER.size + slot * _SLOT.size)
+        state, _r, dev, ino, acquired = _SLOT.unpack_from(data, _SLOTS_AT + slot * _SLOT.size)
         if state in (1, 2):
-            out.append(RegistryRecord(dev, ino, state == 2, acquired))
+            out.append(RegistryRecord(dev, ino, state == 2, acquired, **request))  # type: ignore[arg-type]
     return out
+
+
+def _text(raw: bytes) -> str:
+    """A NUL-padded field of the page as text (another process wrote it: never trusted)."""
+    return raw.split(b"\0", 1)[0].decode("utf-8", "replace")
 
 
 def forget_registry(pid: int, directory: str | None = None, *, uid: int | None = None) -> None:

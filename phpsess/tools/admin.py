@@ -305,7 +305,9 @@ def locks(
     ``json``: a JSON list, one object per locked session, with the keys ``id``,
     ``path``, ``pid``, ``mode``, ``cmdline``, ``process_seconds``,
     ``held_seconds`` (null when unknown: PHP processes), ``waiters``,
-    ``waiter_pids`` and ``holders`` (every holder of a shared lock).
+    ``waiter_pids`` and ``holders`` (every holder of a shared lock; for a phpsess
+    pool worker also the request it serves: ``method``, ``uri``, ``script`` and
+    ``request_seconds``).
 
     With ``rediscluster`` or ``memcached``: the lock keys of save_path's servers, with the
     keys ``id``, ``key``, ``server``, ``holder`` (the lock value: ``hostname|pid|...``, or
@@ -332,12 +334,15 @@ def locks(
     if not found:
         print(f"no locked sessions under {root}")
         return 0
-    print(f"{'ID':<34} {'PID':>7} {'MODE':<5} {'HELD':>6} {'RUNNING':>7} {'WAITERS':>7}  COMMAND")
+    print(f"{'ID':<34} {'PID':>7} {'MODE':<5} {'HELD':>6} {'REQUEST':>7} {'RUNNING':>7} {'WAITERS':>7}  "
+          "COMMAND (a pool worker: its request)")
     for lock in found:
         for n, h in enumerate(lock.holders):
+            what = f"{h.method} {h.uri} ({h.script})" if h.script or h.uri else h.cmdline
             print(
                 f"{lock.id if n == 0 else '':<34} {h.pid:>7} {h.mode:<5} {_seconds(h.held_seconds):>6} "
-                f"{_seconds(h.process_seconds):>7} {lock.waiters if n == 0 else '':>7}  {h.cmdline[:80]}"
+                f"{_seconds(h.request_seconds):>7} {_seconds(h.process_seconds):>7} "
+                f"{lock.waiters if n == 0 else '':>7}  {_printable(what)[:100]}"
             )
     return 0
 
@@ -361,8 +366,13 @@ def _store_locks(config: SessionConfig, save_path: str, json: bool) -> int:  # n
     for lock in found:
         pid = lock.pid()
         print(f"{lock.sid:<34} {lock.where:<21} {pid if pid is not None else '-':>7} {_seconds(lock.ttl):>7} "
-              f"{lock.waiters:>7}  {lock.holder[:80]}")
+              f"{lock.waiters:>7}  {_printable(lock.holder)[:80]}")
     return 0
+
+
+def _printable(text: str) -> str:
+    """``text`` with control characters escaped (a URI comes from a client)."""
+    return "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in text)
 
 
 def destroy(config: SessionConfig, sids: list[str], save_path: str | None = None,

@@ -71,6 +71,11 @@ class Holder:
     cmdline: str
     process_seconds: float | None  # how long the process has been running
     held_seconds: float | None  # how long it has held this lock (phpsess processes only)
+    #: the request a phpsess pool worker was serving when it took the lock (empty: unknown)
+    method: str = ""
+    uri: str = ""
+    script: str = ""
+    request_seconds: float | None = None  # how long that request has run
 
 
 @dataclasses.dataclass
@@ -118,13 +123,13 @@ def _process(pid: int, now: float) -> tuple[str, float | None]:
 
 def _describe(pid: int, dev: int, ino: int, mode: str, now: float, registry_dir_: str | None) -> Holder:
     cmdline, process_seconds = _process(pid, now)
-    held: float | None = None
     records = read_registry(pid, registry_dir_)
     for rec in records or ():
         if rec.dev == dev and rec.inode == ino and rec.shared == (mode == "READ"):
             held = round(max(0.0, now - rec.acquired), 3)
-            break
-    return Holder(pid, mode, cmdline, process_seconds, held)
+            age = round(max(0.0, now - rec.request_started), 3) if rec.request_started else None
+            return Holder(pid, mode, cmdline, process_seconds, held, rec.method, rec.uri, rec.script, age)
+    return Holder(pid, mode, cmdline, process_seconds, None)
 
 
 def inspect_locks(

@@ -17,7 +17,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import IO, Mapping
+from typing import IO, Mapping, Sequence
 
 import psutil
 
@@ -42,11 +42,13 @@ class ServeProcess:
     """
 
     def __init__(
-        self, root: Path, workdir: Path, *, workers: int = 16, ini: Mapping[str, str] | None = None
+        self, root: Path, workdir: Path, *, workers: int = 16, ini: Mapping[str, str] | None = None,
+        args: Sequence[str] = (),
     ) -> None:
         self.root = Path(root)
         self.dir = Path(workdir)
         self.workers = workers
+        self.args = list(args)
         self.sessions = self.dir / "sessions"
         self.settings = {"session.save_path": str(self.sessions), **(ini or {})}
         self.proc: subprocess.Popen[bytes] | None = None
@@ -64,7 +66,7 @@ class ServeProcess:
         env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
         self._log = open(self.dir / "serve.log", "wb")
         cmd = [sys.executable, "-m", "phpsess", "serve", "--port", "0", "--root", str(self.root),
-               "--workers", str(self.workers), "--ini", str(ini)]
+               "--workers", str(self.workers), "--ini", str(ini), *self.args]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=self._log, env=env, cwd=self.dir)
         assert self.proc.stdout is not None
         deadline = time.monotonic() + timeout

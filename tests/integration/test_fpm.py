@@ -456,10 +456,20 @@ def test_fpm_arguments() -> None:
 
 
 def test_fpm_refuses_bad_arguments(capsys: pytest.CaptureFixture[str]) -> None:
-    for args in (["fpm", "--root", "/srv"], ["fpm", "--listen", "x", "--root", "/", "--workers", "0"]):
+    for args in (["fpm", "--listen", "x", "--root", "/", "--workers", "0"],
+                 ["fpm", "--listen", "x", "--max-execution-time", "soon"]):
         with pytest.raises(SystemExit):
             build_parser().parse_args(args)
     capsys.readouterr()
+
+
+def test_fpm_without_listen_or_root_says_which_is_missing(caplog: pytest.LogCaptureFixture) -> None:
+    from phpsess.tools.cli import main
+
+    assert main(["fpm", "--root", "/srv"]) == 78  # EX_CONFIG, as php-fpm
+    assert "no listen address: give --listen ADDR" in caplog.text
+    assert main(["fpm", "--listen", "/tmp/x.sock"]) == 78
+    assert "no document root: give --root DIR" in caplog.text
 
 
 def test_python_m_phpsess_help() -> None:

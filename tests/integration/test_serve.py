@@ -24,7 +24,6 @@ from phpsess.runtime.server import (
     Route,
     build_environ,
     cors_headers,
-    format_response,
     parse_request_head,
     route,
 )
@@ -135,15 +134,67 @@ def test_cors_only_between_the_servers_own_ports() -> None:
     assert preflight["Access-Control-Allow-Methods"] == "GET, POST, HEAD"
 
 
-def test_format_response_sets_length_and_closes() -> None:
-    data = format_response(404, [("X-A", "1"), ("Content-Length", "99"), ("Connection", "keep-alive")], b"gone")
+def _written(status: int, headers: list[tuple[str, str]], chunks: list[bytes], *, method: str = "GET",
+             version: str = "1.1", buffer: int = 65536) -> bytes:
+    """What a ResponseWriter sends for one response, read back from a socketpair."""
+    import h11
+
+    from phpsess.runtime.http_conn import ResponseWriter
+
+    a, b = socket.socketpair()
+    conn = h11.Connection(h11.SERVER)
+    conn.receive_data(f"{method} / HTTP/{version}\r\nHost: x\r\n\r\n".encode())
+    conn.next_event()
+    conn.next_event()
+    w = ResponseWriter(b, conn, head_only=method == "HEAD", server="phpsess/t", date="D", write_timeout=5,
+                       buffer=buffer)
+    got: list[bytes] = []
+
+    def read() -> None:
+        while True:
+            more = a.recv(65536)
+            if not more:
+                break
+            got.append(more)
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    w.send_headers(status, headers)
+    for c in chunks:
+        w.write(c)
+    w.finish()
+    b.close()
+    reader.join(10)
+    a.close()
+    assert not w.broken
+    return b"".join(got)
+
+
+def test_response_sets_length_and_closes() -> None:
+    data = _written(404, [("X-A", "1"), ("Content-Length", "99"), ("Connection", "keep-alive")], [b"go", b"ne"])
     head, _, body = data.partition(b"\r\n\r\n")
     lines = head.decode().split("\r\n")
     assert lines[0] == "HTTP/1.1 404 Not Found"
-    assert [ln for ln in lines[1:] if not ln.startswith(("Date: ", "Server: "))] == [
+    assert [ln for ln in lines[1:] if not ln.lower().startswith(("date: ", "server: "))] == [
         "X-A: 1", "Content-Length: 4", "Connection: close"]
     assert body == b"gone"
-    assert format_response(200, [], b"gone", head_only=True).endswith(b"Content-Length: 4\r\nConnection: close\r\n\r\n")
+    assert _written(200, [], [b"gone"], method="HEAD").endswith(b"Content-Length: 4\r\nConnection: close\r\n\r\n")
+
+
+def test_big_response_is_streamed_not_buffered() -> None:
+    chunks = [b"x" * 1000] * 300
+    data = _written(200, [("X-A", "1")], chunks, buffer=4096)
+    head, _, body = data.partition(b"\r\n\r\n")
+    assert b"Transfer-Encoding: chunked" in head and b"Content-Length" not in head
+    assert body.endswith(b"0\r\n\r\n")
+    data10 = _written(200, [], chunks, version="1.0", buffer=4096)
+    head, _, body = data10.partition(b"\r\n\r\n")
+    assert b"chunked" not in head and body == b"x" * 300_000  # HTTP/1.0: until the close
+
+
+def test_header_with_a_control_character_is_never_sent() -> None:
+    data = _written(200, [("X-Ok", "1"), ("X-Bad", "a\x00b")], [b"body"])
+    assert b"X-Ok: 1" in data and b"X-Bad" not in data and b"\x00" not in data
 
 
 # -- the real server over cgi-bin -------------------------------------------------------------
