@@ -17,6 +17,7 @@ import time
 import traceback
 from typing import Callable
 
+from ..compiled import mypyc_attr
 from .fcgi import FCGI_RESPONDER, FCGI_STDOUT, FCGI_UNKNOWN_ROLE, NEED_DATA, FCGIRequest, RequestReader, records, response_records
 from .sapi import DEFAULT_CONTENT_TYPE, cgi_head
 
@@ -25,6 +26,7 @@ __all__ = ["serve_connection", "Responder", "FlatResponse", "ReadTimeout"]
 _FLUSH_AT = 65536  # body bytes buffered before they are sent early
 
 
+@mypyc_attr(native_class=False)  # mypyc cannot compile a native subclass of TimeoutError
 class ReadTimeout(TimeoutError):
     """The client sent nothing (or not a whole request) in time; the connection is dropped."""
 
