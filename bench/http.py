@@ -620,13 +620,14 @@ class Store:
     name: str
     save_paths: dict[str, str]  # per server
     ini: dict[str, dict[str, str]]  # per server: settings besides save_path
+    handler_ini: dict[str, dict[str, str]]  # per server: what a phpsess handler needs to see its sessions
 
     def handler(self, server: str) -> Any:
         """An opened phpsess handler on ``server``'s sessions (to pre-create and check them)."""
         from phpsess.core.config import SessionConfig
         from phpsess.storage.base import handler_class
 
-        ini = {k.removeprefix("session."): v for k, v in self.ini[server].items()}
+        ini = {k.removeprefix("session."): v for k, v in self.handler_ini[server].items()}
         h = handler_class(self.name)(SessionConfig(ini))
         h.open(self.save_paths[server], "PHPSESSID")
         return h
@@ -664,20 +665,22 @@ def start_store(name: str) -> Iterator[Store | None]:
                     "redis.session.lock_retries": "5000"}
             yield Store(name, {s: f"{r.url}?prefix={p}" for s, p in STORE_PREFIX.items()},
                         {"php-fpm": {"session.save_handler": "redis", **lock},
-                         "phpsess": {"session.save_handler": "redis"}})
+                         "phpsess": {"session.save_handler": "redis"}}, {s: {} for s in STORE_PREFIX})
     elif name == "rediscluster":
         from tests.integration.redis_cluster import RedisCluster
 
         with RedisCluster() as c:
             yield Store(name, {s: f"{c.save_path}&prefix={p}" for s, p in STORE_PREFIX.items()},
-                        {s: {"session.save_handler": "rediscluster"} for s in STORE_PREFIX})
+                        {s: {"session.save_handler": "rediscluster"} for s in STORE_PREFIX},
+                        {s: {} for s in STORE_PREFIX})
     elif name == "memcached":
         from tests.integration.memcached_server import MemcachedProcess
 
         with MemcachedProcess() as m:
             yield Store(name, {s: m.address for s in STORE_PREFIX},
                         {s: {"session.save_handler": "memcached", "memcached.sess_prefix": p + "sess."}
-                         for s, p in STORE_PREFIX.items()})
+                         for s, p in STORE_PREFIX.items()},
+                        {s: {"memcached.sess_prefix": p + "sess."} for s, p in STORE_PREFIX.items()})
     else:
         raise ValueError(f"unknown store {name!r}")
 

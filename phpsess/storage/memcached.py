@@ -119,6 +119,26 @@ def client_for(server: MemcachedServer, connect_timeout: float = _CONNECT_TIMEOU
         return c
 
 
+_distributions: dict[tuple[str, bool, bool], tuple[list[MemcachedServer], Distribution]] = {}
+
+
+def _distribution_for(save_path: str, consistent: bool, weighted: bool) -> tuple[list[MemcachedServer], Distribution]:
+    """The servers of ``save_path`` and their key distribution, built once per process (a
+    ketama continuum hashes 100 points per server).
+
+    :raises SavePathError: a save_path php-memcached refuses.
+    """
+    key = (save_path, consistent, weighted)
+    found = _distributions.get(key)
+    if found is None:
+        servers = parse_save_path(save_path)
+        found = (servers, Distribution(servers, consistent=consistent, weighted=weighted))
+        if len(_distributions) >= 64:
+            _distributions.clear()
+        _distributions[key] = found
+    return found
+
+
 class _Held:
     """The lock this handler holds (or, with locking off, the session it has read)."""
 
@@ -239,17 +259,14 @@ class MemcachedHandler(SaveHandler):
         :raises SaveHandlerError: for a save_path php-memcached refuses.
         """
         self.close()
+        cfg = self.config
         try:
-            servers = parse_save_path(save_path)
+            self._servers, self._dist = _distribution_for(
+                save_path, cfg.memcached_sess_consistent_hash,
+                cfg.memcached_sess_consistent_hash_type == "ketama_weighted")
         except SavePathError as exc:
             raise SaveHandlerError(f"memcached save handler: {exc}", handler=self.name, operation="open", cause=exc)
-        cfg = self.config
         self._save_path = save_path
-        self._servers = servers
-        self._dist = Distribution(
-            servers, consistent=cfg.memcached_sess_consistent_hash,
-            weighted=cfg.memcached_sess_consistent_hash_type == "ketama_weighted",
-        )
 
     def close(self) -> None:
         """PS_CLOSE: release the lock taken by :meth:`read` if it is still ours.

@@ -138,6 +138,21 @@ class _Cluster:
             return self.client
 
 
+_parsed_paths: dict[str, ClusterConfig] = {}
+
+
+def _parsed(save_path: str) -> ClusterConfig:
+    """``parse_save_path`` once per save_path and process (a request's open() is then a
+    dict lookup; ClusterConfig is frozen)."""
+    cfg = _parsed_paths.get(save_path)
+    if cfg is None:
+        cfg = parse_save_path(save_path)
+        if len(_parsed_paths) >= 64:
+            _parsed_paths.clear()
+        _parsed_paths[save_path] = cfg
+    return cfg
+
+
 _clusters: dict[tuple[Any, ...], _Cluster] = {}
 _clusters_lock = threading.Lock()
 
@@ -369,7 +384,7 @@ class RedisClusterHandler(SaveHandler):
         """
         self.close()
         try:
-            self._cfg = parse_save_path(save_path)
+            self._cfg = _parsed(save_path)
         except SavePathError as exc:
             raise SaveHandlerError(f"rediscluster save handler: {exc}", handler=self.name, operation="open",
                                    cause=exc)
