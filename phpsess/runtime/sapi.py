@@ -22,6 +22,7 @@ import builtins
 import io
 import logging
 import os
+import _signal
 import signal
 import stat
 import sys
@@ -188,15 +189,16 @@ def _on_time_limit(signum: int, frame: FrameType | None) -> None:
 
 
 def _arm_time_limit(seconds: float) -> None:
-    if signal.getsignal(signal.SIGPROF) is not _on_time_limit:
+    if _signal.getsignal(signal.SIGPROF) is not _on_time_limit:  # (signal.getsignal makes an enum)
         signal.signal(signal.SIGPROF, _on_time_limit)
     _time_limit[0] = seconds
     signal.setitimer(signal.ITIMER_PROF, seconds)
 
 
 def _disarm_time_limit() -> None:
+    # the timer is left running (one system call less per request): the next request's
+    # arming replaces it, and should it fire first, the handler sees no limit in force
     _time_limit[0] = 0.0
-    signal.setitimer(signal.ITIMER_PROF, 0)
 
 
 def _exec(path: str, request: Request, module: types.ModuleType, time_limit: float = 0.0) -> None:
@@ -213,11 +215,11 @@ def _exec(path: str, request: Request, module: types.ModuleType, time_limit: flo
                 _disarm_time_limit()
     except SystemExit:
         pass  # PHP's exit: a normal end of the script
-    except ExecutionTimeExceeded as exc:
+    except ExecutionTimeExceeded as limit:  # (its own name: compiled, one name has one type)
         # PHP's fatal error: 500, the message in the log; the request shutdown still runs
         # (shutdown functions, the session written), as PHP's does
         _fatal_error_status(request)
-        _print_fatal_error(exc)
+        _print_fatal_error(limit)
     except Exception as exc:
         _fatal_error_status(request)
         _print_script_traceback(exc)

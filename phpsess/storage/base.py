@@ -75,8 +75,10 @@ class StoredLock:
 
     def as_json(self) -> dict[str, object]:
         """The lock as ``phpsess locks --json`` prints it."""
-        return {"id": self.sid, "key": self.key, "server": self.where, "holder": self.holder,
-                "pid": self.pid(), "ttl_seconds": self.ttl, "waiters": self.waiters}
+        parts = self.holder.split("|")
+        host = parts[1] if parts[0] == "phpsess" and len(parts) > 1 else parts[0] if len(parts) > 1 else ""
+        return {"id": self.sid, "key": self.key, "server": self.where, "holder": self.holder, "host": host,
+                "pid": self.pid(), "expires_in_seconds": self.ttl, "waiters": self.waiters}
 
 
 @mypyc_attr(allow_interpreted_subclasses=True)

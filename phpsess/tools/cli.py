@@ -84,6 +84,18 @@ def _add_save_path(p: argparse.ArgumentParser) -> None:
                    help="override session.save_handler (files, redis, rediscluster, memcached)")
 
 
+class _VersionAction(argparse._VersionAction):
+    """``--version``: the version and the build (compiled or plain), found only when asked
+    (it imports the compiled modules)."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
+        from ..compiled import build_name
+
+        self.version = f"{self.version}, {build_name()}"
+        super().__call__(parser, namespace, values, option_string)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``phpsess`` argument parser (all subcommands)."""
     from ..version import __version__
@@ -91,7 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="phpsess", description="PHP's session runtime for Python scripts: serve them, inspect sessions."
     )
-    parser.add_argument("--version", action="version", version=f"phpsess {__version__}")
+    parser.add_argument("--version", action=_VersionAction, version=f"phpsess {__version__}")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv: debug)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
@@ -128,6 +140,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--post-max-size", type=_size, metavar="SIZE", help="PHP's post_max_size (default 8M)")
     p.add_argument("--terminate-timeout", type=_seconds, metavar="SECONDS",
                    help="request_terminate_timeout: kill a worker whose request runs longer (default 0: never)")
+    p.add_argument("--idle-timeout", type=_seconds, metavar="SECONDS",
+                   help="drop a FastCGI connection silent this long before its request (default 3)")
+    p.add_argument("--read-timeout", type=_seconds, metavar="SECONDS",
+                   help="drop a FastCGI connection whose request is not whole after this long (default 30)")
     p.add_argument("--slowlog", metavar="FILE", help="slowlog: where slow requests' stacks are written")
     p.add_argument("--slowlog-timeout", type=_seconds, metavar="SECONDS", help="request_slowlog_timeout")
     p.add_argument("--status-path", metavar="URI", help="pm.status_path, e.g. /status")
@@ -252,7 +268,8 @@ def fpm_options(args: argparse.Namespace) -> tuple[Any, Any]:
                        ("status_path", "status_path"), ("ping_path", "ping_path"), ("access_log", "access_log"),
                        ("access_format", "access_format"), ("slowlog", "slowlog"),
                        ("max_execution_time", "max_execution_time"), ("post_max_size", "post_max_size"),
-                       ("pid", "pid_file"), ("error_log", "error_log")):
+                       ("pid", "pid_file"), ("error_log", "error_log"), ("idle_timeout", "idle_timeout"),
+                       ("read_timeout", "read_timeout")):
         value = getattr(args, flag)
         if value is not None:
             setattr(opts, attr, value)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import threading
@@ -104,7 +105,8 @@ def test_locks_lists_the_holder_its_expiry_and_waiters(store: tuple[str, str],
         assert len(found) == 1, found
         lock = found[0]
         assert lock["pid"] == os.getpid() and lock["waiters"] == 1, lock
-        assert 0 < lock["ttl_seconds"] <= 30 and f"|{os.getpid()}|" in lock["holder"], lock
+        assert 0 < lock["expires_in_seconds"] <= 30 and f"|{os.getpid()}|" in lock["holder"], lock
+        assert lock["host"] == socket.gethostname(), lock
         assert admin.locks(SessionConfig(), save_path=save_path, save_handler=name) == 0
         table = capsys.readouterr().out
         assert table.startswith("ID ") and sid in table and str(os.getpid()) in table
@@ -151,7 +153,8 @@ def test_locks_command_line_shows_a_lock_php_holds_on_memcached(memcached_server
                              timeout=60, env=env, cwd=ROOT)
         assert out.returncode == 0 and out.stderr == "", out
         (lock,) = [lock for lock in json.loads(out.stdout) if lock["id"] == sid]
-        assert lock["holder"] == "1" and lock["pid"] is None and 30 < lock["ttl_seconds"] <= 40
+        assert lock["holder"] == "1" and lock["pid"] is None and lock["host"] == ""
+        assert 30 < lock["expires_in_seconds"] <= 40
         assert lock["key"] == f"memc.sess.key.lock.{sid}" and lock["server"] == memcached_server.address
     finally:
         php.kill()
