@@ -1482,6 +1482,8 @@ DISK_NOTE = (
 
 def _storages(args: argparse.Namespace) -> list[tuple[str, str]]:
     """(label, parent directory of the save paths) of each table, tmpfs first."""
+    if args.store != "files":
+        return [(args.store, "/var/tmp")]  # one table: the sessions are in the store
     if args.save_root:
         return [(str(args.save_root), str(args.save_root))]
     if args.tmpfs:
