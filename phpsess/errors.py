@@ -63,6 +63,8 @@ class ConfigError(SessionError, ValueError):
         super().__init__(message, cause=cause)
         self.setting = setting
         self.value = value
+        #: the level PHP reports ``str(exc)`` at: "Warning", or "Deprecated" (memcached.sess_lock_wait)
+        self.level = "Warning"
 
 
 class InvalidSessionId(SessionError, ValueError):

@@ -501,8 +501,9 @@ def session_register_shutdown() -> None:
 
 # -- ini -----------------------------------------------------------------------------------
 def ini_get(option: str) -> str | bool:
-    """The raw string value of a ``session.*`` setting (or of the engine settings phpsess
-    honours: ``output_buffering``, ``display_errors``...), or False for an unknown setting."""
+    """The raw string value of a ``session.*`` (or ``memcached.sess_*``) setting, or of
+    the engine settings phpsess honours (``output_buffering``, ``display_errors``...), or
+    False for an unknown setting."""
     req = current_request()
     value = req.config.get(option)
     if value is None:
@@ -513,8 +514,8 @@ def ini_get(option: str) -> str | bool:
 
 
 def ini_set(option: str, value: Any) -> str | bool:
-    """Set a ``session.*`` setting (or an engine setting phpsess honours) for this request;
-    returns the old value or False."""
+    """Set a ``session.*`` (or ``memcached.sess_*``) setting, or an engine setting phpsess
+    honours, for this request; returns the old value or False."""
     if EngineConfig.knows(option):
         old = current_request().engine.set(option, value)
         if old is None:
@@ -524,9 +525,21 @@ def ini_set(option: str, value: Any) -> str | bool:
     req = s.request
     cfg = req.config
     key = cfg.canonical(option)
-    if key is None or not option.startswith("session.") and not SETTINGS[key].phpsess_only:
+    if key is None:
         return False
-    if SETTINGS[key].mode == "PERDIR":
+    setting = SETTINGS[key]
+    if setting.ext != "session":
+        # an extension's setting (memcached.sess_*): its own validator only; PHP lets it
+        # change while a session is active
+        try:
+            return cfg.set(key, value, warn=s.diagnose)
+        except ConfigError as exc:
+            if str(exc):
+                s.diagnose(str(exc), exc.level)
+            return False
+    if not option.startswith("session.") and not setting.phpsess_only:
+        return False
+    if setting.mode == "PERDIR":
         return False
     if not key.startswith("trans_sid_"):
         if s.active:

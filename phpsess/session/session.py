@@ -229,7 +229,7 @@ class Session:
             if key == "read_and_close":
                 read_and_close = zend.intval(value) != 0
                 continue
-            name = cfg.canonical(str(key))
+            name = cfg.canonical("session." + str(key))
             if name is None or SETTINGS[name].mode == "PERDIR":
                 self.diagnose(f'Setting option "{key}" failed')
                 continue

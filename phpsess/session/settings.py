@@ -26,6 +26,7 @@ __all__ = [
     "log_warning",
     "default_engine",
     "set_default_engine",
+    "INI_PREFIXES",
 ]
 
 log = logging.getLogger(__name__)
@@ -34,10 +35,17 @@ _default_config: SessionConfig | None = None
 _default_engine: EngineConfig | None = None
 
 
+#: the ini names phpsess reads from a php.ini: the session module's, and the session
+#: settings of the extensions whose save handlers it has (php-memcached)
+INI_PREFIXES = ("session.", "memcached.sess_")
+
+
 def load_ini_file(
-    path: str, environ: Mapping[str, str] | None = None, *, prefix: str | None = "session."
+    path: str, environ: Mapping[str, str] | None = None, *,
+    prefix: str | tuple[str, ...] | None = INI_PREFIXES,
 ) -> dict[str, str]:
-    """Read a php.ini-syntax file and return its ``session.*`` entries as raw strings
+    """Read a php.ini-syntax file and return its ``session.*`` and ``memcached.sess_*``
+    entries (``prefix``; None: every entry) as raw strings
     (:func:`phpsess.core.ini.parse_php_ini`: PHP's quoting, ``On``/``Off``, ``${NAME}``,
     ``[HOST=]``/``[PATH=]`` sections skipped).
 
@@ -61,7 +69,8 @@ def load_ini_file(
 
 
 def from_ini_file(path: str, *, warn: Warn | None = None) -> SessionConfig:
-    """A SessionConfig with PHP's defaults overridden by ``path``'s ``session.*`` entries.
+    """A SessionConfig with PHP's defaults overridden by ``path``'s ``session.*`` (and
+    ``memcached.sess_*``) entries.
 
     Entries phpsess does not know (``session.cookie_partitioned`` of PHP 8.5, typos) are
     ignored with a logged warning, as PHP ignores unknown ini entries; invalid values raise.
@@ -73,6 +82,14 @@ def from_ini_file(path: str, *, warn: Warn | None = None) -> SessionConfig:
     known = {k: v for k, v in entries.items() if SessionConfig.canonical(k) is not None}
     for k in entries.keys() - known.keys():
         log.warning("%s: unknown setting %s ignored", path, k)
+    for k in list(known):
+        try:
+            SessionConfig().set(k, known[k], startup=True)
+        except ConfigError as exc:
+            if exc.level == "Deprecated":  # PHP starts anyway, without the setting
+                del known[k]
+                if str(exc):
+                    log.warning("%s: %s", path, exc)
     return SessionConfig(known, warn=warn if warn is not None else log_warning)
 
 
