@@ -2,6 +2,10 @@
 both behind the same nginx.  Runs processes: starts nginx (127.0.0.1), php-fpm and
 ``phpsess fpm`` (unix sockets) and wrk, writes configs and session files in temp
 directories, and stops and removes everything on exit (Ctrl-C and SIGTERM included).
+With ``--store redis|rediscluster|memcached`` the sessions of both pools live in that
+store instead (a redis-server, a 3-master Redis Cluster or a memcached that the bench
+starts on 127.0.0.1): php-fpm with phpredis / php-memcached, phpsess with its handler,
+each pool under its own key prefix.
 
 The page is ``bench/http_scripts/counter.php`` / ``counter.py`` (session_start, n += 1,
 a text body).  php-fpm runs ``pm = static`` with as many children as ``phpsess fpm``
@@ -103,6 +107,8 @@ __all__ = [
     "fcgi_request_bytes",
     "aggregate_pyspy",
     "start_stack",
+    "start_store",
+    "Store",
     "check_pages",
     "prepare_cases",
     "run_wrk",
@@ -225,11 +231,13 @@ def parse_wrk(text: str) -> WrkResult:
 
 
 def php_fpm_config(
-    workdir: Path, socket_path: str, workers: int, save_path: str, *, opcache: bool = True
+    workdir: Path, socket_path: str, workers: int, save_path: str, *, opcache: bool = True,
+    ini: Mapping[str, str] | None = None,
 ) -> str:
     """php-fpm's config file: one ``pm = static`` pool on a unix socket, in the foreground.
 
-    Session settings are PHP's defaults but ``save_path`` and ``gc_probability = 0``.
+    Session settings are PHP's defaults but ``save_path``, ``gc_probability = 0`` and
+    ``ini`` (the store's: save_handler, key prefix).
     """
     lines = [
         "[global]",
@@ -245,8 +253,9 @@ def php_fpm_config(
         f"pm.max_children = {workers}",
         "catch_workers_output = yes",
         "clear_env = no",
-        f"php_admin_value[session.save_path] = {save_path}",
+        f"php_admin_value[session.save_path] = {_ini_value(save_path)}",
         "php_admin_value[session.gc_probability] = 0",
+        *(f"php_admin_value[{k}] = {_ini_value(v)}" for k, v in (ini or {}).items()),
         "php_admin_value[expose_php] = 0",
         "php_admin_value[log_errors] = 1",
         "php_admin_value[display_errors] = 0",
@@ -259,9 +268,16 @@ def php_fpm_config(
     return "\n".join(lines) + "\n"
 
 
-def phpsess_ini(save_path: str) -> str:
+def _ini_value(value: str) -> str:
+    """``value`` quoted for an ini file when it holds characters the ini syntax reads."""
+    return f'"{value}"' if any(c in value for c in "=&?;[]{}|!~^()\"") else value
+
+
+def phpsess_ini(save_path: str, ini: Mapping[str, str] | None = None) -> str:
     """The ``--ini`` file of ``phpsess fpm``: the same session settings as php-fpm's pool."""
-    return f"session.save_path = {save_path}\nsession.gc_probability = 0\n"
+    lines = [f"session.save_path = {_ini_value(save_path)}", "session.gc_probability = 0"]
+    lines += [f"{k} = {_ini_value(v)}" for k, v in (ini or {}).items()]
+    return "\n".join(lines) + "\n"
 
 
 def nginx_config(
@@ -344,8 +360,17 @@ def make_ids(count: int, token_hex: Callable[[int], str] = secrets.token_hex) ->
     return [token_hex(16) for _ in range(count)]
 
 
-def precreate_sessions(save_path: str, ids: Sequence[str], data: bytes = SESSION_SEED) -> None:
-    """Write ``sess_<id>`` files holding ``data`` (mode 0600, as PHP creates them)."""
+def precreate_sessions(save_path: str, ids: Sequence[str], data: bytes = SESSION_SEED,
+                       store: "Store | None" = None, server: str = "") -> None:
+    """Write ``sess_<id>`` files holding ``data`` (mode 0600, as PHP creates them), or
+    the sessions into ``store`` under ``server``'s prefix."""
+    if store is not None and store.name != "files":
+        h = store.handler(server)
+        for sid in ids:
+            h.read(sid)
+            h.write(sid, data)
+            h.close()
+        return
     for sid in ids:
         fd = os.open(os.path.join(save_path, "sess_" + sid), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
@@ -427,15 +452,20 @@ def _memory(pids: Sequence[int]) -> list[tuple[int, int]]:
 
 
 @contextlib.contextmanager
-def _php_fpm(workdir: Path, socket_path: str, workers: int, save_path: str, opcache: bool) -> Iterator[int]:
+def _php_fpm(workdir: Path, socket_path: str, workers: int, save_path: str, opcache: bool,
+             store: "Store | None" = None) -> Iterator[int]:
     """php-fpm in the foreground; yields the master's pid; stops it on exit."""
     from tests.integration.nginx import stop_process, wait_for_socket
     from tests.phptools import require
 
     binary = require(PHP_FPM)
     conf = workdir / "php-fpm.conf"
-    conf.write_text(php_fpm_config(workdir, socket_path, workers, save_path, opcache=opcache))
+    ini = store.ini["php-fpm"] if store is not None else None
+    conf.write_text(php_fpm_config(workdir, socket_path, workers, save_path, opcache=opcache, ini=ini))
     args = [binary, "-n", "-F", "-y", str(conf)]
+    if store is not None and store.name != "files":
+        for ext in PHP_STORE_EXTENSIONS:
+            args += ["-d", f"extension={ext}"]
     if opcache:
         args += ["-d", "zend_extension=opcache.so"]
     if os.geteuid() == 0:
@@ -455,12 +485,13 @@ def _php_fpm(workdir: Path, socket_path: str, workers: int, save_path: str, opca
 
 
 @contextlib.contextmanager
-def _phpsess_fpm(workdir: Path, socket_path: str, workers: int, save_path: str, stages: bool) -> Iterator[int]:
+def _phpsess_fpm(workdir: Path, socket_path: str, workers: int, save_path: str, stages: bool,
+                 store: "Store | None" = None) -> Iterator[int]:
     """``phpsess fpm`` (through this script when ``stages``); yields the master's pid."""
     from tests.integration.nginx import PYTHONPATH, stop_process, wait_for_socket
 
     ini = workdir / "phpsess.ini"
-    ini.write_text(phpsess_ini(save_path))
+    ini.write_text(phpsess_ini(save_path, store.ini["phpsess"] if store is not None else None))
     fpm = ["fpm", "--listen", socket_path, "--root", str(SCRIPTS), "--workers", str(workers), "--ini", str(ini)]
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (PYTHONPATH, env.get("PYTHONPATH", "")) if p)
@@ -509,6 +540,17 @@ class Stack:
     pids: dict[str, int]  # "php-fpm" / "phpsess" / "nginx" -> master pid
     save_paths: dict[str, str]
     workdir: Path
+    store: "Store | None" = None
+
+    def stored(self, server: str, sid: str) -> bytes | None:
+        """The stored session ``sid`` of ``server``'s pool (None: absent)."""
+        if self.store is not None and self.store.name != "files":
+            return self.store.peek(server, sid)
+        try:
+            with open(os.path.join(self.save_paths[server], "sess_" + sid), "rb") as f:
+                return f.read()
+        except FileNotFoundError:
+            return None
 
     def url(self, server: str) -> str:
         """The counter page of ``server`` through nginx."""
@@ -565,21 +607,106 @@ def fast_directory(parent: Path, name: str, settle: float = 120.0) -> Path:
 CREATE_COSTS: dict[str, float] = {}
 
 
+#: --store choices
+STORES = ("files", "redis", "rediscluster", "memcached")
+#: what php-fpm -n loads for the stores (Debian's php-memcached needs igbinary and msgpack)
+PHP_STORE_EXTENSIONS = ["igbinary.so", "msgpack.so", "memcached.so", "redis.so"]
+#: each pool's key prefix in a shared store
+STORE_PREFIX = {"php-fpm": "php.", "phpsess": "py."}
+
+
+@dataclasses.dataclass
+class Store:
+    """Where both pools keep their sessions: save_path and ini per pool."""
+
+    name: str
+    save_paths: dict[str, str]  # per server
+    ini: dict[str, dict[str, str]]  # per server: settings besides save_path
+    handler_ini: dict[str, dict[str, str]]  # per server: what a phpsess handler needs to see its sessions
+
+    def handler(self, server: str) -> Any:
+        """An opened phpsess handler on ``server``'s sessions (to pre-create and check them)."""
+        from phpsess.core.config import SessionConfig
+        from phpsess.storage.base import handler_class
+
+        ini = {k.removeprefix("session."): v for k, v in self.handler_ini[server].items()}
+        h = handler_class(self.name)(SessionConfig(ini))
+        h.open(self.save_paths[server], "PHPSESSID")
+        return h
+
+    def peek(self, server: str, sid: str) -> bytes | None:
+        """``server``'s stored session ``sid``, read without its lock."""
+        h = self.handler(server)
+        if self.name == "redis":
+            import redis
+
+            port = int(self.save_paths[server].split("?")[0].rsplit(":", 1)[1])
+            with redis.Redis(port=port) as r:
+                value = r.get(STORE_PREFIX[server] + sid)
+            return None if value is None else bytes(value)
+        value = h.peek(sid)
+        return None if value is None else bytes(value)
+
+
+@contextlib.contextmanager
+def start_store(name: str) -> Iterator[Store | None]:
+    """Start the store's server(s) on 127.0.0.1 (``files``: nothing); stop them on exit.
+
+    php-fpm's phpredis gets its lock turned on (``redis.session.locking_enabled``, off by
+    default), so both pools lock each session; php-memcached locks by default and
+    phpredis's cluster handler cannot.
+    """
+    if name == "files":
+        yield None
+        return
+    if name == "redis":
+        from tests.integration.redis_server import RedisProcess
+
+        with RedisProcess() as r:
+            lock = {"redis.session.locking_enabled": "1", "redis.session.lock_wait_time": "2000",
+                    "redis.session.lock_retries": "5000"}
+            yield Store(name, {s: f"{r.url}?prefix={p}" for s, p in STORE_PREFIX.items()},
+                        {"php-fpm": {"session.save_handler": "redis", **lock},
+                         "phpsess": {"session.save_handler": "redis"}}, {s: {} for s in STORE_PREFIX})
+    elif name == "rediscluster":
+        from tests.integration.redis_cluster import RedisCluster
+
+        with RedisCluster() as c:
+            yield Store(name, {s: f"{c.save_path}&prefix={p}" for s, p in STORE_PREFIX.items()},
+                        {s: {"session.save_handler": "rediscluster"} for s in STORE_PREFIX},
+                        {s: {} for s in STORE_PREFIX})
+    elif name == "memcached":
+        from tests.integration.memcached_server import MemcachedProcess
+
+        with MemcachedProcess() as m:
+            yield Store(name, {s: m.address for s in STORE_PREFIX},
+                        {s: {"session.save_handler": "memcached", "memcached.sess_prefix": p + "sess."}
+                         for s, p in STORE_PREFIX.items()},
+                        {s: {"memcached.sess_prefix": p + "sess."} for s, p in STORE_PREFIX.items()})
+    else:
+        raise ValueError(f"unknown store {name!r}")
+
+
 @contextlib.contextmanager
 def start_stack(
-    workdir: Path, save_root: Path, workers: int, *, opcache: bool, stages: bool, keepalive: int = 0
+    workdir: Path, save_root: Path, workers: int, *, opcache: bool, stages: bool, keepalive: int = 0,
+    store: "Store | None" = None,
 ) -> Iterator[Stack]:
     """Start php-fpm, phpsess fpm and one nginx in front of both; stop them all on exit."""
     from tests.integration.nginx import Nginx, free_port
 
-    save_paths = {server: str(fast_directory(save_root, server)) for server in SERVERS}
+    if store is not None and store.name != "files":
+        save_paths = dict(store.save_paths)
+    else:
+        save_paths = {server: str(fast_directory(save_root, server)) for server in SERVERS}
     php_sock = str(workdir / "php-fpm.sock")
     py_sock = str(workdir / "phpsess.sock")
     py_workers: set[int] = set()
     try:
         with contextlib.ExitStack() as stack:
-            php_pid = stack.enter_context(_php_fpm(workdir, php_sock, workers, save_paths["php-fpm"], opcache))
-            py_pid = stack.enter_context(_phpsess_fpm(workdir, py_sock, workers, save_paths["phpsess"], stages))
+            php_pid = stack.enter_context(_php_fpm(workdir, php_sock, workers, save_paths["php-fpm"], opcache, store))
+            py_pid = stack.enter_context(_phpsess_fpm(workdir, py_sock, workers, save_paths["phpsess"], stages,
+                                                      store))
             py_workers.update(_children(py_pid))
             port = free_port()
             ng = Nginx(workdir / "nginx", port=port)
@@ -587,7 +714,8 @@ def start_stack(
             stack.enter_context(ng)
             assert ng.proc is not None
             try:
-                yield Stack(port, {"php-fpm": php_pid, "phpsess": py_pid, "nginx": ng.proc.pid}, save_paths, workdir)
+                yield Stack(port, {"php-fpm": php_pid, "phpsess": py_pid, "nginx": ng.proc.pid}, save_paths, workdir,
+                            store)
             finally:
                 py_workers.update(_children(py_pid))
     finally:
@@ -632,9 +760,8 @@ def check_pages(stack: Stack) -> list[str]:
             if r.status != 200 or r.body != f"n = {n}\n".encode():
                 raise RuntimeError(f"{server} {path}: {r!r}")
         seen[server] = [(k.lower(), v) for k, v in r.headers if k.lower() not in ("date", "server")]
-        with open(os.path.join(stack.save_paths[server], "sess_" + sid), "rb") as f:
-            if f.read() != b"n|i:2;":
-                raise RuntimeError(f"{server}: unexpected session file")
+        if stack.stored(server, sid) != b"n|i:2;":
+            raise RuntimeError(f"{server}: unexpected stored session {stack.stored(server, sid)!r}")
         r = http_get(stack.port, path)
         cookie = r.header("Set-Cookie") or ""
         if not re.fullmatch(r"PHPSESSID=[0-9a-v]{32}; path=/", cookie):
@@ -673,14 +800,14 @@ def prepare_cases(stack: Stack, cases: Sequence[str]) -> dict[str, CaseSetup]:
         elif case == "pool":
             ids = make_ids(POOL_SIZE)
             for server in SERVERS:
-                precreate_sessions(stack.save_paths[server], ids)
+                precreate_sessions(stack.save_paths[server], ids, store=stack.store, server=server)
             lua = stack.workdir / "pool.lua"
             lua.write_text(pool_lua(ids))
             out[case] = CaseSetup({s: None for s in SERVERS}, str(lua))
         elif case == "shared":
             sid = make_ids(1)[0]
             for server in SERVERS:
-                precreate_sessions(stack.save_paths[server], [sid])
+                precreate_sessions(stack.save_paths[server], [sid], store=stack.store, server=server)
             out[case] = CaseSetup({s: f"PHPSESSID={sid}" for s in SERVERS}, None)
         else:
             raise ValueError(f"unknown case {case!r}")
@@ -1278,6 +1405,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     p.add_argument("--no-opcache", action="store_true", help="php-fpm without opcache")
     p.add_argument(
+        "--store", choices=STORES, default="files",
+        help="where both pools keep sessions: files (default), or a redis-server, a Redis Cluster "
+        "or a memcached started for the run",
+    )
+    p.add_argument(
         "--keepalive", type=int, default=0, metavar="K",
         help="nginx keeps K idle FastCGI connections per backend (fastcgi_keep_conn; default 0: "
         "a new connection per request, as the shipped conf/nginx.conf)",
@@ -1350,6 +1482,8 @@ DISK_NOTE = (
 
 def _storages(args: argparse.Namespace) -> list[tuple[str, str]]:
     """(label, parent directory of the save paths) of each table, tmpfs first."""
+    if args.store != "files":
+        return [(args.store, "/var/tmp")]  # one table: the sessions are in the store
     if args.save_root:
         return [(str(args.save_root), str(args.save_root))]
     if args.tmpfs:
@@ -1373,20 +1507,22 @@ def measure_storage(args: argparse.Namespace, cases: list[str], label: str, pare
             f"[{label}] phpsess fpm vs php-fpm {'(opcache)' if not args.no_opcache else '(no opcache)'} behind nginx: "
             f"{args.workers} workers each, wrk {args.threads} thread(s) x {args.connections} connections, "
             f"{args.duration} s per server and case (1 s turns, interleaved) x {args.rounds} round(s), "
-            f"sessions in {save_root.parent}, {os.cpu_count()} CPUs; phpsess from {_phpsess_dir()}",
+            f"sessions in {save_root.parent if args.store == 'files' else args.store}, {os.cpu_count()} CPUs; "
+            f"phpsess from {_phpsess_dir()}",
             flush=True,
         )
-        with start_stack(
+        with start_store(args.store) as store, start_stack(
             workdir, save_root, args.workers, opcache=not args.no_opcache, stages=args.stages,
-            keepalive=args.keepalive,
+            keepalive=args.keepalive, store=store,
         ) as stack:
-            print(
-                "file create cost in the save paths (µs): "
-                + ", ".join(f"{k} {v:.0f}" for k, v in CREATE_COSTS.items())
-                + ("" if max(CREATE_COSTS.values()) <= FAST_CREATE_US else
-                   "  WARNING: slow file system, case (a) measures it more than the servers"),
-                flush=True,
-            )
+            if CREATE_COSTS:
+                print(
+                    "file create cost in the save paths (µs): "
+                    + ", ".join(f"{k} {v:.0f}" for k, v in CREATE_COSTS.items())
+                    + ("" if max(CREATE_COSTS.values()) <= FAST_CREATE_US else
+                       "  WARNING: slow file system, case (a) measures it more than the servers"),
+                    flush=True,
+                )
             diffs = check_pages(stack)
             for d in diffs:
                 print("WARNING: responses differ:", d)
@@ -1405,11 +1541,13 @@ def measure_storage(args: argparse.Namespace, cases: list[str], label: str, pare
                     # ext4 may have entered its slow-create state during the round (see
                     # fast_directory): then a round of (a), which creates a file per
                     # request, measured the file system ((b) and (c) create none)
-                    cost = max(create_cost_us(Path(d)) for d in stack.save_paths.values())
+                    files = stack.store is None
+                    cost = max(create_cost_us(Path(d)) for d in stack.save_paths.values()) if files else 0.0
                     slow[case].append(case == "new" and cost > FAST_CREATE_US)
                     print(
                         f"  {case:<7} " + "  ".join(f"{s} {m.wrk.rps:6.0f} req/s" for s, m in got.items())
-                        + f"  (file create {cost:.0f} µs{': ext4 slow-create state' if slow[case][-1] else ''})",
+                        + (f"  (file create {cost:.0f} µs{': ext4 slow-create state' if slow[case][-1] else ''})"
+                           if files else ""),
                         flush=True,
                     )
             results = {k: _median(v) for k, v in runs.items()}

@@ -17,11 +17,13 @@ from .errors import *  # noqa: F401,F403,E402
 from .errors import __all__ as _errors_all  # noqa: E402
 from .php import *  # noqa: F401,F403,E402
 from .php import __all__ as _php_all  # noqa: E402
+from .lang import *  # noqa: F401,F403,E402
+from .lang import __all__ as _lang_all  # noqa: E402
 from .session.userclass import *  # noqa: F401,F403,E402
 from .session.userclass import __all__ as _userclass_all  # noqa: E402
 
 # SID is not in __all__: it exists only after session_start() (see __getattr__)
-__all__ = ["__version__", *_errors_all, *_php_all, *_userclass_all]
+__all__ = ["__version__", *_errors_all, *_php_all, *_lang_all, *_userclass_all]
 
 
 def __getattr__(name: str) -> Any:

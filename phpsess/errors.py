@@ -22,6 +22,7 @@ __all__ = [
     "MergeConflict",
     "SessionStartError",
     "PHPFatalError",
+    "PHPError",
     "PHPWarning",
     "PHPNotice",
     "PHPDeprecated",
@@ -62,6 +63,8 @@ class ConfigError(SessionError, ValueError):
         super().__init__(message, cause=cause)
         self.setting = setting
         self.value = value
+        #: the level PHP reports ``str(exc)`` at: "Warning", or "Deprecated" (memcached.sess_lock_wait)
+        self.level = "Warning"
 
 
 class InvalidSessionId(SessionError, ValueError):
@@ -137,6 +140,13 @@ class PHPFatalError(SessionError, RuntimeError):
     """What PHP makes a fatal error (E_ERROR) that ends the script: e.g. ``Failed to create
     session ID: files (path: /x)`` when the handler cannot make one.  ``__cause__`` holds
     the handler's error (``cause``)."""
+
+
+class PHPError(PHPFatalError):
+    """PHP's ``Error`` thrown by the engine, e.g. ``Failed opening required 'x.py'`` from
+    :func:`phpsess.require`; uncaught, it reads ``Uncaught Error: ...`` as in PHP."""
+
+    php_class = "Error"
 
 
 class MergeConflict(SessionError):

@@ -22,7 +22,42 @@ from typing import Any, Callable, Iterator, Mapping
 from .core import codec, http as headers, zend
 from .compiled import IntOrFalse
 from .core.config import SETTINGS
-from .errors import ConfigError, PHPDeprecated, PHPNotice, PHPWarning
+from .core.zend import floatval, intval, strval
+from .core.engine import (
+    E_ALL,
+    E_DEPRECATED,
+    E_ERROR,
+    E_NOTICE,
+    E_STRICT,
+    E_USER_DEPRECATED,
+    E_USER_ERROR,
+    E_USER_NOTICE,
+    E_USER_WARNING,
+    E_WARNING,
+    EngineConfig,
+    parse_error_level,
+)
+from .core.superglobals import (
+    UPLOAD_ERR_CANT_WRITE,
+    UPLOAD_ERR_EXTENSION,
+    UPLOAD_ERR_FORM_SIZE,
+    UPLOAD_ERR_INI_SIZE,
+    UPLOAD_ERR_NO_FILE,
+    UPLOAD_ERR_NO_TMP_DIR,
+    UPLOAD_ERR_OK,
+    UPLOAD_ERR_PARTIAL,
+)
+from .session.obuffer import (
+    PHP_OUTPUT_HANDLER_CLEAN,
+    PHP_OUTPUT_HANDLER_CONT,
+    PHP_OUTPUT_HANDLER_END,
+    PHP_OUTPUT_HANDLER_FINAL,
+    PHP_OUTPUT_HANDLER_FLUSH,
+    PHP_OUTPUT_HANDLER_START,
+    PHP_OUTPUT_HANDLER_STDFLAGS,
+    PHP_OUTPUT_HANDLER_WRITE,
+)
+from .errors import ConfigError, PHPDeprecated, PHPFatalError, PHPNotice, PHPWarning
 from .storage.base import SaveHandler
 from .session.request import HeaderRefused, Request
 from .session.context import current_request
@@ -38,6 +73,8 @@ __all__ = [
     "POST",
     "COOKIE",
     "SERVER",
+    "REQUEST",
+    "FILES",
     "session_start",
     "session_write_close",
     "session_commit",
@@ -74,6 +111,54 @@ __all__ = [
     "serialize",
     "unserialize",
     "session_lock_wait",
+    "echo",
+    "intval",
+    "floatval",
+    "strval",
+    "ob_start",
+    "ob_get_clean",
+    "ob_get_contents",
+    "ob_get_length",
+    "ob_get_level",
+    "ob_get_flush",
+    "ob_get_status",
+    "ob_end_clean",
+    "ob_end_flush",
+    "ob_clean",
+    "ob_flush",
+    "ob_list_handlers",
+    "ob_implicit_flush",
+    "flush",
+    "error_reporting",
+    "trigger_error",
+    "is_uploaded_file",
+    "move_uploaded_file",
+    "PHP_OUTPUT_HANDLER_START",
+    "PHP_OUTPUT_HANDLER_WRITE",
+    "PHP_OUTPUT_HANDLER_FLUSH",
+    "PHP_OUTPUT_HANDLER_CLEAN",
+    "PHP_OUTPUT_HANDLER_FINAL",
+    "PHP_OUTPUT_HANDLER_CONT",
+    "PHP_OUTPUT_HANDLER_END",
+    "PHP_OUTPUT_HANDLER_STDFLAGS",
+    "E_ERROR",
+    "E_WARNING",
+    "E_NOTICE",
+    "E_DEPRECATED",
+    "E_USER_ERROR",
+    "E_USER_WARNING",
+    "E_USER_NOTICE",
+    "E_USER_DEPRECATED",
+    "E_STRICT",
+    "E_ALL",
+    "UPLOAD_ERR_OK",
+    "UPLOAD_ERR_INI_SIZE",
+    "UPLOAD_ERR_FORM_SIZE",
+    "UPLOAD_ERR_PARTIAL",
+    "UPLOAD_ERR_NO_FILE",
+    "UPLOAD_ERR_NO_TMP_DIR",
+    "UPLOAD_ERR_CANT_WRITE",
+    "UPLOAD_ERR_EXTENSION",
 ]
 
 PHP_SESSION_DISABLED = int(Status.DISABLED)
@@ -436,18 +521,28 @@ def session_register_shutdown() -> None:
 
 # -- ini -----------------------------------------------------------------------------------
 def ini_get(option: str) -> str | bool:
-    """The raw string value of a ``session.*`` setting, or False for an unknown setting."""
-    cfg = current_request().config
+    """The raw string value of a ``session.*`` (or ``memcached.sess_*``) setting, or of
+    the engine settings phpsess honours (``output_buffering``, ``display_errors``...,
+    ``serialize_precision``), or False for an unknown setting."""
+    req = current_request()
     if option == "serialize_precision":
-        return str(cfg.serialize_precision)
-    value = cfg.get(option)
+        return str(req.config.serialize_precision)
+    value = req.config.get(option)
+    if value is None:
+        value = req.engine.get(option)
     if value is None:
         return False
     return value
 
 
 def ini_set(option: str, value: Any) -> str | bool:
-    """Set a ``session.*`` setting for this request; returns the old value or False."""
+    """Set a ``session.*`` (or ``memcached.sess_*``) setting, or an engine setting phpsess
+    honours, for this request; returns the old value or False."""
+    if EngineConfig.knows(option):
+        old = current_request().engine.set(option, value)
+        if old is None:
+            return False
+        return old
     s = _session("ini_set")
     req = s.request
     cfg = req.config
@@ -457,9 +552,21 @@ def ini_set(option: str, value: Any) -> str | bool:
         except ConfigError:
             return False
     key = cfg.canonical(option)
-    if key is None or not option.startswith("session.") and not SETTINGS[key].phpsess_only:
+    if key is None:
         return False
-    if SETTINGS[key].mode == "PERDIR":
+    setting = SETTINGS[key]
+    if setting.ext != "session":
+        # an extension's setting (memcached.sess_*): its own validator only; PHP lets it
+        # change while a session is active
+        try:
+            return cfg.set(key, value, warn=s.diagnose)
+        except ConfigError as exc:
+            if str(exc):
+                s.diagnose(str(exc), exc.level)
+            return False
+    if not option.startswith("session.") and not setting.phpsess_only:
+        return False
+    if setting.mode == "PERDIR":
         return False
     if not key.startswith("trans_sid_"):
         if s.active:
@@ -578,6 +685,177 @@ def setcookie(
 def register_shutdown_function(callback: Callable[..., Any], *args: Any) -> None:
     """Run ``callback(*args)`` at the end of the request, before the session is written."""
     current_request().register_shutdown_function(callback, *args)
+
+
+# -- output control ------------------------------------------------------------------------
+def echo(*values: Any) -> None:
+    """PHP's ``echo``: each value as PHP prints it (no separator, no newline)."""
+    from .core.zend import strval
+
+    req = current_request()
+    for v in values:
+        req.write(v if isinstance(v, bytes) else strval(v).encode("utf-8", "surrogateescape"))
+
+
+def _ob_notice(function: str, message: str) -> bool:
+    report(function, message, "Notice")
+    return False
+
+
+def ob_start(callback: Callable[..., Any] | None = None, chunk_size: int = 0,
+             flags: int = PHP_OUTPUT_HANDLER_STDFLAGS) -> bool:
+    """Start an output buffer; ``callback(buffer, phase)`` (if given) filters what leaves it
+    (a str, or False to pass the buffer unchanged); ``chunk_size`` > 0 flushes it each time
+    it holds that many bytes."""
+    out = current_request().output
+    if out.in_handler:
+        report("ob_start", "Cannot use output buffering in output buffering display handlers", "Notice")
+        return False
+    out.start(callback, int(chunk_size), int(flags))
+    return True
+
+
+def _text_out(data: bytes | None) -> str | bool:
+    if data is None:
+        return False
+    return data.decode("utf-8", "surrogateescape")
+
+
+def ob_get_contents() -> str | bool:
+    """The top buffer's contents, or False without a buffer."""
+    return _text_out(current_request().output.contents())
+
+
+def ob_get_length() -> IntOrFalse:
+    """The length in bytes of the top buffer's contents, or False without a buffer."""
+    data = current_request().output.contents()
+    if data is None:
+        return False
+    return len(data)
+
+
+def ob_get_level() -> int:
+    """How many output buffers are active (1 under ``output_buffering`` before any ob_start())."""
+    return current_request().output.level
+
+
+def ob_get_clean() -> str | bool:
+    """The top buffer's contents, and the buffer removed; False without a buffer."""
+    out = current_request().output
+    data = out.contents()
+    if data is None:
+        return False
+    out.end(discard=True)
+    return _text_out(data)
+
+
+def ob_get_flush() -> str | bool:
+    """The top buffer's contents, and the buffer flushed and removed."""
+    out = current_request().output
+    data = out.contents()
+    if data is None:
+        return _ob_notice("ob_get_flush", "Failed to delete and flush buffer. No buffer to delete or flush")
+    out.end(discard=False)
+    return _text_out(data)
+
+
+def ob_end_clean() -> bool:
+    """Discard the top buffer and remove it."""
+    if not current_request().output.end(discard=True):
+        return _ob_notice("ob_end_clean", "Failed to delete buffer. No buffer to delete")
+    return True
+
+
+def ob_end_flush() -> bool:
+    """Send the top buffer down (through its callback) and remove it."""
+    if not current_request().output.end(discard=False):
+        return _ob_notice("ob_end_flush", "Failed to delete and flush buffer. No buffer to delete or flush")
+    return True
+
+
+def ob_clean() -> bool:
+    """Discard the top buffer's contents."""
+    if not current_request().output.clean():
+        return _ob_notice("ob_clean", "Failed to delete buffer. No buffer to delete")
+    return True
+
+
+def ob_flush() -> bool:
+    """Send the top buffer's contents down one level (through its callback)."""
+    if not current_request().output.flush():
+        return _ob_notice("ob_flush", "Failed to flush buffer. No buffer to flush")
+    return True
+
+
+def ob_list_handlers() -> list[str]:
+    """The active buffers' handler names, outermost first (``default output handler``...)."""
+    return current_request().output.handlers()
+
+
+def ob_get_status() -> dict[str, Any]:
+    """PHP's ``ob_get_status()`` of the top buffer (``{}`` without one)."""
+    return current_request().output.status()
+
+
+def ob_implicit_flush(enable: bool = True) -> None:
+    """PHP's ``ob_implicit_flush()``: output reaches the server as it is written anyway."""
+    current_request().engine.set("implicit_flush", "1" if enable else "0")
+
+
+def flush() -> None:
+    """PHP's ``flush()``: push what left the output buffers to the client.  Body bytes are
+    handed to the server as they leave the buffers, so there is nothing left to push; like
+    PHP's, it neither empties the output buffers nor sends the headers."""
+
+
+def error_reporting(level: int | str | None = None) -> int:
+    """PHP's ``error_reporting()``: the current level; with ``level``, set it (old one returned)."""
+    eng = current_request().engine
+    old = int(eng.value("error_reporting"))
+    if level is not None:
+        eng.set("error_reporting", str(parse_error_level(str(level))))
+    return old
+
+
+def trigger_error(message: str, error_level: int = E_USER_NOTICE) -> bool:
+    """PHP's ``trigger_error()``: a user notice, warning or deprecation with ``message``."""
+    if error_level == E_USER_ERROR:
+        raise PHPFatalError(message)
+    if error_level not in (E_USER_NOTICE, E_USER_WARNING, E_USER_DEPRECATED):
+        raise ValueError("trigger_error(): Argument #2 ($error_level) must be one of E_USER_ERROR, "
+                         "E_USER_WARNING, E_USER_NOTICE, or E_USER_DEPRECATED")
+    level = {E_USER_NOTICE: "Notice", E_USER_WARNING: "Warning", E_USER_DEPRECATED: "Deprecated"}[error_level]
+    current_request()  # (a CGI script's first call makes it the request, whose settings show it)
+    report(None, message, level)
+    return True
+
+
+# -- uploads -------------------------------------------------------------------------------
+def is_uploaded_file(filename: str) -> bool:
+    """True when ``filename`` is the temporary file of one of this request's uploads."""
+    return str(filename) in current_request().uploaded_files
+
+
+def move_uploaded_file(from_: str, to: str) -> bool:
+    """Move an upload's temporary file to ``to``; False (silently) when ``from_`` is not one."""
+    import shutil
+
+    req = current_request()
+    src = str(from_)
+    if src not in req.uploaded_files:
+        return False
+    try:
+        try:
+            os.replace(src, to)
+        except OSError:
+            shutil.copyfile(src, to)
+            os.unlink(src)
+        os.chmod(to, 0o644)  # PHP: 0666 & ~umask
+    except OSError as exc:
+        report("move_uploaded_file", f"Unable to move \"{src}\" to \"{to}\": {exc.strerror}")
+        return False
+    req.uploaded_files.discard(src)
+    return True
 
 
 # -- serialize -----------------------------------------------------------------------------
@@ -701,3 +979,5 @@ GET = _RequestDictProxy("GET")
 POST = _RequestDictProxy("POST")
 COOKIE = _RequestDictProxy("COOKIE")
 SERVER = _RequestDictProxy("SERVER")
+REQUEST = _RequestDictProxy("REQUEST")
+FILES = _RequestDictProxy("FILES")

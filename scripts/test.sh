@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs the whole phpsess test suite on a fresh Debian machine (as root), installing
-# what the tests need when it is missing: PHP 8.2 (cli, cgi, fpm, redis extension),
-# nginx, fcgiwrap, redis-server, Chromium (apt-get) and the Python packages (pip, into
-# the virtual environment .venv: scripts/venv.sh).
+# what the tests need when it is missing: PHP 8.2 (cli, cgi, fpm, redis, memcached and
+# igbinary extensions), nginx, fcgiwrap, redis-server (7, for Redis Cluster's sharded
+# pub/sub), memcached, Chromium (apt-get) and the Python packages (pip, into the virtual
+# environment .venv: scripts/venv.sh).
 # Extra arguments go to pytest, e.g. `bash scripts/test.sh tests/test_codec.py -x`.
 # The suite runs twice: on plain Python, then on a copy compiled with mypyc (needs gcc
 # and the Python headers, installed with apt-get when missing, and mypy from pip).
@@ -14,6 +15,11 @@ command -v php >/dev/null || need_apt+=(php-cli)
 command -v php-cgi >/dev/null || need_apt+=(php8.2-cgi)
 [ -x /usr/sbin/php-fpm8.2 ] || need_apt+=(php-fpm)
 php -n -d extension=igbinary.so -d extension=redis.so -r 'exit(extension_loaded("redis") ? 0 : 1);' 2>/dev/null || need_apt+=(php-redis)
+# Debian's php-memcached is built with igbinary and msgpack (and pulls them in)
+php -n -d extension=igbinary.so -d extension=msgpack.so -d extension=memcached.so \
+    -r 'exit(extension_loaded("memcached") && extension_loaded("igbinary") ? 0 : 1);' 2>/dev/null \
+    || need_apt+=(php-memcached php-igbinary php-msgpack)
+command -v memcached >/dev/null || need_apt+=(memcached)
 [ -x /usr/sbin/nginx ] || need_apt+=(nginx)
 [ -x /usr/sbin/fcgiwrap ] || need_apt+=(fcgiwrap)
 command -v redis-server >/dev/null || need_apt+=(redis-server)

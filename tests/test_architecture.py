@@ -19,6 +19,7 @@ LAYERS: dict[str, int] = {
     "storage": 2,
     "session": 3,
     "php": 4,
+    "lang": 4,  # include/require/exit: the PHP surface that needs the caller's frame (never compiled)
     "runtime": 5,
     "tools": 6,
     # the public entry points on top: phpsess, phpsess.wsgi, the framework integrations

@@ -237,7 +237,7 @@ def test_defaults_are_php_compiled_defaults() -> None:
         True, True, True, False)
     assert cfg.as_ini()["session.trans_sid_tags"] == "a=href,area=href,frame=src,form="
     assert cfg.changed() == {} and repr(cfg) == "SessionConfig({})"
-    assert list(cfg.as_ini()) == [f"session.{k}" for k in SETTINGS]
+    assert list(cfg.as_ini()) == [s.ini_name for s in SETTINGS.values()]
 
 
 def test_copy_is_independent() -> None:
@@ -402,12 +402,15 @@ def test_from_ini_file_unknown_handlers_disable_the_session(tmp_path: Path) -> N
 def test_conf_phpsess_ini_documents_every_setting() -> None:
     text = CONF.read_text()
     entries = load_ini_file(str(CONF))
-    assert set(entries) == {f"session.{k}" for k in SETTINGS}
+    assert set(entries) == {s.ini_name for s in SETTINGS.values()}
     for key, s in SETTINGS.items():
-        block = re.search(r"((?:^;.*\n)+)^session\." + re.escape(key) + r" =", text, re.M)
+        block = re.search(r"((?:^;.*\n)+)^" + re.escape(s.ini_name) + r" =", text, re.M)
         assert block, key
         comment = block.group(1)
-        if s.phpsess_only:
+        if s.ext != "session":
+            assert f"php-{s.ext} 3.2 default: {s.default or chr(34) * 2}" in comment, key
+            assert entries[s.ini_name] == s.default, key
+        elif s.phpsess_only:
             assert f"phpsess default: {s.default}" in comment, key
         else:
             default = s.default or '""'

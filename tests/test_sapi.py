@@ -12,6 +12,7 @@ import pytest
 
 from phpsess.runtime import sapi as scripts
 from phpsess.core.config import SessionConfig
+from phpsess.core.engine import EngineConfig
 from phpsess.session.request import Request
 from phpsess.session.context import request_context
 from phpsess.runtime.sapi import (
@@ -190,13 +191,28 @@ def test_exception_keeps_a_status_the_script_chose(root: Path, capsys: pytest.Ca
 
 
 def test_exception_after_output_keeps_status_and_body(root: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # php-cgi -d output_buffering=0: echo "partial"; throw ... -> 200, the body kept
+    write(root, "late.py", """
+        print("partial")
+        raise ValueError("late")
+    """)
+    s = serve(root, "late.py", engine=EngineConfig({"output_buffering": "0"}))
+    assert (s.status, s.text) == (200, "partial\n")
+    assert "ValueError: late" in capsys.readouterr().err
+
+
+def test_exception_after_buffered_output_is_a_500_with_the_body(root: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # php-cgi under Debian's php.ini (output_buffering = 4096): the output is still in the
+    # buffer, headers unsent: 500, and the buffer still flushed [obs php-cgi]
     write(root, "late.py", """
         print("partial")
         raise ValueError("late")
     """)
     s = serve(root, "late.py")
-    assert (s.status, s.text) == (200, "partial\n")
-    assert "ValueError: late" in capsys.readouterr().err
+    assert (s.status, s.text) == (500, "partial\n")
+    err = capsys.readouterr().err
+    assert "PHP Fatal error:  Uncaught ValueError: late in " in err
+    assert 'late.py", line 3' in err
 
 
 def test_syntax_error_is_a_500(root: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -249,7 +265,7 @@ def test_headers_are_final_at_the_first_body_byte(root: Path) -> None:
         print(req.headers_sent)
         print(req.headers_sent)
     """)
-    s = serve(root, "h.py")
+    s = serve(root, "h.py", engine=EngineConfig({"output_buffering": "0"}))
     assert s.headers == [("X-Before", "1"), DEFAULT_CONTENT_TYPE]
     assert s.text == "False\nTrue\n"
 

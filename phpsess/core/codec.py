@@ -106,10 +106,14 @@ class PHPObject:
     second time, as PHP does for one object.  ``incomplete`` is True when the decoder
     was told the class is not allowed (PHP would build ``__PHP_Incomplete_Class``);
     it does not change how the object serializes (PHP also writes the original
-    class name back).  Equality compares class name and properties.
+    class name back).  ``skipped`` is only igbinary's (:mod:`phpsess.core.igbinary`):
+    the positions among the properties where igbinary wrote an entry without a value
+    (an uninitialized typed property), so that the object is written back the same;
+    ``serialize()`` leaves such properties out, as PHP does.  Equality compares class
+    name and properties.
     """
 
-    __slots__ = ("class_name", "properties", "incomplete")
+    __slots__ = ("class_name", "properties", "incomplete", "skipped")
 
     def __init__(
         self,
@@ -117,10 +121,12 @@ class PHPObject:
         properties: dict[Any, Any] | None = None,
         *,
         incomplete: bool = False,
+        skipped: tuple[int, ...] = (),
     ) -> None:
         self.class_name = class_name
         self.properties: dict[Any, Any] = {} if properties is None else properties
         self.incomplete = incomplete
+        self.skipped = skipped
 
     def __eq__(self, other: object) -> bool:
         if type(other) is not PHPObject:

@@ -1,9 +1,15 @@
-"""SessionConfig: the ``session.*`` ini settings, parsed and checked as PHP 8.2 does. No I/O
-(reading an ini file is :mod:`phpsess.session.settings`'s, scanning one :mod:`phpsess.core.ini`'s).
+"""SessionConfig: the ``session.*`` ini settings, and the session settings of the extensions
+whose save handlers phpsess has (``memcached.sess_*`` of php-memcached), parsed and checked
+as PHP 8.2 does. No I/O (reading an ini file is :mod:`phpsess.session.settings`'s, scanning
+one :mod:`phpsess.core.ini`'s).
 
 Each setting is kept twice: the raw string that ``ini_get()`` returns, and a
 typed attribute named like the ini setting without ``session.`` (dots become
-underscores: ``session.upload_progress.enabled`` -> ``upload_progress_enabled``).
+underscores: ``session.upload_progress.enabled`` -> ``upload_progress_enabled``,
+``memcached.sess_locking`` -> ``memcached_sess_locking``).  Extension settings live in
+the same table under their full ini names (:attr:`Setting.ext` says whose they are): they
+come from the same php.ini, ``ini_get()``/``ini_set()`` take their full names, and each
+request gets its own copy, as in PHP.
 The typed attribute is the value PHP actually uses, converted the way PHP
 converts it (``gc_maxlifetime = "1k"`` is 1024, ``cookie_secure = "on"`` is True,
 ``cookie_secure = " on"`` is False).
@@ -62,7 +68,7 @@ Warn = Callable[[str], None]
 class Setting:
     """One ``session.*`` ini entry: its default, how it parses, where it may be changed."""
 
-    name: str  # without the "session." prefix
+    name: str  # without the "session." prefix; an extension's setting: its full ini name
     default: str
     kind: str  # Python type of the attribute: "bool" | "int" | "str" | "float"
     mode: str = "ALL"  # "ALL" | "PERDIR"
@@ -71,11 +77,18 @@ class Setting:
     #: Debian's php.ini-production value, or None when it leaves PHP's default (documentation)
     debian: str | None = None
     doc: str = ""
+    #: the extension that registers it in PHP: "session", or e.g. "memcached" (php-memcached)
+    ext: str = "session"
 
     @property
     def attr(self) -> str:
         """The SessionConfig attribute that holds the parsed value."""
         return self.name.replace(".", "_")
+
+    @property
+    def ini_name(self) -> str:
+        """The name PHP's ``ini_get()`` knows: ``session.NAME``, or an extension's full name."""
+        return "session." + self.name if self.ext == "session" else self.name
 
 
 SETTINGS: dict[str, Setting] = {
@@ -152,6 +165,30 @@ SETTINGS: dict[str, Setting] = {
                 doc="lock = PHP's exclusive lock; merge = optimistic merge of changed keys"),
         Setting("merge_conflict", "overwrite", "str", phpsess_only=True, check="merge_conflict",
                 doc="merge mode, same key changed by two requests: overwrite (last write wins) or error"),
+        # php-memcached 3.2's session settings (php_memcached.c PHP_INI_BEGIN), used by the
+        # memcached save handler; docs/memcached.md
+        *(Setting(f"memcached.sess_{n}", d, k, check=c, ext="memcached", doc=doc) for n, d, k, c, doc in [
+            ("locking", "1", "bool", "", "lock the session from read to close"),
+            ("lock_wait_min", "150", "int", "long_gez", "milliseconds before the first retry of a busy lock"),
+            ("lock_wait_max", "150", "int", "long_gez", "longest wait between retries (the wait doubles up to it)"),
+            ("lock_retries", "5", "int", "long", "retries of a busy lock before read() fails (PHP)"),
+            ("lock_expire", "0", "int", "long_gez",
+             "seconds a lock lives; 0 = max_execution_time in PHP (30 s under php-fpm), 30 in phpsess"),
+            ("binary_protocol", "1", "bool", "", "libmemcached's binary protocol (phpsess: the text protocol)"),
+            ("consistent_hash", "1", "bool", "", "consistent hashing over several servers (else modulo)"),
+            ("consistent_hash_type", "ketama", "str", "memc_hash", "ketama or ketama_weighted"),
+            ("number_of_replicas", "0", "int", "long_gez", "copies of each session on the next servers"),
+            ("randomize_replica_read", "0", "bool", "", "read from a random replica"),
+            ("remove_failed_servers", "0", "bool", "", "take failed servers out of the distribution"),
+            ("server_failure_limit", "0", "int", "long_gez", "failures before a server is removed"),
+            ("connect_timeout", "0", "int", "long", "connect timeout, milliseconds (0: libmemcached's 4 s)"),
+            ("sasl_username", "", "str", "", "SASL user (binary protocol)"),
+            ("sasl_password", "", "str", "", "SASL password"),
+            ("persistent", "0", "bool", "", "keep connections between requests (phpsess always does)"),
+            ("prefix", "memc.sess.key.", "str", "memc_prefix", "key prefix of sessions and their locks"),
+            ("lock_wait", "not set", "str", "memc_deprecated", "deprecated by php-memcached 3: no effect"),
+            ("lock_max_wait", "not set", "str", "memc_deprecated", "deprecated by php-memcached 3: no effect"),
+        ]),
     ]
 }
 
@@ -161,6 +198,8 @@ SAVE_HANDLERS: dict[str, str] = {
     "files": "phpsess.storage.files:FilesHandler",
     "redis": "phpsess.storage.redis:RedisHandler",
     "memory": "phpsess.storage.memory:MemoryHandler",
+    "memcached": "phpsess.storage.memcached:MemcachedHandler",
+    "rediscluster": "phpsess.storage.rediscluster:RedisClusterHandler",
 }
 
 # -- ini conversions ---------------------------------------------------------------------------
@@ -323,7 +362,7 @@ _KEEP = object()  # accepted, but the value in use does not change (cookie_lifet
 def _quantity(key: str, raw: str, warn: Warn | None) -> int:
     value, err = parse_quantity(raw)
     if err is not None:
-        _warn(warn, f'Invalid "session.{key}" setting. {c_str(err)}')
+        _warn(warn, f'Invalid "{SETTINGS[key].ini_name}" setting. {c_str(err)}')
     return value
 
 
@@ -461,6 +500,48 @@ def _one_of(first: str, second: str) -> Callable[[str, str, Warn | None], Any]:
     return validate
 
 
+def _v_long_gez(key: str, raw: str, warn: Warn | None) -> Any:
+    # OnUpdateLongGEZero: a negative quantity fails silently
+    value = _quantity(key, raw, warn)
+    if value < 0:
+        raise ConfigError(key, raw, "")
+    return value
+
+
+#: libmemcached's MEMCACHED_MAX_KEY (with its NUL)
+_MEMCACHED_MAX_KEY = 251
+
+
+def _v_memc_prefix(key: str, raw: str, warn: Warn | None) -> Any:
+    # php_memcached.c OnUpdateSessionPrefixString: length, then no blank or control byte
+    data = raw.encode("utf-8", "surrogateescape")
+    if data:
+        if len(data) > _MEMCACHED_MAX_KEY:
+            raise ConfigError(key, raw, f"memcached.sess_prefix too long (max: {_MEMCACHED_MAX_KEY - 1})")
+        if any(not 0x21 <= b <= 0x7E for b in data):  # s_memc_valid_key_ascii: isgraph() only
+            raise ConfigError(key, raw, "memcached.sess_prefix cannot contain whitespace or control characters")
+    return raw
+
+
+def _v_memc_hash(key: str, raw: str, warn: Warn | None) -> Any:
+    # php_memcached.c OnUpdateConsistentHash: exactly one of two words
+    if c_str(raw) not in ("ketama", "ketama_weighted"):
+        raise ConfigError(key, raw, "memcached.sess_consistent_hash_type must be ketama or ketama_weighted")
+    return c_str(raw)
+
+
+def _v_memc_deprecated(key: str, raw: str, warn: Warn | None) -> Any:
+    # php_memcached.c OnUpdateDeprecatedLockValue: always refused, with E_DEPRECATED unless empty
+    message = ""
+    if raw and c_str(raw) != "not set":
+        message = ("memcached.sess_lock_wait and memcached.sess_lock_max_wait are deprecated. Please update "
+                   "your configuration to use memcached.sess_lock_wait_min, memcached.sess_lock_wait_max and "
+                   "memcached.sess_lock_retries")
+    exc = ConfigError(key, raw, message)
+    exc.level = "Deprecated"
+    raise exc
+
+
 _VALIDATORS: dict[str, Callable[[str, str, Warn | None], Any]] = {
     "str": _v_str,
     "bool": _v_bool,
@@ -479,6 +560,10 @@ _VALIDATORS: dict[str, Callable[[str, str, Warn | None], Any]] = {
     "nonneg_int": _v_nonneg_int,
     "concurrency": _one_of("lock", "merge"),
     "merge_conflict": _one_of("overwrite", "error"),
+    "long_gez": _v_long_gez,
+    "memc_prefix": _v_memc_prefix,
+    "memc_hash": _v_memc_hash,
+    "memc_deprecated": _v_memc_deprecated,
 }
 
 _SETTING_VALIDATOR = {name: _VALIDATORS[s.check or s.kind] for name, s in SETTINGS.items()}
@@ -530,6 +615,25 @@ class SessionConfig:
     lazy_start: bool
     concurrency: str
     merge_conflict: str
+    memcached_sess_locking: bool
+    memcached_sess_lock_wait_min: int
+    memcached_sess_lock_wait_max: int
+    memcached_sess_lock_retries: int
+    memcached_sess_lock_expire: int
+    memcached_sess_binary_protocol: bool
+    memcached_sess_consistent_hash: bool
+    memcached_sess_consistent_hash_type: str
+    memcached_sess_number_of_replicas: int
+    memcached_sess_randomize_replica_read: bool
+    memcached_sess_remove_failed_servers: bool
+    memcached_sess_server_failure_limit: int
+    memcached_sess_connect_timeout: int
+    memcached_sess_sasl_username: str
+    memcached_sess_sasl_password: str
+    memcached_sess_persistent: bool
+    memcached_sess_prefix: str
+    memcached_sess_lock_wait: str
+    memcached_sess_lock_max_wait: str
 
     _raw: dict[str, str]
     #: PHP's core ``serialize_precision`` (not a ``session.*`` setting): the significant
@@ -554,12 +658,16 @@ class SessionConfig:
 
     @staticmethod
     def canonical(name: str) -> str | None:
-        """``"session.gc_maxlifetime"`` or ``"gc_maxlifetime"`` -> ``"gc_maxlifetime"``; None if unknown."""
-        key = name[8:] if name.startswith("session.") else name
-        return key if key in SETTINGS else None
+        """``"session.gc_maxlifetime"`` or ``"gc_maxlifetime"`` -> ``"gc_maxlifetime"``;
+        an extension's setting by its full name (``"memcached.sess_locking"``); None if unknown."""
+        if name.startswith("session."):
+            s = SETTINGS.get(name[8:])
+            return s.name if s is not None and s.ext == "session" else None
+        return name if name in SETTINGS else None
 
     def get(self, name: str) -> str | None:
-        """The raw string ``ini_get("session.NAME")`` returns; None for an unknown setting."""
+        """The raw string ``ini_get(NAME)`` returns (``session.NAME``, or an extension's
+        setting); None for an unknown setting."""
         key = self.canonical(name)
         return None if key is None else self._raw[key]
 
@@ -664,8 +772,8 @@ class SessionConfig:
     __copy__ = copy
 
     def as_ini(self) -> dict[str, str]:
-        """All settings as ``{"session.NAME": raw}``, in PHP's order."""
-        return {f"session.{k}": v for k, v in self._raw.items()}
+        """All settings as ``{ini name: raw}`` (``session.NAME``, ``memcached.sess_...``), in PHP's order."""
+        return {SETTINGS[k].ini_name: v for k, v in self._raw.items()}
 
     def changed(self) -> dict[str, str]:
         """The raw settings that differ from PHP's defaults."""
@@ -683,7 +791,10 @@ class SessionConfig:
 
 
 for _s in SETTINGS.values():
-    setattr(SessionConfig, _s.attr, _SETTING_VALIDATOR[_s.name](_s.name, _s.default, None))
+    try:
+        setattr(SessionConfig, _s.attr, _SETTING_VALIDATOR[_s.name](_s.name, _s.default, None))
+    except ConfigError:  # memcached.sess_lock_wait: refuses every value, its default too
+        setattr(SessionConfig, _s.attr, _s.default)
 del _s
 
 

@@ -1,4 +1,5 @@
-"""The three ``session.serialize_handler`` formats: ``php``, ``php_serialize``, ``php_binary``. No I/O.
+"""The ``session.serialize_handler`` formats: ``php``, ``php_serialize``, ``php_binary`` and
+``igbinary``. No I/O.
 
 Byte for byte as PHP 8.2's ``ext/session/session.c`` (``PS_SERIALIZER_ENCODE_FUNC``/``DECODE_FUNC``):
 
@@ -10,6 +11,10 @@ Byte for byte as PHP 8.2's ``ext/session/session.c`` (``PS_SERIALIZER_ENCODE_FUN
   are skipped silently, integer keys with the same warning.
 * ``php_serialize``: the whole session array through ``serialize()``, integer keys
   included; decoding ignores bytes after the value.
+* ``igbinary`` (php-igbinary's session serializer, :mod:`phpsess.core.igbinary`): the
+  whole session array in igbinary's binary format, integer keys written but skipped
+  when reading, bytes after the value ignored; an empty session is 6 bytes, not
+  "nothing".
 
 All values of one session share one reference-numbering context, so ``r:n``/``R:n``
 may point across keys.  ``encode`` returns ``None`` for PHP's "nothing" (an empty
@@ -38,6 +43,7 @@ from .codec import (
     _fast_pieces,
     php_array_key,
 )
+from . import igbinary
 from ..errors import SessionDecodeError, SessionEncodeError
 
 __all__ = [
@@ -53,8 +59,8 @@ __all__ = [
     "split_php",
 ]
 
-#: the serialize handlers PHP 8.2 ships (``session.serialize_handler``)
-HANDLERS = ("php", "php_serialize", "php_binary")
+#: the serialize handlers PHP 8.2 ships (``session.serialize_handler``), and php-igbinary's
+HANDLERS = ("php", "php_serialize", "php_binary", "igbinary")
 
 OnSkip = Callable[[int], None]
 
@@ -186,6 +192,8 @@ def encode(
         return encode_php_serialize(data, precision=precision)
     if handler == "php_binary":
         return encode_php_binary(data, on_skip=on_skip, precision=precision, canonicalize_keys=canonicalize_keys)
+    if handler == "igbinary":
+        return igbinary.encode_session(data)
     _check_handler(handler)
     raise AssertionError("unreachable")
 
@@ -341,6 +349,8 @@ def decode(
         return decode_php_serialize(payload, allowed_classes=allowed_classes, max_depth=max_depth)
     if handler == "php_binary":
         return decode_php_binary(payload, allowed_classes=allowed_classes, max_depth=max_depth)
+    if handler == "igbinary":
+        return igbinary.decode_session(payload, allowed_classes=allowed_classes, max_depth=max_depth)
     _check_handler(handler)
     raise AssertionError("unreachable")
 

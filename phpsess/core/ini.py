@@ -13,7 +13,7 @@ php-fpm's configuration files, which use the same syntax (:func:`scan_ini`):
 
 PHP's ini expressions (``|``, ``&``, ``~``, ``!``, ``^``, parentheses) are not
 evaluated: in values of keys the caller cares about they are a syntax error, in
-others they are skipped.  Constant names are kept literally.  The scanner is
+others their text is the value (``E_ALL & ~E_NOTICE``).  Constant names are kept literally.  The scanner is
 linear in the size of the text.
 """
 
@@ -149,10 +149,12 @@ class _Scanner:
                 parts.append((self.variable(), False))
             elif c in _OPERATORS:
                 if not self.refuse_expression(key):
-                    # an expression (error_reporting = E_ALL & ~E_NOTICE): not ours, skip it
+                    # an expression (error_reporting = E_ALL & ~E_NOTICE): kept as its text,
+                    # for the caller to evaluate (phpsess.core.engine.parse_error_level)
+                    start = self.i
                     while self.i < len(self.s) and self.peek() not in "\r\n;":
                         self.advance()
-                    parts = []
+                    parts.append((self.s[start:self.i].rstrip(" \t"), False))
                     break
                 raise self.error(f"'{c}' (ini expressions are not supported by phpsess)")
             elif c == "=":

@@ -36,10 +36,13 @@ __all__ = [
     "DEFAULT_LOCK_TIMEOUT",
     "DEFAULT_LOCK_POLL",
     "LockOptions",
+    "QueryValue",
     "RedisServer",
     "SavePathError",
     "parse_save_path",
     "pick_server",
+    "lock_options",
+    "auth_info",
 ]
 
 #: redis_session.c: REDIS_SESSION_PREFIX
@@ -127,8 +130,9 @@ def _as_bool(v: QueryValue) -> bool:
     return _as_string(v).lower() in ("true", "yes", "1")
 
 
-def _auth(v: QueryValue) -> tuple[str | None, str | None]:
-    """library.c: redis_extract_auth_info: a string is a password; [user, pass] or [pass]."""
+def auth_info(v: QueryValue) -> tuple[str | None, str | None]:
+    """library.c: redis_extract_auth_info: a string is a password; [user, pass] or [pass];
+    (user, password), or (None, None) when the value is not usable."""
     if isinstance(v, str):
         return None, v
     items: dict[Any, Any] = v if isinstance(v, dict) else dict(enumerate(v))
@@ -151,7 +155,13 @@ def _seconds(save_path: str, name: str, v: QueryValue, *, allow_zero: bool) -> f
     return f
 
 
-def _lock_options(save_path: str, q: dict[str, QueryValue]) -> LockOptions:
+def lock_options(save_path: str, q: dict[str, QueryValue]) -> LockOptions:
+    """phpsess's lock parameters (``locking``, ``lock_expire``, ``lock_timeout``,
+    ``lock_poll``, ``lock_refresh``) of a parsed save_path query (also the rediscluster
+    handler's).
+
+    :raises SavePathError: a value out of range.
+    """
     enabled = True
     if "locking" in q:
         enabled = _as_bool(q["locking"])
@@ -249,7 +259,7 @@ def _parse_one(save_path: str, url: str) -> RedisServer:
             save_path, f"session.save_path entry {url!r}: weight and timeout must be positive"
         )
     read_timeout = floatval(q["read_timeout"]) if "read_timeout" in q else 0.0
-    user, password = _auth(q["auth"]) if "auth" in q else (None, None)
+    user, password = auth_info(q["auth"]) if "auth" in q else (None, None)
     common = dict(
         weight=weight,
         database=intval(q["database"]) if "database" in q else -1,
@@ -261,7 +271,7 @@ def _parse_one(save_path: str, url: str) -> RedisServer:
         prefix=_as_string(q["prefix"]) if "prefix" in q else DEFAULT_PREFIX,
         user=user,
         password=password,
-        lock=_lock_options(save_path, q),
+        lock=lock_options(save_path, q),
     )
     if scheme == "file":
         if not path or path == "/":

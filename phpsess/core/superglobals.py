@@ -28,6 +28,18 @@ __all__ = [
     "parse_cookies",
     "parse_post",
     "parse_multipart",
+    "multipart_parts",
+    "parse_files",
+    "merge_request",
+    "php_self",
+    "UPLOAD_ERR_OK",
+    "UPLOAD_ERR_INI_SIZE",
+    "UPLOAD_ERR_FORM_SIZE",
+    "UPLOAD_ERR_PARTIAL",
+    "UPLOAD_ERR_NO_FILE",
+    "UPLOAD_ERR_NO_TMP_DIR",
+    "UPLOAD_ERR_CANT_WRITE",
+    "UPLOAD_ERR_EXTENSION",
     "url_decode",
     "raw_url_decode",
     "MAX_INPUT_VARS",
@@ -107,7 +119,7 @@ def _to_python(value: Any) -> Any:
 
 
 def _register(
-    track: _PArray, name: str, value: str, *, cookie: bool, max_nesting: int
+    track: _PArray, name: str, value: Any, *, cookie: bool, max_nesting: int
 ) -> None:
     """php_register_variable_ex: store ``value`` under the (array-syntax) ``name``."""
     var = c_str(name).lstrip(" ")
@@ -393,3 +405,163 @@ def parse_post(
             boundary, body, max_input_vars=max_input_vars, max_nesting=max_nesting, warn=warn
         )
     return {}
+
+
+# -- $_FILES, $_REQUEST, PHP_SELF -------------------------------------------------------------
+
+UPLOAD_ERR_OK = 0
+UPLOAD_ERR_INI_SIZE = 1
+UPLOAD_ERR_FORM_SIZE = 2
+UPLOAD_ERR_PARTIAL = 3
+UPLOAD_ERR_NO_FILE = 4
+UPLOAD_ERR_NO_TMP_DIR = 6
+UPLOAD_ERR_CANT_WRITE = 7
+UPLOAD_ERR_EXTENSION = 8
+
+
+def multipart_parts(boundary: str, body: bytes) -> list[tuple[str, str | None, str, bytes]]:
+    """The parts of a ``multipart/form-data`` body, in order: (field name, file name or None
+    for a plain field, Content-Type, content).  Parts without a form-data name are skipped."""
+    out: list[tuple[str, str | None, str, bytes]] = []
+    delim = b"--" + boundary.encode("utf-8", "surrogateescape")
+    for chunk in body.split(delim)[1:]:
+        if chunk.startswith(b"--"):
+            break
+        if chunk.startswith(b"\r\n"):
+            chunk = chunk[2:]
+        elif chunk.startswith(b"\n"):
+            chunk = chunk[1:]
+        head, sep, content = chunk.partition(b"\r\n\r\n")
+        if not sep:
+            head, sep, content = chunk.partition(b"\n\n")
+            if not sep:
+                continue
+        if content.endswith(b"\r\n"):
+            content = content[:-2]
+        elif content.endswith(b"\n"):
+            content = content[:-1]
+        name: str | None = None
+        filename: str | None = None
+        ctype = ""
+        for line in _decode(head).replace("\r\n", "\n").split("\n"):
+            hname, colon, hvalue = line.partition(":")
+            if not colon:
+                continue
+            low = hname.strip().lower()
+            if low == "content-type":
+                ctype = hvalue.strip()
+            elif low == "content-disposition":
+                kind, params = _header_params(hvalue)
+                if kind == "form-data":
+                    name = params.get("name")
+                    filename = params.get("filename")
+        if name is not None:
+            out.append((name, filename, ctype, content))
+    return out
+
+
+def parse_files(
+    parts: list[tuple[str, str | None, str, bytes]],
+    store: Callable[[bytes], str | None],
+    *,
+    upload_max_filesize: int,
+    max_file_uploads: int = 20,
+    max_nesting: int = MAX_INPUT_NESTING_LEVEL,
+) -> dict[Any, Any]:
+    """``$_FILES`` for the parts of a multipart body (main/rfc1867.c).
+
+    Each file part gives ``name`` (the base name), ``full_path`` (as sent), ``type``,
+    ``tmp_name``, ``error`` and ``size``; ``f[]``/``f[x]`` names put each of those six
+    under the array syntax (``$_FILES['f']['name'][0]``).  Error codes as PHP's: an
+    empty file name is ``UPLOAD_ERR_NO_FILE``, a file over ``upload_max_filesize`` is
+    ``UPLOAD_ERR_INI_SIZE``, over a preceding ``MAX_FILE_SIZE`` field ``UPLOAD_ERR_FORM_SIZE``,
+    and ``store(content)`` returning None (no temporary file) ``UPLOAD_ERR_CANT_WRITE``.
+
+    :param store: writes an accepted file's content to a temporary file; returns its path.
+    """
+    track = _PArray()
+    max_file_size = 0
+    uploads = 0
+    for name, filename, ctype, content in parts:
+        if filename is None:
+            if name.lower() == "max_file_size":
+                max_file_size = strtol_prefix(content)
+            continue
+        uploads += 1
+        if max_file_uploads and uploads > max_file_uploads:
+            continue  # "Maximum number of allowable file uploads has been exceeded"
+        tmp_name = ""
+        size = 0
+        if filename == "":
+            error = UPLOAD_ERR_NO_FILE
+        elif upload_max_filesize > 0 and len(content) > upload_max_filesize:
+            error = UPLOAD_ERR_INI_SIZE
+        elif max_file_size and len(content) > max_file_size:
+            error = UPLOAD_ERR_FORM_SIZE
+        else:
+            stored = store(content)
+            if stored is None:
+                error = UPLOAD_ERR_CANT_WRITE
+            else:
+                error, tmp_name, size = UPLOAD_ERR_OK, stored, len(content)
+        base = re.split(r"[/\\]", filename)[-1]
+        bracket = name.find("[")
+        head, rest = (name, "") if bracket < 0 else (name[:bracket], name[bracket:])
+        values: list[tuple[str, Any]] = [
+            ("name", base), ("full_path", filename), ("type", ctype if error == UPLOAD_ERR_OK else ""),
+            ("tmp_name", tmp_name), ("error", error), ("size", size),
+        ]
+        for field, value in values:
+            _register(track, f"{head}[{field}]{rest}", value, cookie=False, max_nesting=max_nesting + 1)
+    return _to_python_top(track)
+
+
+def strtol_prefix(data: bytes) -> int:
+    """The leading decimal integer of ``data`` (C's ``strtol``, 0 when none)."""
+    m = re.match(rb"\s*([+-]?\d+)", data)
+    return int(m.group(1)) if m else 0
+
+
+def _as_table(value: Any) -> dict[Any, Any] | None:
+    if isinstance(value, dict):
+        return dict(value)
+    if isinstance(value, list):
+        return dict(enumerate(value))
+    return None
+
+
+def _merge(dest: dict[Any, Any], src: dict[Any, Any]) -> None:
+    # main/php_variables.c php_autoglobal_merge: arrays under the same string key merge,
+    # anything else is overwritten
+    for key, value in src.items():
+        old = dest.get(key)
+        a = _as_table(old) if isinstance(key, str) else None
+        b = _as_table(value)
+        if a is not None and b is not None:
+            _merge(a, b)
+            dest[key] = _to_python_table(a)
+        else:
+            dest[key] = value
+
+
+def _to_python_table(d: dict[Any, Any]) -> Any:
+    if all(k == i for i, k in enumerate(d)):
+        return list(d.values())
+    return d
+
+
+def merge_request(order: str, sources: dict[str, dict[Any, Any]]) -> dict[Any, Any]:
+    """``$_REQUEST``: the superglobals named by ``request_order`` (``"GP"``: $_GET then
+    $_POST, later ones winning) merged as PHP merges them.  ``sources`` maps ``G``, ``P``,
+    ``C`` to $_GET, $_POST, $_COOKIE; other letters are ignored."""
+    out: dict[Any, Any] = {}
+    for letter in order.upper():
+        src = sources.get(letter)
+        if src:
+            _merge(out, src)
+    return out
+
+
+def php_self(environ: dict[str, str] | Any) -> str:
+    """``$_SERVER['PHP_SELF']`` as php-cgi and php-fpm build it: SCRIPT_NAME + PATH_INFO."""
+    return str(environ.get("SCRIPT_NAME", "") or "") + str(environ.get("PATH_INFO", "") or "")

@@ -27,11 +27,12 @@ import io
 import os
 import sys
 from types import FrameType, TracebackType
-from typing import BinaryIO, Callable, Mapping
+from typing import BinaryIO, Callable, Mapping, NoReturn
 
 from ..session import context
 from ..session.context import request_context
 from ..session.request import Request
+from .diagnostics import install_warning_display, report_uncaught
 from .output import OutputProxy, install_output_proxy
 from .sapi import cgi_head, finalize_headers
 
@@ -201,12 +202,18 @@ def activate(
         _write(out, data)
 
     req = Request(environ=env, body=body, send_headers=send_headers, write_body=write_body)
+    script = env.get("SCRIPT_FILENAME") or getattr(sys.modules.get("__main__"), "__file__", None)
+    if script:
+        req.included_files.append(os.path.realpath(script))
+    req.on_fatal = lambda exc: report_uncaught(req, exc)
     _active = req
     ctx = request_context(req)
     ctx.__enter__()
     sys.stdin = io.TextIOWrapper(io.BytesIO(body), encoding="utf-8", errors="surrogateescape")
     install_output_proxy()
+    install_warning_display()
     _install_excepthook(req)
+    _install_exit(req)
     _exit_hooks.append((ctx, out))
     atexit.register(_at_exit_now)
     return req
@@ -230,13 +237,31 @@ def _install_excepthook(req: Request) -> None:
     def excepthook(
         etype: type[BaseException], value: BaseException, tb: TracebackType | None
     ) -> None:
-        # PHP's fatal error with display_errors=0: 500 unless headers went out or the
-        # script chose another status (main/main.c: php_error_cb) [obs php-cgi]
-        if not req.headers_sent and req.status == 200:
-            req.status = 500
-        previous(etype, value, tb)
+        # PHP's fatal error: with display_errors=0 a 500 unless headers went out or the
+        # script chose another status (main/main.c: php_error_cb) [obs php-cgi]; the
+        # "PHP Fatal error:  Uncaught ..." text displayed and/or logged
+        if not isinstance(value, Exception):
+            if not req.headers_sent and req.status == 200:
+                req.status = 500
+            previous(etype, value, tb)
+            return
+        report_uncaught(req, value)
 
     sys.excepthook = excepthook
+
+
+def _install_exit(req: Request) -> None:
+    """``sys.exit("Access denied")`` is PHP's ``die("Access denied")``: the text goes to the
+    response (not stderr) and the exit status is 0; ``sys.exit(3)`` exits with status 3."""
+    real_exit = sys.exit
+
+    def php_exit(status: str | int | None = None) -> NoReturn:
+        if isinstance(status, str):
+            req.write(status.encode("utf-8", "surrogateescape"))
+            real_exit(0)
+        real_exit(status)
+
+    sys.exit = php_exit
 
 
 def _at_exit_now() -> None:

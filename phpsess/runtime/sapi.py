@@ -26,16 +26,17 @@ import _signal
 import signal
 import stat
 import sys
-import traceback
 import types
 from types import FrameType
-from typing import IO, Any, Callable, Iterator, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 from ..core.config import SessionConfig
+from ..core.engine import EngineConfig
 from ..core.http import reason_phrase
 from ..session.context import active_request, request_context
 from ..session.request import HeadersSink, LockMonitor, Request
 from ..storage import registry
+from .diagnostics import install_warning_display, report_fatal, report_uncaught
 from .output import install_output_proxy
 
 __all__ = [
@@ -104,20 +105,6 @@ _PKG_PREFIX = os.path.dirname(os.path.dirname(__file__))
 
 #: the file names this module's frames carry (compiled by mypyc: the relative source path)
 _OWN_FILES = frozenset({__file__, os.path.join("phpsess", "runtime", "sapi.py")})
-
-
-def _print_script_traceback(exc: BaseException, stream: IO[str] | None = None) -> None:
-    """Print ``exc`` as Python would at top level, without phpsess's own frames."""
-    tb = exc.__traceback__
-    # drop the frames of this module (run_script) above the script's own frame
-    while tb is not None and tb.tb_frame.f_code.co_filename in _OWN_FILES:
-        tb = tb.tb_next
-    out = stream if stream is not None else sys.stderr
-    try:
-        traceback.print_exception(type(exc), exc, tb, file=out)
-        out.flush()
-    except (OSError, ValueError):  # stderr closed: nothing more we can do
-        pass
 
 
 def _fatal_error_status(request: Request) -> None:
@@ -213,26 +200,32 @@ def _exec(path: str, request: Request, module: types.ModuleType, time_limit: flo
         finally:
             if time_limit > 0:
                 _disarm_time_limit()
-    except SystemExit:
-        pass  # PHP's exit: a normal end of the script
+    except SystemExit as exited:
+        script_exit(request, exited)  # PHP's exit: a normal end of the script
     except ExecutionTimeExceeded as exceeded:
         # PHP's fatal error: 500, the message in the log; the request shutdown still runs
-        # (shutdown functions, the session written), as PHP's does.  (Its own name: mypyc
-        # gives a name one type per function, so "exc" here would make the clause below
-        # raise TypeError for any other exception.)
-        _fatal_error_status(request)
-        _print_fatal_error(exceeded)
+        # (shutdown functions, the session written), as PHP's does.  (Each clause its own
+        # name: mypyc gives a name one type per function, so a shared "exc" would make
+        # the other clauses raise TypeError.)
+        where = _script_line(exceeded)
+        report_fatal(request, str(exceeded), where[0], where[1])
     except Exception as exc:
-        _fatal_error_status(request)
-        _print_script_traceback(exc)
+        report_uncaught(request, exc)
     except BaseException:
         _fatal_error_status(request)
         raise
 
 
-def _print_fatal_error(exc: ExecutionTimeExceeded) -> None:
-    """``PHP Fatal error:  ... in FILE on line N`` on stderr (the pool's log), naming the
-    script's line that was running."""
+def script_exit(request: Request, exc: SystemExit) -> None:
+    """PHP's ``exit``/``die`` as ``sys.exit()`` or ``raise SystemExit`` spell it: a string is
+    printed (``die("Access denied")``), a number is the exit status; the script ends normally."""
+    code = exc.code
+    if isinstance(code, str):
+        request.write(code.encode("utf-8", "surrogateescape"))
+
+
+def _script_line(exc: BaseException) -> tuple[str, int]:
+    """The script's file and line that was running when ``exc`` was raised."""
     where = ("Unknown", 0)
     tb = exc.__traceback__
     while tb is not None:
@@ -240,10 +233,7 @@ def _print_fatal_error(exc: ExecutionTimeExceeded) -> None:
         if not filename.startswith(_PKG_PREFIX) and filename not in _OWN_FILES:
             where = (filename, tb.tb_lineno)
         tb = tb.tb_next
-    try:
-        print(f"PHP Fatal error:  {exc} in {where[0]} on line {where[1]}", file=sys.stderr, flush=True)
-    except (OSError, ValueError):
-        pass
+    return where
 
 
 def run_script(path: str, request: Request) -> None:
@@ -588,6 +578,7 @@ def handle_request(
     config: SessionConfig | None = None,
     time_limit: float = 0.0,
     lock_monitor: LockMonitor | None = None,
+    engine: EngineConfig | None = None,
 ) -> Request | None:
     """Serve one request: run the script ``environ`` names under ``root``, as php-fpm does;
     return the finished :class:`~phpsess.session.request.Request` (None for a 404).
@@ -610,8 +601,11 @@ def handle_request(
         (0: no limit); past it, PHP's fatal error, a 500, and the session written.
     :param lock_monitor: told when the request waits for or holds a session lock
         (the pool's status page and slow log).
+    :param engine: the PHP settings outside ``session.*`` (default: the process-wide
+        :func:`~phpsess.session.settings.default_engine`).
     """
     install_output_proxy()  # print() goes to the current request (idempotent)
+    install_warning_display()  # PHP's diagnostics shown as PHP shows them (idempotent)
     path = resolve_script(environ, root)
     if path is None:
         # php-fpm: "Primary script unknown"
@@ -626,8 +620,12 @@ def handle_request(
     env = environ  # Request copies it
     if not env.get("SCRIPT_FILENAME"):
         env = {**environ, "SCRIPT_FILENAME": path}  # found through SCRIPT_NAME
-    request = Request(environ=env, config=config, body=body, send_headers=sink, write_body=write_body)
+    request = Request(environ=env, config=config, body=body, send_headers=sink, write_body=write_body,
+                      engine=engine)
     request.lock_monitor = lock_monitor
+    request.log_context = True  # a pool's log: each error says when, which request, which session
+    request.on_fatal = lambda exc: report_uncaught(request, exc)
+    request.included_files.append(path)
     # phpsess locks names this request beside the locks it takes
     registry.set_request(env.get("REQUEST_METHOD", ""), env.get("REQUEST_URI", "") or env.get("SCRIPT_NAME", ""), path)
     state = process_state(env, body, path) if process_globals else None
@@ -641,8 +639,7 @@ def handle_request(
         pass  # exit() in a shutdown function: the rest of the shutdown already ran
     except Exception as exc:
         # a shutdown function (or the session write) failed: PHP's fatal error at shutdown
-        _fatal_error_status(request)
-        _print_script_traceback(exc)
+        report_uncaught(request, exc)
     finally:
         if not request.headers_sent:
             request.send_headers()

@@ -161,6 +161,9 @@ class _Call:
             send_headers=self._php_headers_ready,
             write_body=self._output,
         )
+        # the application's body is the response; print() (capture_output) goes straight
+        # into it, not through PHP's output_buffering buffer
+        self.request.output.discard_all()
         self.context = contextvars.copy_context()
         self.context.run(request_context(self.request, shutdown=False).__enter__)
         self.app_head: tuple[str, list[tuple[str, str]], ExcInfo | None] | None = None

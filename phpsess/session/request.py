@@ -1,6 +1,7 @@
-"""One PHP-style request: superglobals, header list, output, shutdown. No socket I/O:
-output goes to callables the runtime adapter (cgi, fastcgi, serve, wsgi) provides, and
-the script's modification time is the one file system look-up it makes.
+"""One PHP-style request: superglobals, header list, output buffers, shutdown. No socket
+I/O: output goes to callables the runtime adapter (cgi, fastcgi, serve, wsgi) provides;
+the file system is used for the script's modification time and for the temporary files
+of uploads ($_FILES: written when first used, removed at the end of the request).
 
 Which request is current is :mod:`phpsess.session.context`'s business.
 """
@@ -17,8 +18,10 @@ from typing import Any, Callable, Mapping
 
 from ..core import superglobals
 from ..core.config import SessionConfig
+from ..core.engine import EngineConfig
+from .obuffer import OutputBuffers
 from .session import Session
-from .settings import default_config
+from .settings import default_config, default_engine
 
 __all__ = ["Request", "HeadersSink", "LockMonitor", "HeaderRefused"]
 
@@ -59,13 +62,23 @@ class Request:
         write_body: Callable[[bytes], None] | None = None,
         cli: bool = False,
         clock: Callable[[], float] = time.time,
+        engine: EngineConfig | None = None,
     ) -> None:
         self.environ: dict[str, str] = dict(environ or {})
         self.config = (config or default_config()).copy()
+        #: PHP's settings outside session.* (output_buffering, display_errors, ...)
+        self.engine = (engine or default_engine()).copy()
         self.cli = cli
         self.clock = clock
         self.start_time = time.monotonic()
         self.SERVER: dict[str, Any] = dict(self.environ)
+        if not cli:
+            # php_register_server_variables: PHP_SELF, REQUEST_TIME_FLOAT, REQUEST_TIME last
+            server = self.SERVER
+            server["PHP_SELF"] = superglobals.php_self(self.environ)
+            now = clock()
+            server["REQUEST_TIME_FLOAT"] = now
+            server["REQUEST_TIME"] = int(now)
         self.GET: dict[Any, Any] = superglobals.parse_query(self.environ.get("QUERY_STRING", ""))
         self.COOKIE: dict[Any, Any] = superglobals.parse_cookies(self.environ.get("HTTP_COOKIE", ""))
         # PHP reads form bodies for POST requests only
@@ -75,6 +88,10 @@ class Request:
             else {}
         )
         self.body = body
+        self._request_vars: dict[Any, Any] | None = None
+        self._files: dict[Any, Any] | None = None
+        #: temporary files of this request's uploads still where PHP put them
+        self.uploaded_files: set[str] = set()
         self.status = 200
         self.headers: list[tuple[str, str]] = []
         self.headers_sent = False
@@ -82,6 +99,19 @@ class Request:
         self._send_headers = send_headers
         self._write_body = write_body
         self.shutdown_functions: list[tuple[Callable[..., Any], tuple[Any, ...]]] = []
+        #: PHP's output buffers; output_buffering (php.ini) starts one, except in CLI as PHP's CLI
+        self.output = OutputBuffers(self._emit)
+        if not cli:
+            size = self.engine.value("output_buffering")
+            if size:
+                self.output.start(None, size if size > 1 else 0)
+        #: get_included_files(): the script, then what include()/require() ran
+        self.included_files: list[str] = []
+        #: the runtime logs this request's errors with time, URI and session id (the pools)
+        self.log_context = False
+        #: reports an uncaught exception as PHP's fatal error (set by the runtime; None:
+        #: a 500 and the traceback on stderr)
+        self.on_fatal: Callable[[BaseException], None] | None = None
         self._session: Session | None = None
         self.finished = False
         #: shutdown() has run to its end (during it, the request is still the current one)
@@ -109,6 +139,68 @@ class Request:
             return os.stat(path).st_mtime
         except OSError:
             return None
+
+    # -- $_REQUEST, $_FILES ----------------------------------------------------------------
+    @property
+    def REQUEST(self) -> dict[Any, Any]:
+        """``$_REQUEST``: $_GET and $_POST (``request_order``, else ``variables_order``) merged."""
+        if self._request_vars is None:
+            order = self.engine.value("request_order") or self.engine.value("variables_order")
+            self._request_vars = superglobals.merge_request(
+                str(order), {"G": self.GET, "P": self.POST, "C": self.COOKIE})
+        return self._request_vars
+
+    @property
+    def FILES(self) -> dict[Any, Any]:
+        """``$_FILES``: the files of a ``multipart/form-data`` POST, each stored in a
+        temporary file (``upload_tmp_dir``, else the system's) that is deleted when the
+        request ends unless :meth:`move_uploaded_file` moved it."""
+        if self._files is None:
+            self._files = {}
+            ctype = self.environ.get("CONTENT_TYPE", "")
+            if (self.body and self.environ.get("REQUEST_METHOD", "").upper() == "POST"
+                    and ctype.split(";", 1)[0].strip().lower() == "multipart/form-data"
+                    and self.engine.value("file_uploads")):
+                boundary = ""
+                for param in ctype.split(";")[1:]:
+                    k, _, v = param.strip().partition("=")
+                    if k.strip().lower() == "boundary":
+                        boundary = v.strip().strip('"')
+                if boundary:
+                    self._files = superglobals.parse_files(
+                        superglobals.multipart_parts(boundary, self.body), self._store_upload,
+                        upload_max_filesize=self.engine.value("upload_max_filesize"),
+                        max_file_uploads=self.engine.value("max_file_uploads"))
+        return self._files
+
+    def _store_upload(self, content: bytes) -> str | None:
+        import tempfile
+
+        directory = str(self.engine.value("upload_tmp_dir") or "") or None
+        try:
+            fd, path = tempfile.mkstemp(prefix="php", dir=directory)
+        except OSError:
+            return None
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(content)
+        except OSError:
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
+            return None
+        self.uploaded_files.add(path)
+        return path
+
+    def remove_uploads(self) -> None:
+        """Delete the uploads' temporary files that were not moved (PHP does at request end)."""
+        for path in self.uploaded_files:
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
+        self.uploaded_files.clear()
 
     # -- the session -------------------------------------------------------------------
     @property
@@ -215,7 +307,12 @@ class Request:
 
     # -- body --------------------------------------------------------------------------
     def write(self, data: bytes) -> None:
-        """Write body bytes; the first non-empty write sends the headers first."""
+        """Output: through the output buffers (:attr:`output`) to the body."""
+        if data:
+            self.output.write(data)
+
+    def _emit(self, data: bytes) -> None:
+        """Body bytes out of the buffers; the first non-empty write sends the headers first."""
         if not data:
             return
         if not self.headers_sent:
@@ -229,9 +326,9 @@ class Request:
         self.shutdown_functions.append((fn, args))
 
     def shutdown(self) -> None:
-        """PHP's request shutdown: shutdown functions, then the session write/close,
-        then the headers (if no body was ever written).  Runs once; never raises for
-        a session failure (it is logged)."""
+        """PHP's request shutdown: shutdown functions, the output buffers flushed, then
+        the session write/close, then the headers (if no body was ever written).  Runs
+        once; never raises for a session failure (it is logged)."""
         if self.finished:
             return
         self.finished = True
@@ -241,13 +338,22 @@ class Request:
                 fn, args = self.shutdown_functions[i]
                 fn(*args)
                 i += 1
-        except Exception:
+        except Exception as exc:
             # PHP: a fatal error in a shutdown function ends the others, gives a 500
             # while headers are unsent, and the session is still written
-            if not self.headers_sent:
-                self.status = 500
-            traceback.print_exc()
+            if self.on_fatal is not None:
+                self.on_fatal(exc)
+            else:
+                if not self.headers_sent:
+                    self.status = 500
+                traceback.print_exc()
         finally:
+            try:
+                # main/main.c php_request_shutdown: output buffers end before modules
+                # (the session) shut down
+                self.output.end_all()
+            except Exception:
+                traceback.print_exc()
             try:
                 if self._session is not None:
                     self._session.request_shutdown()
@@ -255,6 +361,8 @@ class Request:
                 try:
                     if not self.headers_sent:
                         self.send_headers()
+                    if self.uploaded_files:
+                        self.remove_uploads()
                 finally:
                     self.ended = True
 
@@ -269,5 +377,7 @@ class Request:
         """
         self._send_headers = None
         self._write_body = None
+        self.on_fatal = None
+        self.output.detach()
         if self._session is not None:
             self._session.detach()

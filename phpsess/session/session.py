@@ -85,6 +85,8 @@ class Session:
         #: whether ``$_SESSION`` is linked to the session (false before the first start
         #: and after destroy: session_encode() then warns)
         self.bound = False
+        #: session_start() ran in this request (SESSION written before it is discarded)
+        self.started_once = False
         self.handler: SaveHandler | None = None
         self.user_handler: SaveHandler | None = None
         self._handler_cache: tuple[str, SaveHandler] | None = None
@@ -256,7 +258,7 @@ class Session:
             if key == "read_and_close":
                 read_and_close = zend.intval(value) != 0
                 continue
-            name = cfg.canonical(str(key))
+            name = cfg.canonical("session." + str(key))
             if name is None or SETTINGS[name].mode == "PERDIR":
                 self.diagnose(f'Setting option "{key}" failed')
                 continue
@@ -410,6 +412,13 @@ class Session:
             if cfg.use_cookies:
                 self.send_cookie = True
         self._reset_id()
+        if self.data and not self.started_once and isinstance(self.data, dict):
+            # PHP replaces $_SESSION silently (php_session_track_init); a port that wrote
+            # SESSION before session_start() (an include turned into a once-per-process
+            # import...) loses those writes: say so in the log, as PHP does not
+            log.warning("SESSION was written before session_start() (keys %s): discarded by session_start(), "
+                        "as PHP discards $_SESSION", ", ".join(repr(k) for k in list(self.data)[:10]))
+        self.started_once = True
         self.data = {}
         self.bound = True
         if cfg.lazy_start and not reopen:

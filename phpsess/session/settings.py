@@ -14,32 +14,49 @@ import os
 from typing import Mapping
 
 from ..core.config import SessionConfig, Warn
+from ..core.engine import EngineConfig
 from ..core.ini import IniSyntaxError, parse_php_ini
 from ..errors import ConfigError
 
-#: the PHP core (not ``session.*``) settings phpsess reads from php.ini
-CORE_SETTINGS = ("serialize_precision",)
-
-__all__ = ["CORE_SETTINGS", "load_ini_file", "from_ini_file", "default_config", "set_default_config", "log_warning"]
+__all__ = [
+    "CORE_SETTINGS",
+    "load_ini_file",
+    "from_ini_file",
+    "default_config",
+    "set_default_config",
+    "log_warning",
+    "default_engine",
+    "set_default_engine",
+    "INI_PREFIXES",
+]
 
 log = logging.getLogger(__name__)
 
 _default_config: SessionConfig | None = None
+_default_engine: EngineConfig | None = None
 
 
-def load_ini_file(path: str, environ: Mapping[str, str] | None = None) -> dict[str, str]:
-    """Read a php.ini-syntax file and return its ``session.*`` entries as raw strings
+#: the ini names phpsess reads from a php.ini: the session module's, and the session
+#: settings of the extensions whose save handlers it has (php-memcached)
+INI_PREFIXES = ("session.", "memcached.sess_")
+
+#: the PHP core (not ``session.*``) settings a SessionConfig holds
+CORE_SETTINGS = ("serialize_precision",)
+
+
+def load_ini_file(
+    path: str, environ: Mapping[str, str] | None = None, *,
+    prefix: str | tuple[str, ...] | None = INI_PREFIXES,
+) -> dict[str, str]:
+    """Read a php.ini-syntax file and return its ``session.*`` and ``memcached.sess_*``
+    entries (``prefix``; None: every entry) as raw strings
     (:func:`phpsess.core.ini.parse_php_ini`: PHP's quoting, ``On``/``Off``, ``${NAME}``,
     ``[HOST=]``/``[PATH=]`` sections skipped).
 
     :param environ: the variables for ``${NAME}`` (default ``os.environ``).
+    :param prefix: the entries kept (None: all of them).
     :raises ConfigError: the file cannot be read or has a syntax error (with its line).
     """
-    return {k: v for k, v in _read_ini_file(path, environ).items() if k.startswith("session.")}
-
-
-def _read_ini_file(path: str, environ: Mapping[str, str] | None = None) -> dict[str, str]:
-    """:func:`load_ini_file`'s entries and the :data:`CORE_SETTINGS` phpsess uses."""
     env = os.environ if environ is None else environ
     try:
         with open(path, "rb") as fh:
@@ -50,20 +67,24 @@ def _read_ini_file(path: str, environ: Mapping[str, str] | None = None) -> dict[
         entries = parse_php_ini(text, env)
     except IniSyntaxError as exc:
         raise ConfigError(path, None, f"{exc} in {path} on line {exc.line}", cause=exc)
-    return {k: v for k, v in entries.items() if k.startswith("session.") or k in CORE_SETTINGS}
+    if prefix is None:
+        return dict(entries)
+    return {k: v for k, v in entries.items() if k.startswith(prefix)}
 
 
 def from_ini_file(path: str, *, warn: Warn | None = None) -> SessionConfig:
-    """A SessionConfig with PHP's defaults overridden by ``path``'s ``session.*`` entries.
+    """A SessionConfig with PHP's defaults overridden by ``path``'s ``session.*`` (and
+    ``memcached.sess_*``) entries.
 
     Entries phpsess does not know (``session.cookie_partitioned`` of PHP 8.5, typos) are
     ignored with a logged warning, as PHP ignores unknown ini entries; a value PHP refuses
     keeps the default with PHP's startup warning (:meth:`SessionConfig.set_at_startup`).
+    ``serialize_precision`` (:data:`CORE_SETTINGS`) is read too.
 
     :param warn: receives PHP's warnings for accepted-but-odd values (default: logged).
     :raises ConfigError: unreadable file or syntax error.
     """
-    entries = _read_ini_file(path)
+    entries = load_ini_file(path, prefix=(*INI_PREFIXES, *CORE_SETTINGS))
     report = warn if warn is not None else log_warning
     cfg = SessionConfig()
     for key, value in entries.items():
@@ -102,3 +123,22 @@ def set_default_config(cfg: SessionConfig) -> None:
     """Replace the process-wide settings (``--ini FILE`` of the runtimes)."""
     global _default_config
     _default_config = cfg
+
+
+def default_engine() -> EngineConfig:
+    """The process-wide engine settings (``output_buffering``, ``display_errors``...) every
+    new request copies: the entries of ``$PHPSESS_INI`` that phpsess knows outside
+    ``session.*``, over Debian's php.ini values (:mod:`phpsess.core.engine`)."""
+    global _default_engine
+    if _default_engine is None:
+        path = os.environ.get("PHPSESS_INI")
+        entries = load_ini_file(path, prefix=None) if path else {}
+        _default_engine = EngineConfig({k: v for k, v in entries.items() if EngineConfig.knows(k)})
+        _default_engine.parse_all()  # each request's copy starts with the parsed values
+    return _default_engine
+
+
+def set_default_engine(cfg: EngineConfig | None) -> None:
+    """Replace the process-wide engine settings (None: read ``$PHPSESS_INI`` again on next use)."""
+    global _default_engine
+    _default_engine = cfg

@@ -34,7 +34,7 @@ from ..core import ids
 from ..core.config import SAVE_HANDLERS, SessionConfig
 from ..errors import InvalidSessionId, LockBusy, LockTimeout, SaveHandlerError
 
-__all__ = ["SaveHandler", "handler_class", "LockInfo"]
+__all__ = ["SaveHandler", "handler_class", "LockInfo", "StoredLock"]
 
 #: a wait without end (a module constant: ``math.inf`` would be looked up at every read)
 _FOREVER: Final = float("inf")
@@ -50,6 +50,35 @@ class LockInfo:
     def __init__(self, waited: float = 0.0, shared: bool = False) -> None:
         self.waited = waited  # seconds spent waiting for the lock in read()
         self.shared = shared  # True when read() took a shared (read-only) lock
+
+
+class StoredLock:
+    """A session lock found in a shared store (redis cluster, memcached) by ``phpsess locks``."""
+
+    __slots__ = ("sid", "key", "where", "holder", "ttl", "waiters")
+
+    def __init__(self, sid: str, key: str, where: str, holder: str, ttl: float | None, waiters: int) -> None:
+        self.sid = sid  # the session id
+        self.key = key  # the lock's key
+        self.where = where  # the server holding it, "host:port"
+        self.holder = holder  # the lock value: "hostname|pid|..." (phpsess, phpredis) or "1" (php-memcached)
+        self.ttl = ttl  # seconds until the lock expires by itself (None: unknown or never)
+        self.waiters = waiters  # phpsess requests waiting for it (PHP's waiters are not counted)
+
+    def pid(self) -> int | None:
+        """The holder's pid when its lock value names one (``hostname|pid|...``)."""
+        parts = self.holder.split("|")
+        for part in parts[1:3]:
+            if part.isdigit():
+                return int(part)
+        return None
+
+    def as_json(self) -> dict[str, object]:
+        """The lock as ``phpsess locks --json`` prints it."""
+        parts = self.holder.split("|")
+        host = parts[1] if parts[0] == "phpsess" and len(parts) > 1 else parts[0] if len(parts) > 1 else ""
+        return {"id": self.sid, "key": self.key, "server": self.where, "holder": self.holder, "host": host,
+                "pid": self.pid(), "expires_in_seconds": self.ttl, "waiters": self.waiters}
 
 
 @mypyc_attr(allow_interpreted_subclasses=True)

@@ -1,11 +1,13 @@
-"""Operations commands behind ``phpsess show|gc|locks|destroy``. File system and Redis I/O, stdout.
+"""Operations commands behind ``phpsess show|gc|locks|destroy``. File system, Redis (and
+Redis Cluster) and memcached I/O, stdout.
 
 * ``phpsess show ID_OR_FILE``: decode a stored session to readable text or JSON;
 * ``phpsess gc --save-path PATH --maxlifetime SECONDS``: for cron (what Debian's
   sessionclean does for PHP), any directory depth, safe while requests hold
   locks: a locked, awaited or freshly written session is never deleted;
 * ``phpsess locks [--save-path PATH] [--json]``: which sessions are locked now,
-  by whom, with how many waiters (:mod:`phpsess.tools.inspect`);
+  by whom, with how many waiters (:mod:`phpsess.tools.inspect` for files; the lock keys
+  of a Redis Cluster or memcached save_path);
 * ``phpsess destroy ID...``: delete sessions, waiting for their lock like a request.
 
 The CLI calls each as ``tools.NAME(config=SessionConfig, **parsed_arguments)``;
@@ -74,8 +76,32 @@ def _json_dumps(value: Any, indent: int | None = None) -> str:
     return _json.dumps(value, indent=indent, ensure_ascii=False)
 
 
+#: the stores whose handler can read a session without its lock and list its locks
+_KEYED_STORES = ("rediscluster", "memcached")
+#: the stores whose sessions expire by a TTL the server enforces (nothing for gc to do)
+_TTL_STORES = ("redis", "rediscluster", "memcached")
+
+
 def _save_path(config: SessionConfig, save_path: str | None) -> str:
     return save_path if save_path is not None else config.save_path
+
+
+def _with_handler(config: SessionConfig, save_handler: str | None) -> SessionConfig:
+    """``config``, with ``--save-handler`` applied when given."""
+    if save_handler is None:
+        return config
+    cfg = config.copy()
+    cfg.set("save_handler", save_handler, startup=True)
+    return cfg
+
+
+def _keyed_handler(config: SessionConfig, save_path: str) -> Any:
+    """An opened rediscluster or memcached handler on ``save_path`` (for peek/list_locks)."""
+    from ..storage.base import handler_class
+
+    handler = handler_class(config.save_handler)(config)
+    handler.open(save_path, config.name)
+    return handler
 
 
 def _basedir(raw: str) -> str:
@@ -155,11 +181,13 @@ def show(
     json: bool = False,  # noqa: A002 - the option's name
     save_path: str | None = None,
     serialize_handler: str | None = None,
+    save_handler: str | None = None,
 ) -> int:
     """``phpsess show``: print a stored session, decoded (or ``raw`` bytes, or ``json``).
 
-    ``sid`` is a session id (looked up with ``session.save_handler``: files or
-    redis) or the path of a ``sess_*`` file.  The text form starts with a
+    ``sid`` is a session id (looked up with ``session.save_handler``: files,
+    redis, rediscluster or memcached, read without waiting for its lock) or the
+    path of a ``sess_*`` file.  The text form starts with a
     ``# path (N bytes, handler, modified ...)`` line, then indented JSON.
 
     :returns: 0; 1 when there is no such session or id; 2 when the data does not decode.
@@ -168,6 +196,7 @@ def show(
     from ..errors import InvalidSessionId, SaveHandlerError, SessionDecodeError
     from ..storage.files import strip_crash_padding
 
+    config = _with_handler(config, save_handler)
     handler = serialize_handler or config.serialize_handler
     where = _save_path(config, save_path)
     is_file = os.sep in sid or os.path.basename(sid).startswith("sess_")
@@ -179,6 +208,12 @@ def show(
                 print(f"phpsess show: no session {sid} in {where}", file=sys.stderr)
                 return 1
             label = f"{sid} ({where})"
+        elif config.save_handler in _KEYED_STORES and not is_file:
+            data = _keyed_handler(config, where).peek(sid)
+            if data is None:
+                print(f"phpsess show: no session {sid} in {config.save_handler} {where}", file=sys.stderr)
+                return 1
+            label = f"{sid} ({config.save_handler} {where})"
         else:
             path = _session_path(config, sid, save_path)
             try:
@@ -218,6 +253,7 @@ def gc(
     maxlifetime: int | None = None,
     dry_run: bool = False,
     save_path: str | None = None,
+    save_handler: str | None = None,
 ) -> int:
     """``phpsess gc``: delete the sessions idle longer than ``maxlifetime`` (default
     ``session.gc_maxlifetime``) under save_path, at any directory depth.
@@ -225,14 +261,16 @@ def gc(
     Unlike PHP's own gc (depth 0 only, deletes locked files), this works with
     ``N;PATH`` save paths and never deletes a session in use
     (:func:`phpsess.storage.files.sweep`).
-    With ``session.save_handler = redis`` there is nothing to do (keys expire by TTL).
+    With ``session.save_handler = redis``, ``rediscluster`` or ``memcached`` there is
+    nothing to do (keys expire by their TTL, as PHP's handlers set it).
     """
     from ..storage.files import sweep
     from ..storage.registry import clean_registry
     from .inspect import session_files
 
-    if config.save_handler == "redis":
-        print("phpsess gc: redis sessions expire by their TTL; nothing to do")
+    config = _with_handler(config, save_handler)
+    if config.save_handler in _TTL_STORES:
+        print(f"phpsess gc: {config.save_handler} sessions expire by their TTL; nothing to do")
         return 0
     raw = _save_path(config, save_path)
     try:
@@ -321,6 +359,7 @@ def locks(
     config: SessionConfig,
     save_path: str | None = None,
     json: bool = False,  # noqa: A002 - the option's name
+    save_handler: str | None = None,
 ) -> int:
     """``phpsess locks``: the locked sessions under save_path, their holders and waiters.
 
@@ -330,11 +369,20 @@ def locks(
     ``waiter_pids`` and ``holders`` (every holder of a shared lock; for a phpsess
     pool worker also the request it serves: ``method``, ``uri``, ``script`` and
     ``request_seconds``).
+
+    With ``rediscluster`` or ``memcached``: the lock keys of save_path's servers, with the
+    keys ``id``, ``key``, ``server``, ``holder`` (the lock value: ``hostname|pid|...``, or
+    ``1`` for php-memcached), ``host`` and ``pid`` (when the value names them),
+    ``expires_in_seconds`` (until the lock expires by itself, as for Redis) and ``waiters``
+    (phpsess requests waiting; PHP's are not counted).
     """
     from ..storage.registry import clean_registry
     from .inspect import inspect_locks
 
+    config = _with_handler(config, save_handler)
     raw = _save_path(config, save_path)
+    if config.save_handler in _KEYED_STORES:
+        return _store_locks(config, raw, json)
     if config.save_handler == "redis":
         return _redis_locks(raw, json)
     try:
@@ -363,12 +411,36 @@ def locks(
     return 0
 
 
+def _store_locks(config: SessionConfig, save_path: str, json: bool) -> int:  # noqa: A002
+    """``phpsess locks`` on a Redis Cluster or memcached save_path."""
+    from ..errors import SaveHandlerError
+
+    try:
+        found = _keyed_handler(config, save_path).list_locks()
+    except SaveHandlerError as exc:
+        print(f"phpsess locks: {exc}", file=sys.stderr)
+        return 1
+    if json:
+        print(_json_dumps([lock.as_json() for lock in found]))
+        return 0
+    if not found:
+        print(f"no locked sessions in {config.save_handler} {save_path}")
+        return 0
+    print(f"{'ID':<34} {'SERVER':<21} {'PID':>7} {'EXPIRES':>7} {'WAITERS':>7}  HOLDER")
+    for lock in found:
+        pid = lock.pid()
+        print(f"{lock.sid:<34} {lock.where:<21} {pid if pid is not None else '-':>7} {_seconds(lock.ttl):>7} "
+              f"{lock.waiters:>7}  {_printable(lock.holder)[:80]}")
+    return 0
+
+
 def _printable(text: str) -> str:
     """``text`` with control characters escaped (a URI comes from a client)."""
     return "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in text)
 
 
-def destroy(config: SessionConfig, sids: list[str], save_path: str | None = None) -> int:
+def destroy(config: SessionConfig, sids: list[str], save_path: str | None = None,
+            save_handler: str | None = None) -> int:
     """``phpsess destroy ID...``: delete sessions through the configured save handler.
 
     Each session's lock is taken first (waiting for a running request, as
@@ -380,7 +452,7 @@ def destroy(config: SessionConfig, sids: list[str], save_path: str | None = None
     from ..errors import InvalidSessionId, SaveHandlerError
     from ..storage.base import handler_class
 
-    cfg = config.copy()
+    cfg = _with_handler(config, save_handler).copy()
     if save_path is not None:
         cfg.set("save_path", save_path, startup=True)
     handler = handler_class(cfg.save_handler)(cfg)

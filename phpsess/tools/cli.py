@@ -93,6 +93,8 @@ def _add_ini(p: argparse.ArgumentParser) -> None:
 
 def _add_save_path(p: argparse.ArgumentParser) -> None:
     p.add_argument("--save-path", metavar="PATH", help="override session.save_path")
+    p.add_argument("--save-handler", metavar="NAME",
+                   help="override session.save_handler (files, redis, rediscluster, memcached)")
 
 
 class _VersionAction(argparse._VersionAction):

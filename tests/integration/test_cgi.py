@@ -134,11 +134,13 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
             q = root / f"{name}.php"
             q.write_text(f"#!{php_cgi}\n" + textwrap.dedent(php).strip() + "\n")
             q.chmod(0o755)
-    settings = {"session.save_path": str(sessions), "session.gc_probability": "0"}
+    # php-cgi reads $PHPRC/php.ini, phpsess $PHPSESS_INI: the same settings; display_errors=0
+    # and log_errors=1 as in production (fatal error -> 500, logged on stderr); PHP's own output_buffering default (0), so the
+    # first byte of output sends the headers
+    settings = {"session.save_path": str(sessions), "session.gc_probability": "0", "display_errors": "0",
+                "log_errors": "1", "html_errors": "0", "output_buffering": "0"}
     (base / "phpsess.ini").write_text("".join(f"{k} = {v}\n" for k, v in settings.items()))
-    # php-cgi reads $PHPRC/php.ini; display_errors=0 as in production (fatal error -> 500)
-    php_settings = dict(settings, display_errors="0", log_errors="0", html_errors="0")
-    (base / "php.ini").write_text("".join(f"{k} = {v}\n" for k, v in php_settings.items()))
+    (base / "php.ini").write_text("".join(f"{k} = {v}\n" for k, v in settings.items()))
     return base
 
 

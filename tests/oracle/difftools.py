@@ -235,6 +235,11 @@ def py_script(body: str) -> str:
     return PY_PRELUDE + body.strip("\n") + "\nflush_out(True)\n"
 
 
+#: php-cgi -n's output_buffering and the -d settings of the PHP side, outside session.*
+PHP_ENGINE_INI = {"output_buffering": "0", "display_errors": "1", "html_errors": "0", "error_reporting": "-1",
+                  "log_errors": "0"}
+
+
 def _ini_lines(ini: Mapping[str, str]) -> str:
     lines = []
     for k, v in ini.items():
@@ -409,7 +414,8 @@ def run_side(sc: Scenario, side: str, root: Path, *, timeout: float = 30) -> Sid
         for k, v in ini.items():
             exe += ["-d", f'{k}="{v}"' if ";" in v else f"{k}={v}"]  # ";" starts an ini comment
     else:
-        (work / "php.ini").write_text(_ini_lines(ini))
+        # the engine settings php-cgi runs with here (-n and the -d above), for phpsess too
+        (work / "php.ini").write_text(_ini_lines({**PHP_ENGINE_INI, **ini}))
         exe = [sys.executable]
     for n, step in enumerate(sc.steps, 1):
         script = work / f"s{n}.{side}"

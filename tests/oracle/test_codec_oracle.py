@@ -4,9 +4,10 @@
    random floats by their bits, binary strings, nested and holey arrays, objects with
    private/protected properties, ``__serialize()``, ``Serializable``, enums, shared
    objects, references inside and across session keys, large sessions) with
-   ``serialize()`` and with ``session_encode()`` under the three serialize handlers,
-   plus a tree description of each value.  phpsess must decode each payload to the
-   described value and encode it back to the identical bytes.
+   ``serialize()``, ``igbinary_serialize()`` (php-igbinary) and with ``session_encode()``
+   under the four serialize handlers (igbinary's included), plus a tree description of
+   each value.  phpsess must decode each payload to the described value and encode it
+   back to the identical bytes.
 2. phpsess -> PHP: values built in Python are serialized by phpsess; one PHP process
    reads them with ``unserialize()`` / ``session_decode()``, and its re-serialization
    and its description of what it decoded must match.
@@ -27,7 +28,7 @@ from typing import Any, Iterator
 
 import pytest
 
-from phpsess.core import codec
+from phpsess.core import codec, igbinary
 from phpsess.core import formats as encoding
 from phpsess.core.zend import float_to_string
 from phpsess.core.codec import PHPCustomObject, PHPEnum, PHPObject, PHPReference
@@ -183,8 +184,16 @@ $o = new stdClass; $values[] = [$o, &$o, $o];
 $o = new stdClass; $values[] = [&$o, $o, &$o];
 $r = [1]; $r[] = &$r; $values[] = $r;                                                    // recursive array
 $s = new Ser; $values[] = [$s, $s];
+// arrays shared without references (igbinary writes them once, then by number)
+$sh = ['x' => [1, 2]]; $values[] = [$sh, $sh, 'k' => $sh, 'in' => [$sh]];
+$e = [1]; unset($e[0]); $values[] = [[], $e, [], $e];                                   // PHP's one [] and another
+$values[] = [array_filter([1, 2], fn($x) => false), array_filter([3], fn($x) => false)];
+$ra = ['a']; $values[] = [&$ra, &$ra, $ra];
+$values[] = str_repeat('é', 40000);                                                     // a 32-bit string length
+$values[] = array_fill(0, 300, 'same');                                                 // 16-bit counts, string ids
 foreach ($values as $i => $v) {
   emit('ser', "value $i", serialize($v), desc($v));
+  emit('igb', "value $i", igbinary_serialize($v), desc($v));
 }
 
 // sessions, written by session_encode() under each handler
@@ -210,7 +219,7 @@ for ($i = 0; $i < 60; $i++) {
 ini_set('session.save_path', getenv('SESS_DIR'));
 ini_set('session.use_cookies', '0');
 ini_set('session.cache_limiter', '');
-foreach (['php', 'php_binary', 'php_serialize'] as $h) {
+foreach (['php', 'php_binary', 'php_serialize', 'igbinary'] as $h) {
   ini_set('session.serialize_handler', $h);
   session_start();
   foreach ($sessions as $name => $data) {
@@ -231,7 +240,7 @@ foreach (['php', 'php_binary', 'php_serialize'] as $h) {
 
 def php(code: str, stdin: bytes = b"") -> subprocess.CompletedProcess[bytes]:
     """Run PHP code (without ``<?php``) with ``php -n`` and the base ini."""
-    args = [require("php"), "-n"]
+    args = [require("php"), "-n", "-d", "extension=igbinary.so"]
     for k, v in PHP_BASE_INI.items():
         args += ["-d", f"{k}={v}"]
     with tempfile.TemporaryDirectory() as d:
@@ -338,6 +347,22 @@ def test_php_serialize_output_round_trips_byte_exact(corpus: list[dict[str, Any]
     assert not failures, failures[:5]
 
 
+def test_igbinary_serialize_output_round_trips_byte_exact(corpus: list[dict[str, Any]]) -> None:
+    """What ``igbinary_serialize()`` wrote decodes to PHP's value and encodes back unchanged."""
+    failures = []
+    count = 0
+    for name, payload, php_desc in records(corpus, "igb"):
+        count += 1
+        value = igbinary.loads(payload)
+        again = igbinary.dumps(value)
+        if again != payload:
+            failures.append((name, payload[:200].hex(), again[:200].hex()))
+        elif not same_desc(desc(value), php_desc):
+            failures.append((name, payload[:200].hex(), "decoded value differs from PHP's"))
+    assert count > 750
+    assert not failures, failures[:5]
+
+
 @pytest.mark.parametrize("handler", encoding.HANDLERS)
 @pytest.mark.parametrize("fast", [True, False], ids=["fast-path", "exact-parser"])
 def test_php_session_encode_output_round_trips_byte_exact(corpus: list[dict[str, Any]], handler: str, fast: bool,
@@ -392,6 +417,10 @@ while (($line = fgets($in)) !== false) {
     $v = unserialize($payload);
     $ok = $v !== false || $payload === 'b:0;';
     emit($kind, $ok ? 'ok' : 'fail', $ok ? serialize($v) : '', $ok ? desc($v) : null);
+  } elseif ($kind == 'igb') {
+    $v = igbinary_unserialize($payload);
+    $ok = $v !== null || $payload === "\0\0\0\2\0";
+    emit($kind, $ok ? 'ok' : 'fail', $ok ? igbinary_serialize($v) : '', $ok ? desc($v) : null);
   } else {
     ini_set('session.serialize_handler', $kind);
     session_start();
@@ -474,6 +503,9 @@ def test_php_reads_what_phpsess_writes() -> None:
         payload = codec.dumps(v)
         lines.append(f"ser {b64(payload)}")
         expected.append(("ser", payload, desc(v)))
+        payload = igbinary.dumps(v)
+        lines.append(f"igb {b64(payload)}")
+        expected.append(("igb", payload, desc(v)))
     for sess in python_sessions():
         for handler in encoding.HANDLERS:
             payload = encoding.encode(sess, handler) or b""
@@ -486,11 +518,25 @@ def test_php_reads_what_phpsess_writes() -> None:
     for (kind, payload, our_desc), r in zip(expected, results):
         if r["name"] != "ok":
             failures.append((kind, payload[:120], "PHP refused it"))
+        elif kind in IGBINARY:
+            # PHP writes again what it decoded, not what it read: every empty array is
+            # PHP's one shared empty array, a reference left with one holder loses its
+            # marker.  Those bytes must in turn be phpsess's, unchanged.
+            again = base64.b64decode(r["payload"])
+            if kind == "igb" and igbinary.dumps(igbinary.loads(again)) != again:
+                failures.append((kind, payload[:120], again[:120]))
+            if kind == "igbinary" and encoding.encode(encoding.decode(again, kind), kind) != again:
+                failures.append((kind, payload[:120], again[:120]))
+            if not same_desc(our_desc, r["desc"]):
+                failures.append((kind, payload[:120], "PHP decoded another value"))
         elif base64.b64decode(r["payload"]) != payload:
             failures.append((kind, payload[:120], base64.b64decode(r["payload"])[:120]))
         elif not same_desc(our_desc, r["desc"]):
             failures.append((kind, payload[:120], "PHP decoded another value"))
     assert not failures, failures[:5]
+
+
+IGBINARY = ("igb", "igbinary")
 
 
 # --------------------------------------------------------------------------------------
@@ -508,6 +554,9 @@ while (($line = fgets($in)) !== false) {
   if ($kind == 'ser') {
     $v = @unserialize($payload);
     echo ($v !== false || $payload === 'b:0;') ? "ok:" . b64(serialize($v)) . "\n" : "fail\n";
+  } elseif ($kind == 'igb') {
+    $v = @igbinary_unserialize($payload);
+    echo ($v !== null || $payload === "\0\0\0\2\0") ? "ok:" . b64(igbinary_serialize($v)) . "\n" : "fail\n";
   } else {
     ini_set('session.serialize_handler', $kind);
     session_start();

@@ -136,7 +136,7 @@ DEBIAN_BUILD = {"upload_progress.enabled": "0"}
 #: deliberate differences: phpsess has save handlers that `php -n` lacks (phpredis has "redis")
 PHPSESS_DIFFERS = {("save_handler", "redis"), ("save_handler", "memory")}
 
-PHP_SETTINGS = [s.name for s in SETTINGS.values() if not s.phpsess_only]
+PHP_SETTINGS = [s.name for s in SETTINGS.values() if not s.phpsess_only and s.ext == "session"]
 
 
 @pytest.fixture(scope="module")
@@ -330,7 +330,8 @@ def test_load_ini_file_matches_php(name: str, tmp_path: Any) -> None:
         k, v = line.split("=", 1)
         php[k] = base64.b64decode(v).decode("utf-8", "surrogateescape")
     entries = load_ini_file(str(path), environ={"PHPSESS_TEST_VAR": "/from/env"})
-    entries = {k: v for k, v in entries.items() if not SETTINGS[k.removeprefix("session.")].phpsess_only}
+    entries = {k: v for k, v in entries.items()
+               if k.startswith("session.") and not SETTINGS[k.removeprefix("session.")].phpsess_only}
     assert set(entries) <= set(php)
     # settings the file leaves alone start from the Debian build's values, as in PHP
     base = {"session.save_path": "/var/lib/php/sessions", "session.upload_progress.enabled": "0"}
@@ -363,3 +364,83 @@ def test_session_create_id_prefix_rule_matches_is_valid_prefix() -> None:
     ob_end_clean(); echo json_encode($o);"""
     proc = run_php(code, stdin=json.dumps(prefixes).encode())
     assert json.loads(proc.stdout) == [is_valid_prefix(p) for p in prefixes]
+
+
+# -- php-memcached's session settings (memcached.sess_*), with the extension loaded -------------
+
+MEMCACHED_EXTENSIONS = ["-d", "extension=igbinary.so", "-d", "extension=msgpack.so", "-d", "extension=memcached.so"]
+MEMCACHED_SETTINGS = [s.name for s in SETTINGS.values() if s.ext == "memcached"]
+MEMC_VALUES = VALUES + ["ketama", "ketama_weighted", "KETAMA", "memc.sess.key.", "app:", "a" * 250, "a" * 251,
+                        "a" * 252, "not set", "x\x7f", "sess~1"]
+
+MEMC_PROBE = r"""<?php
+$W = [];
+set_error_handler(function ($no, $str) use (&$W) { $W[] = [$no, base64_encode($str)]; return true; });
+$out = [];
+foreach (json_decode(file_get_contents("php://stdin"), true) as [$name, $kind, $v]) {
+    if ($kind === "s") $v = base64_decode($v);
+    elseif ($kind === "f") $v = (float)$v;
+    elseif ($kind === "n") $v = null;
+    $W = [];
+    $ret = ini_set($name, $v);
+    $after = ini_get($name);
+    $out[] = [$ret === false ? false : base64_encode($ret), $after === false ? false : base64_encode($after), $W];
+    ini_restore($name);
+}
+echo json_encode($out);
+"""
+
+
+def test_memcached_settings_are_php_memcached_s() -> None:
+    code = 'foreach (ini_get_all("memcached") as $k => $v) echo $k, "=", $v["global_value"], "=", $v["access"], "\n";'
+    proc = subprocess.run([require("php"), "-n", *MEMCACHED_EXTENSIONS, "-r", code], capture_output=True, check=True)
+    php = {k: (v, a) for k, v, a in (line.split("=") for line in proc.stdout.decode().splitlines())}
+    sess = {k: v for k, v in php.items() if k.startswith("memcached.sess_")}
+    assert set(sess) == set(MEMCACHED_SETTINGS)
+    cfg = SessionConfig()
+    assert {k: v[0] for k, v in sess.items()} == {k: cfg.get(k) for k in sess}
+    assert {v[1] for v in sess.values()} == {"7"}  # PHP_INI_ALL
+    assert all(SETTINGS[k].mode == "ALL" for k in sess)
+
+
+def test_memcached_ini_set_matches_php() -> None:
+    cases = [(n, v) for n in MEMCACHED_SETTINGS for v in MEMC_VALUES]
+    cases += [(n, v) for n in ("memcached.sess_locking", "memcached.sess_lock_retries") for v in TYPED]
+    payload = json.dumps([_encode_case(n, v) for n, v in cases]).encode()
+    proc = subprocess.run([require("php"), "-n", *MEMCACHED_EXTENSIONS, "-r", MEMC_PROBE.removeprefix("<?php")],
+                          input=payload, capture_output=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    levels = {2: "Warning", 8192: "Deprecated"}
+    mismatches = []
+    for (name, value), (ret, after, warnings) in zip(cases, json.loads(proc.stdout)):
+        php = (_b(ret), _b(after), [(levels[no], _b(w)) for no, w in warnings])
+        cfg = SessionConfig()
+        got_warnings: list[tuple[str, str]] = []
+        try:
+            got_ret: str | bool = cfg.set(name, value, warn=lambda m: got_warnings.append(("Warning", m)))
+        except ConfigError as exc:
+            got_ret = False
+            if str(exc):
+                got_warnings.append((exc.level, "ini_set(): " + str(exc)))
+        got = (got_ret, cfg.get(name), got_warnings)
+        if got != php:
+            mismatches.append((name, value, php, got))
+    assert mismatches == []
+
+
+def test_memcached_settings_load_from_php_ini_as_php_reads_them(tmp_path: Any) -> None:
+    path = tmp_path / "php.ini"
+    path.write_text("[memcached]\nmemcached.sess_locking = Off\nmemcached.sess_lock_wait_min = 2k\n"
+                    "memcached.sess_prefix = \"app.\"\nmemcached.sess_lock_retries = -1\n"
+                    "memcached.sess_lock_wait = 500\nmemcached.serializer = php\n")
+    code = 'foreach (ini_get_all("memcached", false) as $k => $v) echo $k, "=", $v, "\n";'
+    proc = subprocess.run([require("php"), "-n", "-c", str(path), *MEMCACHED_EXTENSIONS, "-r", code],
+                          capture_output=True, env=dict(os.environ, PHP_INI_SCAN_DIR=""))
+    php = dict(line.split("=", 1) for line in proc.stdout.decode().splitlines() if "=" in line)
+    from phpsess.session.settings import from_ini_file
+
+    cfg = from_ini_file(str(path))
+    assert {k: v for k, v in php.items() if k.startswith("memcached.sess_")} == {
+        k: cfg.get(k) for k in MEMCACHED_SETTINGS}
+    assert (cfg.memcached_sess_locking, cfg.memcached_sess_lock_wait_min, cfg.memcached_sess_lock_retries) == (
+        False, 2048, -1)

@@ -95,6 +95,24 @@ from tests.integration.redis_server import age_redis_session, redis_save_path, r
 
 BACKENDS["redis"] = Backend("redis", save_path=redis_save_path, age=age_redis_session, gc_deletes=False)
 
+# memcached: a real memcached, started once per test session, emptied after each test
+from tests.integration.memcached_server import (  # noqa: E402,F401
+    age_memcached_session,
+    flush_memcached,
+    memcached_save_path,
+    memcached_server,
+)
+
+BACKENDS["memcached"] = Backend(
+    "memcached", save_path=memcached_save_path, age=age_memcached_session, gc_deletes=False, cleanup=flush_memcached
+)
+
+# rediscluster: a real Redis Cluster (3 masters, 3 replicas), started once per test session
+from tests.integration.redis_cluster import age_cluster_session, cluster_save_path, redis_cluster  # noqa: E402,F401
+
+BACKENDS["rediscluster"] = Backend("rediscluster", save_path=cluster_save_path, age=age_cluster_session,
+                                   gc_deletes=False)
+
 
 class Ctx:
     """One test's storage: make handlers on it, start peers on it."""

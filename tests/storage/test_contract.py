@@ -200,6 +200,7 @@ def test_gc_removes_expired_sessions_and_keeps_fresh_ones(ctx: Ctx) -> None:
 def _read_and_report(ctx: Ctx, sid: str, **settings: Any) -> Any:
     def run(chan: Channel) -> Any:
         h = ctx.make(**settings)
+        h.validate_id(SID + "x")  # connected (a cluster's slot map read) before the clock starts
         chan.send(("started", time.monotonic()))
         data = h.read(sid)
         got = time.monotonic()

@@ -1,0 +1,711 @@
+"""The ``rediscluster`` save handler: phpredis's cluster layout, with a lock that holds across
+failovers and slot migrations. Network I/O (through redis-py's ``RedisCluster``, imported
+only here and in :mod:`phpsess.storage.redis`).
+
+Layout, shared with PHP applications that use phpredis's ``rediscluster`` handler
+(``redis_session.c``): session ``<id>`` is the string key ``<prefix><id>``
+(``PHPREDIS_CLUSTER_SESSION:<id>``), written with ``SETEX gc_maxlifetime``.
+
+phpredis's cluster handler has no lock at all.  phpsess's lock is ``{<prefix><id>}_LOCK``
+(:func:`~phpsess.core.rediscluster_url.lock_key_for`): the session key is its hash tag,
+so the lock and the session share one hash slot, and therefore one master, one replica
+set, and one migration.  That makes the redis handler's guarantees hold in a cluster:
+
+* taking the lock, reading under it, writing only while it is ours, deleting, releasing:
+  each is one Lua script over the two keys, atomic on the slot's master;
+* every script is idempotent (it compares the lock with this request's own random value),
+  so a command whose reply was lost to a dying master is simply sent again to the new
+  one (for up to ``retry_timeout`` seconds): a failover delays requests, it does not
+  fail them, nor apply a write twice;
+* after taking the lock and after each write, ``WAIT`` for ``wait_replicas`` replicas
+  (in the same round trip): a master that crashes right after cannot take the lock or
+  the write with it, since its promoted replica already has them;
+* during a slot migration the scripts follow ``ASK`` redirections to the importing node
+  (``TRYAGAIN`` while the two keys are split between the nodes is retried), and
+  ``MOVED`` after it;
+* releases wake the waiters with ``SPUBLISH`` on the lock's shard channel (sharded
+  pub/sub, Redis 7), which also counts them for ``session.lock_max_waiters``
+  (``PUBSUB SHARDNUMSUB``).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import threading
+import time
+from typing import Any
+
+from redis.backoff import NoBackoff
+from redis.cluster import ClusterNode, RedisCluster
+from redis.exceptions import (
+    AskError,
+    BusyLoadingError,
+    ClusterDownError,
+    MasterDownError,
+    MovedError,
+    ReadOnlyError,
+    RedisClusterException,
+    RedisError,
+    ResponseError,
+    SlotNotCoveredError,
+    TryAgainError,
+)
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.retry import Retry
+
+from ..core import ids
+from ..core.config import SessionConfig
+from ..core.redis_url import DEFAULT_LOCK_TIMEOUT
+from ..core.rediscluster_url import ClusterConfig, SavePathError, key_slot, parse_save_path
+from ..errors import SaveHandlerError
+from .base import LockInfo, SaveHandler, StoredLock
+from .redis import REFRESH_SCRIPT, TOUCH_SCRIPT, WRITE_SCRIPT, _bytes, _ttl, lock_secret
+
+__all__ = ["RedisClusterHandler", "ACQUIRE_SCRIPT", "RELEASE_SCRIPT", "DESTROY_SCRIPT", "cluster_for"]
+
+log = logging.getLogger(__name__)
+
+#: take the lock (or find it ours already: a retried acquisition) and read the session.
+#: KEYS: lock, session.  ARGV: secret, milliseconds.  {1, data} when held, {0, holder} when busy.
+ACQUIRE_SCRIPT = """
+local v = redis.call("get", KEYS[1])
+if v == ARGV[1] then return {1, redis.call("get", KEYS[2])} end
+if v then return {0, v} end
+redis.call("set", KEYS[1], ARGV[1], "px", ARGV[2])
+return {1, redis.call("get", KEYS[2])}
+"""
+
+#: compare-and-delete, then wake the waiters on the lock's shard channel.  KEYS: lock.  ARGV: secret.
+RELEASE_SCRIPT = """
+if redis.call("get", KEYS[1]) == ARGV[1] then
+  redis.call("del", KEYS[1])
+  redis.pcall("spublish", KEYS[1], "released")
+  return 1
+end
+return 0
+"""
+
+#: DEL the session and release the lock, only while the lock is ours.  KEYS: lock, session.
+#: ARGV: secret.  (Retried after a lost reply, it finds both gone: 2.)
+DESTROY_SCRIPT = """
+local v = redis.call("get", KEYS[1])
+if v == false then
+  if redis.call("exists", KEYS[2]) == 0 then return 2 end
+  return 0
+end
+if v ~= ARGV[1] then return 0 end
+redis.call("del", KEYS[2])
+redis.call("del", KEYS[1])
+redis.pcall("spublish", KEYS[1], "released")
+return 1
+"""
+
+#: errors after which the command is sent again (to the slot's master as the cluster now sees it)
+_RETRY = (RedisConnectionError, RedisTimeoutError, ClusterDownError, SlotNotCoveredError, TryAgainError,
+          MovedError, ReadOnlyError, MasterDownError, BusyLoadingError)
+#: what redis-py's cluster client raises: RedisClusterException (no seed answers, a slot
+#: nobody serves) is not a RedisError
+_ERRORS = (RedisError, RedisClusterException)
+_DEFAULT_SOCKET_TIMEOUT = 60.0  # PHP's default_socket_timeout (timeout/read_timeout 0)
+
+
+class _Cluster:
+    """A redis-py RedisCluster for one set of seeds and credentials (one per process)."""
+
+    def __init__(self, cfg: ClusterConfig) -> None:
+        self.cfg = cfg
+        self.lock = threading.Lock()
+        self.client: RedisCluster | None = None
+
+    def get(self) -> RedisCluster:
+        """The client, connected (the slot map read) on first use."""
+        with self.lock:
+            if self.client is None:
+                cfg = self.cfg
+                self.client = RedisCluster(
+                    startup_nodes=[ClusterNode(s.host, s.port) for s in cfg.seeds],  # type: ignore[no-untyped-call]
+                    username=cfg.user,
+                    password=cfg.password,
+                    socket_connect_timeout=cfg.timeout or _DEFAULT_SOCKET_TIMEOUT,
+                    socket_timeout=cfg.read_timeout or _DEFAULT_SOCKET_TIMEOUT,
+                    # the handler retries itself (every command it sends is idempotent)
+                    retry=Retry(NoBackoff(), 0),
+                    require_full_coverage=False,
+                )
+            return self.client
+
+
+_parsed_paths: dict[str, ClusterConfig] = {}
+
+
+def _parsed(save_path: str) -> ClusterConfig:
+    """``parse_save_path`` once per save_path and process (a request's open() is then a
+    dict lookup; ClusterConfig is frozen)."""
+    cfg = _parsed_paths.get(save_path)
+    if cfg is None:
+        cfg = parse_save_path(save_path)
+        if len(_parsed_paths) >= 64:
+            _parsed_paths.clear()
+        _parsed_paths[save_path] = cfg
+    return cfg
+
+
+_clusters: dict[tuple[Any, ...], _Cluster] = {}
+_clusters_lock = threading.Lock()
+
+
+def _cluster(cfg: ClusterConfig) -> _Cluster:
+    key = (os.getpid(), cfg.seeds, cfg.user, cfg.password, cfg.timeout, cfg.read_timeout)
+    with _clusters_lock:
+        c = _clusters.get(key)
+        if c is None:
+            c = _clusters[key] = _Cluster(cfg)
+        return c
+
+
+def cluster_for(save_path: str) -> RedisCluster:
+    """The process's redis-py RedisCluster for a rediscluster ``save_path`` (tools, tests).
+
+    :raises SaveHandlerError: a save_path phpredis refuses, or no seed answers.
+    """
+    try:
+        cfg = parse_save_path(save_path)
+    except SavePathError as exc:
+        raise SaveHandlerError(f"rediscluster save handler: {exc}", handler="rediscluster", operation="open",
+                               cause=exc)
+    try:
+        return _cluster(cfg).get()
+    except _ERRORS as exc:
+        raise SaveHandlerError(f"rediscluster save handler: no seed answers ({cfg.addresses}): {exc}",
+                               handler="rediscluster", operation="open", cause=exc)
+
+
+class _Refresher(threading.Thread):
+    """Extends a held lock every third of its life until stopped (``lock_refresh=1``)."""
+
+    def __init__(self, handler: "RedisClusterHandler", held: "_Held") -> None:
+        super().__init__(daemon=True, name="phpsess-rediscluster-lock-refresh")
+        self._handler = handler
+        self._held = held
+        self._stopped = threading.Event()
+
+    def run(self) -> None:
+        held = self._held
+        ms = self._handler._expire_ms()
+        while not self._stopped.wait(ms / 3000.0):
+            try:
+                (kept,) = self._handler._run(held.sid, held.lock_key, [("EVAL", REFRESH_SCRIPT, 1, held.lock_key,
+                                                                         held.secret or "", ms)], wait=False)
+            except SaveHandlerError as exc:
+                log.warning("cannot refresh session lock %s: %s", held.lock_key, exc)
+                continue
+            if not kept:
+                log.warning("session lock %s was lost before it could be refreshed", held.lock_key)
+                return
+
+    def stop(self) -> None:
+        self._stopped.set()
+        if self is not threading.current_thread():
+            self.join()
+
+
+class _Held:
+    """The lock this handler holds: under which keys, with which secret."""
+
+    __slots__ = ("sid", "session_key", "lock_key", "secret", "refresher")
+
+    def __init__(self, sid: str, cfg: ClusterConfig, secret: str | None) -> None:
+        self.sid = sid
+        self.session_key = cfg.session_key(sid)
+        self.lock_key = cfg.lock_key(sid)
+        self.secret = secret  # None: locking disabled, nothing held
+        self.refresher: _Refresher | None = None
+
+    def stop_refresh(self) -> None:
+        if self.refresher is not None:
+            self.refresher.stop()
+            self.refresher = None
+
+
+class RedisClusterHandler(SaveHandler):
+    """``session.save_handler = rediscluster``: sessions in Redis Cluster, laid out as
+    phpredis lays them out, with phpsess's lock in each session's own hash slot."""
+
+    name = "rediscluster"
+    has_validator = True
+
+    def __init__(self, config: SessionConfig | None = None) -> None:
+        super().__init__(config)
+        self._cfg: ClusterConfig | None = None
+        self._held: _Held | None = None
+        self._locking: _Held | None = None  # the lock being taken, for the lock hooks
+        self._locked_data: bytes | None = None  # what ACQUIRE read with the lock
+        self._holder = b""  # the lock's value when ACQUIRE found it busy
+
+    # -- helpers ------------------------------------------------------------------------
+
+    def _config(self) -> ClusterConfig:
+        if self._cfg is None:
+            raise SaveHandlerError("rediscluster save handler: open() was not called (no session.save_path)",
+                                   handler=self.name, operation="open")
+        return self._cfg
+
+    def _client(self, operation: str, sid: str) -> RedisCluster:
+        cfg = self._config()
+        try:
+            return _cluster(cfg).get()
+        except _ERRORS as exc:
+            raise self._fail(operation, f"any seed ({cfg.addresses})", exc, sid)
+
+    def _fail(self, operation: str, where: str, exc: BaseException, sid: str = "") -> SaveHandlerError:
+        what = f" session {sid}" if sid else ""
+        return SaveHandlerError(
+            f"rediscluster save handler: cannot {operation}{what} on {where}: {exc}",
+            handler=self.name,
+            operation=operation,
+            cause=exc,
+        )
+
+    def _expire_ms(self) -> int:
+        return max(1, int(self._config().lock.expire * 1000))
+
+    def _replicas(self, client: RedisCluster, slot: int) -> int:
+        """How many replicas a write to ``slot`` waits for (what the slot map knows of)."""
+        want = self._config().wait_replicas
+        if want <= 0:
+            return 0
+        known = len(client.nodes_manager.slots_cache.get(slot) or ()) - 1
+        return min(want, max(known, 0))
+
+    def _run(self, sid: str, key: str, commands: list[tuple[Any, ...]], *, wait: bool,
+             operation: str = "") -> list[Any]:
+        """Send ``commands`` (all on ``key``'s slot) to that slot's master in one round trip,
+        followed by ``WAIT`` when ``wait``; follow ASK/MOVED, and retry across a failover
+        for up to ``retry_timeout`` seconds.  Every command given here is idempotent.
+
+        :returns: the commands' results (not WAIT's).
+        :raises SaveHandlerError: naming the node, when a command fails for good.
+        """
+        operation = operation or str(commands[0][0]).lower()
+        cfg = self._config()
+        client = self._client(operation, sid)
+        slot = key_slot(key)
+        deadline = time.monotonic() + cfg.retry_timeout
+        delay = 0.01
+        ask: ClusterNode | None = None
+        node: ClusterNode | None = None
+        while True:
+            problem: BaseException | None = None
+            try:
+                node = ask if ask is not None else _master(client, key)
+                ask = None
+                replicas = self._replicas(client, slot) if wait else 0
+                conn = node.redis_connection
+                if conn is None:  # pragma: no cover - a node redis-py has not connected yet
+                    client.nodes_manager.initialize()
+                    continue
+                pipe = conn.pipeline(transaction=False)
+                asking = node is not _master(client, key)
+                if asking:
+                    pipe.execute_command("ASKING")
+                for cmd in commands:
+                    pipe.execute_command(*cmd)
+                if replicas:
+                    pipe.execute_command("WAIT", replicas, max(1, int(cfg.wait_timeout * 1000)))
+                results = pipe.execute(raise_on_error=False)
+                if asking:
+                    results = results[1:]
+                for r in results:
+                    if isinstance(r, AskError):
+                        ask = client.nodes_manager.get_node(host=r.host, port=r.port)
+                        if ask is None:
+                            client.nodes_manager.initialize()
+                        problem = r
+                        break
+                    if isinstance(r, _RETRY):
+                        problem = r
+                        break
+                    if isinstance(r, ResponseError):
+                        raise self._fail(operation, f"redis cluster node {node.name}", r, sid)
+                if problem is None:
+                    if replicas:
+                        acked = results.pop()
+                        if isinstance(acked, int) and acked < replicas:
+                            log.warning("%s of session %s: %d of %d replicas acknowledged within %s s",
+                                        operation, sid, acked, replicas, cfg.wait_timeout)
+                    return list(results)
+            except _RETRY as exc:
+                problem = exc
+            except SaveHandlerError:
+                raise
+            except _ERRORS as exc:
+                raise self._fail(operation, f"redis cluster node {node.name if node else cfg.addresses}", exc, sid)
+            if time.monotonic() >= deadline:
+                where = f"redis cluster node {node.name}" if node is not None else f"seeds {cfg.addresses}"
+                raise self._fail(operation, where + f" (retried {cfg.retry_timeout:g} s)", problem, sid)
+            if isinstance(problem, AskError):
+                continue  # straight to the importing node
+            if isinstance(problem, (MovedError, ReadOnlyError)):
+                self._refresh(client)
+                continue
+            time.sleep(delay)
+            delay = min(delay * 2, 0.25)
+            if not isinstance(problem, TryAgainError):
+                self._refresh(client)
+
+    @staticmethod
+    def _refresh(client: RedisCluster) -> None:
+        """Read the slot map again (after MOVED, a dead master, a promoted replica)."""
+        try:
+            client.nodes_manager.initialize()
+        except _ERRORS as exc:
+            log.debug("cannot refresh the cluster's slot map yet: %s", exc)
+
+    def lock_bound(self) -> tuple[float, str]:
+        """The save_path's ``lock_timeout`` (0: for ever), else ``session.lock_timeout`` when
+        set, else 30 s, as the redis handler."""
+        cfg = self._cfg
+        if cfg is not None and cfg.lock.timeout is not None:
+            return (cfg.lock.timeout or math.inf), "the save_path's lock_timeout"
+        if self.config.lock_timeout > 0:
+            return float(self.config.lock_timeout), "session.lock_timeout"
+        return DEFAULT_LOCK_TIMEOUT, "the rediscluster handler's default lock_timeout"
+
+    # -- PS_OPEN / PS_CLOSE ----------------------------------------------------------------
+
+    def open(self, save_path: str, name: str) -> None:
+        """PS_OPEN: parse ``save_path`` (phpredis's ``seed[]=...`` syntax); the cluster's slot
+        map is read on first use.  A lock still held from an earlier read is released first.
+
+        :raises SaveHandlerError: for a save_path phpredis would refuse.
+        """
+        self.close()
+        try:
+            self._cfg = _parsed(save_path)
+        except SavePathError as exc:
+            raise SaveHandlerError(f"rediscluster save handler: {exc}", handler=self.name, operation="open",
+                                   cause=exc)
+
+    def close(self) -> None:
+        """PS_CLOSE: release the lock taken by :meth:`read` (owner only) and wake its waiters.
+
+        :raises SaveHandlerError: the cluster cannot be reached (the lock then expires).
+        """
+        held, self._held = self._held, None
+        if held is None or held.secret is None:
+            return
+        held.stop_refresh()
+        (released,) = self._run(held.sid, held.lock_key, [("EVAL", RELEASE_SCRIPT, 1, held.lock_key, held.secret)],
+                                wait=False, operation="release the lock of")
+        if not released:
+            log.warning("session lock %s had expired before close (lock_expire=%s s)", held.lock_key,
+                        self._config().lock.expire)
+
+    # -- PS_READ ---------------------------------------------------------------------------
+
+    def read(self, sid: str, *, shared: bool = False) -> bytes:
+        """PS_READ: lock ``sid`` (exclusive; also for ``shared``) and return its payload.
+
+        :raises InvalidSessionId: ``sid`` is not ``[A-Za-z0-9,-]{1,256}``.
+        :raises LockTimeout: another request held the lock past the wait bound.
+        :raises SaveHandlerError: the cluster is unreachable or answers an error.
+        """
+        self.check_id(sid)
+        cfg = self._config()
+        if self._held is not None:
+            if self._held.sid == sid:
+                return self._get(self._held)
+            self.close()
+        if not cfg.lock.enabled:
+            held = _Held(sid, cfg, None)
+            self._held = held
+            self.lock_info = LockInfo(0.0, False)
+            return self._get(held)
+        held = _Held(sid, cfg, lock_secret())
+        self._locking = held
+        self._locked_data = None
+        try:
+            waited = self.acquire_lock(sid)
+        finally:
+            self._locking = None
+        self._held = held
+        self.lock_acquired(sid, shared=False, waited=waited)
+        if cfg.lock.refresh:
+            held.refresher = _Refresher(self, held)
+            held.refresher.start()
+        return self._locked_data or b""
+
+    # -- for the tools (phpsess show, phpsess locks) ---------------------------------------
+
+    def peek(self, sid: str) -> bytes | None:
+        """The stored payload of ``sid`` without taking its lock (``phpsess show``).
+
+        :returns: None when the session does not exist.
+        :raises SaveHandlerError: the cluster is unreachable or answers an error.
+        """
+        self.check_id(sid)
+        key = self._config().session_key(sid)
+        (data,) = self._run(sid, key, [("GET", key)], wait=False, operation="read")
+        return _bytes(data)
+
+    def list_locks(self) -> list[StoredLock]:
+        """Every session lock in the cluster (``phpsess locks``): SCAN on each master for
+        lock keys of save_path's prefix, with their holder, time left and waiters.
+
+        :raises SaveHandlerError: the cluster is unreachable or a master fails.
+        """
+        cfg = self._config()
+        client = self._client("list the locks", "")
+        found: list[StoredLock] = []
+        for node in client.get_primaries():  # type: ignore[no-untyped-call]
+            conn = node.redis_connection
+            if conn is None:  # pragma: no cover - a node redis-py has not connected yet
+                continue
+            try:
+                for raw in conn.scan_iter(match="*_LOCK", count=1000):
+                    key = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
+                    sid = _sid_of_lock(cfg, key)
+                    if sid is None:
+                        continue
+                    pipe = conn.pipeline(transaction=False)
+                    pipe.get(key)
+                    pipe.pttl(key)
+                    pipe.execute_command("PUBSUB", "SHARDNUMSUB", key)
+                    value, pttl, subs = pipe.execute()
+                    if value is None:
+                        continue  # released meanwhile
+                    waiters = int(subs[1]) if isinstance(subs, list) and len(subs) > 1 else 0
+                    found.append(StoredLock(sid, key, node.name, (_bytes(value) or b"").decode("utf-8", "replace"),
+                                            pttl / 1000.0 if isinstance(pttl, int) and pttl >= 0 else None,
+                                            waiters))
+            except _ERRORS as exc:
+                raise self._fail("list the locks", f"redis cluster node {node.name}", exc)
+        return sorted(found, key=lambda lock: lock.sid)
+
+    def _get(self, held: _Held) -> bytes:
+        (data,) = self._run(held.sid, held.session_key, [("GET", held.session_key)], wait=False, operation="read")
+        return _bytes(data) or b""
+
+    # -- the lock policy's hooks ---------------------------------------------------------------
+
+    def _lock_try(self, sid: str, shared: bool) -> bool:
+        """One ACQUIRE script (and WAIT for the replicas when it won)."""
+        held = self._locking
+        assert held is not None and held.secret is not None
+        (result,) = self._run(sid, held.lock_key, [("EVAL", ACQUIRE_SCRIPT, 2, held.lock_key, held.session_key,
+                                                    held.secret, self._expire_ms())], wait=True, operation="lock")
+        won, value = result
+        if won:
+            self._locked_data = _bytes(value)
+            return True
+        self._holder = _bytes(value) or b""
+        return False
+
+    def _lock_wait(self, sid: str, shared: bool, timeout: float | None) -> bool:
+        """Wait for the lock: woken by the releaser's SPUBLISH (sharded pub/sub on the
+        lock's master), else polled every ``lock_poll`` seconds."""
+        held = self._locking
+        assert held is not None
+        cfg = self._config()
+        deadline = math.inf if timeout is None else time.monotonic() + timeout
+        pubsub = self._subscribe(held, deadline)
+        try:
+            while True:
+                if self._lock_try(sid, shared):
+                    return True
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                pause = min(cfg.lock.poll, remaining)
+                if pubsub is None:
+                    time.sleep(pause)
+                    continue
+                try:
+                    msg = pubsub.get_sharded_message(timeout=pause)
+                    while msg is not None:
+                        msg = pubsub.get_sharded_message(timeout=0.0)
+                except _ERRORS:
+                    _close_quietly(pubsub)  # the node went away: poll from now on
+                    pubsub = None
+        finally:
+            if pubsub is not None:
+                _close_quietly(pubsub)
+
+    def _subscribe(self, held: _Held, deadline: float) -> Any:
+        """A pub/sub connection to the lock's master, subscribed (confirmed) to the lock's
+        shard channel; None when that fails (the waiter then polls)."""
+        try:
+            client = self._client("wait for the lock of", held.sid)
+            node = _master(client, held.lock_key)
+            conn = node.redis_connection
+            if conn is None:  # pragma: no cover
+                return None
+            pubsub = conn.pubsub()  # type: ignore[no-untyped-call,unused-ignore]
+        except (*_ERRORS, SaveHandlerError) as exc:
+            log.debug("waiters of %s poll: %s", held.lock_key, exc)
+            return None
+        try:
+            pubsub.ssubscribe(held.lock_key)
+            while time.monotonic() < deadline:
+                msg = pubsub.get_sharded_message(ignore_subscribe_messages=False,
+                                                 timeout=min(deadline - time.monotonic(), 2.0))
+                if msg is not None and msg.get("type") == "ssubscribe":
+                    return pubsub
+            _close_quietly(pubsub)
+        except _ERRORS as exc:
+            log.debug("waiters of %s poll: %s", held.lock_key, exc)
+            _close_quietly(pubsub)
+        return None
+
+    def _lock_waiters(self, sid: str) -> int:
+        held = self._locking
+        assert held is not None
+        (reply,) = self._run(sid, held.lock_key, [("PUBSUB", "SHARDNUMSUB", held.lock_key)], wait=False,
+                             operation="count the waiters of")
+        return int(reply[1]) if isinstance(reply, list) and len(reply) > 1 else 0
+
+    def _lock_where(self, sid: str) -> str:
+        held = self._locking if self._locking is not None else self._held
+        if held is None:
+            return ""
+        return f"{held.lock_key} in redis cluster slot {key_slot(held.lock_key)}"
+
+    def _lock_holder(self, sid: str) -> str:
+        value = self._holder
+        return f" (held by {value.decode('utf-8', 'replace')!r})" if value else ""
+
+    # -- writes, fenced by the lock ----------------------------------------------------------
+
+    def _ensure_held(self, sid: str) -> _Held:
+        self.check_id(sid)
+        if self._held is not None and self._held.sid == sid:
+            return self._held
+        self.read(sid)
+        assert self._held is not None
+        return self._held
+
+    def _lost(self, held: _Held, operation: str) -> SaveHandlerError:
+        held.stop_refresh()
+        if self._held is held:
+            self._held = None
+        return SaveHandlerError(
+            f"rediscluster save handler: refusing to {operation} session {held.sid}: its lock "
+            f"{held.lock_key} expired (lock_expire={self._config().lock.expire:g} s) and may belong to "
+            "another request now",
+            handler=self.name,
+            operation=operation,
+        )
+
+    def write(self, sid: str, data: bytes) -> None:
+        """PS_WRITE: ``SETEX <prefix><sid> gc_maxlifetime data`` only while the lock is ours,
+        then WAIT for the replicas.
+
+        :raises SaveHandlerError: the lock expired (nothing written), or the cluster failed.
+        """
+        self._store(sid, data, touch=False)
+
+    def update_timestamp(self, sid: str, data: bytes) -> None:
+        """PS_UPDATE_TIMESTAMP (lazy_write): ``EXPIRE`` (a session that expired meanwhile is
+        written again), only while the lock is ours.
+
+        :raises SaveHandlerError: the lock expired, or the cluster failed.
+        """
+        self._store(sid, data, touch=True)
+
+    def _store(self, sid: str, data: bytes, *, touch: bool) -> None:
+        held = self._ensure_held(sid)
+        ttl = _ttl(self.config)
+        operation = "update the timestamp of" if touch else "write"
+        if held.secret is None:
+            if touch:
+                (ok,) = self._run(sid, held.session_key, [("EXPIRE", held.session_key, ttl)], wait=True,
+                                  operation=operation)
+                if ok or not data:
+                    return
+            self._run(sid, held.session_key, [("SETEX", held.session_key, ttl, data)], wait=True,
+                      operation=operation)
+            return
+        script = TOUCH_SCRIPT if touch else WRITE_SCRIPT
+        (ok,) = self._run(sid, held.lock_key, [("EVAL", script, 2, held.lock_key, held.session_key, held.secret,
+                                                ttl, data)], wait=True, operation=operation)
+        if not ok:
+            raise self._lost(held, operation)
+
+    def destroy(self, sid: str) -> None:
+        """PS_DESTROY: delete ``sid``; with our lock, delete and unlock in one atomic step.
+
+        Does not fail when ``sid`` does not exist.
+        :raises SaveHandlerError: our lock expired meanwhile, or the cluster failed.
+        """
+        self.check_id(sid)
+        cfg = self._config()
+        held = self._held
+        if held is not None and held.sid == sid and held.secret is not None:
+            held.stop_refresh()
+            (ok,) = self._run(sid, held.lock_key, [("EVAL", DESTROY_SCRIPT, 2, held.lock_key, held.session_key,
+                                                    held.secret)], wait=True, operation="destroy")
+            if not ok:
+                raise self._lost(held, "destroy")
+            self._held = None
+            return
+        key = cfg.session_key(sid)
+        self._run(sid, key, [("DEL", key)], wait=True, operation="destroy")
+        if held is not None and held.sid == sid:
+            self._held = None
+
+    # -- PS_GC / PS_CREATE_SID / PS_VALIDATE_SID ----------------------------------------------
+
+    def gc(self, max_lifetime: int) -> int:
+        """PS_GC: nothing to do, keys expire by their TTL; returns 0 (phpredis: SUCCESS)."""
+        return 0
+
+    def create_sid(self) -> str:
+        """PS_CREATE_SID: a fresh id whose key and lock do not exist yet (3 tries).
+
+        :raises SaveHandlerError: three colliding ids in a row, or the cluster failed.
+        """
+        return self.unused_id(self._taken, tries=3)
+
+    def _taken(self, sid: str) -> bool:
+        cfg = self._config()
+        key = cfg.session_key(sid)
+        (n,) = self._run(sid, key, [("EXISTS", key, cfg.lock_key(sid))], wait=False, operation="create an id for")
+        return bool(n)
+
+    def validate_id(self, sid: str) -> bool:
+        """PS_VALIDATE_SID (use_strict_mode): True when ``<prefix><sid>`` exists.
+
+        :raises SaveHandlerError: the cluster failed (never a silent "no").
+        """
+        if not ids.is_valid_id(sid):
+            return False
+        key = self._config().session_key(sid)
+        (n,) = self._run(sid, key, [("EXISTS", key)], wait=False, operation="validate")
+        return bool(n)
+
+
+def _sid_of_lock(cfg: ClusterConfig, key: str) -> str | None:
+    """The session id whose lock is ``key`` under save_path's prefix, else None."""
+    body = key[:-len("_LOCK")]
+    for candidate in (body, body[1:-1] if body.startswith("{") else "", body.partition("}")[2]):
+        if candidate.startswith(cfg.prefix):
+            sid = candidate[len(cfg.prefix):]
+            if sid and ids.is_valid_id(sid) and cfg.lock_key(sid) == key:
+                return sid
+    return None
+
+
+def _master(client: RedisCluster, key: str) -> ClusterNode:
+    """The master serving ``key``'s slot in the client's slot map."""
+    node: ClusterNode = client.get_node_from_key(key)  # type: ignore[no-untyped-call]
+    return node
+
+
+def _close_quietly(pubsub: Any) -> None:
+    try:
+        pubsub.close()
+    except _ERRORS:  # pragma: no cover - closing a broken connection
+        pass
