@@ -34,9 +34,12 @@ from .codec import (
     _str_len,
     _text_value,
     dump_pairs,
+    _SLICE_FREE,
+    _charge,
     _fast_end,
     _fast_pieces,
     php_array_key,
+    trim_caches,
 )
 from ..errors import SessionDecodeError, SessionEncodeError
 
@@ -203,6 +206,19 @@ def _decode_named(
     (raising _Fallback when it cannot tell); the exact parser reads with
     ``name_at(text, pos, end)`` -> (name, position of its value).
     """
+    try:
+        return _decode_named_in(payload, split, name_at, allowed_classes, max_depth)
+    finally:
+        trim_caches()  # what one large payload added does not stay in the worker
+
+
+def _decode_named_in(
+    payload: bytes | bytearray | memoryview,
+    split: Callable[[str], tuple[Any, str]],
+    name_at: Callable[[str, int, int], tuple[Any, int]],
+    allowed_classes: AllowedClasses,
+    max_depth: int,
+) -> dict[Any, Any]:
     ctx = RefContext(allowed_classes=allowed_classes, max_depth=max_depth)
     nxt = _fast_pieces(ctx, payload)
     if nxt is not None:
@@ -210,6 +226,8 @@ def _decode_named(
             out: dict[Any, Any] = {}
             p = nxt()
             while p:
+                if len(p) > _SLICE_FREE:
+                    _charge(ctx, len(p))  # split() copies the rest of p
                 name, rest = split(p)
                 out[name], p = _fast_value(rest, nxt, ctx)
             _fast_end(nxt, p)
@@ -314,6 +332,8 @@ def decode_php_serialize(
         cell: list[Any] = []
         _parse(text, 0, ctx, cell)
         value = cell[0]
+    finally:
+        trim_caches()
     if value is None:
         return {}
     if type(value) is list:
@@ -372,4 +392,5 @@ def split_php(payload: bytes | bytearray | memoryview) -> list[tuple[Any, int, i
         cell: list[Any] = []
         pos = _parse(text, bar + 1, ctx, cell)
         out.append((name, bar + 1, pos))
+    trim_caches()
     return out
