@@ -179,33 +179,46 @@ def _plain(value: Any, depth: int = 0) -> bool:
 
 
 class SpanCache:
-    """The payloads this process wrote last, per session id, with their value boundaries."""
+    """The payloads this process wrote last, per session id, with their value boundaries.
 
-    def __init__(self, max_entries: int = 512, max_payload: int = 1 << 20) -> None:
+    Bounded in bytes, since clients choose what goes into their sessions: a payload
+    over ``max_payload`` is not kept, and the least recently used are dropped while
+    the total cost passes ``max_bytes`` (or the count ``max_entries``).  An entry
+    costs its payload twice (the bytes, and the keys of its boundaries) plus 100
+    bytes per boundary.
+    """
+
+    def __init__(self, max_entries: int = 512, max_payload: int = 256 << 10, max_bytes: int = 2 << 20) -> None:
         self.max_entries = max_entries
         self.max_payload = max_payload
-        self._d: OrderedDict[str, tuple[bytes, Entries]] = OrderedDict()
+        self.max_bytes = max_bytes
+        self.bytes = 0
+        self._d: OrderedDict[str, tuple[bytes, Entries, int]] = OrderedDict()
 
     def remember(self, sid: str, payload: bytes, entries: Entries) -> None:
         """Note that ``payload`` (with ``entries``) is what this process stored for ``sid``."""
-        if len(payload) > self.max_payload:
-            self._d.pop(sid, None)
+        self.forget(sid)
+        cost = 2 * len(payload) + 100 * len(entries) + len(sid)
+        if len(payload) > self.max_payload or cost > self.max_bytes:
             return
-        self._d[sid] = (payload, entries)
-        self._d.move_to_end(sid)
-        if len(self._d) > self.max_entries:
-            self._d.popitem(last=False)
+        self._d[sid] = (payload, entries, cost)
+        self.bytes += cost
+        while len(self._d) > self.max_entries or self.bytes > self.max_bytes:
+            self.bytes -= self._d.popitem(last=False)[1][2]
 
     def lookup(self, sid: str, payload: bytes) -> Entries | None:
         """The boundaries of ``payload`` when it is exactly what was remembered for ``sid``."""
         hit = self._d.get(sid)
         if hit is None or hit[0] != payload:
             return None
+        self._d.move_to_end(sid)
         return hit[1]
 
     def forget(self, sid: str) -> None:
         """Drop ``sid`` (destroyed, or its write failed)."""
-        self._d.pop(sid, None)
+        hit = self._d.pop(sid, None)
+        if hit is not None:
+            self.bytes -= hit[2]
 
 
 #: the per-process cache the Session uses
