@@ -424,11 +424,11 @@ def ini_set(option: str, value: Any) -> str | bool:
     req = s.request
     cfg = req.config
     key = cfg.canonical(option)
-    if key is None or not option.startswith("session.") and not SETTINGS[key].phpsess_only:
+    if key is None or not option.startswith("session.") and not (SETTINGS[key].phpsess_only or SETTINGS[key].core):
         return False
     if SETTINGS[key].mode == "PERDIR":
         return False
-    if not key.startswith("trans_sid_"):
+    if not key.startswith("trans_sid_") and not SETTINGS[key].core:
         if s.active:
             s.diagnose("Session ini settings cannot be changed when a session is active")
             return False

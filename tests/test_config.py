@@ -237,7 +237,8 @@ def test_defaults_are_php_compiled_defaults() -> None:
         True, True, True, False)
     assert cfg.as_ini()["session.trans_sid_tags"] == "a=href,area=href,frame=src,form="
     assert cfg.changed() == {} and repr(cfg) == "SessionConfig({})"
-    assert list(cfg.as_ini()) == [f"session.{k}" for k in SETTINGS]
+    assert list(cfg.as_ini()) == [s.ini_name for s in SETTINGS.values()]
+    assert [s.name for s in SETTINGS.values() if s.core] == ["memory_limit"]
 
 
 def test_copy_is_independent() -> None:
@@ -384,9 +385,9 @@ def test_from_ini_file_raises_for_values_php_refuses(tmp_path: Path) -> None:
 def test_conf_phpsess_ini_documents_every_setting() -> None:
     text = CONF.read_text()
     entries = load_ini_file(str(CONF))
-    assert set(entries) == {f"session.{k}" for k in SETTINGS}
+    assert set(entries) == {s.ini_name for s in SETTINGS.values()}
     for key, s in SETTINGS.items():
-        block = re.search(r"((?:^;.*\n)+)^session\." + re.escape(key) + r" =", text, re.M)
+        block = re.search(r"((?:^;.*\n)+)^" + re.escape(s.ini_name) + r" =", text, re.M)
         assert block, key
         comment = block.group(1)
         if s.phpsess_only:
@@ -396,6 +397,6 @@ def test_conf_phpsess_ini_documents_every_setting() -> None:
             assert f"PHP 8.2 default: {default} |" in comment, key
             if s.debian is not None:
                 assert f"Debian: {s.debian or chr(34) * 2}" in comment, key
-                assert entries[f"session.{key}"] == s.debian, key
+                assert entries[s.ini_name] == s.debian, key
     cfg = from_ini_file(str(CONF))
     assert (cfg.sid_length, cfg.sid_bits_per_character, cfg.gc_probability) == (26, 5, 0)

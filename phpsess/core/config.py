@@ -67,6 +67,7 @@ class Setting:
     kind: str  # Python type of the attribute: "bool" | "int" | "str" | "float"
     mode: str = "ALL"  # "ALL" | "PERDIR"
     phpsess_only: bool = False  # an extension of phpsess, unknown to PHP
+    core: bool = False  # one of PHP's core settings: its ini name has no "session." prefix
     check: str = ""  # the validator (PHP's OnUpdate handler); "" = same as kind
     #: Debian's php.ini-production value, or None when it leaves PHP's default (documentation)
     debian: str | None = None
@@ -76,6 +77,11 @@ class Setting:
     def attr(self) -> str:
         """The SessionConfig attribute that holds the parsed value."""
         return self.name.replace(".", "_")
+
+    @property
+    def ini_name(self) -> str:
+        """The name in php.ini and ``ini_get()``: ``session.NAME``, or NAME for a core setting."""
+        return self.name if self.core else "session." + self.name
 
 
 SETTINGS: dict[str, Setting] = {
@@ -152,6 +158,9 @@ SETTINGS: dict[str, Setting] = {
                 doc="lock = PHP's exclusive lock; merge = optimistic merge of changed keys"),
         Setting("merge_conflict", "overwrite", "str", phpsess_only=True, check="merge_conflict",
                 doc="merge mode, same key changed by two requests: overwrite (last write wins) or error"),
+        # PHP's core setting, for what a request decodes from its session (0: no limit)
+        Setting("memory_limit", "128M", "int", core=True, check="memory_limit", debian="128M",
+                doc="bytes a request may use for the session it decodes; -1 = no limit"),
     ]
 }
 
@@ -430,6 +439,28 @@ def _v_rfc1867_freq(key: str, raw: str, warn: Warn | None) -> Any:
     return raw
 
 
+#: what PHP has in use when it sets memory_limit (one 2 MiB chunk): a lower limit is refused
+MEMORY_IN_USE = 2 << 20
+
+
+def _v_memory_limit(key: str, raw: str, warn: Warn | None) -> Any:
+    """main.c OnSetMemoryLimit: an unsigned quantity, -1 (or any negative) for no limit
+    (0 here); below what is in use already, refused with PHP's warning."""
+    value, err = parse_quantity(raw)
+    if err is not None:
+        _warn(warn, f'Invalid "{key}" setting. {c_str(err)}')
+    if value < 0:
+        if value != -1 and err is None:
+            _warn(warn, f'Invalid "{key}" setting. Invalid quantity "{raw}": value is out of range, '
+                        "using overflow result for backwards compatibility")
+        return 0
+    if value < MEMORY_IN_USE:
+        raise ConfigError(
+            key, raw, f"Failed to set memory limit to {value} bytes (Current memory usage is {MEMORY_IN_USE} bytes)"
+        )
+    return value
+
+
 def _v_nonneg_float(key: str, raw: str, warn: Warn | None) -> Any:
     try:
         value = float(raw.strip(C_SPACE)) if raw.strip(C_SPACE) else 0.0
@@ -479,6 +510,7 @@ _VALIDATORS: dict[str, Callable[[str, str, Warn | None], Any]] = {
     "nonneg_int": _v_nonneg_int,
     "concurrency": _one_of("lock", "merge"),
     "merge_conflict": _one_of("overwrite", "error"),
+    "memory_limit": _v_memory_limit,
 }
 
 _SETTING_VALIDATOR = {name: _VALIDATORS[s.check or s.kind] for name, s in SETTINGS.items()}
@@ -530,6 +562,7 @@ class SessionConfig:
     lazy_start: bool
     concurrency: str
     merge_conflict: str
+    memory_limit: int
 
     _raw: dict[str, str]
 
@@ -551,9 +584,13 @@ class SessionConfig:
 
     @staticmethod
     def canonical(name: str) -> str | None:
-        """``"session.gc_maxlifetime"`` or ``"gc_maxlifetime"`` -> ``"gc_maxlifetime"``; None if unknown."""
-        key = name[8:] if name.startswith("session.") else name
-        return key if key in SETTINGS else None
+        """``"session.gc_maxlifetime"`` or ``"gc_maxlifetime"`` -> ``"gc_maxlifetime"``; None if unknown
+        (``"memory_limit"``, a core setting, has no ``session.`` form)."""
+        if name.startswith("session."):
+            key = name[8:]
+            s = SETTINGS.get(key)
+            return key if s is not None and not s.core else None
+        return name if name in SETTINGS else None
 
     def get(self, name: str) -> str | None:
         """The raw string ``ini_get("session.NAME")`` returns; None for an unknown setting."""
@@ -605,8 +642,8 @@ class SessionConfig:
     __copy__ = copy
 
     def as_ini(self) -> dict[str, str]:
-        """All settings as ``{"session.NAME": raw}``, in PHP's order."""
-        return {f"session.{k}": v for k, v in self._raw.items()}
+        """All settings as ``{"session.NAME": raw}`` (core ones without the prefix), in PHP's order."""
+        return {SETTINGS[k].ini_name: v for k, v in self._raw.items()}
 
     def changed(self) -> dict[str, str]:
         """The raw settings that differ from PHP's defaults."""

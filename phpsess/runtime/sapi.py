@@ -30,6 +30,7 @@ import types
 from types import FrameType
 from typing import IO, Any, Callable, Iterator, Mapping
 
+from ..errors import MemoryLimitExceeded
 from ..core.config import SessionConfig
 from ..core.http import reason_phrase
 from ..session.context import active_request, request_context
@@ -213,7 +214,7 @@ def _exec(path: str, request: Request, module: types.ModuleType, time_limit: flo
                 _disarm_time_limit()
     except SystemExit:
         pass  # PHP's exit: a normal end of the script
-    except ExecutionTimeExceeded as exc:
+    except (ExecutionTimeExceeded, MemoryLimitExceeded) as exc:
         # PHP's fatal error: 500, the message in the log; the request shutdown still runs
         # (shutdown functions, the session written), as PHP's does
         _fatal_error_status(request)
@@ -226,7 +227,7 @@ def _exec(path: str, request: Request, module: types.ModuleType, time_limit: flo
         raise
 
 
-def _print_fatal_error(exc: ExecutionTimeExceeded) -> None:
+def _print_fatal_error(exc: BaseException) -> None:
     """``PHP Fatal error:  ... in FILE on line N`` on stderr (the pool's log), naming the
     script's line that was running."""
     where = ("Unknown", 0)

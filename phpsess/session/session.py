@@ -23,6 +23,7 @@ from ..errors import (
     LockBusy,
     LockTimeout,
     MergeConflict,
+    MemoryLimitExceeded,
     PHPFatalError,
     SaveHandlerError,
     SessionStateError,
@@ -379,6 +380,18 @@ class Session:
         if monitor is not None:
             monitor(self.id, handler.describe_lock(self.id), False, handler.lock_info.waited)
         self._maybe_gc(handler)
+        if cfg.memory_limit and raw:
+            need = encoding.decode_cost(raw)
+            if need > cfg.memory_limit:
+                # PHP's fatal error in the middle of session_start(): the script ends, the
+                # stored session stays as it is (nothing is written), the lock is released
+                self._safe_close(handler)
+                self.handler = None
+                self._go(Event.FAIL)
+                self.id = None
+                self.data = {}
+                self.bound = False
+                raise MemoryLimitExceeded(cfg.memory_limit, need)
         self.lazy_snapshot = raw if cfg.lazy_write else None
         try:
             self.data = self._decode(raw)

@@ -13,7 +13,7 @@ import logging
 import os
 from typing import Mapping
 
-from ..core.config import SessionConfig, Warn
+from ..core.config import SETTINGS, SessionConfig, Warn
 from ..core.ini import IniSyntaxError, parse_php_ini
 from ..errors import ConfigError
 
@@ -21,11 +21,14 @@ __all__ = ["load_ini_file", "from_ini_file", "default_config", "set_default_conf
 
 log = logging.getLogger(__name__)
 
+#: the PHP core settings phpsess honours (``memory_limit``), read besides ``session.*``
+_CORE = frozenset(s.name for s in SETTINGS.values() if s.core)
+
 _default_config: SessionConfig | None = None
 
 
 def load_ini_file(path: str, environ: Mapping[str, str] | None = None) -> dict[str, str]:
-    """Read a php.ini-syntax file and return its ``session.*`` entries as raw strings
+    """Read a php.ini-syntax file and return its ``session.*`` entries (and ``memory_limit``) as raw strings
     (:func:`phpsess.core.ini.parse_php_ini`: PHP's quoting, ``On``/``Off``, ``${NAME}``,
     ``[HOST=]``/``[PATH=]`` sections skipped).
 
@@ -42,7 +45,7 @@ def load_ini_file(path: str, environ: Mapping[str, str] | None = None) -> dict[s
         entries = parse_php_ini(text, env)
     except IniSyntaxError as exc:
         raise ConfigError(path, None, f"{exc} in {path} on line {exc.line}", cause=exc)
-    return {k: v for k, v in entries.items() if k.startswith("session.")}
+    return {k: v for k, v in entries.items() if k.startswith("session.") or k in _CORE}
 
 
 def from_ini_file(path: str, *, warn: Warn | None = None) -> SessionConfig:
