@@ -39,6 +39,7 @@ import threading
 from typing import Any, Callable, Iterable, Iterator, Mapping, Union
 
 from ..errors import SessionDecodeError, SessionEncodeError
+from .phparray import PHPArray
 from .zend import float_to_string
 
 __all__ = [
@@ -58,6 +59,7 @@ __all__ = [
     "is_valid_class_name",
     "clear_caches",
     "trim_caches",
+    "to_php_arrays",
 ]
 
 #: largest PHP ``int`` (64-bit)
@@ -1470,6 +1472,18 @@ def dump_pairs(
                     if len(stack) >= check_at:
                         check_at = _check_cycle(stack, check_at)
                     break
+                elif t is PHPArray:
+                    d = v._d
+                    if not d:
+                        append(f"{k}a:0:{{}}")
+                        continue
+                    append(f"{k}a:{len(d)}:{{")
+                    stack.append((it, closer, v))
+                    it = zip(map(akeys.__getitem__, d), d.values())
+                    closer = "}"
+                    if len(stack) >= check_at:
+                        check_at = _check_cycle(stack, check_at)
+                    break
                 elif t is float:
                     piece = fget(v)
                     append(k + (piece if piece is not None else _float_piece(v, precision)))
@@ -1617,3 +1631,64 @@ def dumps(value: Any, *, precision: int = -1) -> bytes:
     out: list[str] = []
     dump_pairs(out, (("", value),), RefContext(), precision)
     return "".join(out).encode("utf-8", "surrogateescape")
+
+
+def to_php_arrays(value: Any, *, keep_top: bool = False) -> Any:
+    """``value`` with every ``list``/``dict`` in it (at any depth, inside objects and
+    references too) turned into a :class:`PHPArray`; returns the converted value.
+
+    Meant for what the decoder returns: lists are arrays with keys ``0..n-1``, dict keys
+    are canonical already; object property tables stay dicts.  Linear, no recursion;
+    an object or reference met twice is converted once.  ``keep_top``: a top-level dict
+    (a session's variables) stays a dict, converted in place below.
+    """
+    cell = [value]
+    seen: set[int] = set()
+    # (container, its keys to look at)
+    stack: list[tuple[Any, Iterator[Any]]] = [(cell, iter((0,)))]
+    if keep_top and type(value) is dict:
+        stack = [(value, iter(list(value)))]
+    while stack:
+        holder, keys = stack[-1]
+        for k in keys:
+            v = holder[k]
+            t = type(v)
+            if t is list:
+                v = PHPArray._trusted_list(v)
+            elif t is dict:
+                v = PHPArray._trusted(v)
+            elif t is PHPObject or t is PHPReference:
+                if id(v) in seen:
+                    continue
+                seen.add(id(v))
+                if t is PHPObject:
+                    stack.append((v.properties, iter(list(v.properties))))
+                else:
+                    stack.append((_RefSlot(v), iter((0,))))
+                break
+            else:
+                continue
+            if type(holder) is PHPArray:
+                holder._d[k] = v
+            else:
+                holder[k] = v
+            stack.append((v, iter(list(v._d))))
+            break
+        else:
+            stack.pop()
+    return cell[0]
+
+
+class _RefSlot:
+    """A PHPReference seen as a one-slot container, so that its value can be replaced."""
+
+    __slots__ = ("ref",)
+
+    def __init__(self, ref: Any) -> None:
+        self.ref = ref
+
+    def __getitem__(self, key: int) -> Any:
+        return self.ref.value
+
+    def __setitem__(self, key: int, value: Any) -> None:
+        self.ref.value = value

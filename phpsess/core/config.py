@@ -158,6 +158,8 @@ SETTINGS: dict[str, Setting] = {
                 doc="lock = PHP's exclusive lock; merge = optimistic merge of changed keys"),
         Setting("merge_conflict", "overwrite", "str", phpsess_only=True, check="merge_conflict",
                 doc="merge mode, same key changed by two requests: overwrite (last write wins) or error"),
+        Setting("php_arrays", "1", "bool", phpsess_only=True,
+                doc="decoded PHP arrays are PHPArray (PHP's keys and order); 0 = plain list/dict"),
         # PHP's core setting, for what a request decodes from its session (0: no limit)
         Setting("memory_limit", "128M", "int", core=True, check="memory_limit", debian="128M",
                 doc="bytes a request may use for the session it decodes; -1 = no limit"),
@@ -562,6 +564,7 @@ class SessionConfig:
     lazy_start: bool
     concurrency: str
     merge_conflict: str
+    php_arrays: bool
     memory_limit: int
 
     _raw: dict[str, str]

@@ -25,6 +25,7 @@ from collections.abc import MutableMapping
 from typing import Any, Callable, Iterator, Mapping
 
 from . import codec
+from .phparray import PHPArray
 from ..errors import SessionEncodeError
 
 __all__ = ["SessionData", "encode_entries", "SpanCache", "SPANS", "is_array"]
@@ -45,11 +46,13 @@ class _Raw:
 class SessionData(MutableMapping):  # type: ignore[type-arg]
     """``$_SESSION`` over a stored ``php`` payload, decoding each value on first use."""
 
-    __slots__ = ("_payload", "_d")
+    __slots__ = ("_payload", "_d", "_php_arrays")
 
-    def __init__(self, payload: bytes, entries: Entries) -> None:
+    def __init__(self, payload: bytes, entries: Entries, *, php_arrays: bool = False) -> None:
         self._payload = payload
         self._d: dict[Any, Any] = {key: _Raw(start, end) for key, start, end in entries}
+        #: decoded arrays become PHPArray (session.php_arrays), else list/dict
+        self._php_arrays = php_arrays
 
     def __getitem__(self, key: Any) -> Any:
         value = self._d[key]
@@ -61,6 +64,8 @@ class SessionData(MutableMapping):  # type: ignore[type-arg]
                     value = int(raw[2:-1])  # the common counter: no parser needed
                 else:
                     value = codec.loads(raw)
+                    if self._php_arrays:
+                        value = codec.to_php_arrays(value)
             self._d[key] = value
         return value
 
@@ -167,7 +172,7 @@ def _report(skipped: list[int], on_skip: Callable[[int], None] | None) -> None:
 def _plain(value: Any, depth: int = 0) -> bool:
     """True when ``value`` holds no PHP objects or references (so its encoding is self-contained)."""
     t = type(value)
-    if t is dict:
+    if t is dict or t is PHPArray:
         if depth > 64:
             return False
         return all(_plain(v, depth + 1) for v in value.values())

@@ -30,6 +30,7 @@ from ..errors import (
     SessionDecodeError,
 )
 from ..storage.base import SaveHandler, handler_class
+from ..core.codec import to_php_arrays
 from ..core.lazydata import SPANS, Entries, SessionData, encode_entries, is_array
 from ..core.state import NEXT_PHASE, STATUS, Event, Phase, Status
 
@@ -446,8 +447,14 @@ class Session:
             entries = SPANS.lookup(self.id, raw)
             if entries is not None:
                 # exactly what this process last wrote: decode each key on first use
-                return SessionData(raw, entries)
-        return encoding.decode(raw, handler)
+                return SessionData(raw, entries, php_arrays=self.config.php_arrays)
+        return self._arrays(encoding.decode(raw, handler))
+
+    def _arrays(self, decoded: Any) -> Any:
+        """Decoded session data with its arrays as PHPArray (``session.php_arrays``)."""
+        if self.config.php_arrays:
+            return to_php_arrays(decoded, keep_top=True)
+        return decoded
 
     def _cancel_decode(self) -> None:
         """php_session_cancel_decode(): destroy the stored session, fresh $_SESSION."""
@@ -859,7 +866,7 @@ class Session:
             self.diagnose("Session data cannot be decoded when there is no active session")
             return False
         try:
-            decoded = encoding.decode(payload, self.config.serialize_handler) if payload else {}
+            decoded = self._arrays(encoding.decode(payload, self.config.serialize_handler)) if payload else {}
         except SessionDecodeError:
             self._cancel_decode()
             return False
