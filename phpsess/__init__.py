@@ -17,9 +17,10 @@ from .errors import *  # noqa: F401,F403,E402
 from .errors import __all__ as _errors_all  # noqa: E402
 from .php import *  # noqa: F401,F403,E402
 from .php import __all__ as _php_all  # noqa: E402
+from .core.phparray import PHPArray  # noqa: E402  (what PHP arrays in SESSION are: docs/types.md)
 
 # SID is not in __all__: it exists only after session_start() (see __getattr__)
-__all__ = ["__version__", *_errors_all, *_php_all]
+__all__ = ["__version__", "PHPArray", *_errors_all, *_php_all]
 
 
 def __getattr__(name: str) -> Any:

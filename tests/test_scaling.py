@@ -20,6 +20,7 @@ import pytest
 
 from phpsess.core import codec, formats, lazydata
 from phpsess.core.codec import PHPCustomObject, PHPEnum, PHPObject, PHPReference
+from phpsess.core.phparray import PHPArray
 
 # ---------------------------------------------------------------------------------------
 # shapes: n -> a session (dict of top-level keys)
@@ -68,6 +69,7 @@ SHAPES: dict[str, Callable[[int], dict[str, Any]]] = {
     "custom objects and enums": lambda n: {
         "x": [PHPCustomObject("C", b"a;b}") for _ in range(n // 2)] + [PHPEnum("E", f"c{i % 50}") for i in range(n // 2)]
     },
+    "PHPArrays": lambda n: {"x": PHPArray([PHPArray({i: "v", "k": []}) for i in range(n // 2)])},
     "objects with properties": lambda n: {
         "x": [PHPObject("P", {"\0*\0a": i, "\0P\0b": [], "c": PHPObject("Q")}) for i in range(n // 4)]
     },
@@ -108,6 +110,8 @@ DECODERS: list[tuple[str, str, Callable[[bytes], Any]]] = [
     ("loads", "php_serialize", codec.loads),
     ("loads exact", "php_serialize", _exact(codec.loads)),
     ("split_php", "php", _split_php),
+    ("decode to PHPArrays", "php_serialize",
+     lambda payload: codec.to_php_arrays(formats.decode(payload, "php_serialize"), keep_top=True)),
 ]
 ENCODERS: list[tuple[str, Callable[[dict[str, Any]], Any]]] = [
     ("encode php", lambda d: formats.encode(d, "php")),

@@ -23,7 +23,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import MutableMapping
-from typing import Any, Iterable, Iterator, Mapping
+from typing import Any, ItemsView, Iterable, Iterator, KeysView, Mapping, ValuesView
 
 __all__ = ["PHPArray", "php_key"]
 
@@ -149,15 +149,15 @@ class PHPArray(MutableMapping):  # type: ignore[type-arg]
     def __reversed__(self) -> Iterator[Any]:
         return iter(reversed(self._d.keys()))
 
-    def keys(self):  # type: ignore[no-untyped-def]
+    def keys(self) -> KeysView[Any]:
         """The keys in PHP's order (a view)."""
         return self._d.keys()
 
-    def values(self):  # type: ignore[no-untyped-def]
+    def values(self) -> ValuesView[Any]:
         """The values in PHP's order (a view)."""
         return self._d.values()
 
-    def items(self):  # type: ignore[no-untyped-def]
+    def items(self) -> ItemsView[Any, Any]:
         """``(key, value)`` pairs in PHP's order (a view)."""
         return self._d.items()
 

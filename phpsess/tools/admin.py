@@ -25,6 +25,7 @@ import time
 from typing import Any, Iterator
 
 from ..core.config import SessionConfig
+from ..core.phparray import PHPArray
 
 __all__ = ["show", "gc", "locks", "destroy", "to_json", "json_text", "read_session_file"]
 
@@ -89,7 +90,7 @@ def _children(value: Any) -> Iterator[Any] | None:
     """The values directly inside ``value`` (None for a scalar)."""
     from ..core import codec
 
-    if isinstance(value, dict):
+    if isinstance(value, (dict, PHPArray)):
         return iter(value.values())
     if isinstance(value, (list, tuple)):
         return iter(value)
@@ -109,7 +110,7 @@ def _shared_nodes(value: Any) -> set[int]:
     stack: list[Iterator[Any]] = [iter((value,))]
     while stack:
         for v in stack[-1]:
-            if isinstance(v, nodes) or isinstance(v, (dict, list, tuple)):
+            if isinstance(v, nodes) or isinstance(v, (dict, list, tuple, PHPArray)):
                 if id(v) in seen:
                     if isinstance(v, nodes):
                         shared.add(id(v))
@@ -131,8 +132,12 @@ def _json_node(
     ``(key, value)`` pairs that fill it."""
     from ..core import codec
 
-    if isinstance(v, (dict, list, tuple)) and id(v) in open_ids:
+    if isinstance(v, (dict, list, tuple, PHPArray)) and id(v) in open_ids:
         return {"__recursion__": True}, None
+    if isinstance(v, PHPArray):
+        if v.is_list():
+            return [], ((None, x) for x in v.values())
+        return {}, ((_name(k), x) for k, x in v.items())
     if isinstance(v, dict):
         return {}, ((_name(k), x) for k, x in v.items())
     if isinstance(v, (list, tuple)):
