@@ -1,3 +1,4 @@
+#!/usr/bin/env python3
 """counter.py: the classic PHP page-view counter.
 
     <?php

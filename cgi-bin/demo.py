@@ -1,3 +1,4 @@
+#!/usr/bin/env python3
 """demo.py: why PHP sessions make parallel AJAX slow, in one page.
 
 The page fires 10 parallel requests at slow.py (500 ms of work each) on this

@@ -1,3 +1,4 @@
+#!/usr/bin/env python3
 """login.py: log in, moving the session to a new id (session fixation defence).
 
 GET shows the form (or who is logged in); POST user=...&password=... checks the

@@ -1,3 +1,4 @@
+#!/usr/bin/env python3
 """logout.py: the PHP manual's logout -- empty $_SESSION, expire the cookie, destroy.
 
     <?php

@@ -1,3 +1,4 @@
+#!/usr/bin/env python3
 """slow.py: a slow AJAX endpoint -- 500 ms of work on the session, in one of three modes.
 
     ?mode=hold   PHP's default: session_start(), work, write at the end. The session

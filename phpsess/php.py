@@ -24,7 +24,7 @@ from .compiled import IntOrFalse
 from .core.config import SETTINGS
 from .errors import ConfigError, PHPDeprecated, PHPNotice, PHPWarning
 from .storage.base import SaveHandler
-from .session.request import Request
+from .session.request import HeaderRefused, Request
 from .session.context import current_request
 from .session.session import Session
 from .core.state import Phase, Status
@@ -471,7 +471,11 @@ def header(header: str, replace: bool = True, response_code: int = 0) -> None:
     if req.headers_sent:
         _headers_sent_warning(req)
         return
-    req.header(header, replace, response_code)
+    try:
+        req.header(header, replace, response_code)
+    except HeaderRefused as exc:  # header injection: PHP warns and sends nothing of it
+        req.session.function = None
+        report(None, str(exc))
 
 
 def header_remove(name: str | None = None) -> None:

@@ -255,7 +255,11 @@ class AccessRecord:
     memory: int  # peak bytes
     content_length: int
     script: str
+    client_ip: str = ""  # the FastCGI client's (nginx's) IP; empty on a unix socket
 
+
+#: the head's default Content-type (not one the script set): php-fpm's ``%o`` does not see it
+DEFAULT_CONTENT_TYPE = ("Content-type", "text/html; charset=UTF-8")
 
 _SPEC = re.compile(r"%(?:\{([^}]*)\})?(.)", re.S)
 _KNOWN = set("CdefflmMnopPqQrRstTu%")
@@ -305,11 +309,10 @@ def access_line(fmt: str, r: AccessRecord, *, now: float) -> str:
             return str(r.memory // div)
         if spec == "n":
             return r.pool
-        if spec == "o":
-            low = (arg or "").lower()
+        if spec == "o":  # a header the script sent (case-sensitive name, as php-fpm's)
             for name, value in r.headers:
-                if name.lower() == low:
-                    return value
+                if name == arg and (name, value) != DEFAULT_CONTENT_TYPE:
+                    return value or "-"
             return "-"
         if spec == "p":
             return str(r.pid)
@@ -322,8 +325,8 @@ def access_line(fmt: str, r: AccessRecord, *, now: float) -> str:
         if spec == "r":
             uri = p.get("REQUEST_URI") or p.get("SCRIPT_NAME") or "-"
             return uri.split("?", 1)[0] or "-"
-        if spec == "R":
-            return p.get("REMOTE_ADDR") or "-"
+        if spec == "R":  # the FastCGI client, not REMOTE_ADDR
+            return r.client_ip or "-"
         if spec == "s":
             return str(r.status)
         if spec == "t":

@@ -354,6 +354,7 @@ class FastCGIWorker(ScriptWorker):
         self.opts = opts
         self.logs = logs or LogFiles(opts)
         self._pid = os.getpid()
+        self._conn: socket.socket | None = None
 
     # -- set-up -----------------------------------------------------------------------------------
     def setup(self) -> None:
@@ -372,6 +373,7 @@ class FastCGIWorker(ScriptWorker):
     def handle(self, conn: socket.socket) -> None:
         opts = self.opts
         reader = RequestReader(max_params=opts.max_params, max_body=opts.post_max_size)
+        self._conn = conn
         try:
             serve_connection(conn, self.respond, reader, idle_timeout=opts.idle_timeout,
                              read_timeout=opts.read_timeout, stop=self.ctx.quitting)
@@ -391,7 +393,7 @@ class FastCGIWorker(ScriptWorker):
             script = ""
         elif opts.ping_path and script_name == opts.ping_path:
             resp.send_headers(200, [("Content-type", "text/plain;charset=UTF-8"), *_NO_CACHE])
-            resp.write(opts.ping_response.encode() + b"\n")
+            resp.write(opts.ping_response.encode())
             script = ""
         else:
             script = params.get("SCRIPT_FILENAME", "")
@@ -399,6 +401,17 @@ class FastCGIWorker(ScriptWorker):
         self.end(times)
         if self.logs.access_fd >= 0:
             self._access_line(req, resp, times, script)
+
+    def _client_ip(self) -> str:
+        """The FastCGI client's IP (nginx's, for a TCP listener): php-fpm's ``%R``; empty on
+        a unix socket."""
+        conn = self._conn
+        if conn is None or conn.family not in (socket.AF_INET, socket.AF_INET6):
+            return ""
+        try:
+            return str(conn.getpeername()[0])
+        except OSError:
+            return ""
 
     def _access_line(self, req: FCGIRequest, resp: FlatResponse, t: RequestTimes, script: str) -> None:
         d = t.duration
@@ -409,6 +422,7 @@ class FastCGIWorker(ScriptWorker):
             cpu_user=100.0 * t.cpu_user / d if d > 0 else 0.0,
             cpu_system=100.0 * t.cpu_system / d if d > 0 else 0.0,
             memory=t.memory, content_length=req.body_length, script=script,
+            client_ip=self._client_ip() if "%R" in self.opts.access_format else "",
         )
         line = fpmlog.access_line(self.opts.access_format, record, now=time.time()) + "\n"
         try:

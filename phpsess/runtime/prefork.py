@@ -498,7 +498,9 @@ class Arbiter:
             else:
                 log.info("[pool %s] child %d exited %s after %.6f seconds from start",
                          self.settings.name, pid, _describe_status(status), lived)
-            if not child.ready:
+            # ready: it got past its start (the master's tick may not have seen it yet, when
+            # it served and died between two ticks: a crash in a script, not a start failure)
+            if not child.ready and last.state == WorkerState.STARTING and not last.accepted:
                 # died before it could serve: a start failure; back off, but keep trying
                 self._backoff = min(5.0, max(0.1, self._backoff * 2))
                 self._respawn_at = time.monotonic() + self._backoff
@@ -729,7 +731,8 @@ class Arbiter:
                 continue
             slot.accepted()
             try:
-                conn.setblocking(True)
+                if conn.gettimeout() is not None:  # (accept4 gives a blocking socket: no ioctl)
+                    conn.setblocking(True)
                 worker.handle(conn)
             except OSError as exc:
                 log.info("[pool %s] connection lost: %s", self.settings.name, exc)

@@ -22,6 +22,7 @@ import builtins
 import io
 import logging
 import os
+import _signal
 import signal
 import stat
 import sys
@@ -189,15 +190,16 @@ def _on_time_limit(signum: int, frame: FrameType | None) -> None:
 
 
 def _arm_time_limit(seconds: float) -> None:
-    if signal.getsignal(signal.SIGPROF) is not _on_time_limit:
+    if _signal.getsignal(signal.SIGPROF) is not _on_time_limit:  # (signal.getsignal makes an enum)
         signal.signal(signal.SIGPROF, _on_time_limit)
     _time_limit[0] = seconds
     signal.setitimer(signal.ITIMER_PROF, seconds)
 
 
 def _disarm_time_limit() -> None:
+    # the timer is left running (one system call less per request): the next request's
+    # arming replaces it, and should it fire first, the handler sees no limit in force
     _time_limit[0] = 0.0
-    signal.setitimer(signal.ITIMER_PROF, 0)
 
 
 def _exec(path: str, request: Request, module: types.ModuleType, time_limit: float = 0.0) -> None:

@@ -200,7 +200,9 @@ class WorkerSlot:
         self._end()
 
     def set_state(self, state: int) -> None:
-        """The worker's state (IDLE between requests)."""
+        """The worker's state (IDLE between requests); nothing written when it is already so."""
+        if self.fields[1] == state:
+            return
         self.fields[1] = state
         self._begin()
         self._end()

@@ -20,7 +20,7 @@ from ..core.config import SessionConfig
 from .session import Session
 from .settings import default_config
 
-__all__ = ["Request", "HeadersSink", "LockMonitor"]
+__all__ = ["Request", "HeadersSink", "LockMonitor", "HeaderRefused"]
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +33,10 @@ LockMonitor = Callable[[str, str, bool, float], None]
 #: the package's directory: frames under it are phpsess's own, not the script's
 _PKG_DIR = os.path.dirname(os.path.dirname(__file__))
 
+
+
+class HeaderRefused(ValueError):
+    """``header()`` refused a line (NUL byte, or a CR/LF inside it): PHP's warning text."""
 
 class Request:
     """One request's PHP state: superglobals, header list, output state, session.
@@ -122,14 +126,18 @@ class Request:
         """PHP's ``header()``: add (or replace) a header line, or set the status line.
 
         Headers sent already: PHP's warning (raised here as :class:`RuntimeError`
-        for php.py to translate).
+        for php.py to translate).  A line with a NUL byte, or a CR or LF inside it (header
+        injection): :class:`HeaderRefused` with PHP's warning, and nothing is added.
         """
         if self.headers_sent:
             raise RuntimeError(
                 f"Cannot modify header information - headers already sent{self.headers_sent_at}"
             )
+        line = line.rstrip(" \t\n\v\f\r")  # PHP trims trailing white space (a final CRLF too)
+        if "\0" in line:
+            raise HeaderRefused("Header may not contain NUL bytes")
         if "\n" in line or "\r" in line:
-            raise ValueError("Header may not contain more than a single header, new line detected")
+            raise HeaderRefused("Header may not contain more than a single header, new line detected")
         if line[:5].upper() == "HTTP/":
             parts = line.split(None, 2)
             if len(parts) >= 2 and parts[1].isdigit():

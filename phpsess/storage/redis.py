@@ -416,9 +416,20 @@ class RedisHandler(SaveHandler):
             pipe = held.client.redis.pipeline(transaction=False)
             pipe.set(held.lock_key, held.secret or "", nx=True, px=self._expire_ms(held.server))
             pipe.get(held.session_key)
-            ok, data = pipe.execute()
+            ok, data = pipe.execute(raise_on_error=False)
         except RedisError as exc:
             raise self._fail("lock", held.server, exc, held.sid)
+        if isinstance(ok, Exception):
+            raise self._fail("lock", held.server, ok, held.sid)
+        if isinstance(data, Exception):
+            # the session key cannot be read (WRONGTYPE: not a string): give the lock back
+            # now rather than leave it to expire after lock_expire
+            if ok:
+                try:
+                    held.client.release(keys=[held.lock_key], args=[held.secret or ""])
+                except RedisError:
+                    pass  # it expires after lock_expire
+            raise self._fail("read", held.server, data, held.sid)
         if ok:
             self._locked_data = _bytes(data)
         return bool(ok)

@@ -291,8 +291,16 @@ def _read_redis(config: SessionConfig, sid: str, save_path: str) -> bytes | None
     from ..storage.redis import client_for
     from ..core.redis_url import parse_save_path, pick_server
 
+    from redis.exceptions import RedisError
+
+    from ..errors import SaveHandlerError
+
     server = pick_server(parse_save_path(save_path), sid)
-    data = client_for(server).get(server.session_key(sid))
+    try:
+        data = client_for(server).get(server.session_key(sid))
+    except RedisError as exc:
+        raise SaveHandlerError(f"cannot read it from redis server {server.address}: {exc}",
+                               handler="redis", operation="read", cause=exc)
     if data is None:
         return None
     return data if isinstance(data, bytes) else str(data).encode()
@@ -414,6 +422,59 @@ def _seconds(value: float | None) -> str:
     return f"{value / 3600:.1f}h"
 
 
+def _redis_locks(save_path: str, as_json: bool) -> int:
+    """``phpsess locks`` on Redis: the ``<prefix><id>_LOCK`` keys of every server, their holder
+    (phpredis's and phpsess's lock value: ``host|pid|...``) and time to expiry.  A server
+    that cannot be reached is an error (exit 1), never "no locked sessions"."""
+    from redis.exceptions import RedisError
+
+    from ..core.redis_url import parse_save_path
+    from ..storage.redis import client_for
+
+    try:
+        servers = parse_save_path(save_path)
+    except ValueError as exc:
+        print(f"phpsess locks: invalid save_path {save_path!r}: {exc}", file=sys.stderr)
+        return 1
+    found: list[dict[str, object]] = []
+    for server in servers:
+        client = client_for(server)
+        try:
+            for key in client.scan_iter(match=_glob_escape(server.prefix) + "*_LOCK", count=1000):
+                name = key.decode("utf-8", "replace") if isinstance(key, bytes) else str(key)
+                value = client.get(key)
+                ttl = client.pttl(key)
+                holder = value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value or "")
+                host, _, rest = holder.partition("|")
+                pid = rest.partition("|")[0]
+                found.append({
+                    "id": name[len(server.prefix):-len("_LOCK")], "key": name, "server": server.address,
+                    "host": host, "pid": int(pid) if pid.isdigit() else None,
+                    "expires_in_seconds": ttl / 1000 if isinstance(ttl, int) and ttl >= 0 else None,
+                })
+        except RedisError as exc:
+            print(f"phpsess locks: cannot list the locks on redis server {server.address}: {exc}", file=sys.stderr)
+            return 1
+    if as_json:
+        print(_json_dumps(found))
+        return 0
+    if not found:
+        print(f"no locked sessions on {', '.join(s.address for s in servers)}")
+        return 0
+    print(f"{'ID':<34} {'HOST':<20} {'PID':>7} {'EXPIRES':>8}  SERVER")
+    for lock in found:
+        exp = lock["expires_in_seconds"]
+        print(f"{_printable(str(lock['id'])):<34} {_printable(str(lock['host']))[:20]:<20} "
+              f"{lock['pid'] if lock['pid'] is not None else '-':>7} "
+              f"{_seconds(exp if isinstance(exp, float) else None):>8}  {lock['server']}")
+    return 0
+
+
+def _glob_escape(text: str) -> str:
+    """``text`` as a literal in a Redis MATCH pattern."""
+    return "".join("\\" + c if c in "*?[]\\" else c for c in text)
+
+
 def locks(
     config: SessionConfig,
     save_path: str | None = None,
@@ -432,6 +493,8 @@ def locks(
     from .inspect import inspect_locks
 
     raw = _save_path(config, save_path)
+    if config.save_handler == "redis":
+        return _redis_locks(raw, json)
     try:
         root = _basedir(raw)
     except Exception as exc:

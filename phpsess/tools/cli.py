@@ -126,6 +126,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--post-max-size", type=_size, metavar="SIZE", help="PHP's post_max_size (default 8M)")
     p.add_argument("--terminate-timeout", type=_seconds, metavar="SECONDS",
                    help="request_terminate_timeout: kill a worker whose request runs longer (default 0: never)")
+    p.add_argument("--idle-timeout", type=_seconds, metavar="SECONDS",
+                   help="drop a FastCGI connection silent this long before its request (default 3)")
+    p.add_argument("--read-timeout", type=_seconds, metavar="SECONDS",
+                   help="drop a FastCGI connection whose request is not whole after this long (default 30)")
     p.add_argument("--slowlog", metavar="FILE", help="slowlog: where slow requests' stacks are written")
     p.add_argument("--slowlog-timeout", type=_seconds, metavar="SECONDS", help="request_slowlog_timeout")
     p.add_argument("--status-path", metavar="URI", help="pm.status_path, e.g. /status")
@@ -250,7 +254,8 @@ def fpm_options(args: argparse.Namespace) -> tuple[Any, Any]:
                        ("status_path", "status_path"), ("ping_path", "ping_path"), ("access_log", "access_log"),
                        ("access_format", "access_format"), ("slowlog", "slowlog"),
                        ("max_execution_time", "max_execution_time"), ("post_max_size", "post_max_size"),
-                       ("pid", "pid_file"), ("error_log", "error_log")):
+                       ("pid", "pid_file"), ("error_log", "error_log"), ("idle_timeout", "idle_timeout"),
+                       ("read_timeout", "read_timeout")):
         value = getattr(args, flag)
         if value is not None:
             setattr(opts, attr, value)

@@ -91,6 +91,21 @@ SCRIPTS: dict[str, tuple[str, str]] = {
         """,
         """<?php echo $_POST['a'], " ", $_GET['q'], " ", file_get_contents("php://input"), "\\n";""",
     ),
+    # header injection: PHP warns, drops the line, and answers 200 (a trailing CRLF is trimmed)
+    "inject": (
+        """
+        import phpsess
+        phpsess.session_start()
+        phpsess.header("X-A: a\\r\\nSet-Cookie: evil=1")
+        phpsess.header("X-B: b\\nc")
+        phpsess.header("X-C: c\\rd")
+        phpsess.header("X-D: d\\x00e")
+        phpsess.header("X-E: trailing\\r\\n")
+        print("body")
+        """,
+        """<?php session_start(); header("X-A: a\\r\\nSet-Cookie: evil=1"); header("X-B: b\\nc");
+        header("X-C: c\\rd"); header("X-D: d\\0e"); header("X-E: trailing\\r\\n"); echo "body\\n";""",
+    ),
     "env": (
         """
         import os
@@ -162,7 +177,7 @@ def as_phpsess_would_print(php_stdout: bytes) -> bytes:
 
 
 # -- the CGI response, byte for byte against php-cgi ---------------------------------------
-@pytest.mark.parametrize("name", ["counter", "sent", "boom", "exit", "redirect", "quiet"])
+@pytest.mark.parametrize("name", ["counter", "sent", "boom", "exit", "redirect", "quiet", "inject"])
 def test_cgi_response_bytes_match_php_cgi(site: Path, name: str) -> None:
     cookie = f"PHPSESSID={SID}{name}"
     sess = site / "sessions" / f"sess_{SID}{name}"

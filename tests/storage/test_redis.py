@@ -367,6 +367,17 @@ def test_lock_is_held_from_read_to_close_with_phpredis_key(url: str, sid: str, r
     assert not r.exists(f"PHPREDIS_SESSION:{sid}_LOCK")
 
 
+def test_a_session_key_of_the_wrong_type_fails_the_read_and_leaves_no_lock(url: str, sid: str, r: redis.Redis) -> None:
+    """Someone stored a hash under the session's key: a clear error naming the server, and the
+    lock taken in the same round trip is given back at once (not left for lock_expire)."""
+    r.hset(f"PHPREDIS_SESSION:{sid}", "a", "1")
+    h = make(url)
+    with pytest.raises(SaveHandlerError, match="cannot read session .* on redis server .*WRONGTYPE"):
+        h.read(sid)
+    assert not r.exists(f"PHPREDIS_SESSION:{sid}_LOCK")
+    assert r.type(f"PHPREDIS_SESSION:{sid}") == b"hash"  # and nothing of it was changed
+
+
 def test_busy_lock_raises_lock_timeout_and_never_writes(redis_server: RedisProcess, sid: str, r: redis.Redis) -> None:  # noqa: F811
     holder = make(redis_server.url)
     holder.read(sid)
@@ -774,3 +785,39 @@ def _no_thread_leaks() -> Iterator[None]:
     time.sleep(0)  # let finished threads go
     leaked = [t for t in threading.enumerate() if t.ident not in before and t.is_alive()]
     assert not leaked, leaked
+
+
+def test_phpsess_locks_and_show_on_redis(url: str, sid: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """`phpsess locks` lists the held lock with its holder's pid; `phpsess show` decodes."""
+    import json as _json
+
+    from phpsess.tools import admin
+
+    config = SessionConfig({"save_handler": "redis", "save_path": url})
+    h = make(url)
+    h.read(sid)
+    h.write(sid, b"a|i:1;")
+    try:
+        assert admin.locks(config, json=True) == 0
+        held = [lock for lock in _json.loads(capsys.readouterr().out) if lock["id"] == sid]
+        assert len(held) == 1 and held[0]["pid"] == os.getpid(), held
+        assert admin.locks(config) == 0
+        assert sid in capsys.readouterr().out
+    finally:
+        h.close()
+    assert admin.show(config, sid, json=True) == 0
+    assert _json.loads(capsys.readouterr().out) == {"a": 1}
+
+
+def test_phpsess_locks_and_show_with_redis_down_say_so(capsys: pytest.CaptureFixture[str]) -> None:
+    """A dead server is an error naming it (exit 1, one line), never a traceback nor "no locked
+    sessions"."""
+    from phpsess.tools import admin
+
+    config = SessionConfig({"save_handler": "redis", "save_path": "tcp://127.0.0.1:1?timeout=1"})
+    assert admin.locks(config) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("phpsess locks: cannot list the locks on redis server 127.0.0.1:1:") and err.count("\n") == 1
+    assert admin.show(config, "abcdef0123456789abcdef0123456789") == 1
+    err = capsys.readouterr().err
+    assert "cannot read it from redis server 127.0.0.1:1" in err and "Traceback" not in err
