@@ -236,7 +236,8 @@ def _print_fatal_error(exc: BaseException) -> None:
     tb = exc.__traceback__
     while tb is not None:
         filename = tb.tb_frame.f_code.co_filename
-        if not filename.startswith(_PKG_PREFIX) and filename not in _OWN_FILES:
+        # (compiled modules' frames carry their relative path, "phpsess/...")
+        if not filename.startswith((_PKG_PREFIX, "phpsess" + os.sep)) and filename not in _OWN_FILES:
             where = (filename, tb.tb_lineno)
         tb = tb.tb_next
     try:
