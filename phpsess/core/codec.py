@@ -1638,57 +1638,50 @@ def to_php_arrays(value: Any, *, keep_top: bool = False) -> Any:
     references too) turned into a :class:`PHPArray`; returns the converted value.
 
     Meant for what the decoder returns: lists are arrays with keys ``0..n-1``, dict keys
-    are canonical already; object property tables stay dicts.  Linear, no recursion;
-    an object or reference met twice is converted once.  ``keep_top``: a top-level dict
-    (a session's variables) stays a dict, converted in place below.
+    are canonical already (each dict becomes the table of its PHPArray, not copied);
+    object property tables stay dicts.  Linear, no recursion; an object or reference
+    met twice is converted once.  ``keep_top``: a top-level dict (a session's
+    variables) stays a dict, converted in place below.
     """
-    cell = [value]
     seen: set[int] = set()
-    # (container, its keys to look at)
-    stack: list[tuple[Any, Iterator[Any]]] = [(cell, iter((0,)))]
     if keep_top and type(value) is dict:
-        stack = [(value, iter(list(value)))]
+        result: Any = value
+    else:
+        holder = {0: value}
+        to_php_arrays(holder, keep_top=True)
+        return holder[0]
+    # (a table, the (key, value) pairs of it still to look at); values are replaced in
+    # place, which dict iteration allows
+    stack: list[tuple[dict[Any, Any], Iterator[tuple[Any, Any]]]] = [(result, iter(result.items()))]
     while stack:
-        holder, keys = stack[-1]
-        for k in keys:
-            v = holder[k]
+        d, pairs = stack[-1]
+        for k, v in pairs:
             t = type(v)
-            if t is list:
-                v = PHPArray._trusted_list(v)
-            elif t is dict:
-                v = PHPArray._trusted(v)
-            elif t is PHPObject or t is PHPReference:
+            if t is PHPReference:
                 if id(v) in seen:
                     continue
                 seen.add(id(v))
-                if t is PHPObject:
-                    stack.append((v.properties, iter(list(v.properties))))
-                else:
-                    stack.append((_RefSlot(v), iter((0,))))
+                inner = v.value
+                t = type(inner)
+                if t is list or t is dict:
+                    v.value = a = PHPArray._trusted_list(inner) if t is list else PHPArray._trusted(inner)
+                    stack.append((a._d, iter(a._d.items())))
+                    break
+                v = inner  # an object in the box: looked into below
+            if t is list:
+                d[k] = a = PHPArray._trusted_list(v)
+            elif t is dict:
+                d[k] = a = PHPArray._trusted(v)
+            elif t is PHPObject:
+                if id(v) in seen:
+                    continue
+                seen.add(id(v))
+                stack.append((v.properties, iter(v.properties.items())))
                 break
             else:
                 continue
-            if type(holder) is PHPArray:
-                holder._d[k] = v
-            else:
-                holder[k] = v
-            stack.append((v, iter(list(v._d))))
+            stack.append((a._d, iter(a._d.items())))
             break
         else:
             stack.pop()
-    return cell[0]
-
-
-class _RefSlot:
-    """A PHPReference seen as a one-slot container, so that its value can be replaced."""
-
-    __slots__ = ("ref",)
-
-    def __init__(self, ref: Any) -> None:
-        self.ref = ref
-
-    def __getitem__(self, key: int) -> Any:
-        return self.ref.value
-
-    def __setitem__(self, key: int, value: Any) -> None:
-        self.ref.value = value
+    return result

@@ -83,7 +83,8 @@ class PHPArray(MutableMapping):  # type: ignore[type-arg]
 
     def __init__(self, items: Mapping[Any, Any] | Iterable[Any] | None = None) -> None:
         self._d: dict[int | str | bytes, Any] = {}
-        self._next: int | None = None  # nNextFreeElement; None: no integer key yet
+        # nNextFreeElement; None: no integer key yet; _PENDING: not computed yet
+        self._next: Any = None
         if items is None:
             return
         if isinstance(items, (list, tuple)):
@@ -101,11 +102,7 @@ class PHPArray(MutableMapping):  # type: ignore[type-arg]
         """Wrap ``d`` whose keys are already canonical (the decoder's), without copying."""
         a = cls.__new__(cls)
         a._d = d
-        top = None
-        for k in d:
-            if k.__class__ is int and (top is None or k >= top):
-                top = k
-        a._next = None if top is None else (top + 1 if top < _INT_MAX else _INT_MAX)
+        a._next = _PENDING  # found from the keys when first needed
         return a
 
     @classmethod
@@ -127,11 +124,13 @@ class PHPArray(MutableMapping):  # type: ignore[type-arg]
         k = php_key(key)
         self._d[k] = value
         if isinstance(k, int):
-            n = self._next
+            n = self._next if self._next is not _PENDING else self._next_free()
             if n is None or k >= n:
                 self._next = k + 1 if k < _INT_MAX else _INT_MAX
 
     def __delitem__(self, key: Any) -> None:
+        if self._next is _PENDING:
+            self._next_free()  # from the keys as they were: a freed last key is not reused
         del self._d[php_key(key)]  # never renumbers, never lowers the next free key
 
     def __contains__(self, key: object) -> bool:
@@ -170,6 +169,8 @@ class PHPArray(MutableMapping):  # type: ignore[type-arg]
 
     def clear(self) -> None:
         """Remove every element; like PHP, the next free key stays where it was."""
+        if self._next is _PENDING:
+            self._next_free()
         self._d.clear()
 
     # -- PHP ------------------------------------------------------------------------------
@@ -179,7 +180,8 @@ class PHPArray(MutableMapping):  # type: ignore[type-arg]
         :raises ValueError: PHP's "Cannot add element to the array as the next element is
             already occupied" (the array holds ``PHP_INT_MAX``).
         """
-        k = 0 if self._next is None else self._next
+        n = self._next if self._next is not _PENDING else self._next_free()
+        k = 0 if n is None else n
         if k in self._d:
             raise ValueError("Cannot add element to the array as the next element is already occupied")
         self._d[k] = value
@@ -189,7 +191,17 @@ class PHPArray(MutableMapping):  # type: ignore[type-arg]
     @property
     def next_index(self) -> int:
         """The key the next :meth:`append` takes."""
-        return 0 if self._next is None else self._next
+        n = self._next if self._next is not _PENDING else self._next_free()
+        return 0 if n is None else n
+
+    def _next_free(self) -> Any:
+        """PHP's next free key of a decoded array: one more than its largest int key."""
+        top = None
+        for k in self._d:
+            if k.__class__ is int and (top is None or k >= top):
+                top = k
+        self._next = None if top is None else (top + 1 if top < _INT_MAX else _INT_MAX)
+        return self._next
 
     def is_list(self) -> bool:
         """PHP's ``array_is_list()``: keys are exactly ``0..n-1`` in order."""
@@ -232,3 +244,4 @@ class PHPArray(MutableMapping):  # type: ignore[type-arg]
 
 
 _ABSENT: Any = object()
+_PENDING: Any = object()
