@@ -1,17 +1,28 @@
 """Build script (the metadata is in setup.cfg).
 
-Plain Python by default.  ``PHPSESS_MYPYC=1 pip install --no-build-isolation .``
-(with mypy installed) compiles the modules phpsess/compiled.py lists with mypyc,
-as ``scripts/compile.sh`` does for a checkout (docs/performance.md).
+Fast by default: ``pip install .`` compiles the modules phpsess/compiled.py lists with
+mypyc when it can (mypy is a build requirement; a C compiler and the Python headers must
+be installed), and installs plain Python otherwise, with the same behaviour
+(docs/performance.md).  ``PHPSESS_MYPYC=1`` requires the compiled build (the install
+fails without a compiler), ``PHPSESS_MYPYC=0`` never compiles.  An editable install
+(``pip install -e .``) stays plain Python: an extension module next to its source would
+shadow later edits of it (``scripts/compile.sh`` builds a compiled copy of a checkout).
+``phpsess --version`` says which build is installed.
 """
 
 from __future__ import annotations
 
 import ast
 import os
+import shutil
+import sys
+import sysconfig
 from pathlib import Path
+from typing import Callable, Mapping, Sequence
 
 from setuptools import setup
+
+EDITABLE_COMMANDS = frozenset({"develop", "editable_wheel"})
 
 
 def compiled_sources() -> list[str]:
@@ -23,10 +34,52 @@ def compiled_sources() -> list[str]:
     raise RuntimeError("phpsess/compiled.py: COMPILED_MODULES not found")
 
 
-ext_modules = []
-if os.environ.get("PHPSESS_MYPYC") == "1":
-    from mypyc.build import mypycify
+def can_compile() -> str | None:
+    """Why the compiled build cannot be made here, or None when it can."""
+    try:
+        import mypyc.build  # noqa: F401
+    except ImportError:
+        return "mypy (mypyc) is not installed"
+    cc = os.environ.get("CC", "gcc").split()[0] if os.environ.get("CC") else "gcc"
+    if shutil.which(cc) is None and shutil.which("cc") is None:
+        return "no C compiler (apt-get install gcc)"
+    if not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")):
+        return "no Python headers (apt-get install python3-dev)"
+    return None
 
-    ext_modules = mypycify(compiled_sources(), opt_level="3")
 
-setup(ext_modules=ext_modules)
+def compile_wanted(argv: Sequence[str], environ: Mapping[str, str],
+                   probe: Callable[[], str | None] = can_compile) -> tuple[bool, str]:
+    """Whether this build compiles, and why (``PHPSESS_MYPYC``, editable or not, the probe).
+
+    :raises RuntimeError: ``PHPSESS_MYPYC=1`` where the compiled build cannot be made.
+    """
+    flag = environ.get("PHPSESS_MYPYC", "").strip()
+    if flag == "0":
+        return False, "PHPSESS_MYPYC=0"
+    if flag != "1" and EDITABLE_COMMANDS & set(argv):
+        return False, "an editable install stays plain Python"
+    problem = probe()
+    if problem is None:
+        return True, "mypyc"
+    if flag == "1":
+        raise RuntimeError(f"PHPSESS_MYPYC=1, but the compiled build cannot be made: {problem}")
+    return False, problem
+
+
+def main() -> None:
+    """Run setuptools, with the compiled modules when :func:`compile_wanted` says so."""
+    ext_modules = []
+    wanted, why = compile_wanted(sys.argv, os.environ)
+    if wanted:
+        from mypyc.build import mypycify
+
+        ext_modules = mypycify(compiled_sources(), opt_level="3")
+        print("phpsess: building the compiled modules with mypyc", file=sys.stderr)
+    else:
+        print(f"phpsess: plain Python build ({why})", file=sys.stderr)
+    setup(ext_modules=ext_modules)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,7 +1,7 @@
 """phpsess compiled with mypyc: which modules are compiled, and the class options the
 compiler reads.  No I/O.
 
-``scripts/compile.sh`` (and ``PHPSESS_MYPYC=1 pip install .``) compiles
+``scripts/compile.sh`` (and ``pip install .``, when a C compiler is present) compiles
 :data:`COMPILED_MODULES` to C extensions with mypyc; every other module, and the
 whole package when nothing was compiled, is plain Python with the same behaviour
 (docs/performance.md).
@@ -12,7 +12,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any, Callable, Literal, TypeVar, Union
 
-__all__ = ["COMPILED_MODULES", "IntOrFalse", "mypyc_attr", "compiled_modules"]
+__all__ = ["COMPILED_MODULES", "IntOrFalse", "mypyc_attr", "compiled_modules", "build_name"]
 
 #: the request path of a pool worker, in dependency order.  Not lazydata nor
 #: runtime.output: their SessionData (a MutableMapping) and OutputProxy (an
@@ -64,3 +64,12 @@ def compiled_modules() -> list[str]:
         if not path.endswith(".py"):
             out.append(name)
     return out
+
+
+def build_name() -> str:
+    """Which build this is, for ``phpsess --version`` and the pools' start-up line:
+    ``"compiled (mypyc, 16 of 16 modules)"``, or ``"plain Python"``."""
+    n = len(compiled_modules())
+    if n == 0:
+        return "plain Python"
+    return f"compiled (mypyc, {n} of {len(COMPILED_MODULES)} modules)"

@@ -36,6 +36,19 @@ def test_the_pass_runs_the_build_it_says() -> None:
         assert compiled_modules() == []
 
 
+def test_version_and_start_line_say_which_build(capsys: pytest.CaptureFixture[str]) -> None:
+    """``phpsess --version`` (and the pool's start-up line) say whether the modules run compiled."""
+    from phpsess.compiled import build_name
+    from phpsess.tools.cli import main
+
+    expected = (f"compiled (mypyc, {len(COMPILED_MODULES)} of {len(COMPILED_MODULES)} modules)"
+                if os.environ.get("PHPSESS_EXPECT_COMPILED") == "1" else "plain Python")
+    assert build_name() == expected
+    with pytest.raises(SystemExit):
+        main(["--version"])
+    assert capsys.readouterr().out.strip().endswith(f", {expected}")
+
+
 @pytest.mark.parametrize("module", COMPILED_MODULES)
 def test_no_raise_from_in_a_compiled_module(module: str) -> None:
     """mypyc ignores ``raise X from Y``: the cause would be lost; pass ``cause=`` (errors.py)."""

@@ -5,6 +5,7 @@ pure functions, no files.  The integration tests run php-fpm on the same files
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -131,3 +132,25 @@ def test_status_page_formats_share_php_fpm_s_names() -> None:
     assert text.decode().splitlines()[:2] == ["pool:                 www", "process manager:      static"]
     _, body = fpmlog.status_page(pool, "json", now=160.0)
     assert json.loads(body)["start since"] == 60
+
+
+def test_a_whole_php_fpm_conf_with_include_is_read_as_php_fpm_reads_it(tmp_path: Path) -> None:
+    """``[global]`` with ``include = pool.d/*.conf`` (relative to the file, as php-fpm's
+    prefix), the pool's php_value[session.*] over the process-wide settings."""
+    from phpsess.runtime.fpm import load_config
+
+    (tmp_path / "pool.d").mkdir()
+    (tmp_path / "pool.d" / "www.conf").write_text(
+        "[www]\nlisten = /run/www.sock\npm = static\npm.max_children = 3\nchdir = /srv\n"
+        "php_value[session.name] = APPSESS\nphp_admin_value[session.gc_maxlifetime] = 60\n")
+    main = tmp_path / "php-fpm.conf"
+    main.write_text(f"[global]\npid = {tmp_path}/fpm.pid\nerror_log = {tmp_path}/fpm.log\n"
+                    f"include = {tmp_path}/pool.d/*.conf\n")
+    opts, session = load_config(str(main))
+    assert (opts.listen, opts.root, opts.pool.max_children, opts.pid_file) == ("/run/www.sock", "/srv", 3,
+                                                                               f"{tmp_path}/fpm.pid")
+    assert (session.name, session.gc_maxlifetime) == ("APPSESS", 60)
+    (tmp_path / "pool.d" / "www.conf").unlink()
+    main.write_text("[global]\ninclude = /nonexistent/www.conf\n")
+    with pytest.raises(FpmConfigError, match="php-fpm.conf:2.*unable to include /nonexistent/www.conf"):
+        load_config(str(main))

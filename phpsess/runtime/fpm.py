@@ -540,7 +540,10 @@ def serve_fpm(opts: FpmOptions, *, session: SessionConfig | None = None, reexec:
         title=f"phpsess: master process ({opts.config_file or opts.listen})",
         reexec=reexec, check=check, preload=preload, reopen_logs=reopen_logs,
     )
-    log.info("phpsess fpm: pool %s, %s, root %s", opts.pool.name, opts.listen, os.path.realpath(opts.root))
+    from ..compiled import build_name
+
+    log.info("phpsess fpm: pool %s, %s, root %s, %s", opts.pool.name, opts.listen, os.path.realpath(opts.root),
+             build_name())
     if on_ready is not None:
         on_ready(arbiter)
     try:

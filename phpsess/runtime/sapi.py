@@ -216,11 +216,11 @@ def _exec(path: str, request: Request, module: types.ModuleType, time_limit: flo
                 _disarm_time_limit()
     except SystemExit:
         pass  # PHP's exit: a normal end of the script
-    except (ExecutionTimeExceeded, MemoryLimitExceeded) as exc:
+    except (ExecutionTimeExceeded, MemoryLimitExceeded) as limit:  # (its own name: compiled, one name has one type)
         # PHP's fatal error: 500, the message in the log; the request shutdown still runs
         # (shutdown functions, the session written), as PHP's does
         _fatal_error_status(request)
-        _print_fatal_error(exc)
+        _print_fatal_error(limit)
     except Exception as exc:
         _fatal_error_status(request)
         _print_script_traceback(exc)

@@ -82,6 +82,18 @@ def _add_save_path(p: argparse.ArgumentParser) -> None:
     p.add_argument("--save-path", metavar="PATH", help="override session.save_path")
 
 
+class _VersionAction(argparse._VersionAction):
+    """``--version``: the version and the build (compiled or plain), found only when asked
+    (it imports the compiled modules)."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
+        from ..compiled import build_name
+
+        self.version = f"{self.version}, {build_name()}"
+        super().__call__(parser, namespace, values, option_string)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``phpsess`` argument parser (all subcommands)."""
     from ..version import __version__
@@ -89,7 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="phpsess", description="PHP's session runtime for Python scripts: serve them, inspect sessions."
     )
-    parser.add_argument("--version", action="version", version=f"phpsess {__version__}")
+    parser.add_argument("--version", action=_VersionAction, version=f"phpsess {__version__}")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv: debug)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True

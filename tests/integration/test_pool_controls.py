@@ -560,13 +560,20 @@ def test_slow_log_status_page_and_locks_show_a_request_waiting_in_session_start(
             slow = base.logs / "slow.log"
             wait_for(lambda: slow.exists() and "counter.py" in slow.read_text(), 10, "the slow log entry")
             full = json.loads(ng.get("/fpm-status?json&full").body)
+            titles = sorted(" ".join(w.cmdline()).strip() for w in pool.workers())
+            master_title = " ".join(psutil.Process(pool.proc.pid).cmdline()).strip()
             locks = subprocess.run([sys.executable, "-m", "phpsess", "locks", "--json", "--save-path",
                                     str(base.sessions)], capture_output=True, text=True, env=_env(), timeout=30)
             assert holder.result().body == b"held\n"
             assert waiter.result().body == b"2\n"
         text = slow.read_text()
         entry = text[text.index("counter.py"):]
-        assert "script_filename = " in text and "session_start" in entry, text
+        assert "script_filename = " in text and "waiting for the lock of session" in entry, text
+        # the stack: session_start() (compiled, it has no Python frame: the script's line calling it)
+        assert "session_start" in entry or "counter.py:2" in entry, entry
+        # titles as ps shows them: the pool, and the script a busy worker runs
+        assert f"phpsess: pool www {base.www}/hold.py" in titles and "phpsess: pool www" in titles, titles
+        assert master_title == f"phpsess: master process ({conf})", master_title
         uris = {p["request uri"] for p in full["processes"]}
         assert "/hold.py?s=4" in uris or "/hold.py" in uris, full["processes"]
         assert locks.returncode == 0, locks.stderr
