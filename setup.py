@@ -8,6 +8,8 @@ fails without a compiler), ``PHPSESS_MYPYC=0`` never compiles.  An editable inst
 (``pip install -e .``) stays plain Python: an extension module next to its source would
 shadow later edits of it (``scripts/compile.sh`` builds a compiled copy of a checkout).
 ``phpsess --version`` says which build is installed.
+The demo pages (``cgi-bin/*.py``) are copied into the package as ``phpsess/cgi-bin/``,
+so ``phpsess serve`` outside a checkout has them (phpsess/tools/demo.py).
 """
 
 from __future__ import annotations
@@ -21,6 +23,23 @@ from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
 from setuptools import setup
+from setuptools.command.build_py import build_py
+
+HERE = Path(__file__).resolve().parent
+
+
+class build_py_with_demo(build_py):
+    """build_py, plus the demo pages copied to ``phpsess/cgi-bin`` (not for an editable
+    install: that one finds the checkout's ``cgi-bin``)."""
+
+    def run(self) -> None:
+        super().run()
+        if getattr(self, "editable_mode", False):
+            return
+        dest = Path(self.build_lib) / "phpsess" / "cgi-bin"
+        dest.mkdir(parents=True, exist_ok=True)
+        for page in sorted((HERE / "cgi-bin").glob("*.py")):
+            shutil.copy(page, dest / page.name)  # (mode too: the pages carry #! and +x for CGI)
 
 EDITABLE_COMMANDS = frozenset({"develop", "editable_wheel"})
 
@@ -78,7 +97,7 @@ def main() -> None:
         print("phpsess: building the compiled modules with mypyc", file=sys.stderr)
     else:
         print(f"phpsess: plain Python build ({why})", file=sys.stderr)
-    setup(ext_modules=ext_modules)
+    setup(ext_modules=ext_modules, cmdclass={"build_py": build_py_with_demo})
 
 
 if __name__ == "__main__":

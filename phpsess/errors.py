@@ -20,6 +20,7 @@ __all__ = [
     "LockTimeout",
     "LockBusy",
     "MergeConflict",
+    "SessionStartError",
     "PHPFatalError",
     "MemoryLimitExceeded",
     "PHPWarning",
@@ -160,6 +161,16 @@ class MergeConflict(SessionError):
     def __init__(self, keys: list[str]) -> None:
         super().__init__("session keys changed concurrently by another request: " + ", ".join(keys))
         self.keys = keys
+
+
+class SessionStartError(SessionError, RuntimeError):
+    """The session could not be started where phpsess's Python surface (the Django, Flask
+    and ASGI integrations) needs it: PHP's ``session_start()`` would warn and return
+    false.  The message is PHP's warnings, ``; ``-joined; ``messages`` holds them."""
+
+    def __init__(self, messages: list[str], *, cause: BaseException | None = None) -> None:
+        super().__init__("; ".join(messages) or "the session could not be started", cause=cause)
+        self.messages = list(messages)
 
 
 class PHPWarning(UserWarning):

@@ -129,13 +129,18 @@ def _text(value: bytes) -> str | bytes:
 
 
 # -- lifecycle ---------------------------------------------------------------------------
-def session_start(options: Mapping[str, Any] | None = None) -> bool:
+def session_start(options: Mapping[str, Any] | None = None, /, **kwargs: Any) -> bool:
     """Start or resume the session: PHP's ``session_start(array $options = [])``.
 
     ``options`` may hold any ``session.*`` setting without its prefix (they stay
     in force for the rest of the request) and ``read_and_close``; phpsess adds
-    ``lazy_start`` and ``concurrency`` ("lock" or "merge").
+    ``lazy_start`` and ``concurrency`` ("lock" or "merge").  The same options may
+    be given as keyword arguments, ``session_start(read_and_close=True)``, alone or
+    with the dict (a keyword wins over the dict's entry of that name); they are
+    checked as PHP checks the array's entries, with PHP's messages.
     """
+    if kwargs and (options is None or isinstance(options, Mapping)):
+        options = {**(options or {}), **kwargs}
     return _session("session_start").start(options)
 
 

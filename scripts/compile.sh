@@ -11,6 +11,8 @@
 # root) and mypy (pip).  Prints the destination on its last line.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# the checkout's virtual environment (scripts/venv.sh), when there is one and none is active
+if [ -z "${VIRTUAL_ENV:-}" ] && [ -x .venv/bin/python3 ]; then export PATH="$(pwd)/.venv/bin:$PATH"; fi
 src="$(pwd)"
 dest="${1:-build/compiled}"
 

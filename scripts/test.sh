@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs the whole phpsess test suite on a fresh Debian machine (as root), installing
 # what the tests need when it is missing: PHP 8.2 (cli, cgi, fpm, redis extension),
-# nginx, fcgiwrap, redis-server, Chromium (apt-get) and the Python packages (pip).
+# nginx, fcgiwrap, redis-server, Chromium (apt-get) and the Python packages (pip, into
+# the virtual environment .venv: scripts/venv.sh).
 # Extra arguments go to pytest, e.g. `bash scripts/test.sh tests/test_codec.py -x`.
 # The suite runs twice: on plain Python, then on a copy compiled with mypyc (needs gcc
 # and the Python headers, installed with apt-get when missing, and mypy from pip).
@@ -24,7 +25,8 @@ if [ ${#need_apt[@]} -gt 0 ]; then
     apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
 fi
 
-python3 -m pip install -q --disable-pip-version-check -e '.[test]' 2>&1 | grep -v -e '^WARNING: Running pip as' -e 'is ignored: it is neither' || true
+source scripts/venv.sh
+phpsess_env test   # from here on, python3 is the virtual environment's (compile.sh's too)
 
 # Two passes: the checkout as plain Python, then a copy with the request path compiled
 # by mypyc (scripts/compile.sh; what bench/http.py measures).  PHPSESS_TEST_BUILDS=plain

@@ -21,10 +21,14 @@ LAYERS: dict[str, int] = {
     "php": 4,
     "runtime": 5,
     "tools": 6,
-    # the public entry points on top: phpsess, phpsess.wsgi, python -m phpsess
+    # the public entry points on top: phpsess, phpsess.wsgi, the framework integrations
+    # (phpsess.django, phpsess.flask, phpsess.asgi), python -m phpsess
     "__init__": 7,
     "__main__": 7,
     "wsgi": 7,
+    "django": 7,
+    "flask": 7,
+    "asgi": 7,
 }
 
 #: what a pure (core) module may not import: files, sockets, processes, the clock, randomness,

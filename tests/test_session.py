@@ -141,6 +141,54 @@ def test_start_option_float_is_a_type_error(site: Site) -> None:
     site.request(page)
 
 
+def test_start_options_as_keywords_are_checked_as_the_array_form(site: Site) -> None:
+    _, _, sid = site.request(counter)
+
+    def page() -> tuple[bool, int, Any]:
+        ok = php.session_start(read_and_close=True, cookie_lifetime=0)
+        return ok, php.session_status(), php.SESSION.copy()
+
+    assert site.request(page) == (True, php.PHP_SESSION_NONE, {"n": 1})
+
+    def both() -> tuple[bool, str, int]:
+        # a keyword wins over the dict's entry of the same name; PHP's messages for both forms
+        with pytest.warns(PHPWarning) as rec:
+            ok = php.session_start({"name": "FROMDICT", "read_and_close": False}, read_and_close=True, bogus=1)
+        assert [str(w.message) for w in rec] == ['session_start(): Setting option "bogus" failed']
+        return ok, str(php.session_name()), php.session_status()
+
+    assert site.request(both) == (True, "FROMDICT", php.PHP_SESSION_NONE)
+
+    def wrong_type() -> None:
+        with pytest.raises(TypeError, match='Option "read_and_close" must be of type string\\|int\\|bool, float given'):
+            php.session_start(read_and_close=1.5)
+        with pytest.raises(TypeError, match="Argument #1 \\(\\$options\\) must be of type array, string given"):
+            php.session_start("x", read_and_close=True)  # type: ignore[arg-type]
+
+    site.request(wrong_type)
+
+
+def test_begin_uses_the_given_id_or_a_new_one_whatever_the_cookie_says(site: Site) -> None:
+    _, _, sid = site.request(counter)
+
+    def given() -> tuple[bool, Any, bool, bool]:
+        s = current_request().session
+        return s.begin(sid), dict(s.data), s.exists(sid), s.exists("nosuchsession")
+
+    # the browser's cookie names another id: begin() uses the one it was given
+    assert site.request(given, cookie="PHPSESSID=someothercookieid") == (True, {"n": 1}, True, False)
+
+    def new() -> tuple[str, str]:
+        s = current_request().session
+        assert s.begin(None)
+        return s.id or "", s.status.name
+
+    new_id, status = site.request(new)
+    assert new_id not in ("", sid) and status == "ACTIVE"
+    assert site.headers()[0] == ("Set-Cookie", f"PHPSESSID={new_id}; path=/")
+    assert site.stored(new_id) == b""
+
+
 @pytest.mark.parametrize(("value", "closed"), [
     (True, True), (1, True), ("1", True), ("777", True), (-1, True),
     ("true", False), ("no", False), ("00000", False), (False, False), (0, False),

@@ -216,11 +216,13 @@ def _exec(path: str, request: Request, module: types.ModuleType, time_limit: flo
                 _disarm_time_limit()
     except SystemExit:
         pass  # PHP's exit: a normal end of the script
-    except (ExecutionTimeExceeded, MemoryLimitExceeded) as limit:  # (its own name: compiled, one name has one type)
+    except (ExecutionTimeExceeded, MemoryLimitExceeded) as exceeded:
         # PHP's fatal error: 500, the message in the log; the request shutdown still runs
-        # (shutdown functions, the session written), as PHP's does
+        # (shutdown functions, the session written), as PHP's does.  (Its own name: mypyc
+        # gives a name one type per function, so "exc" here would make the clause below
+        # raise TypeError for any other exception.)
         _fatal_error_status(request)
-        _print_fatal_error(limit)
+        _print_fatal_error(exceeded)
     except Exception as exc:
         _fatal_error_status(request)
         _print_script_traceback(exc)

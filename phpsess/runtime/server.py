@@ -17,7 +17,8 @@ directory runs its ``index.py``, else its ``demo.py``, else lists its scripts;
 anything else, dot files, ``..`` and symlinks leading out of the root included, is 404.
 
 Besides the main port, the server can listen on ``extra_ports`` more ports of the same
-host.  Browsers open at most 6 HTTP/1.1 connections per host:port, so a page that
+host (by default the two after the main port, each skipped when taken; free ones with
+``--port 0``).  Browsers open at most 6 HTTP/1.1 connections per host:port, so a page that
 wants 10 requests in flight at once spreads them over these ports; cookies ignore
 ports, so all of them carry the same session.  The ports are given to scripts as
 ``$_SERVER["PHPSESS_SERVE_PORTS"]`` (main port first), and the server answers CORS
@@ -276,8 +277,9 @@ class ServeOptions:
     port: int = 8080
     host: str = "127.0.0.1"
     workers: int = 16
-    #: more ports of ``host`` for pages that need more than 6 requests in flight
-    extra_ports: int = 2
+    #: more ports of ``host`` for pages that need more than 6 requests in flight; None:
+    #: ``port + 1`` and ``port + 2`` when free (two free ports when ``port`` is 0)
+    extra_ports: Sequence[int] | None = None
     access_log: bool = True
     max_requests: int = 0
     max_execution_time: float = DEFAULT_MAX_EXECUTION_TIME
@@ -320,6 +322,22 @@ def bind_listeners(host: str, ports: Sequence[int], *, defer: float = 0.0) -> li
             raise OSError(exc.errno, f"cannot listen on {where}: {exc.strerror}{hint}") from None
         out.append(sock)
     return out
+
+
+def _bind_all(opts: ServeOptions) -> list[socket.socket]:
+    """The main port and the extra ports: the ones asked for (each must be free), or by
+    default the two after the main port, each skipped when it cannot be bound."""
+    defer = opts.limits.idle_timeout
+    if opts.extra_ports is not None:
+        return bind_listeners(opts.host, [opts.port, *opts.extra_ports], defer=defer)
+    listeners = bind_listeners(opts.host, [opts.port], defer=defer)
+    main = listeners[0].getsockname()[1]
+    for wanted in ([0, 0] if opts.port == 0 else [main + 1, main + 2]):
+        try:
+            listeners += bind_listeners(opts.host, [wanted], defer=defer)
+        except OSError as exc:
+            log.info("phpsess serve: no extra port %d (%s); pages fall back to one origin", wanted, exc.strerror)
+    return listeners
 
 
 class HTTPWorker(ScriptWorker):
@@ -440,7 +458,7 @@ def serve(
     workers: int = 16,
     ini: str | None = None,
     *,
-    extra_ports: int = 2,
+    extra_ports: Sequence[int] | None = None,
     access_log: bool = True,
     announce: Callable[[str], None] | None = None,
     options: ServeOptions | None = None,
@@ -454,7 +472,8 @@ def serve(
     :param root: directory of the scripts (``cgi-bin``).
     :param port: main port; 0 picks a free one (printed).
     :param ini: a php.ini-syntax file whose ``session.*`` settings every request starts from.
-    :param extra_ports: extra listening ports for pages that need more than 6 parallel requests.
+    :param extra_ports: extra listening ports for pages that need more than 6 parallel requests
+        (None: the two after ``port`` when free; ``[]``: none).
     :param announce: where the start line goes (default: stdout, flushed).
     :param options: everything at once (then ``root`` to ``extra_ports`` are ignored).
     :param reexec: the command line that starts this server again (SIGUSR2 reload).
@@ -474,8 +493,7 @@ def serve(
         os.environ["PHPSESS_INI"] = os.path.abspath(ini)
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(message)s")
-    listeners = inherited_listeners() or bind_listeners(opts.host, [opts.port] + [0] * opts.extra_ports,
-                                                        defer=opts.limits.idle_timeout)
+    listeners = inherited_listeners() or _bind_all(opts)
     ports = [s.getsockname()[1] for s in listeners]
     settings = PoolSettings(name="serve", pm="static", max_children=opts.workers, max_requests=opts.max_requests)
     arbiter = Arbiter(listeners, lambda ctx: HTTPWorker(ctx, opts, ports), settings,

@@ -18,13 +18,11 @@ from __future__ import annotations
 
 import contextvars
 import io
-import os
 from types import TracebackType
-from typing import Any, Callable, Iterable, Iterator, Mapping, Optional, Union
+from typing import Any, Callable, Iterable, Iterator, Mapping, Optional
 
-from ..core.config import SessionConfig
-from ..session.settings import from_ini_file, log_warning
 from ..session.request import Request
+from .framework import IniSource, check_cache_headers, header_changes, load_config
 from .output import install_output_proxy
 from ..core.http import reason_phrase
 from ..session.context import request_context
@@ -38,7 +36,6 @@ __all__ = ["SessionMiddleware", "cgi_environ", "merge_headers"]
 ExcInfo = tuple[type[BaseException], BaseException, Optional[TracebackType]]
 StartResponse = Callable[..., Callable[[bytes], object]]
 WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
-IniSource = Union[str, "os.PathLike[str]", SessionConfig, Mapping[str, Any], None]
 
 #: content types whose body PHP parses into $_POST (only these are read up front)
 _FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
@@ -63,15 +60,22 @@ def cgi_environ(environ: Mapping[str, Any]) -> dict[str, str]:
 
 
 def merge_headers(
-    app_status: str, app_headers: list[tuple[str, str]], php_status: int, php_headers: list[tuple[str, str]]
+    app_status: str,
+    app_headers: list[tuple[str, str]],
+    php_status: int,
+    php_headers: list[tuple[str, str]],
+    cache_headers: str = "php",
 ) -> tuple[str, list[tuple[str, str]]]:
     """Combine the application's response head with what the PHP API produced.
 
     A header set through the PHP API replaces the application's headers of that
     name (as the cache limiter replaces an earlier ``Cache-Control``), except
-    ``Set-Cookie``, which accumulates.  A ``Status:`` line from ``header()`` or a
-    status other than 200 set through the PHP API (``http_response_code()``,
-    ``header("Location: ...")``) replaces the application's status.
+    ``Set-Cookie``, which accumulates.  With ``cache_headers="app"`` the PHP side's
+    caching headers are left out when the application set one itself
+    (:func:`phpsess.runtime.framework.header_changes`).  A ``Status:`` line from
+    ``header()`` or a status other than 200 set through the PHP API
+    (``http_response_code()``, ``header("Location: ...")``) replaces the
+    application's status.
     """
     status = app_status
     php: list[tuple[str, str]] = []
@@ -85,17 +89,9 @@ def merge_headers(
     if php_status != 200:
         reason = reason_phrase(php_status)
         status = f"{php_status} {reason}" if reason else str(php_status)
-    replaced = {n.lower() for n, _ in php if n.lower() != "set-cookie"}
+    replaced, php = header_changes((n for n, _ in app_headers), php, cache_headers)
     merged = [(n, v) for n, v in app_headers if n.lower() not in replaced]
     return status, merged + php
-
-
-def _load_config(ini: IniSource) -> SessionConfig | None:
-    if ini is None or isinstance(ini, SessionConfig):
-        return ini
-    if isinstance(ini, Mapping):
-        return SessionConfig(ini, warn=log_warning)
-    return from_ini_file(os.fspath(ini))
 
 
 def _read_body(environ: dict[str, Any]) -> bytes:
@@ -128,12 +124,19 @@ class SessionMiddleware:
         ``print()`` in the application goes into the response body (before the
         application's own body), as a PHP page's ``echo`` does; the application's
         ``Content-Length`` is then dropped.
+    :param cache_headers: who wins when the application set caching headers itself:
+        ``"php"`` (the default, PHP's order: the cache limiter's ``Cache-Control``,
+        ``Expires``, ``Pragma`` replace the application's) or ``"app"`` (the session's
+        caching headers are left out when the application set any of them).
     """
 
-    def __init__(self, app: WSGIApp, ini: IniSource = None, *, capture_output: bool = False) -> None:
+    def __init__(
+        self, app: WSGIApp, ini: IniSource = None, *, capture_output: bool = False, cache_headers: str = "php"
+    ) -> None:
         self.app = app
-        self.config = _load_config(ini)
+        self.config = load_config(ini)
         self.capture_output = capture_output
+        self.cache_headers = check_cache_headers(cache_headers)
         if capture_output:
             install_output_proxy()
 
@@ -191,7 +194,7 @@ class _Call:
         if self.failed or self.server_write is not None or self.app_head is None or self.php_head is None:
             return
         app_status, app_headers, exc_info = self.app_head
-        status, headers = merge_headers(app_status, app_headers, *self.php_head)
+        status, headers = merge_headers(app_status, app_headers, *self.php_head, self.mw.cache_headers)
         if self.mw.capture_output:  # printed output may lengthen the body at any time
             headers = [(n, v) for n, v in headers if n.lower() != "content-length"]
         if exc_info is not None:

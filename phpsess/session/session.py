@@ -249,6 +249,51 @@ class Session:
                 self._close(write=False)
         return True
 
+    def begin(self, sid: str | None, options: Mapping[Any, Any] | None = None) -> bool:
+        """:meth:`start` with an id the caller chose: ``sid``, or with None a new id,
+        whatever the request's cookie (or URL) says.
+
+        The framework integrations (:mod:`phpsess.runtime.framework`) use it: they
+        take the id from the cookie themselves and start only a session the store
+        holds (:meth:`exists`), so an unknown id is never adopted, and a new session
+        always gets a new id and its ``Set-Cookie``.  The id of the request's own cookie
+        is found as PHP finds it (no ``Set-Cookie`` again); another id is started as
+        after ``session_id(sid)`` (its cookie is sent).  A session already active is left
+        as it is (PHP's notice, True), as :meth:`start` does.
+        """
+        if self.phase is Phase.NONE:
+            cfg = self.config
+            if sid is None:
+                # "" (not None) skips the id discovery of _internal_start(), and
+                # _initialize() then creates an id and sends its cookie
+                self.id = ""
+            elif cfg.use_cookies and self.request.COOKIE.get(cfg.name) == sid:
+                self.id = None
+            else:
+                self.id = sid
+        return self.start(options)
+
+    def exists(self, sid: str) -> bool:
+        """Whether the store holds a session ``sid``: the handler's ``validate_id``
+        (PHP's PS_VALIDATE_SID, what ``use_strict_mode`` asks), without starting or
+        locking anything.  An id the handler refuses does not exist; a handler that
+        cannot tell (no validator) says it exists, as PHP's strict mode then assumes.
+
+        :raises SaveHandlerError: the store could not be asked (its ``open()`` failed).
+        """
+        if self.phase is not Phase.NONE and self.handler is not None:
+            return self._validate(self.handler, sid)  # open already (and maybe locked): just ask
+        handler = self._new_handler()
+        if handler is None:
+            raise SaveHandlerError(f'Cannot find session save handler "{self.config.save_handler}"')
+        if not handler.has_validator:
+            return True
+        try:
+            handler.open(self.config.save_path, self.config.name)
+            return self._validate(handler, sid)
+        finally:
+            self._safe_close(handler)
+
     def _internal_start(self, *, shared: bool = False) -> bool:
         """php_session_start(): id discovery, initialize, cache limiter (session.c)."""
         cfg = self.config

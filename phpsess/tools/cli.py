@@ -31,6 +31,19 @@ def _octal(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected an octal mode such as 0660, got {text!r}") from None
 
 
+def _port_list(text: str) -> list[int]:
+    """An argparse type: ``"8081,8082"`` -> [8081, 8082]; ``"none"`` -> []."""
+    if text.strip().lower() in ("none", ""):
+        return []
+    try:
+        ports = [int(p) for p in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected ports such as 8081,8082 (or none), got {text!r}") from None
+    if any(not 0 <= p <= 65535 for p in ports):
+        raise argparse.ArgumentTypeError(f"a port is from 0 to 65535, got {text!r}")
+    return ports
+
+
 def _at_least(minimum: int) -> Any:
     """An argparse type: a whole number of at least ``minimum``."""
 
@@ -163,8 +176,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="a small HTTP server running the scripts (development)",
         description="Serve the scripts under --root over HTTP, without nginx.",
     )
-    p.add_argument("--root", default="cgi-bin", metavar="DIR", help="document root (default cgi-bin)")
+    p.add_argument("--root", metavar="DIR",
+                   help="document root (default: ./cgi-bin if there is one, else the demo shipped with phpsess)")
     p.add_argument("--port", type=int, default=8080, help="TCP port (default 8080)")
+    p.add_argument("--extra-ports", type=_port_list, metavar="LIST",
+                   help="more ports for pages that want over 6 requests in flight, e.g. 8081,8082, or "
+                        "'none' (default: the two after --port, when free)")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     p.add_argument("--workers", type=_positive, default=16, metavar="N", help="worker processes (default 16)")
     p.add_argument("--max-requests", type=_non_negative, default=0, metavar="M",
@@ -345,8 +362,10 @@ def _log_to_file(path: str) -> None:
 def _cmd_serve(args: argparse.Namespace) -> int:
     from ..runtime import server
 
-    opts = server.ServeOptions(root=args.root, port=args.port, host=args.host, workers=args.workers,
-                               max_requests=args.max_requests)
+    from .demo import default_root
+
+    opts = server.ServeOptions(root=args.root or default_root(), port=args.port, host=args.host,
+                               workers=args.workers, max_requests=args.max_requests, extra_ports=args.extra_ports)
     if args.max_execution_time is not None:
         opts.max_execution_time = args.max_execution_time
     if args.post_max_size is not None:

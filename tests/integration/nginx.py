@@ -19,7 +19,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Callable, Iterator, Mapping
+from typing import Callable, Iterator, Mapping, Sequence
 
 from tests.phptools import require
 
@@ -36,6 +36,7 @@ __all__ = [
     "shipped_conf",
     "stop_process",
     "start_fpm",
+    "start_php_fpm",
     "start_fcgiwrap",
     "fcgi_request",
 ]
@@ -322,6 +323,47 @@ def start_fpm(
             raise AssertionError(
                 "phpsess fpm did not start:\n" + Path(socket_path).with_suffix(".log").read_text(errors="replace")
             ) from None
+        yield proc
+    finally:
+        stop_process(proc, signal.SIGTERM)
+        log.close()
+
+
+@contextlib.contextmanager
+def start_php_fpm(
+    workdir: Path,
+    socket_path: str,
+    *,
+    workers: int = 4,
+    ini: Mapping[str, str] | None = None,
+    extensions: Sequence[str] = (),
+    timeout: float = 15.0,
+) -> Iterator[subprocess.Popen[bytes]]:
+    """PHP's own php-fpm 8.2 (Debian's) in the foreground: one ``pm = static`` pool of
+    ``workers`` children on the unix socket ``socket_path``, with ``ini`` as its
+    ``php_admin_value`` settings (e.g. ``session.save_path``) and the PHP ``extensions``
+    loaded in that order (``-n`` loads none: e.g. ``igbinary.so``, ``redis.so``); its
+    config and logs in ``workdir``.  Yields the master's Popen; stops it (SIGTERM)."""
+    binary = require("/usr/sbin/php-fpm8.2")
+    workdir.mkdir(parents=True, exist_ok=True)
+    lines = [
+        "[global]", f"pid = {workdir}/php-fpm.pid", f"error_log = {workdir}/php-fpm.log", "daemonize = no", "",
+        "[www]", f"listen = {socket_path}", "listen.mode = 0666", "pm = static", f"pm.max_children = {workers}",
+        "catch_workers_output = yes", "php_admin_value[log_errors] = 1", "php_admin_value[display_errors] = 0",
+    ]
+    lines += [f"php_admin_value[{k}] = {v}" for k, v in (ini or {}).items()]
+    conf = workdir / "php-fpm.conf"
+    conf.write_text("\n".join(lines) + "\n")
+    loads = [arg for ext in extensions for arg in ("-d", f"extension={ext}")]
+    args = [binary, "-n", *loads, "-F", "-y", str(conf)] + (["-R"] if os.geteuid() == 0 else [])
+    log = open(workdir / "php-fpm.out", "wb")
+    proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        try:
+            wait_for_socket(socket_path, timeout)
+        except TimeoutError:
+            log.flush()
+            raise AssertionError("php-fpm did not start:\n" + (workdir / "php-fpm.out").read_text(errors="replace")) from None
         yield proc
     finally:
         stop_process(proc, signal.SIGTERM)

@@ -360,11 +360,23 @@ def _run_under_cgi(tmp_path: Path, args: list[str], body: bytes = b"", **env: st
 
 
 @pytest.mark.parametrize("module", ["phpsess.wsgi", "phpsess.runtime.wsgi", "phpsess.runtime.server",
-                                    "phpsess.runtime.fpm", "phpsess.tools.cli"])
+                                    "phpsess.runtime.fpm", "phpsess.tools.cli",
+                                    "phpsess.django", "phpsess.flask", "phpsess.asgi",
+                                    "phpsess.runtime.django", "phpsess.runtime.flask", "phpsess.runtime.asgi"])
 def test_importing_another_entry_point_under_cgi_prints_nothing(tmp_path: Path, module: str) -> None:
     proc = _run_under_cgi(tmp_path, ["-c", f"import {module}"])
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == b""
+
+
+def test_the_framework_entry_points_import_their_framework_only_when_used(tmp_path: Path) -> None:
+    code = ("import sys, phpsess, phpsess.django, phpsess.flask, phpsess.asgi\n"
+            "print(sorted(m for m in ('django', 'flask', 'starlette', 'anyio') if m in sys.modules))\n"
+            "phpsess.flask.PHPSessionInterface\n"
+            "print('flask' in sys.modules)\n")
+    proc = _run_under_cgi(tmp_path, ["-c", code])
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == b"[]\nTrue\n"  # (and under CGI: no CGI response either)
 
 
 def test_a_module_that_imports_phpsess_is_not_the_cgi_script(tmp_path: Path) -> None:

@@ -1,7 +1,11 @@
-"""The demo page in a real browser: headless Chromium loads ``/?autorun=1`` from
-``phpsess serve``, the page fires its 10 parallel requests in each mode, and the
-test reads the totals back from the DOM.  Starts phpsess serve and Chromium, driven
-through the DevTools protocol (a small stdlib websocket client); stops both.
+"""The demo page in a real browser: headless Chromium opens ``/`` of ``phpsess serve``,
+the page runs its 10 parallel requests in each mode by itself, and the test reads the
+totals, the browser's timings and what each mode saved or lost back from the DOM (and
+the session file), with screenshots at first load and after the run.  Also: the page
+through a forward of the main port only (extra ports out of reach), and under a
+headless browser's virtual clock.  Starts phpsess serve, a small TCP forwarder and
+Chromium, driven through the DevTools protocol (a small stdlib websocket client);
+stops all of them.  ``PHPSESS_SCREENSHOTS=DIR`` keeps the screenshots in DIR too.
 """
 
 from __future__ import annotations
@@ -10,10 +14,13 @@ import base64
 import contextlib
 import json
 import os
+import re
+import shutil
 import signal
 import socket
 import struct
 import subprocess
+import threading
 import time
 import urllib.parse
 import urllib.request
@@ -32,8 +39,11 @@ pytestmark = pytest.mark.slow
 CHROMIUM_FLAGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
-    "--disable-extensions", "--mute-audio", "--remote-debugging-address=127.0.0.1", "--remote-debugging-port=0",
+    "--disable-extensions", "--mute-audio", "--window-size=1280,1700",
 ]
+DEVTOOLS_FLAGS = ["--remote-debugging-address=127.0.0.1", "--remote-debugging-port=0"]
+MODES = ("hold", "close", "merge")
+FIGURES = ("total", "wall", "pids", "hits", "keys")
 
 
 class DevTools:
@@ -130,7 +140,7 @@ def chromium(url: str, workdir: Path) -> Iterator[DevTools]:
     profile = workdir / "profile"
     profile.mkdir()
     with open(workdir / "chromium.log", "wb") as log:
-        proc = subprocess.Popen([binary, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", url],
+        proc = subprocess.Popen([binary, *CHROMIUM_FLAGS, *DEVTOOLS_FLAGS, f"--user-data-dir={profile}", url],
                                 stdout=log, stderr=log, start_new_session=True)
     family: list[psutil.Process] = []
     devtools: DevTools | None = None
@@ -162,32 +172,173 @@ def chromium(url: str, workdir: Path) -> Iterator[DevTools]:
                 p.kill()
 
 
-def test_demo_page_shows_the_lock_and_the_two_ways_out(tmp_path: Path) -> None:
-    with ServeProcess(CGI_BIN, tmp_path) as srv, chromium(srv.url + "?autorun=1", tmp_path) as page:
-        deadline = time.monotonic() + 60
-        status = ""
-        while time.monotonic() < deadline:
-            status = page.evaluate("(document.getElementById('status') || {}).textContent || ''")
-            if status == "done" or status.startswith("error"):
-                break
-            time.sleep(0.2)
-        assert status == "done", f"{status}\n{srv.log()}"
-        shown = page.evaluate(
-            "JSON.stringify(Object.fromEntries(['hold', 'close', 'merge'].flatMap(m => "
-            "['total', 'wall', 'pids'].map(k => [k + '-' + m, document.getElementById(k + '-' + m).textContent]))))"
-        )
-        values = {k: float(v) for k, v in json.loads(shown).items()}
-        assert values["total-hold"] >= 4.5, values
-        assert values["total-hold"] < 8, values
-        assert values["total-close"] < 1.5, values
-        assert values["total-merge"] < 1.5, values
-        # the browser really had 10 requests in flight: 10 workers served them at once
+def screenshot(page: DevTools, path: Path) -> None:
+    """Save what the page shows now as a PNG (and in $PHPSESS_SCREENSHOTS, when set)."""
+    path.write_bytes(base64.b64decode(page.call("Page.captureScreenshot", format="png")["data"]))
+    keep = os.environ.get("PHPSESS_SCREENSHOTS")
+    if keep:
+        os.makedirs(keep, exist_ok=True)
+        shutil.copyfile(path, os.path.join(keep, path.name))
+
+
+def status_of(page: DevTools) -> str:
+    return str(page.evaluate("(document.getElementById('status') || {}).textContent || ''"))
+
+
+def wait_until_done(page: DevTools, log: Any, timeout: float = 60) -> None:
+    """Wait for the page's run to end; fail with the status and the server's log otherwise."""
+    deadline = time.monotonic() + timeout
+    status = ""
+    while time.monotonic() < deadline:
+        status = status_of(page)
+        if status == "done" or status.startswith("error"):
+            break
+        time.sleep(0.2)
+    assert status == "done", f"{status}\n{log()}"
+
+
+def figures(page: DevTools) -> dict[str, float]:
+    """Every mode's figures as shown: total-hold, wall-hold, pids-hold, hits-hold, keys-hold, ..."""
+    shown = page.evaluate(
+        f"JSON.stringify(Object.fromEntries({json.dumps(list(MODES))}.flatMap(m => "
+        f"{json.dumps(list(FIGURES))}.map(k => [k + '-' + m, document.getElementById(k + '-' + m).textContent]))))"
+    )
+    return {k: float(v) for k, v in json.loads(shown).items()}
+
+
+def marks(page: DevTools, mode: str, css: str) -> int:
+    return int(page.evaluate(f"document.querySelectorAll('#chart-{mode} {css}').length"))
+
+
+def assert_the_story(page: DevTools, values: dict[str, float]) -> None:
+    """The three totals, the browser's own timings, and what each mode saved or lost."""
+    assert 4.5 <= values["total-hold"] < 8, values
+    assert values["total-close"] < 1.5 and values["total-merge"] < 1.5, values
+    # the browser's own clock agrees with the server's
+    assert values["wall-hold"] >= 4.5 and values["wall-close"] < 1.5 and values["wall-merge"] < 1.5, values
+    # read back from the session after each mode: hold keeps all, close nothing, merge every own key
+    assert values["hits-hold"] == 10 and values["keys-hold"] == 10, values
+    assert values["hits-close"] == 0 and values["keys-close"] == 0, values
+    assert values["keys-merge"] == 10 and values["hits-merge"] < 10, values
+    # ... and drawn: a bar per request, a kept/lost mark per own key, a square per stored hit
+    for mode in MODES:
+        assert marks(page, mode, "rect.work") == 10, mode
+    assert marks(page, "hold", "rect.key-mark.kept") == 10
+    assert marks(page, "close", "rect.key-mark.lost") == 10
+    assert marks(page, "merge", "rect.key-mark.kept") == 10
+    assert marks(page, "hold", "rect.hit-mark.kept") == 10
+    assert marks(page, "close", "rect.hit-mark.kept") == 0
+    assert marks(page, "merge", "rect.hit-mark.kept") == values["hits-merge"]
+    # nothing cut off at 1280 px (the code lines wrap)
+    assert page.evaluate("[...document.querySelectorAll('pre')].every(p => p.scrollWidth <= p.clientWidth)")
+
+
+def test_demo_page_runs_on_load_and_shows_what_each_mode_kept(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # no session.save_path configured: the demo keeps its sessions in a 0700 directory of its
+    # own under phpsess's runtime directory (here a private one of this test)
+    (tmp_path / "run").mkdir()
+    monkeypatch.setenv("PHPSESS_RUNTIME_DIR", str(tmp_path / "run"))
+    own = tmp_path / "run" / f"phpsess-{os.geteuid()}" / "demo-sessions"
+    with ServeProcess(CGI_BIN, tmp_path, ini={"session.save_path": ""}) as srv, chromium(srv.url, tmp_path) as page:
+        wait_for(lambda: status_of(page) not in ("", "starting"), 30, "the page to start")
+        screenshot(page, tmp_path / "demo-first-load.png")
+        assert status_of(page) != "idle"  # the first look is a run, not three empty boxes
+        wait_until_done(page, srv.log)
+        screenshot(page, tmp_path / "demo-after-run.png")
+        values = figures(page)
+        assert_the_story(page, values)
+        # 10 requests really were in flight at once, over the server's ports
         assert values["pids-close"] == 10 and values["pids-merge"] == 10, values
-        assert values["wall-close"] < 1.5 and values["wall-merge"] < 1.5, values
-        # the page drew a waterfall per mode: 10 work bars each
-        assert page.evaluate("document.querySelectorAll('#chart-hold rect.work').length") == 10
+        assert "over ports" in page.evaluate("document.getElementById('via').textContent")
+        # the figures are the session's: after the merge run it holds every slow_i and merge's count
         cookie = page.evaluate("document.cookie")
         assert cookie.startswith("PHPSESSID=")
-        stored = srv.session_file(cookie.split(";")[0]).read_bytes()
-        assert b"hits|i:10;" in stored
-        assert all(f"slow_{i}|".encode() in stored for i in range(10)), stored
+        stored = (own / f"sess_{cookie.split(';')[0].split('=', 1)[1]}").read_bytes()
+        assert f"hits|i:{int(values['hits-merge'])};".encode() in stored, stored
+        assert all(f'slow_{i}|a:3:{{s:4:"mode";s:5:"merge";'.encode() in stored for i in range(10)), stored
+        assert own.stat().st_mode & 0o777 == 0o700
+        assert f"kept in {own} (mode 0700)" in page.evaluate("document.getElementById('save-path').textContent")
+        # the next look shows the last run at once, without running it again
+        page.call("Page.reload")
+        wait_for(lambda: status_of(page).startswith("last run"), 30, "the kept run")
+        assert figures(page) == values
+        screenshot(page, tmp_path / "demo-next-load.png")
+    assert "can be listed by other users" not in srv.log()  # no warning about its own default
+
+
+class Forwarder:
+    """A TCP port forward that keeps the port, as ``docker run -p 8080:8080`` or ``ssh -L``
+    do: listens on ``listen_host:port`` and relays every connection to ``target:port``;
+    nothing else of the target is reachable through it."""
+
+    def __init__(self, listen_host: str, target_host: str, port: int) -> None:
+        self.target = (target_host, port)
+        self.sock = socket.create_server((listen_host, port))
+        self.sock.settimeout(0.2)
+        self.stopping = threading.Event()
+        self.conns: list[socket.socket] = []
+        self.thread = threading.Thread(target=self._accept, daemon=True)
+        self.thread.start()
+
+    def _accept(self) -> None:
+        while not self.stopping.is_set():
+            try:
+                client, _ = self.sock.accept()
+            except (TimeoutError, socket.timeout):
+                continue
+            except OSError:
+                return
+            client.settimeout(None)
+            upstream = socket.create_connection(self.target)
+            self.conns += [client, upstream]
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pump(src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+            dst.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+
+    def close(self) -> None:
+        self.stopping.set()
+        self.sock.close()
+        self.thread.join(5)
+        for c in self.conns:
+            with contextlib.suppress(OSError):
+                c.close()
+
+
+def test_demo_page_runs_through_a_forward_of_its_one_port(tmp_path: Path) -> None:
+    with ServeProcess(CGI_BIN, tmp_path) as srv:
+        forward = Forwarder("127.0.0.2", "127.0.0.1", srv.port)  # same port, another address
+        try:
+            with chromium(f"http://127.0.0.2:{srv.port}/", tmp_path) as page:
+                wait_until_done(page, srv.log)
+                screenshot(page, tmp_path / "demo-port-forward.png")
+                values = figures(page)
+                assert_the_story(page, values)
+                via = page.evaluate("document.getElementById('via').textContent")
+                assert "cannot be reached from this browser" in via and "fanout.py" in via, via
+                assert values["pids-close"] == 10, values  # the server's fan-out had 10 in flight
+        finally:
+            forward.close()
+
+
+def test_demo_page_under_a_virtual_clock_reports_real_times(tmp_path: Path) -> None:
+    """What ``chromium --headless --virtual-time-budget=... --dump-dom`` sees: the page as
+    first opened runs by itself, and the browser's times are real ones, not the virtual
+    clock's (which stands still while requests are pending)."""
+    binary = require("chromium")
+    with ServeProcess(CGI_BIN, tmp_path) as srv:
+        out = subprocess.run(
+            [binary, *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=40000",
+             "--dump-dom", srv.url], capture_output=True, timeout=120, start_new_session=True,
+        ).stdout.decode()
+    shown = dict(re.findall(r'<span id="([a-z]+-[a-z]+)"[^>]*>([^<]*)</span>', out))
+    assert re.search(r'<span id="status">done</span>', out), out[-3000:]
+    assert 4.5 <= float(shown["total-hold"]) < 8 and float(shown["wall-hold"]) >= 4.5, shown
+    assert float(shown["wall-close"]) >= 0.45 and float(shown["wall-merge"]) >= 0.45, shown

@@ -239,6 +239,20 @@ def test_capture_output_puts_print_into_the_body(ini: dict[str, str], monkeypatc
     assert c.body() == b"hello\nend" and c.header("Content-Length") == []
 
 
+def test_cache_headers_rule_php_by_default_app_on_request(ini: dict[str, str]) -> None:
+    # counter_app sends its own "Cache-Control: max-age=60"
+    php_order = Call(SessionMiddleware(counter_app, ini=ini))
+    assert [(n, v) for n, v in php_order.headers if n != "Set-Cookie"] == [("Content-Type", "text/plain"), *NOCACHE]
+    php_order.body()
+    app_wins = Call(SessionMiddleware(counter_app, ini=ini, cache_headers="app"))
+    assert [(n, v) for n, v in app_wins.headers if n != "Set-Cookie"] == [
+        ("Content-Type", "text/plain"), ("Cache-Control", "max-age=60")]
+    assert app_wins.header("Set-Cookie")
+    app_wins.body()
+    with pytest.raises(ValueError, match='cache_headers must be "app" or "php"'):
+        SessionMiddleware(counter_app, ini=ini, cache_headers="mine")
+
+
 def test_cgi_environ_and_merge_headers() -> None:
     env = cgi_environ({"QUERY_STRING": "x=\xc3\xa9", "wsgi.input": io.BytesIO(), "HTTP_X": "1", "n": 3})
     assert env == {"QUERY_STRING": "x=é", "HTTP_X": "1"}

@@ -1,0 +1,1 @@
+"""A Django site on the PHP pages' sessions (examples/frameworks/django_site)."""
