@@ -11,6 +11,7 @@ Answers {"sid", "hits", "keys": {"<i>": "<mode of the request that saved it>"},
 """
 
 import json
+from collections.abc import Mapping
 
 import phpsess
 from phpsess import GET, SERVER, SESSION
@@ -34,7 +35,8 @@ else:
 keys = {}
 for key, value in SESSION.items():
     if str(key).startswith("slow_"):
-        keys[str(key)[5:]] = value.get("mode", "") if isinstance(value, dict) else ""
+        # a PHP array is a phpsess.PHPArray (a Mapping, docs/types.md), or a dict
+        keys[str(key)[5:]] = value.get("mode", "") if isinstance(value, Mapping) else ""
 print(json.dumps({
     "sid": phpsess.session_id(),
     "hits": SESSION.get("hits", 0),

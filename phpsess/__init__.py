@@ -22,8 +22,10 @@ from .lang import __all__ as _lang_all  # noqa: E402
 from .session.userclass import *  # noqa: F401,F403,E402
 from .session.userclass import __all__ as _userclass_all  # noqa: E402
 
+from .core.phparray import PHPArray  # noqa: E402  (what PHP arrays in SESSION are: docs/types.md)
+
 # SID is not in __all__: it exists only after session_start() (see __getattr__)
-__all__ = ["__version__", *_errors_all, *_php_all, *_lang_all, *_userclass_all]
+__all__ = ["__version__", "PHPArray", *_errors_all, *_php_all, *_lang_all, *_userclass_all]
 
 
 def __getattr__(name: str) -> Any:

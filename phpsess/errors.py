@@ -23,6 +23,7 @@ __all__ = [
     "SessionStartError",
     "PHPFatalError",
     "PHPError",
+    "MemoryLimitExceeded",
     "PHPWarning",
     "PHPNotice",
     "PHPDeprecated",
@@ -147,6 +148,21 @@ class PHPError(PHPFatalError):
     :func:`phpsess.require`; uncaught, it reads ``Uncaught Error: ...`` as in PHP."""
 
     php_class = "Error"
+
+
+class MemoryLimitExceeded(BaseException):
+    """PHP's fatal error ``Allowed memory size of N bytes exhausted (tried to allocate M
+    bytes)``: the session a request would decode needs more than ``memory_limit``.
+
+    A BaseException (the one exception to the tree above), so that a script's own
+    ``except Exception`` cannot swallow it, as nothing in PHP can catch that error;
+    the runtime answers 500 and logs the text, and the stored session is left as it was.
+    """
+
+    def __init__(self, limit: int, size: int) -> None:
+        super().__init__(f"Allowed memory size of {limit} bytes exhausted (tried to allocate {size} bytes)")
+        self.limit = limit
+        self.size = size
 
 
 class MergeConflict(SessionError):

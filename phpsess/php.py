@@ -564,11 +564,11 @@ def ini_set(option: str, value: Any) -> str | bool:
             if str(exc):
                 s.diagnose(str(exc), exc.level)
             return False
-    if not option.startswith("session.") and not setting.phpsess_only:
+    if not option.startswith("session.") and not (setting.phpsess_only or setting.core):
         return False
     if setting.mode == "PERDIR":
         return False
-    if not key.startswith("trans_sid_"):
+    if not key.startswith("trans_sid_") and not SETTINGS[key].core:
         if s.active:
             s.diagnose("Session ini settings cannot be changed when a session is active")
             return False

@@ -155,6 +155,61 @@ def test_show_decodes_a_session_php_wrote(tmp_path: Path) -> None:
     }
 
 
+# Sessions PHP writes that once broke show: a cycle (RecursionError, exit 1), 3,000
+# nested arrays (RecursionError), a DAG of 40 levels of shared objects (1.6 KB; 20 s
+# and 650 MB expanding 2**40 paths).
+HOSTILE_PHP = {
+    "cycle": '$o = new stdClass; $o->self = $o; $_SESSION["o"] = $o; $a = ["x" => 1]; $a["me"] = &$a;'
+             '$_SESSION["a"] = $a;',
+    "deep": '$v = []; for ($i = 0; $i < 3000; $i++) { $v = [$v]; } $_SESSION["deep"] = $v;',
+    "dag": '$o = new stdClass; for ($i = 0; $i < 40; $i++) { $n = new stdClass; $n->a = $o; $n->b = $o; $o = $n; }'
+           '$_SESSION["dag"] = $o;',
+}
+
+
+@pytest.mark.parametrize("case", sorted(HOSTILE_PHP))
+def test_show_prints_any_graph_php_stores_quickly(tmp_path: Path, case: str) -> None:
+    out = run_php(f'<?php session_id("{SID}"); session_start(); {HOSTILE_PHP[case]}',
+                  {"session.save_path": str(tmp_path)})
+    assert out.returncode == 0 and out.stdout == b"", out
+    size = (tmp_path / f"sess_{SID}").stat().st_size
+    for args in (["--json"], []):
+        t0 = time.monotonic()
+        res = cli("show", *args, "--save-path", str(tmp_path), SID)
+        assert res.returncode == 0, res.stderr[-2000:]
+        assert time.monotonic() - t0 < 15
+        assert len(res.stdout) < 20 * size + 1000  # output of the payload's size, not of its paths
+    doc = json.loads(cli("show", "--json", "--save-path", str(tmp_path), SID).stdout) if case != "deep" else None
+    if case == "cycle":
+        assert doc == {  # o|O:8:"stdClass":1:{s:4:"self";r:1;}a|a:2:{...s:2:"me";a:2:{...s:2:"me";R:5;}}
+            "o": {"__class__": "stdClass", "__id__": 1, "self": {"__same_as__": 1}},
+            "a": {"x": 1, "me": {"__id__": 2, "__reference__": {"x": 1, "me": {"__same_as__": 2}}}},
+        }
+    if case == "dag":
+        node = doc["dag"]
+        for _ in range(39):
+            assert node["b"] == {"__same_as__": node["a"]["__id__"]}
+            node = node["a"]
+
+
+def test_json_text_is_json_dumps_without_recursion() -> None:
+    for value in ({"n": 1, "s": "hé", "l": [1, [], {}, [2.5, None, True]], "e": {}}, [], {}, "x", [[[]]]):
+        for indent in (None, 2):
+            assert tools.json_text(value, indent) == json.dumps(value, indent=indent, ensure_ascii=False)
+    deep: Any = []
+    for _ in range(5000):
+        deep = [deep]
+    assert tools.json_text(tools.to_json(deep)).startswith("[[[[")
+
+
+def test_show_refuses_a_fifo_without_blocking(tmp_path: Path) -> None:
+    os.mkfifo(tmp_path / f"sess_{SID}")
+    t0 = time.monotonic()
+    res = cli("show", "--save-path", str(tmp_path), SID)
+    assert res.returncode == 1 and "not a regular file" in res.stderr, res
+    assert time.monotonic() - t0 < 15
+
+
 # -- gc ------------------------------------------------------------------------------------------
 def make_sessions(root: Path, depth: int, sids: list[str], old: float) -> list[Path]:
     paths = []

@@ -238,6 +238,7 @@ def test_defaults_are_php_compiled_defaults() -> None:
     assert cfg.as_ini()["session.trans_sid_tags"] == "a=href,area=href,frame=src,form="
     assert cfg.changed() == {} and repr(cfg) == "SessionConfig({})"
     assert list(cfg.as_ini()) == [s.ini_name for s in SETTINGS.values()]
+    assert [s.name for s in SETTINGS.values() if s.core] == ["memory_limit"]
 
 
 def test_copy_is_independent() -> None:
@@ -417,6 +418,6 @@ def test_conf_phpsess_ini_documents_every_setting() -> None:
             assert f"PHP 8.2 default: {default} |" in comment, key
             if s.debian is not None:
                 assert f"Debian: {s.debian or chr(34) * 2}" in comment, key
-                assert entries[f"session.{key}"] == s.debian, key
+                assert entries[s.ini_name] == s.debian, key
     cfg = from_ini_file(str(CONF))
     assert (cfg.sid_length, cfg.sid_bits_per_character, cfg.gc_probability) == (26, 5, 0)

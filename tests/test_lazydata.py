@@ -101,3 +101,23 @@ def test_a_session_this_process_wrote_is_read_back_lazily(tmp_path: Any) -> None
         s.set_id("lazyid123")
         assert s.start()
         assert not isinstance(s.data, SessionData) and s.data == {"n": 7, "profile": []}
+
+
+def test_span_cache_is_bounded_in_bytes() -> None:
+    """Clients choose what goes into their sessions: 2,400 fresh 1 MB sessions once kept
+    512 MiB in each worker.  The cache keeps a few MiB whatever it is given."""
+    cache = SpanCache()
+    big = b"x|s:200000:\"" + b"a" * 200000 + b"\";"
+    for i in range(2400):
+        cache.remember(f"s{i}", big + b"%d" % i, [("x", 2, len(big))])
+    assert cache.bytes <= cache.max_bytes <= 4 << 20
+    assert cache.lookup("s2399", big + b"2399") is not None  # the last ones stay
+    huge = b"x|s:1000000:\"" + b"a" * 1000000 + b"\";"
+    cache.remember("h", huge, [("x", 2, len(huge))])
+    assert cache.lookup("h", huge) is None  # too large to keep at all
+    many = [(f"k{i}", 0, 0) for i in range(100000)]  # a small payload of many keys
+    cache.remember("m", b"k|N;" * 1000, many)
+    assert cache.lookup("m", b"k|N;" * 1000) is None and cache.bytes <= cache.max_bytes
+    for i in range(2400):
+        cache.forget(f"s{i}")
+    assert cache.bytes == 0

@@ -756,9 +756,9 @@ def test_phpsess_settings_are_accepted_by_ini_set_where_php_returns_false(site: 
                 php.ini_set("session.no_such_setting", 1), php.ini_set("memory_limit", "1G"),
                 php.ini_set("display_errors", 1), php.ini_set("output_buffering", 0)]
 
-    # display_errors: php-cgi under Debian's php.ini returns "" (Off); output_buffering is
-    # php.ini-only (false) [obs php-cgi]
-    assert site.request(page) == ["0", "2", False, False, "", False]
+    # memory_limit: PHP's core setting, the old value (128M); display_errors: php-cgi under
+    # Debian's php.ini returns "" (Off); output_buffering is php.ini-only (false) [obs php-cgi]
+    assert site.request(page) == ["0", "2", False, "128M", "", False]
 
 
 def test_memcached_settings_are_ini_settings_as_in_php(site: Site) -> None:

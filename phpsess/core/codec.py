@@ -39,6 +39,7 @@ import threading
 from typing import Any, Callable, Iterable, Iterator, Mapping, Union
 
 from ..errors import SessionDecodeError, SessionEncodeError
+from .phparray import PHPArray
 from .zend import float_to_string
 
 __all__ = [
@@ -57,6 +58,8 @@ __all__ = [
     "php_array_key",
     "is_valid_class_name",
     "clear_caches",
+    "trim_caches",
+    "to_php_arrays",
 ]
 
 #: largest PHP ``int`` (64-bit)
@@ -250,7 +253,7 @@ class RefContext:
 
     __slots__ = (
         "counter", "ids", "slots", "track", "allowed", "max_depth",
-        "values", "keys", "props", "size", "_src", "_text",
+        "values", "keys", "props", "size", "budget", "_src", "_text",
     )
 
     def __init__(self, *, allowed_classes: AllowedClasses = True, max_depth: int = MAX_DEPTH) -> None:
@@ -261,12 +264,13 @@ class RefContext:
         self.allowed: bool | frozenset[bytes] = _allowed_set(allowed_classes)
         self.max_depth = max_depth
         # decoder caches: token text (up to its ';') -> value, array key, property name
-        if max(len(_VALUES), len(_KEYS), len(_PROPS), len(_HEADERS)) > _CACHE_LIMIT:
-            clear_caches()
+        trim_caches()
         self.values = _VALUES
         self.keys = _KEYS
         self.props = _PROPS
         self.size = 0
+        # what the fast path may still copy re-slicing long pieces (see _charge)
+        self.budget = 0
         self._src: object = None
         self._text = ";"
 
@@ -288,6 +292,7 @@ class RefContext:
         self._src = data
         self._text = text + ";"
         self.size = len(text)
+        self.budget = 4 * len(text) + _SLICE_FREE * 64
         if not self.slots:
             self.track = ("R:" in text or "r:" in text) and _REF_TOKEN.search(text) is not None
         return self._text
@@ -313,8 +318,12 @@ _REF_TOKEN = re.compile(r"[rR]:[0-9]+;")
 
 # Token caches shared by all decodes (a worker decodes the same keys and values over
 # and over): token text up to its ";" -> the immutable value it decodes to.  Only
-# short tokens are kept, and the caches are emptied when they grow past the limit.
-_CACHE_LIMIT = 20000
+# short tokens are kept (at most _CACHE_TOKEN_MAX characters, so each entry takes at
+# most about 400 bytes), no cache takes more than _CACHE_LIMIT entries, and all the
+# caches, the encoder's too, are emptied when together they hold more than
+# _CACHE_LIMIT entries (trim_caches(), at the start and the end of every call): what
+# stays in a worker between requests is at most about 3 MiB, whatever clients send.
+_CACHE_LIMIT = 8192
 _CACHE_TOKEN_MAX = 96
 _SEED: dict[str, Any] = {"b:1": True, "b:0": False, "N": None}
 _VALUES: dict[str, Any] = dict(_SEED)  # scalar values
@@ -323,6 +332,15 @@ _PROPS: dict[str, Any] = {}  # property names (no numeric-string canonicalisatio
 # "a:2:{s:1:\"x\"" -> (2, "s:1:\"x\"", 1): count, first key piece, 0 (a list: the
 # first key is i:0) or 1 (a dict)
 _HEADERS: dict[str, tuple[int, str, int]] = {}
+
+
+def trim_caches() -> None:
+    """Empty the decoder's and encoder's caches if together they hold more than the limit."""
+    if (
+        len(_VALUES) + len(_KEYS) + len(_PROPS) + len(_HEADERS) + len(_ARRAY_KEY_PIECES)
+        + len(_PROP_KEY_PIECES) + len(_STR_PIECES) + len(_INT_PIECES) + len(_FLOAT_PIECES)
+    ) > _CACHE_LIMIT:
+        clear_caches()
 
 
 def clear_caches() -> None:
@@ -524,6 +542,7 @@ def _parse(text: str, pos: int, ctx: RefContext, cell: list[Any]) -> int:
     size = ctx.size
     vget = ctx.values.get
     vcache = ctx.values
+    climit = _CACHE_LIMIT
     akeys = ctx.keys
     pkeys = ctx.props
     find = text.find
@@ -549,12 +568,18 @@ def _parse(text: str, pos: int, ctx: RefContext, cell: list[Any]) -> int:
             start = pos
             if track:
                 slots.append((holder, key))
-            semi = find(";", pos)
-            v = vget(text[pos:semi], miss)
+            # Only a token short enough to be cached is looked up, so that the search
+            # for its ";" is bounded: an unbounded find() per value is quadratic on
+            # input without ";" (k0|a:0:{}k1|a:0:{}...).  Scalars that need their ";"
+            # search again without bound, and consume what they searched.
+            semi = find(";", pos, pos + _TOKEN_WINDOW)
+            v = vget(text[pos:semi], miss) if semi >= 0 else miss
             if v is not miss:
                 pos = semi + 1
             else:
                 c = text[pos]
+                if semi < 0 and c in _SEMI_TOKENS:
+                    semi = find(";", pos)
                 if c == "s":
                     colon = index(":", pos + 2)
                     ls = text[pos + 2 : colon]
@@ -568,7 +593,7 @@ def _parse(text: str, pos: int, ctx: RefContext, cell: list[Any]) -> int:
                     if not v.isascii():
                         v = _text_value(v)
                     pos = b + 2
-                    if b == semi - 1 and semi - start <= _CACHE_TOKEN_MAX:
+                    if b == semi - 1 and semi - start <= _CACHE_TOKEN_MAX and len(vcache) < climit:
                         vcache[text[start:semi]] = v
                 elif c == "i":
                     s = text[pos + 2 : semi]
@@ -579,7 +604,7 @@ def _parse(text: str, pos: int, ctx: RefContext, cell: list[Any]) -> int:
                             raise _Fail("bad integer")
                         v = _parse_int(s)
                     pos = semi + 1
-                    if semi - start <= _CACHE_TOKEN_MAX:
+                    if semi - start <= _CACHE_TOKEN_MAX and len(vcache) < climit:
                         vcache[text[start:semi]] = v
                 elif c == "a":
                     colon = index(":", pos + 2)
@@ -620,7 +645,7 @@ def _parse(text: str, pos: int, ctx: RefContext, cell: list[Any]) -> int:
                         raise _Fail("bad float")
                     v = float(s)
                     pos = semi + 1
-                    if semi - start <= _CACHE_TOKEN_MAX:
+                    if semi - start <= _CACHE_TOKEN_MAX and len(vcache) < climit:
                         vcache[text[start:semi]] = v
                 elif c == "b":
                     if startswith("b:1;", pos):
@@ -631,7 +656,7 @@ def _parse(text: str, pos: int, ctx: RefContext, cell: list[Any]) -> int:
                         raise _Fail("bad boolean")
                     pos += 4
                 elif c == "N":
-                    if semi != pos + 1:
+                    if text[pos + 1] != ";":
                         raise _Fail("bad null")
                     v = None
                     pos += 2
@@ -764,7 +789,18 @@ def _parse(text: str, pos: int, ctx: RefContext, cell: list[Any]) -> int:
                     pos += len(list_keys[k])
                     key = k
                     continue
-                key, pos = _parse_key(text, pos, akeys, False)
+                if k >= nlist_keys:
+                    lk = f"i:{k};"
+                    if startswith(lk, pos):
+                        pos += len(lk)
+                        key = k
+                        continue
+                semi = find(";", pos, pos + _TOKEN_WINDOW)
+                key = akeys.get(text[pos:semi], miss) if semi >= 0 else miss
+                if key is miss:
+                    key, pos = _parse_key(text, pos, akeys, False)
+                else:
+                    pos = semi + 1
                 if key != k or key.__class__ is not int:
                     # not a list after all (or a duplicate key): go on as a dict
                     old = cont
@@ -776,8 +812,8 @@ def _parse(text: str, pos: int, ctx: RefContext, cell: list[Any]) -> int:
                         holder[0] = cont
             else:
                 kc = akeys if kind == 1 else pkeys
-                semi = find(";", pos)
-                key = kc.get(text[pos:semi], miss)
+                semi = find(";", pos, pos + _TOKEN_WINDOW)
+                key = kc.get(text[pos:semi], miss) if semi >= 0 else miss
                 if key is miss:
                     key, pos = _parse_key(text, pos, kc, kind == 2)
                 else:
@@ -794,6 +830,10 @@ def _parse(text: str, pos: int, ctx: RefContext, cell: list[Any]) -> int:
 
 _MISS: Any = object()
 _OPENED: Any = object()
+#: how far _parse looks for the ";" of a token it may find in the caches
+_TOKEN_WINDOW = _CACHE_TOKEN_MAX + 1
+#: the values that end at their ";" (the others end by their length or a "}")
+_SEMI_TOKENS = frozenset("idrR")
 
 
 def _incomplete(allowed: bool | frozenset[bytes], name: str) -> bool:
@@ -826,7 +866,7 @@ def _parse_key(text: str, pos: int, cache: dict[str, Any], prop: bool) -> tuple[
                 k = n
         if k.__class__ is str and not k.isascii():
             k = _text_value(k)
-        if b + 1 - pos <= _CACHE_TOKEN_MAX and text.find(";", pos) == b + 1:
+        if b + 1 - pos <= _CACHE_TOKEN_MAX and text.find(";", pos, b + 2) == b + 1 and len(cache) < _CACHE_LIMIT:
             cache[text[pos : b + 1]] = k
         return k, b + 2
     if c == "i":
@@ -836,7 +876,7 @@ def _parse_key(text: str, pos: int, cache: dict[str, Any], prop: bool) -> tuple[
         # An object's integer keys are kept as ints: __serialize() writes them
         # (O:11:"ArrayObject":4:{i:0;...}) and they must be written back the same way.
         k = _parse_int(text[pos + 2 : semi])
-        if semi - pos <= _CACHE_TOKEN_MAX:
+        if semi - pos <= _CACHE_TOKEN_MAX and len(cache) < _CACHE_LIMIT:
             cache[text[pos:semi]] = k
         return k, semi + 1
     raise _Fail("array key must be an integer or a string")
@@ -862,6 +902,23 @@ _NUMERIC_START = frozenset("-0123456789")
 
 class _Fallback(Exception):
     """Internal: the fast path cannot decide; run the exact parser."""
+
+
+#: slices of a piece up to this length are not charged (see _charge)
+_SLICE_FREE = 256
+
+
+def _charge(ctx: RefContext, n: int) -> None:
+    """Count ``n`` characters copied by re-slicing a long piece; fall back past the budget.
+
+    The fast path cuts what it consumed off the front of a piece (``p[i:]``).  A piece
+    holding thousands of values glued together without ``;`` (``k0|a:0:{}k1|a:0:{}...``
+    is one piece) would be copied once per value, quadratic; past a budget of a few
+    times the payload the exact parser, which is linear, takes over.
+    """
+    ctx.budget -= n
+    if ctx.budget < 0:
+        raise _Fallback
 
 
 #: False runs only the exact parser (the tests compare both paths)
@@ -904,13 +961,17 @@ def _fast_miss(p: str, nxt: Callable[[], str], ctx: RefContext, depth: int) -> t
                 raise _Fallback
             n = int(ls)
             first = p[q + 2 :]
+            if len(first) > _SLICE_FREE:
+                _charge(ctx, len(first))
             kind = 0 if first == "i:0" else 1
-            if n and len(p) <= _CACHE_TOKEN_MAX:
+            if n and len(p) <= _CACHE_TOKEN_MAX and len(_HEADERS) < _CACHE_LIMIT:
                 _HEADERS[p] = (n, first, kind)
             p = first
         if n == 0:
             if p[:1] != "}":
                 raise _Fallback
+            if len(p) > _SLICE_FREE:
+                _charge(ctx, len(p))
             return [], p[1:], None  # what follows "a:0:{}" is glued to it
         if ctx.max_depth and depth >= ctx.max_depth:
             raise _Fallback
@@ -942,7 +1003,7 @@ def _fast_miss(p: str, nxt: Callable[[], str], ctx: RefContext, depth: int) -> t
         v: Any = p[q + 2 : -1]
         if not v.isascii():
             v = _text_value(v)
-        if whole and need <= _CACHE_TOKEN_MAX:
+        if whole and need <= _CACHE_TOKEN_MAX and len(ctx.values) < _CACHE_LIMIT:
             ctx.values[p] = v
         return v, nxt(), None
     if c == "i":
@@ -950,7 +1011,7 @@ def _fast_miss(p: str, nxt: Callable[[], str], ctx: RefContext, depth: int) -> t
         if p[1] != ":":
             raise _Fallback
         v = int(s) if s.isdigit() and len(s) < 19 else _parse_int(s)
-        if len(p) <= _CACHE_TOKEN_MAX:
+        if len(p) <= _CACHE_TOKEN_MAX and len(ctx.values) < _CACHE_LIMIT:
             ctx.values[p] = v
         return v, nxt(), None
     if c == "d":
@@ -958,7 +1019,7 @@ def _fast_miss(p: str, nxt: Callable[[], str], ctx: RefContext, depth: int) -> t
         if p[1] != ":" or not _FLOAT_BODY.fullmatch(s):
             raise _Fallback
         v = float(s)
-        if len(p) <= _CACHE_TOKEN_MAX:
+        if len(p) <= _CACHE_TOKEN_MAX and len(ctx.values) < _CACHE_LIMIT:
             ctx.values[p] = v
         return v, nxt(), None
     if c == "O":
@@ -973,12 +1034,16 @@ def _fast_miss(p: str, nxt: Callable[[], str], ctx: RefContext, depth: int) -> t
             raise _Fallback
         n = int(ls)
         p = p[q + 2 :]
+        if len(p) > _SLICE_FREE:
+            _charge(ctx, len(p))
         if ctx.max_depth and depth >= ctx.max_depth:
             raise _Fallback
         obj = PHPObject(name if name.isascii() else _text_value(name), {}, incomplete=_incomplete(ctx.allowed, name))
         if n == 0:
             if p[:1] != "}":
                 raise _Fallback
+            if len(p) > _SLICE_FREE:
+                _charge(ctx, len(p))
             return obj, p[1:], None
         return obj, p, (2, n, obj.properties)
     # b: and N are in the cache in every valid form; r:, R:, C:, E:, S: and anything
@@ -1053,8 +1118,12 @@ def _fast_value(p: str, nxt: Callable[[], str], ctx: RefContext) -> tuple[Any, s
                     k = len(cont)
                     if k < nlist and p == list_tokens[k]:
                         key = k
+                    elif p == f"i:{k}":  # a long list: no cache, no parser
+                        key = k
                     else:
-                        key = _fast_key(p, akeys, False)
+                        key = aget(p, miss)
+                        if key is miss:
+                            key = _fast_key(p, akeys, False)
                         if key != k or key.__class__ is not int:
                             # not a list after all (or a duplicate key): go on as a dict
                             old = cont
@@ -1119,7 +1188,11 @@ def _fast_value(p: str, nxt: Callable[[], str], ctx: RefContext) -> tuple[Any, s
                     _replace_container(done, list(done.values()), cont, key if kind else len(cont) - 1)
                 remaining -= 1
                 if not stack:
+                    if len(p) > _SLICE_FREE:
+                        _charge(ctx, len(p))
                     return cell[0], p[i:]
+            if len(p) > _SLICE_FREE:
+                _charge(ctx, len(p))
             p = p[i:]
     except (_Fail, ValueError, IndexError, KeyError, TypeError, OverflowError):
         raise _Fallback from None
@@ -1190,6 +1263,13 @@ def loads(
     :raises SessionDecodeError: on anything PHP's ``unserialize()`` refuses, and also
         on bytes after the value (PHP 8.2 ignores them silently; 8.3 warns).
     """
+    try:
+        return _loads(data, allowed_classes, max_depth)
+    finally:
+        trim_caches()
+
+
+def _loads(data: bytes | bytearray | memoryview | str, allowed_classes: AllowedClasses, max_depth: int) -> Any:
     ctx = RefContext(allowed_classes=allowed_classes, max_depth=max_depth)
     nxt = _fast_pieces(ctx, data)
     if not ctx.size:
@@ -1249,8 +1329,9 @@ class _ArrayKeys(dict):  # type: ignore[type-arg]
         elif isinstance(k, float) and k.is_integer() and PHP_INT_MIN <= k <= PHP_INT_MAX:
             piece = f"i:{int(k)};"  # PHP casts integral float keys to int
         else:
-            raise SessionEncodeError(f"unsupported array key {k!r} ({t.__name__}): use int or str")
-        self[k] = piece
+            raise SessionEncodeError(f"unsupported array key {k!r:.60} ({t.__name__}): use int or str")
+        if len(piece) <= _CACHE_TOKEN_MAX and len(self) < _CACHE_LIMIT:
+            self[k] = piece  # (a client's 2 MB field name must not stay in the worker)
         return piece
 
 
@@ -1266,8 +1347,9 @@ class _PropKeys(dict):  # type: ignore[type-arg]
         elif isinstance(k, int) and PHP_INT_MIN <= k <= PHP_INT_MAX:
             piece = f"i:{int(k)};"
         else:
-            raise SessionEncodeError(f"unsupported property name {k!r}: use str (or int)")
-        self[k] = piece
+            raise SessionEncodeError(f"unsupported property name {k!r:.60}: use str (or int)")
+        if len(piece) <= _CACHE_TOKEN_MAX and len(self) < _CACHE_LIMIT:
+            self[k] = piece
         return piece
 
 
@@ -1292,7 +1374,7 @@ def _str_piece(v: str) -> str:
     :raises SessionEncodeError: a lone surrogate (no UTF-8 form).
     """
     piece = f's:{_str_len(v)}:"{v}";'
-    if len(v) <= _CACHE_TOKEN_MAX:
+    if len(v) <= _CACHE_TOKEN_MAX and len(_STR_PIECES) < _CACHE_LIMIT:
         _STR_PIECES[v] = piece
     return piece
 
@@ -1301,14 +1383,16 @@ def _int_piece(v: int) -> str:
     """``i:<v>;`` for an int value in PHP's range (cached)."""
     if not PHP_INT_MIN <= v <= PHP_INT_MAX:
         raise SessionEncodeError(f"int {v} is outside PHP's 64-bit range")
-    piece = _INT_PIECES[v] = f"i:{v};"
+    piece = f"i:{v};"
+    if len(_INT_PIECES) < _CACHE_LIMIT:
+        _INT_PIECES[v] = piece
     return piece
 
 
 def _float_piece(v: float, precision: int) -> str:
     """``d:<v>;`` as PHP writes it with ``serialize_precision``; cached for -1."""
     piece = f"d:{float_to_string(v, precision)};"
-    if precision < 0 and v:  # not 0.0/-0.0 (NAN is never found again, and is rare)
+    if precision < 0 and v and len(_FLOAT_PIECES) < _CACHE_LIMIT:  # not 0.0/-0.0 (NAN: never found again)
         _FLOAT_PIECES[v] = piece
     return piece
 
@@ -1349,9 +1433,7 @@ def dump_pairs(
     ids = ctx.ids
     out0 = len(out) - ctx.counter  # so that number = len(out) - out0 - skipped + 1
     skipped = 0  # "}" and "R:" pieces
-    if max(len(_ARRAY_KEY_PIECES), len(_PROP_KEY_PIECES), len(_STR_PIECES), len(_INT_PIECES),
-           len(_FLOAT_PIECES)) > _CACHE_LIMIT:
-        _clear_encoder_caches()
+    trim_caches()
     akeys = _ARRAY_KEY_PIECES
     pkeys = _PROP_KEY_PIECES
     sget = _STR_PIECES.get
@@ -1392,6 +1474,18 @@ def dump_pairs(
                     append(f"{k}a:{len(v)}:{{")
                     stack.append((it, closer, v))
                     it = zip(_LIST_KEYS if len(v) <= _NLIST_KEYS else _list_keys(), v)
+                    closer = "}"
+                    if len(stack) >= check_at:
+                        check_at = _check_cycle(stack, check_at)
+                    break
+                elif t is PHPArray:
+                    d = v._d
+                    if not d:
+                        append(f"{k}a:0:{{}}")
+                        continue
+                    append(f"{k}a:{len(d)}:{{")
+                    stack.append((it, closer, v))
+                    it = zip(map(akeys.__getitem__, d), d.values())
                     closer = "}"
                     if len(stack) >= check_at:
                         check_at = _check_cycle(stack, check_at)
@@ -1466,6 +1560,7 @@ def dump_pairs(
                 it, closer, _ = stack.pop()
     finally:
         ctx.counter = len(out) - out0 - skipped
+        trim_caches()
 
 
 def _encode_other(k: str, v: Any, t: type, ids: dict[Any, int], num: int) -> tuple[str, Any]:
@@ -1542,3 +1637,57 @@ def dumps(value: Any, *, precision: int = -1) -> bytes:
     out: list[str] = []
     dump_pairs(out, (("", value),), RefContext(), precision)
     return "".join(out).encode("utf-8", "surrogateescape")
+
+
+def to_php_arrays(value: Any, *, keep_top: bool = False) -> Any:
+    """``value`` with every ``list``/``dict`` in it (at any depth, inside objects and
+    references too) turned into a :class:`PHPArray`; returns the converted value.
+
+    Meant for what the decoder returns: lists are arrays with keys ``0..n-1``, dict keys
+    are canonical already (each dict becomes the table of its PHPArray, not copied);
+    object property tables stay dicts.  Linear, no recursion; an object or reference
+    met twice is converted once.  ``keep_top``: a top-level dict (a session's
+    variables) stays a dict, converted in place below.
+    """
+    seen: set[int] = set()
+    if keep_top and type(value) is dict:
+        result: Any = value
+    else:
+        holder = {0: value}
+        to_php_arrays(holder, keep_top=True)
+        return holder[0]
+    # (a table, the (key, value) pairs of it still to look at); values are replaced in
+    # place, which dict iteration allows
+    stack: list[tuple[dict[Any, Any], Iterator[tuple[Any, Any]]]] = [(result, iter(result.items()))]
+    while stack:
+        d, pairs = stack[-1]
+        for k, v in pairs:
+            t = type(v)
+            if t is PHPReference:
+                if id(v) in seen:
+                    continue
+                seen.add(id(v))
+                inner = v.value
+                t = type(inner)
+                if t is list or t is dict:
+                    v.value = a = PHPArray._trusted_list(inner) if t is list else PHPArray._trusted(inner)
+                    stack.append((a._d, iter(a._d.items())))
+                    break
+                v = inner  # an object in the box: looked into below
+            if t is list:
+                d[k] = a = PHPArray._trusted_list(v)
+            elif t is dict:
+                d[k] = a = PHPArray._trusted(v)
+            elif t is PHPObject:
+                if id(v) in seen:
+                    continue
+                seen.add(id(v))
+                stack.append((v.properties, iter(v.properties.items())))
+                break
+            else:
+                continue
+            stack.append((a._d, iter(a._d.items())))
+            break
+        else:
+            stack.pop()
+    return result

@@ -73,6 +73,7 @@ class Setting:
     kind: str  # Python type of the attribute: "bool" | "int" | "str" | "float"
     mode: str = "ALL"  # "ALL" | "PERDIR"
     phpsess_only: bool = False  # an extension of phpsess, unknown to PHP
+    core: bool = False  # one of PHP's core settings: its ini name has no "session." prefix
     check: str = ""  # the validator (PHP's OnUpdate handler); "" = same as kind
     #: Debian's php.ini-production value, or None when it leaves PHP's default (documentation)
     debian: str | None = None
@@ -87,8 +88,9 @@ class Setting:
 
     @property
     def ini_name(self) -> str:
-        """The name PHP's ``ini_get()`` knows: ``session.NAME``, or an extension's full name."""
-        return "session." + self.name if self.ext == "session" else self.name
+        """The name in php.ini and ``ini_get()``: ``session.NAME``; a core setting's NAME
+        (``memory_limit``) or an extension's full name (``memcached.sess_locking``)."""
+        return self.name if self.core or self.ext != "session" else "session." + self.name
 
 
 SETTINGS: dict[str, Setting] = {
@@ -189,6 +191,11 @@ SETTINGS: dict[str, Setting] = {
             ("lock_wait", "not set", "str", "memc_deprecated", "deprecated by php-memcached 3: no effect"),
             ("lock_max_wait", "not set", "str", "memc_deprecated", "deprecated by php-memcached 3: no effect"),
         ]),
+        Setting("php_arrays", "1", "bool", phpsess_only=True,
+                doc="decoded PHP arrays are PHPArray (PHP's keys and order); 0 = plain list/dict"),
+        # PHP's core setting, for what a request decodes from its session (0: no limit)
+        Setting("memory_limit", "128M", "int", core=True, check="memory_limit", debian="128M",
+                doc="bytes a request may use for the session it decodes; -1 = no limit"),
     ]
 }
 
@@ -469,6 +476,28 @@ def _v_rfc1867_freq(key: str, raw: str, warn: Warn | None) -> Any:
     return raw
 
 
+#: what PHP has in use when it sets memory_limit (one 2 MiB chunk): a lower limit is refused
+MEMORY_IN_USE = 2 << 20
+
+
+def _v_memory_limit(key: str, raw: str, warn: Warn | None) -> Any:
+    """main.c OnSetMemoryLimit: an unsigned quantity, -1 (or any negative) for no limit
+    (0 here); below what is in use already, refused with PHP's warning."""
+    value, err = parse_quantity(raw)
+    if err is not None:
+        _warn(warn, f'Invalid "{key}" setting. {c_str(err)}')
+    if value < 0:
+        if value != -1 and err is None:
+            _warn(warn, f'Invalid "{key}" setting. Invalid quantity "{raw}": value is out of range, '
+                        "using overflow result for backwards compatibility")
+        return 0
+    if value < MEMORY_IN_USE:
+        raise ConfigError(
+            key, raw, f"Failed to set memory limit to {value} bytes (Current memory usage is {MEMORY_IN_USE} bytes)"
+        )
+    return value
+
+
 def _v_nonneg_float(key: str, raw: str, warn: Warn | None) -> Any:
     try:
         value = float(raw.strip(C_SPACE)) if raw.strip(C_SPACE) else 0.0
@@ -564,6 +593,7 @@ _VALIDATORS: dict[str, Callable[[str, str, Warn | None], Any]] = {
     "memc_prefix": _v_memc_prefix,
     "memc_hash": _v_memc_hash,
     "memc_deprecated": _v_memc_deprecated,
+    "memory_limit": _v_memory_limit,
 }
 
 _SETTING_VALIDATOR = {name: _VALIDATORS[s.check or s.kind] for name, s in SETTINGS.items()}
@@ -634,6 +664,8 @@ class SessionConfig:
     memcached_sess_prefix: str
     memcached_sess_lock_wait: str
     memcached_sess_lock_max_wait: str
+    php_arrays: bool
+    memory_limit: int
 
     _raw: dict[str, str]
     #: PHP's core ``serialize_precision`` (not a ``session.*`` setting): the significant
@@ -659,10 +691,11 @@ class SessionConfig:
     @staticmethod
     def canonical(name: str) -> str | None:
         """``"session.gc_maxlifetime"`` or ``"gc_maxlifetime"`` -> ``"gc_maxlifetime"``;
-        an extension's setting by its full name (``"memcached.sess_locking"``); None if unknown."""
+        an extension's setting by its full name (``"memcached.sess_locking"``), a core one by
+        its name (``"memory_limit"``, which has no ``session.`` form); None if unknown."""
         if name.startswith("session."):
             s = SETTINGS.get(name[8:])
-            return s.name if s is not None and s.ext == "session" else None
+            return s.name if s is not None and s.ext == "session" and not s.core else None
         return name if name in SETTINGS else None
 
     def get(self, name: str) -> str | None:
@@ -772,7 +805,8 @@ class SessionConfig:
     __copy__ = copy
 
     def as_ini(self) -> dict[str, str]:
-        """All settings as ``{ini name: raw}`` (``session.NAME``, ``memcached.sess_...``), in PHP's order."""
+        """All settings as ``{ini name: raw}`` (``session.NAME``, ``memcached.sess_...``,
+        ``memory_limit``), in PHP's order."""
         return {SETTINGS[k].ini_name: v for k, v in self._raw.items()}
 
     def changed(self) -> dict[str, str]:

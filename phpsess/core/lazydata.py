@@ -25,6 +25,7 @@ from collections.abc import MutableMapping
 from typing import Any, Callable, Iterator, Mapping
 
 from . import codec
+from .phparray import PHPArray
 from ..errors import SessionEncodeError
 
 __all__ = ["SessionData", "encode_entries", "SpanCache", "SPANS", "is_array"]
@@ -45,11 +46,13 @@ class _Raw:
 class SessionData(MutableMapping):  # type: ignore[type-arg]
     """``$_SESSION`` over a stored ``php`` payload, decoding each value on first use."""
 
-    __slots__ = ("_payload", "_d")
+    __slots__ = ("_payload", "_d", "_php_arrays")
 
-    def __init__(self, payload: bytes, entries: Entries) -> None:
+    def __init__(self, payload: bytes, entries: Entries, *, php_arrays: bool = False) -> None:
         self._payload = payload
         self._d: dict[Any, Any] = {key: _Raw(start, end) for key, start, end in entries}
+        #: decoded arrays become PHPArray (session.php_arrays), else list/dict
+        self._php_arrays = php_arrays
 
     def __getitem__(self, key: Any) -> Any:
         value = self._d[key]
@@ -61,6 +64,8 @@ class SessionData(MutableMapping):  # type: ignore[type-arg]
                     value = int(raw[2:-1])  # the common counter: no parser needed
                 else:
                     value = codec.loads(raw)
+                    if self._php_arrays:
+                        value = codec.to_php_arrays(value)
             self._d[key] = value
         return value
 
@@ -167,7 +172,7 @@ def _report(skipped: list[int], on_skip: Callable[[int], None] | None) -> None:
 def _plain(value: Any, depth: int = 0) -> bool:
     """True when ``value`` holds no PHP objects or references (so its encoding is self-contained)."""
     t = type(value)
-    if t is dict:
+    if t is dict or t is PHPArray:
         if depth > 64:
             return False
         return all(_plain(v, depth + 1) for v in value.values())
@@ -179,33 +184,46 @@ def _plain(value: Any, depth: int = 0) -> bool:
 
 
 class SpanCache:
-    """The payloads this process wrote last, per session id, with their value boundaries."""
+    """The payloads this process wrote last, per session id, with their value boundaries.
 
-    def __init__(self, max_entries: int = 512, max_payload: int = 1 << 20) -> None:
+    Bounded in bytes, since clients choose what goes into their sessions: a payload
+    over ``max_payload`` is not kept, and the least recently used are dropped while
+    the total cost passes ``max_bytes`` (or the count ``max_entries``).  An entry
+    costs its payload twice (the bytes, and the keys of its boundaries) plus 100
+    bytes per boundary.
+    """
+
+    def __init__(self, max_entries: int = 512, max_payload: int = 256 << 10, max_bytes: int = 2 << 20) -> None:
         self.max_entries = max_entries
         self.max_payload = max_payload
-        self._d: OrderedDict[str, tuple[bytes, Entries]] = OrderedDict()
+        self.max_bytes = max_bytes
+        self.bytes = 0
+        self._d: OrderedDict[str, tuple[bytes, Entries, int]] = OrderedDict()
 
     def remember(self, sid: str, payload: bytes, entries: Entries) -> None:
         """Note that ``payload`` (with ``entries``) is what this process stored for ``sid``."""
-        if len(payload) > self.max_payload:
-            self._d.pop(sid, None)
+        self.forget(sid)
+        cost = 2 * len(payload) + 100 * len(entries) + len(sid)
+        if len(payload) > self.max_payload or cost > self.max_bytes:
             return
-        self._d[sid] = (payload, entries)
-        self._d.move_to_end(sid)
-        if len(self._d) > self.max_entries:
-            self._d.popitem(last=False)
+        self._d[sid] = (payload, entries, cost)
+        self.bytes += cost
+        while len(self._d) > self.max_entries or self.bytes > self.max_bytes:
+            self.bytes -= self._d.popitem(last=False)[1][2]
 
     def lookup(self, sid: str, payload: bytes) -> Entries | None:
         """The boundaries of ``payload`` when it is exactly what was remembered for ``sid``."""
         hit = self._d.get(sid)
         if hit is None or hit[0] != payload:
             return None
+        self._d.move_to_end(sid)
         return hit[1]
 
     def forget(self, sid: str) -> None:
         """Drop ``sid`` (destroyed, or its write failed)."""
-        self._d.pop(sid, None)
+        hit = self._d.pop(sid, None)
+        if hit is not None:
+            self.bytes -= hit[2]
 
 
 #: the per-process cache the Session uses

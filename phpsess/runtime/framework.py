@@ -150,6 +150,10 @@ class SessionBridge:
     ) -> None:
         self.mode = check_mode(mode)
         self.request = Request(environ=environ or {}, config=config)
+        # a framework's session holds its own types (its serializers want JSON's list and
+        # dict, Flask's flashes are lists): PHP arrays come back as list/dict here
+        # (session.php_arrays, docs/types.md)
+        self.request.config.set("php_arrays", "0", startup=True)
         self.log = logger
         self.finished = False
         self._messages: list[str] | None = None

@@ -30,6 +30,7 @@ import types
 from types import FrameType
 from typing import Any, Callable, Iterator, Mapping
 
+from ..errors import MemoryLimitExceeded
 from ..core.config import SessionConfig
 from ..core.engine import EngineConfig
 from ..core.http import reason_phrase
@@ -202,7 +203,7 @@ def _exec(path: str, request: Request, module: types.ModuleType, time_limit: flo
                 _disarm_time_limit()
     except SystemExit as exited:
         script_exit(request, exited)  # PHP's exit: a normal end of the script
-    except ExecutionTimeExceeded as exceeded:
+    except (ExecutionTimeExceeded, MemoryLimitExceeded) as exceeded:
         # PHP's fatal error: 500, the message in the log; the request shutdown still runs
         # (shutdown functions, the session written), as PHP's does.  (Each clause its own
         # name: mypyc gives a name one type per function, so a shared "exc" would make
@@ -230,7 +231,8 @@ def _script_line(exc: BaseException) -> tuple[str, int]:
     tb = exc.__traceback__
     while tb is not None:
         filename = tb.tb_frame.f_code.co_filename
-        if not filename.startswith(_PKG_PREFIX) and filename not in _OWN_FILES:
+        # (compiled modules' frames carry their relative path, "phpsess/...")
+        if not filename.startswith((_PKG_PREFIX, "phpsess" + os.sep)) and filename not in _OWN_FILES:
             where = (filename, tb.tb_lineno)
         tb = tb.tb_next
     return where

@@ -23,12 +23,14 @@ from ..errors import (
     LockBusy,
     LockTimeout,
     MergeConflict,
+    MemoryLimitExceeded,
     PHPFatalError,
     SaveHandlerError,
     SessionStateError,
     SessionDecodeError,
 )
 from ..storage.base import SaveHandler, handler_class
+from ..core.codec import to_php_arrays
 from ..core.lazydata import SPANS, Entries, SessionData, encode_entries, is_array
 from ..core.state import NEXT_PHASE, STATUS, Event, Phase, Status
 
@@ -488,6 +490,18 @@ class Session:
         if monitor is not None:
             monitor(self.id, handler.describe_lock(self.id), False, handler.lock_info.waited)
         self._maybe_gc(handler)
+        if cfg.memory_limit and raw:
+            need = encoding.decode_cost(raw)
+            if need > cfg.memory_limit:
+                # PHP's fatal error in the middle of session_start(): the script ends, the
+                # stored session stays as it is (nothing is written), the lock is released
+                self._safe_close(handler)
+                self.handler = None
+                self._go(Event.FAIL)
+                self.id = None
+                self.data = {}
+                self.bound = False
+                raise MemoryLimitExceeded(cfg.memory_limit, need)
         self.lazy_snapshot = raw if cfg.lazy_write else None
         try:
             self.data = self._decode(raw)
@@ -542,8 +556,14 @@ class Session:
             entries = SPANS.lookup(self.id, raw)
             if entries is not None:
                 # exactly what this process last wrote: decode each key on first use
-                return SessionData(raw, entries)
-        return encoding.decode(raw, handler)
+                return SessionData(raw, entries, php_arrays=self.config.php_arrays)
+        return self._arrays(encoding.decode(raw, handler))
+
+    def _arrays(self, decoded: Any) -> Any:
+        """Decoded session data with its arrays as PHPArray (``session.php_arrays``)."""
+        if self.config.php_arrays:
+            return to_php_arrays(decoded, keep_top=True)
+        return decoded
 
     def _cancel_decode(self) -> None:
         """php_session_cancel_decode(): destroy the stored session, fresh $_SESSION."""
@@ -1006,7 +1026,7 @@ class Session:
             self.diagnose("Session data cannot be decoded when there is no active session")
             return False
         try:
-            decoded = encoding.decode(payload, self.config.serialize_handler) if payload else {}
+            decoded = self._arrays(encoding.decode(payload, self.config.serialize_handler)) if payload else {}
         except SessionDecodeError:
             self._cancel_decode()
             return False

@@ -13,7 +13,7 @@ import logging
 import os
 from typing import Mapping
 
-from ..core.config import SessionConfig, Warn
+from ..core.config import SETTINGS, SessionConfig, Warn
 from ..core.engine import EngineConfig
 from ..core.ini import IniSyntaxError, parse_php_ini
 from ..errors import ConfigError
@@ -32,6 +32,9 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
+#: the PHP core settings phpsess honours (``memory_limit``), read besides ``session.*``
+_CORE = frozenset(s.name for s in SETTINGS.values() if s.core)
+
 _default_config: SessionConfig | None = None
 _default_engine: EngineConfig | None = None
 
@@ -49,7 +52,7 @@ def load_ini_file(
     prefix: str | tuple[str, ...] | None = INI_PREFIXES,
 ) -> dict[str, str]:
     """Read a php.ini-syntax file and return its ``session.*`` and ``memcached.sess_*``
-    entries (``prefix``; None: every entry) as raw strings
+    entries and ``memory_limit`` (``prefix``; None: every entry) as raw strings
     (:func:`phpsess.core.ini.parse_php_ini`: PHP's quoting, ``On``/``Off``, ``${NAME}``,
     ``[HOST=]``/``[PATH=]`` sections skipped).
 
@@ -69,7 +72,7 @@ def load_ini_file(
         raise ConfigError(path, None, f"{exc} in {path} on line {exc.line}", cause=exc)
     if prefix is None:
         return dict(entries)
-    return {k: v for k, v in entries.items() if k.startswith(prefix)}
+    return {k: v for k, v in entries.items() if k.startswith(prefix) or k in _CORE}
 
 
 def from_ini_file(path: str, *, warn: Warn | None = None) -> SessionConfig:

@@ -17,16 +17,19 @@ each returns the process exit status (0 ok, 1 failure, 2 undecodable data).
 from __future__ import annotations
 
 import base64
+import errno
 import json as _json
 import logging
 import os
+import stat
 import sys
 import time
-from typing import Any
+from typing import Any, Iterator
 
 from ..core.config import SessionConfig
+from ..core.phparray import PHPArray
 
-__all__ = ["show", "gc", "locks", "destroy", "to_json", "read_session_file"]
+__all__ = ["show", "gc", "locks", "destroy", "to_json", "json_text", "read_session_file"]
 
 log = logging.getLogger(__name__)
 
@@ -40,29 +43,180 @@ def to_json(value: Any) -> Any:
     Objects become ``{"__class__": NAME, prop: value...}`` (private/protected
     property names keep PHP's ``\\0`` markers, written ``\\0``), custom-serialized
     objects ``{"__class__": NAME, "__serialized__": ...}``, enums
-    ``{"__enum__": "Class::Case"}``, bytes that are not UTF-8
-    ``{"__bytes_base64__": ...}``, NAN/INF their PHP spelling.
+    ``{"__enum__": "Class::Case"}``, PHP references ``{"__reference__": value}``,
+    bytes that are not UTF-8 ``{"__bytes_base64__": ...}``, NAN/INF their PHP spelling.
+
+    Every value PHP can store has a view of its own size: an object or reference met
+    more than once (``r:``/``R:`` in the payload, cycles included) is written in full
+    the first time, with ``"__id__": N``, and as ``{"__same_as__": N}`` after that, so a
+    40-level DAG of shared objects stays as small as its payload.  No recursion:
+    nesting is bounded by memory, not by Python's stack.
     """
+    shared = _shared_nodes(value)
+    numbers: dict[int, int] = {}
+    open_ids: set[int] = set()  # containers being filled: a Python cycle without PHP types
+    root: list[Any] = []
+    # (items left, the JSON container they fill, the id of their source while open)
+    stack: list[tuple[Iterator[tuple[Any, Any]], Any, int]] = [(iter(((None, value),)), root, 0)]
+    while stack:
+        items, target, _ = stack[-1]
+        for key, v in items:
+            out, children = _json_node(v, shared, numbers, open_ids)
+            if target.__class__ is list:
+                target.append(out)
+            else:
+                target[key] = out
+            if children is not None:
+                open_ids.add(id(v))
+                stack.append((children, out, id(v)))
+                break
+        else:
+            open_ids.discard(stack.pop()[2])
+    return root[0]
+
+
+_NODE_TYPES: tuple[type, ...] = ()
+
+
+def _node_types() -> tuple[type, ...]:
+    """The decoded types that may be met more than once in one session (``r:``/``R:``)."""
+    global _NODE_TYPES
+    if not _NODE_TYPES:
+        from ..core import codec
+
+        _NODE_TYPES = (codec.PHPObject, codec.PHPCustomObject, codec.PHPReference)
+    return _NODE_TYPES
+
+
+def _children(value: Any) -> Iterator[Any] | None:
+    """The values directly inside ``value`` (None for a scalar)."""
     from ..core import codec
 
-    if isinstance(value, dict):
-        return {_name(k): to_json(v) for k, v in value.items()}
+    if isinstance(value, (dict, PHPArray)):
+        return iter(value.values())
     if isinstance(value, (list, tuple)):
-        return [to_json(v) for v in value]
-    if isinstance(value, (bytes, bytearray)):
-        return {"__bytes_base64__": base64.b64encode(bytes(value)).decode("ascii")}
-    if isinstance(value, float) and (value != value or value in (float("inf"), float("-inf"))):
-        return "NAN" if value != value else ("INF" if value > 0 else "-INF")
+        return iter(value)
     if isinstance(value, codec.PHPObject):
-        props = {_name(k).replace("\0", "\\0"): to_json(v) for k, v in value.properties.items()}
-        return {"__class__": _name(value.class_name), **props}
-    if isinstance(value, codec.PHPCustomObject):
-        return {"__class__": _name(value.class_name), "__serialized__": to_json(value.data)}
-    if isinstance(value, codec.PHPEnum):
-        return {"__enum__": f"{_name(value.class_name)}::{_name(value.case)}"}
+        return iter(value.properties.values())
     if isinstance(value, codec.PHPReference):
-        return {"__reference__": to_json(value.value)}
-    return value
+        return iter((value.value,))
+    return None
+
+
+def _shared_nodes(value: Any) -> set[int]:
+    """The ids of the objects and references met more than once in ``value``; each is
+    looked into once, so this is linear in the size of the graph."""
+    nodes = _node_types()
+    seen: set[int] = set()
+    shared: set[int] = set()
+    stack: list[Iterator[Any]] = [iter((value,))]
+    while stack:
+        for v in stack[-1]:
+            if isinstance(v, nodes) or isinstance(v, (dict, list, tuple, PHPArray)):
+                if id(v) in seen:
+                    if isinstance(v, nodes):
+                        shared.add(id(v))
+                    continue
+                seen.add(id(v))
+            sub = _children(v)
+            if sub is not None:
+                stack.append(sub)
+                break
+        else:
+            stack.pop()
+    return shared
+
+
+def _json_node(
+    v: Any, shared: set[int], numbers: dict[int, int], open_ids: set[int]
+) -> tuple[Any, Iterator[tuple[Any, Any]] | None]:
+    """One value's JSON view: ``(scalar, None)``, or an empty container and the
+    ``(key, value)`` pairs that fill it."""
+    from ..core import codec
+
+    if isinstance(v, (dict, list, tuple, PHPArray)) and id(v) in open_ids:
+        return {"__recursion__": True}, None
+    if isinstance(v, PHPArray):
+        if v.is_list():
+            return [], ((None, x) for x in v.values())
+        return {}, ((_name(k), x) for k, x in v.items())
+    if isinstance(v, dict):
+        return {}, ((_name(k), x) for k, x in v.items())
+    if isinstance(v, (list, tuple)):
+        return [], ((None, x) for x in v)
+    if isinstance(v, (bytes, bytearray)):
+        return {"__bytes_base64__": base64.b64encode(bytes(v)).decode("ascii")}, None
+    if isinstance(v, float) and (v != v or v in (float("inf"), float("-inf"))):
+        return ("NAN" if v != v else ("INF" if v > 0 else "-INF")), None
+    if isinstance(v, codec.PHPEnum):
+        return {"__enum__": f"{_name(v.class_name)}::{_name(v.case)}"}, None
+    if not isinstance(v, _node_types()):
+        return v, None
+    number = numbers.get(id(v))
+    if number is not None:
+        return {"__same_as__": number}, None
+    out: dict[str, Any] = {}
+    if isinstance(v, codec.PHPObject):
+        out["__class__"] = _name(v.class_name)
+        items: Iterator[tuple[Any, Any]] = ((_name(k).replace("\0", "\\0"), x) for k, x in v.properties.items())
+    elif isinstance(v, codec.PHPCustomObject):
+        out["__class__"] = _name(v.class_name)
+        items = iter((("__serialized__", bytes(v.data)),))
+    elif isinstance(v, codec.PHPReference):
+        items = iter((("__reference__", v.value),))
+    else:
+        return v, None
+    if id(v) in shared:
+        number = numbers[id(v)] = len(numbers) + 1
+        out["__id__"] = number
+    return out, items
+
+
+#: deeper levels of ``phpsess show``'s text are not indented further
+MAX_INDENT_LEVELS = 40
+
+
+def json_text(value: Any, indent: int | None = None) -> str:
+    """``json.dumps(value, indent=indent, ensure_ascii=False)`` for the plain data of
+    :func:`to_json`, without recursion (a session may nest 4,096 levels deep).
+
+    Indentation stops growing at :data:`MAX_INDENT_LEVELS` levels, so that the text
+    of deep nesting stays linear in its size (3,000 levels would otherwise print
+    18 MB of spaces); the JSON means the same.
+    """
+    enc = _json.JSONEncoder(ensure_ascii=False).encode
+    out: list[str] = []
+    write = out.append
+    item_sep = "," if indent is not None else ", "
+    # (items left, closing bracket, depth, is a dict, first item still to come)
+    stack: list[list[Any]] = [[iter(((None, value),)), "", 0, False, True]]
+    while stack:
+        top = stack[-1]
+        items, closer, depth, is_dict, _ = top
+        for key, v in items:
+            if not top[4]:
+                write(item_sep)
+            top[4] = False
+            if depth and indent is not None:
+                write("\n" + " " * (indent * min(depth, MAX_INDENT_LEVELS)))
+            if is_dict:
+                write(enc(key) + ": ")
+            if isinstance(v, dict) and v:
+                write("{")
+                stack.append([iter(v.items()), "}", depth + 1, True, True])
+                break
+            if isinstance(v, list) and v:
+                write("[")
+                stack.append([iter(((None, x) for x in v)), "]", depth + 1, False, True])
+                break
+            write("{}" if isinstance(v, dict) else "[]" if isinstance(v, list) else enc(v))
+        else:
+            stack.pop()
+            if closer:
+                if indent is not None:
+                    write("\n" + " " * (indent * min(depth - 1, MAX_INDENT_LEVELS)))
+                write(closer)
+    return "".join(out)
 
 
 def _name(key: Any) -> str:
@@ -73,7 +227,7 @@ def _name(key: Any) -> str:
 
 
 def _json_dumps(value: Any, indent: int | None = None) -> str:
-    return _json.dumps(value, indent=indent, ensure_ascii=False)
+    return json_text(value, indent)
 
 
 #: the stores whose handler can read a session without its lock and list its locks
@@ -128,12 +282,16 @@ def read_session_file(path: str, *, wait: float = SHOW_LOCK_WAIT) -> tuple[bytes
 
     :returns: ``(data, locked)``: the bytes (crash padding stripped) and whether they
         were read under the lock.
-    :raises OSError: the file cannot be opened (``FileNotFoundError`` when absent).
+    :raises OSError: the file cannot be opened (``FileNotFoundError`` when absent), or
+        is not a regular file (a FIFO or a device is never read, so never waited on).
     """
     from ..storage import flock as locking
 
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    # O_NONBLOCK: opening a FIFO planted as sess_<id> must not wait for a writer
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
     try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file", path)
         locked = locking.try_lock(fd, shared=True)
         if not locked and wait > 0:
             try:

@@ -76,12 +76,16 @@ def test_php_writes_python_reads_and_writes_back_php_reads(save: Path) -> None:
     # Python reads what PHP wrote, and re-saving it unchanged gives the same bytes
     out = py_cli(save, """
         phpsess.session_id("mixed1"); phpsess.session_start()
-        print(json.dumps({k: SESSION[k] for k in ("n", "f", "big", "s", "list")}, ensure_ascii=False))
+        # arrays in SESSION are phpsess.PHPArray (docs/types.md): to_python() for json
+        print(json.dumps({k: SESSION[k] for k in ("n", "f", "big", "s", "list")}, ensure_ascii=False,
+                         default=phpsess.PHPArray.to_python))
+        print(type(SESSION["list"]).__name__, SESSION["list"][2] == [True, None])
         print(SESSION["map"] == {"k": "v", 7: -1})
         phpsess.session_write_close()
     """)
-    first, second = out.splitlines()
+    first, types, second = out.splitlines()
     assert json.loads(first) == {"n": 1, "f": 0.1, "big": 1e17, "s": "héllo|x", "list": [1, 2, [True, None]]}
+    assert types == "PHPArray True"
     assert second == "True"
     assert (save / "sess_mixed1").read_bytes() == php_bytes
 
