@@ -54,7 +54,9 @@ for i in range(n):
     phpsess.session_id(sid)
     assert phpsess.session_start()
     SESSION["count"] = SESSION.get("count", 0) + 1
-    SESSION["by"] = (list(SESSION.get("by", [])) + ["python"])[-3:]  # a PHP list, as array_slice() makes
+    by = SESSION.get("by")  # a PHPArray (session.php_arrays): its values, as PHP's foreach sees them
+    writers = list(by.values()) if by is not None else []
+    SESSION["by"] = (writers + ["python"])[-3:]  # a PHP list, as array_slice() makes
     phpsess.session_write_close()
 """
 
