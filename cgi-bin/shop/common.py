@@ -40,12 +40,20 @@ def check_csrf():
         phpsess.die("Invalid CSRF token")
 
 
+def values(array):
+    """A PHP array's values in order (``foreach ($a as $v)``): a PHPArray iterates its
+    keys, as a dict does."""
+    if array is None:
+        return []
+    return list(array.values()) if hasattr(array, "values") else list(array)
+
+
 def flash(message):
-    SESSION["flash"] = [*SESSION.get("flash", []), message]
+    SESSION["flash"] = [*values(SESSION.get("flash")), message]  # $_SESSION['flash'][] = $message
 
 
 def take_flashes():
-    return SESSION.pop("flash", [])
+    return values(SESSION.pop("flash", None))
 
 
 def redirect(page):
