@@ -10,11 +10,8 @@ processes.
 from __future__ import annotations
 
 import os
-import shutil
-import signal
 import socket
 import subprocess
-import tempfile
 import time
 from pathlib import Path
 from typing import Iterator
@@ -22,9 +19,9 @@ from typing import Iterator
 import pytest
 
 try:
-    from tests.integration.redis_server import free_port
+    from tests.integration.redis_server import LocalServer
 except ImportError:  # pragma: no cover
-    from redis_server import free_port  # type: ignore[no-redef]
+    from redis_server import LocalServer  # type: ignore[no-redef]
 
 __all__ = [
     "MemcachedProcess",
@@ -44,25 +41,16 @@ def find_memcached() -> str:
     return require("memcached")
 
 
-class MemcachedProcess:
+class MemcachedProcess(LocalServer):
     """One memcached child process on 127.0.0.1 (64 MB, no UDP)."""
 
     def __init__(self, *, port: int | None = None, binary: str | None = None) -> None:
-        self.binary = binary
-        self.port = port or free_port()
-        self.dir = tempfile.mkdtemp(prefix="phpsess-memcached-")
-        self.proc: subprocess.Popen[bytes] | None = None
+        super().__init__("phpsess-memcached-", port, binary)
 
     @property
     def address(self) -> str:
         """``127.0.0.1:PORT``, a memcached ``session.save_path`` entry."""
         return f"127.0.0.1:{self.port}"
-
-    @property
-    def pid(self) -> int:
-        """The server's process id."""
-        assert self.proc is not None
-        return self.proc.pid
 
     def start(self, timeout: float = 10.0) -> "MemcachedProcess":
         """Start the server and wait until it answers ``version``."""
@@ -117,35 +105,6 @@ class MemcachedProcess:
     def flush(self) -> None:
         """Empty the server."""
         self.command(b"flush_all")
-
-    def kill(self) -> None:
-        """SIGKILL the server (a crash)."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait(10)
-        self._close_pipes()
-
-    def stop(self) -> None:
-        """Stop the server and remove its directory."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-        self._close_pipes()
-        shutil.rmtree(self.dir, ignore_errors=True)
-
-    def _close_pipes(self) -> None:
-        if self.proc is not None and self.proc.stderr is not None:
-            self.proc.stderr.close()
-
-    def __enter__(self) -> "MemcachedProcess":
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
 
 @pytest.fixture(scope="session")

@@ -17,12 +17,13 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Iterator, Sequence, TypeVar
 from urllib.parse import quote
 
 import pytest
 
 __all__ = [
+    "LocalServer",
     "RedisProcess",
     "free_port",
     "redis_server",
@@ -30,6 +31,9 @@ __all__ = [
     "redis_save_path",
     "age_redis_session",
 ]
+
+
+_S = TypeVar("_S", bound="LocalServer")
 
 
 def find_redis_server() -> str:
@@ -46,7 +50,60 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-class RedisProcess:
+class LocalServer:
+    """A server child process on 127.0.0.1 (a free port unless given) with a temp directory
+    of its own: the life cycle the test servers share; each defines :meth:`start`.
+    ``kill()`` is a crash (SIGKILL; ``start()`` brings it back on the same port),
+    ``stop()`` SIGTERM then SIGKILL after 5 s, and removes the directory."""
+
+    def __init__(self, dir_prefix: str, port: int | None, binary: str | None) -> None:
+        self.binary = binary
+        self.port = port or free_port()
+        self.dir = tempfile.mkdtemp(prefix=dir_prefix)
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 10.0) -> "LocalServer":
+        """Start the server and wait until it answers."""
+        raise NotImplementedError
+
+    @property
+    def pid(self) -> int:
+        """The server's process id."""
+        assert self.proc is not None
+        return self.proc.pid
+
+    def kill(self) -> None:
+        """SIGKILL the server (a crash)."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(10)
+        self._close_pipes()
+
+    def stop(self) -> None:
+        """Stop the server (SIGTERM, then SIGKILL after 5 s) and remove its directory."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self._close_pipes()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def _close_pipes(self) -> None:
+        if self.proc is not None and self.proc.stderr is not None:
+            self.proc.stderr.close()
+
+    def __enter__(self: _S) -> _S:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+class RedisProcess(LocalServer):
     """One redis-server child process on 127.0.0.1 (and a unix socket in its temp dir).
 
     :param extra: more ``--option value`` arguments, e.g. ``("--notify-keyspace-events", "Kgx")``.
@@ -54,12 +111,9 @@ class RedisProcess:
     """
 
     def __init__(self, *, port: int | None = None, extra: Sequence[str] = (), binary: str | None = None) -> None:
-        self.binary = binary
-        self.port = port or free_port()
+        super().__init__("phpsess-redis-", port, binary)
         self.extra = list(extra)
-        self.dir = tempfile.mkdtemp(prefix="phpsess-redis-")
         self.unix_socket = os.path.join(self.dir, "redis.sock")
-        self.proc: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
@@ -70,12 +124,6 @@ class RedisProcess:
     def unix_url(self) -> str:
         """``unix://<dir>/redis.sock``, for ``session.save_path``."""
         return f"unix://{self.unix_socket}"
-
-    @property
-    def pid(self) -> int:
-        """The server's process id."""
-        assert self.proc is not None
-        return self.proc.pid
 
     def start(self, timeout: float = 10.0) -> "RedisProcess":
         """Start the server and wait until it answers PING."""
@@ -122,35 +170,6 @@ class RedisProcess:
                 return fh.read()
         except OSError:
             return ""
-
-    def kill(self) -> None:
-        """SIGKILL the server (a crash); :meth:`start` brings it back on the same port."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait(10)
-        self._close_pipes()
-
-    def stop(self) -> None:
-        """Stop the server (SIGTERM, then SIGKILL after 5 s) and remove its directory."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-        self._close_pipes()
-        shutil.rmtree(self.dir, ignore_errors=True)
-
-    def _close_pipes(self) -> None:
-        if self.proc is not None and self.proc.stderr is not None:
-            self.proc.stderr.close()
-
-    def __enter__(self) -> "RedisProcess":
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
 
 @pytest.fixture(scope="session")
