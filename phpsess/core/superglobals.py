@@ -336,37 +336,9 @@ def parse_multipart(
     names are taken as sent (no decoding) and go through PHP's name rules.
     """
     track = _PArray()
-    delim = b"--" + boundary.encode("utf-8", "surrogateescape")
     count = 0
-    chunks = body.split(delim)
-    for chunk in chunks[1:]:
-        if chunk.startswith(b"--"):
-            break
-        if chunk.startswith(b"\r\n"):
-            chunk = chunk[2:]
-        elif chunk.startswith(b"\n"):
-            chunk = chunk[1:]
-        head, sep, content = chunk.partition(b"\r\n\r\n")
-        if not sep:
-            head, sep, content = chunk.partition(b"\n\n")
-            if not sep:
-                continue
-        if content.endswith(b"\r\n"):
-            content = content[:-2]
-        elif content.endswith(b"\n"):
-            content = content[:-1]
-        name: str | None = None
-        is_file = False
-        for line in _decode(head).replace("\r\n", "\n").split("\n"):
-            hname, colon, hvalue = line.partition(":")
-            if not colon or hname.strip().lower() != "content-disposition":
-                continue
-            kind, params = _header_params(hvalue)
-            if kind != "form-data":
-                continue
-            name = params.get("name")
-            is_file = "filename" in params
-        if name is None or is_file:
+    for name, filename, _ctype, content in multipart_parts(boundary, body):
+        if filename is not None:
             continue
         count += 1
         if count > max_input_vars:
