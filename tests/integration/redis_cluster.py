@@ -49,7 +49,8 @@ def _free_ports(n: int) -> list[int]:
             try:
                 b = socket.socket()
                 b.bind(("127.0.0.1", port + 10000))
-            except OSError:
+            except OSError:  # the bus port is taken: neither socket is kept
+                b.close()
                 s.close()
                 continue
             socks += [s, b]
