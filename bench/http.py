@@ -979,7 +979,7 @@ def _short(frame: str) -> str:
 # $PHPSESS_BENCH_STAGES names a directory; each worker writes its totals there on SIGUSR2.
 #: (module, attribute path, label): inclusive wall time of each call, summed per worker
 STAGE_POINTS: list[tuple[str, str, str]] = [
-    ("phpsess.runtime.prefork", "Arbiter._worker_main", "-"),
+    ("phpsess.runtime.fpm", "FastCGIWorker.setup", "-"),  # in the worker, after its signals are set
     ("phpsess.runtime.fpm", "_Connection.run", "connection (flup Connection.run: all of a request)"),
     ("phpsess.runtime.fcgi_conn", "serve_connection", "connection (serve_connection: all of a request)"),
     ("phpsess.runtime.fpm", "_Connection.process_input", "  read one FastCGI record (x4-5 per request)"),
@@ -987,7 +987,12 @@ STAGE_POINTS: list[tuple[str, str, str]] = [
     ("phpsess.runtime.fpm", "_Connection._do_begin_request", "    begin request (flup)"),
     ("phpsess.runtime.fpm", "_Connection.end_request", "    end request: sendall of the response"),
     ("phpsess.runtime.fpm", "FastCGIWorker.respond", "    pool handler (FastCGIWorker.respond)"),
-    ("phpsess.runtime.sapi", "handle_request", "      scripts.handle_request"),
+    ("phpsess.runtime.script_worker", "ScriptWorker.begin", "      begin: rusage, clock"),
+    ("phpsess.runtime.script_worker", "ScriptWorker.run_script", "      run_script (scoreboard, title, limits)"),
+    ("phpsess.runtime.scoreboard", "WorkerSlot.request_started", "        scoreboard: request started"),
+    ("phpsess.runtime.prefork", "set_title", "        process title"),
+    ("phpsess.core.telemetry", "record", "        lock-wait telemetry"),
+    ("phpsess.runtime.sapi", "handle_request", "        sapi.handle_request"),
     ("phpsess.runtime.sapi", "resolve_script", "        resolve_script"),
     ("phpsess.session.request", "Request.__init__", "        Request.__init__"),
     ("phpsess.core.config", "SessionConfig.copy", "          SessionConfig.copy"),
@@ -996,6 +1001,9 @@ STAGE_POINTS: list[tuple[str, str, str]] = [
     ("phpsess.runtime.sapi", "process_state.__enter__", "        process_state enter (environ, stdin)"),
     ("phpsess.runtime.sapi", "set_request_environ", "          set_request_environ"),
     ("phpsess.runtime.sapi", "process_state.__exit__", "        process_state exit"),
+    ("phpsess.storage.registry", "set_request", "          lock registry: set_request"),
+    ("phpsess.runtime.sapi", "_MainModule.__enter__", "          __main__ module enter"),
+    ("phpsess.runtime.sapi", "_MainModule.__exit__", "          __main__ module exit"),
     ("phpsess.runtime.sapi", "_exec", "        run the script (_exec)"),
     ("phpsess.runtime.sapi", "compile_script", "          compile_script (cache check)"),
     ("phpsess.session.session", "Session.start", "          Session.start"),
@@ -1018,6 +1026,11 @@ STAGE_POINTS: list[tuple[str, str, str]] = [
     ("phpsess.storage.files", "FilesHandler.write", "              files write"),
     ("phpsess.storage.files", "FilesHandler.close", "              files close (unlock)"),
     ("phpsess.storage.registry", "note_released", "                lock registry: note_released"),
+    ("phpsess.session.obuffer", "OutputBuffers.end_all", "          output buffers: end_all"),
+    ("phpsess.session.request", "Request.end_response", "        Request.end_response"),
+    ("phpsess.runtime.script_worker", "ScriptWorker.end", "      end: rusage, scoreboard"),
+    ("phpsess.runtime.fpm", "FastCGIWorker._access_line", "      access log line"),
+    ("phpsess.runtime.fcgi", "response_records", "    FastCGI response records"),
 ]
 
 _CONN_LABELS = (STAGE_POINTS[1][2], STAGE_POINTS[2][2])
@@ -1071,11 +1084,11 @@ def install_stage_timers(out_dir: str | None = None) -> dict[str, list[float]]:
             if out_dir is None:
                 continue
 
-            def worker(self: Any, _fn: Callable[..., Any] = fn) -> Any:
+            def worker(self: Any, *args: Any, _fn: Callable[..., Any] = fn, **kwargs: Any) -> Any:
                 for slot in totals.values():
                     slot[0], slot[1] = 0, 0.0
                 signal.signal(signal.SIGUSR2, dump)
-                return _fn(self)
+                return _fn(self, *args, **kwargs)
 
             setattr(owner, name, worker)
             continue
@@ -1084,7 +1097,7 @@ def install_stage_timers(out_dir: str | None = None) -> dict[str, list[float]]:
         setattr(owner, name, wrap(fn, label))
         # module-level functions imported by name elsewhere (fcgi imports handle_request)
         if owner is module:
-            for other in ("phpsess", "phpsess.runtime.fpm", "phpsess.runtime.fcgi", "phpsess.runtime.fcgi_conn", "phpsess.runtime.sapi", "phpsess.session.session", "phpsess.php"):
+            for other in ("phpsess", "phpsess.runtime.fpm", "phpsess.runtime.script_worker", "phpsess.runtime.fcgi_conn", "phpsess.runtime.fcgi", "phpsess.runtime.fcgi_conn", "phpsess.runtime.sapi", "phpsess.session.session", "phpsess.php"):
                 m = sys.modules.get(other)
                 if m is not None and getattr(m, name, None) is fn:
                     setattr(m, name, getattr(owner, name))
