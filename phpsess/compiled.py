@@ -20,14 +20,18 @@ __all__ = ["COMPILED_MODULES", "IntOrFalse", "mypyc_attr", "compiled_modules", "
 #: (isinstance({}, SessionData) and isinstance(sys.stdout, OutputProxy) would be true)
 COMPILED_MODULES: tuple[str, ...] = (
     "phpsess.core.state",
+    "phpsess.core.zend",
     "phpsess.core.ids",
     "phpsess.core.http",
     "phpsess.core.superglobals",
     "phpsess.core.formats",
+    "phpsess.core.engine",
+    "phpsess.core.telemetry",
     "phpsess.storage.registry",
     "phpsess.storage.base",
     "phpsess.storage.files",
     "phpsess.session.settings",
+    "phpsess.session.obuffer",
     "phpsess.session.session",
     "phpsess.session.request",
     "phpsess.session.context",
@@ -35,6 +39,7 @@ COMPILED_MODULES: tuple[str, ...] = (
     "phpsess.runtime.sapi",
     "phpsess.runtime.fcgi",
     "phpsess.runtime.fcgi_conn",
+    "phpsess.runtime.scoreboard",
 )
 
 _T = TypeVar("_T")

@@ -138,11 +138,14 @@ class EngineConfig:
     :param overrides: ini name -> value, at php.ini level.
     """
 
-    __slots__ = ("_raw", "_parsed")
+    __slots__ = ("_raw", "_parsed", "_owned")
 
     def __init__(self, overrides: Mapping[str, Any] | None = None) -> None:
         self._raw: dict[str, str] = {k: v[0] for k, v in ENGINE_SETTINGS.items()}
         self._parsed: dict[str, Any] = {}
+        #: False while this copy still shares its dicts with the one it was copied from
+        #: (copied on the first change: most requests never change a setting)
+        self._owned = True
         for key, value in (overrides or {}).items():
             self.set(key, value, startup=True)
 
@@ -178,15 +181,23 @@ class EngineConfig:
         raw = strval(value)
         if name == "error_reporting" and startup and "E_" in raw:
             raw = str(parse_error_level(raw))  # php.ini's parser evaluates constant expressions
+        if not self._owned:
+            self._raw = self._raw.copy()
+            self._parsed = self._parsed.copy()
+            self._owned = True
         self._raw[name] = raw
         self._parsed.pop(name, None)
         return old
 
     def copy(self) -> EngineConfig:
-        """An independent copy (each request gets one)."""
-        new = object.__new__(EngineConfig)
-        new._raw = self._raw.copy()
-        new._parsed = self._parsed.copy()
+        """An independent copy (each request gets one): it shares this one's dicts until
+        either of them changes a setting (parsing a value only caches what the shared
+        raw string gives, so it is not a change)."""
+        new = EngineConfig.__new__(EngineConfig)  # no __init__: the dicts are shared
+        new._raw = self._raw
+        new._parsed = self._parsed
+        new._owned = False
+        self._owned = False  # a later set() here must not show through the copy either
         return new
 
     def __repr__(self) -> str:

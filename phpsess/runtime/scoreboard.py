@@ -18,7 +18,7 @@ import dataclasses
 import mmap
 import struct
 import time
-from typing import Iterator
+from typing import Final, Iterator
 
 __all__ = ["Scoreboard", "SlotView", "WorkerState", "STATES"]
 
@@ -26,12 +26,12 @@ __all__ = ["Scoreboard", "SlotView", "WorkerState", "STATES"]
 class WorkerState:
     """A worker's state, as php-fpm names it on the status page."""
 
-    FREE = 0  # no worker in this slot
-    STARTING = 1  # forked, not ready yet
-    IDLE = 2  # waiting for a connection
-    READING = 3  # reading a request ("Reading headers")
-    RUNNING = 4  # running a script
-    FINISHING = 5  # writing the response, logging
+    FREE: Final = 0  # no worker in this slot
+    STARTING: Final = 1  # forked, not ready yet
+    IDLE: Final = 2  # waiting for a connection
+    READING: Final = 3  # reading a request ("Reading headers")
+    RUNNING: Final = 4  # running a script
+    FINISHING: Final = 5  # writing the response, logging
 
 
 #: the status page's names of the states
