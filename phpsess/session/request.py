@@ -38,6 +38,22 @@ _PKG_DIR = os.path.dirname(os.path.dirname(__file__))
 
 
 
+def _output_started_at() -> tuple[str, int] | None:
+    """Where the script's output started: the innermost Python frame outside phpsess
+    (compiled modules have no frames: ``_getframe(0)`` may already be the caller's).
+    Each frame looked at costs a frame object, so a request whose output leaves at its
+    end (the output buffers flushed at shutdown) does not look."""
+    try:
+        frame: FrameType | None = sys._getframe(0)
+    except ValueError:  # compiled, called straight from C (atexit): no Python frame
+        return None
+    while frame is not None and frame.f_code.co_filename.startswith(_PKG_DIR):
+        frame = frame.f_back
+    if frame is None:
+        return None
+    return frame.f_code.co_filename, frame.f_lineno  # text built when asked
+
+
 class HeaderRefused(ValueError):
     """``header()`` refused a line (NUL byte, or a CR/LF inside it): PHP's warning text."""
 
@@ -96,6 +112,9 @@ class Request:
         self.headers: list[tuple[str, str]] = []
         self.headers_sent = False
         self._sent_at: tuple[str, int] | None = None  # where the output started
+        #: the output buffers are being flushed at the request's end: no script code is
+        #: running, so there is no place where the output started to look for
+        self._flushing_at_end = False
         self._send_headers = send_headers
         self._write_body = write_body
         self.shutdown_functions: list[tuple[Callable[..., Any], tuple[Any, ...]]] = []
@@ -292,16 +311,8 @@ class Request:
         if self.headers_sent:
             return
         self.headers_sent = True
-        # the innermost Python frame outside phpsess is where the output started
-        # (compiled modules have no frames: _getframe(0) may already be the caller's)
-        try:
-            frame: FrameType | None = sys._getframe(0)
-        except ValueError:  # compiled, called straight from C (atexit): no Python frame
-            frame = None
-        while frame is not None and frame.f_code.co_filename.startswith(_PKG_DIR):
-            frame = frame.f_back
-        if frame is not None:
-            self._sent_at = (frame.f_code.co_filename, frame.f_lineno)  # text built when asked
+        if not self._flushing_at_end:
+            self._sent_at = _output_started_at()
         if self._send_headers is not None:
             self._send_headers(self.status, list(self.headers))
 
@@ -351,6 +362,7 @@ class Request:
             try:
                 # main/main.c php_request_shutdown: output buffers end before modules
                 # (the session) shut down
+                self._flushing_at_end = True
                 self.output.end_all()
             except Exception:
                 traceback.print_exc()
