@@ -374,6 +374,26 @@ def test_reset_environ_restores_the_workers_environment(root: Path) -> None:
     assert dict(os.environ) == before
 
 
+def test_the_workers_own_changes_between_requests_are_its_environment(root: Path) -> None:
+    write(root, "w.py", """
+        import os
+        print(os.environ.get("SET_BY_WORKER"), os.environ.get("QUERY_STRING"))
+        os.environ["SET_BY_SCRIPT_W"] = "1"
+    """)
+    try:
+        assert serve(root, "w.py", environ={"QUERY_STRING": "q"}).text == "None q\n"
+        os.environ["SET_BY_WORKER"] = "w"  # the worker itself, between two requests
+        assert serve(root, "w.py", environ={}).text == "w None\n"
+        assert "SET_BY_SCRIPT_W" not in os.environ  # the script's change was undone
+        reset_environ()
+        assert os.environ["SET_BY_WORKER"] == "w"
+        del os.environ["SET_BY_WORKER"]  # and a removal is the worker's too
+        assert serve(root, "w.py", environ={}).text == "None None\n"
+    finally:
+        os.environ.pop("SET_BY_WORKER", None)
+        reset_environ()
+
+
 def test_script_directory_is_importable_and_cwd(root: Path) -> None:
     write(root, "app/helper_mod_for_scripts_test.py", "VALUE = 42\n")
     write(root, "app/page.py", """

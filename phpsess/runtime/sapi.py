@@ -37,6 +37,7 @@ from ..core.http import reason_phrase
 from ..session.context import active_request, request_context
 from ..session.request import HeadersSink, LockMonitor, Request
 from ..storage import registry
+from . import envwatch
 from .diagnostics import install_warning_display, report_fatal, report_uncaught
 from .output import install_output_proxy
 
@@ -381,6 +382,8 @@ _base_env: dict[bytes, bytes] | None = None  # the worker's own environment
 _applied: dict[str, str] = {}  # the request variables in the environment now
 _at_start: dict[bytes, bytes] = {}  # the environment as a request started
 _at_end: dict[bytes, bytes] | None = None  # the environment as the last request ended
+#: os.environ notes its own changes (envwatch): the snapshots above are not needed
+_watched = False
 
 
 def _encode_var(k: str, v: str) -> tuple[bytes, bytes] | None:
@@ -445,20 +448,22 @@ def set_request_environ(environ: Mapping[str, str]) -> None:
     processes see the worker's own environment.
     Pair each call with :func:`end_request_environ`.
     """
-    global _base_env, _at_start
-    if _base_env is None:
-        _base_env = _env_bytes()
-    elif _at_end is not None and _env_now() != _at_end:
-        # changed between requests, by the worker itself: that is its own environment now
-        now = _env_bytes()
-        base = _base_env
-        for kb in set(now) | set(_at_end):
-            if now.get(kb) != _at_end.get(kb):
-                if kb in now:
-                    base[kb] = now[kb]
-                else:
-                    base.pop(kb, None)
+    global _base_env, _at_start, _watched
     data = _environ_data
+    if data is not None and _watched:
+        # os.environ notes its changes (envwatch): no snapshots to compare
+        if _base_env is None:
+            _base_env = _env_bytes()
+            envwatch.take_changed()
+        elif envwatch.take_changed():
+            # changed between requests, by the worker itself: its own environment now
+            _fold_into_base(_env_bytes(), _expected_env())
+    elif _base_env is None:
+        _base_env = _env_bytes()
+        _watched = data is not None and envwatch.watch()
+        envwatch.take_changed()
+    elif _at_end is not None and _env_now() != _at_end:
+        _fold_into_base(_env_bytes(), _at_end)
     if data is None:  # not CPython: the plain way
         reset_environ()
         for k, v in environ.items():
@@ -481,7 +486,8 @@ def set_request_environ(environ: Mapping[str, str]) -> None:
         if data.get(kb) != vb:
             data[kb] = vb  # os.environ only (see _put)
         _applied[k] = v
-    _at_start = dict(data)
+    if not _watched:
+        _at_start = dict(data)
 
 
 def end_request_environ() -> None:
@@ -491,11 +497,41 @@ def end_request_environ() -> None:
     (or :func:`reset_environ`).
     """
     global _at_end
+    if _watched:
+        if envwatch.take_changed():
+            reset_environ()  # the script changed the environment: start from the worker's own
+            envwatch.take_changed()
+        return
     if _env_now() != _at_start:
         reset_environ()  # the script changed the environment: start from the worker's own
         _at_end = _env_bytes()
     else:
         _at_end = _at_start  # unchanged: the same snapshot (nothing mutates it)
+
+
+def _expected_env() -> dict[bytes, bytes]:
+    """The environment as :func:`set_request_environ` left it: the worker's own with the
+    request's variables on top."""
+    assert _base_env is not None
+    out = dict(_base_env)
+    for k, v in _applied.items():
+        enc = _encode_var(k, v)
+        if enc is not None:
+            out[enc[0]] = enc[1]
+    return out
+
+
+def _fold_into_base(now: Mapping[bytes, bytes], before: Mapping[bytes, bytes]) -> None:
+    """The worker changed its environment between requests (``before`` -> ``now``): those
+    changes are its own environment from now on."""
+    base = _base_env
+    assert base is not None
+    for kb in set(now) | set(before):
+        if now.get(kb) != before.get(kb):
+            if kb in now:
+                base[kb] = now[kb]
+            else:
+                base.pop(kb, None)
 
 
 class _LazyStdin:
