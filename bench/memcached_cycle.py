@@ -216,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
     with MemcachedProcess() as mc:
         proxy = TripCounter(("127.0.0.1", mc.port))
         try:
-            print(f"{'side':<36}{'trips/cycle':>12}{'conns/cycle':>12}{'commands/cycle (stats)':>48}")
+            print(f"{'side':<36}{'trips/cycle':>12}{'conns/cycle':>12}  commands/cycle (memcached stats)")
             for name, fn in sides:
                 fn(mc.port, args.sessions)  # sessions exist: every counted cycle reads one
                 proxy.reset()
