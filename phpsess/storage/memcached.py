@@ -791,6 +791,37 @@ class MemcachedHandler(SaveHandler):
             self._renew(held, "write")
         self._store(sid, data)
 
+    def write_last(self, sid: str, data: bytes) -> None:
+        """PS_WRITE then the release of PS_CLOSE: the lock checked and renewed (one round
+        trip), then the session's ``ms`` and the lock's compare-and-delete ``md C<cas>``
+        sent together (one more), when the session has no replica and lives on the lock's
+        server and that server speaks the meta protocol; else :meth:`write`.
+
+        :raises SaveHandlerError: the lock expired (nothing is written), or a server failed.
+        """
+        held = self._ensure_held(sid)
+        if (held.token is None or self.config.memcached_sess_number_of_replicas > 0
+                or self._data_servers(sid)[0] is not held.lock_server
+                or not self._meta(held.lock_server, "write", sid)):
+            self.write(sid, data)
+            return
+        self._renew(held, "write")
+        try:
+            request = b"ms %b %d T%d\r\n%b\r\nmd %b C%d\r\n" % (
+                _meta_key(session_key(self._prefix(), sid)), len(data), self._ttl(), data,
+                _meta_key(held.lock_key), held.cas)
+        except MemcacheError as exc:
+            raise self._fail("write", held.lock_server, exc, sid)
+        # a failed exchange leaves the lock held here: close() releases it (or says it cannot)
+        stored, released = self._exchange(held.lock_server, "write", sid, request, 2)
+        self._held = None
+        if not released[0].startswith(b"HD"):
+            log.warning("session lock %s had expired before close (lock expiry %s s)", held.lock_key, held.expire)
+        else:
+            log.debug("released session lock %s", held.lock_key)
+        if not stored[0].startswith(b"HD"):
+            raise self._fail("write", held.lock_server, MemcacheServerError(stored[0].decode("ascii", "replace")), sid)
+
     def _store(self, sid: str, data: bytes) -> None:
         key = session_key(self._prefix(), sid)
         ttl = self._ttl()

@@ -153,3 +153,38 @@ def test_a_pooled_connection_closed_by_a_restart_is_replaced() -> None:
     with MemcachedProcess(port=port):
         assert cycle(save_path, sid, b"n|i:2;") == b""  # the restart lost the session, not the cycle
         assert cycle(save_path, sid, b"n|i:3;") == b"n|i:2;"
+
+
+def test_the_last_write_and_the_release_are_one_round_trip(proxy: _Proxy,
+                                                           memcached_server: MemcachedProcess) -> None:  # noqa: F811
+    save_path = f"127.0.0.1:{proxy.port}"
+    sid = ids.create_id(SessionConfig())
+    cycle(save_path, sid, b"n|i:1;")
+    proxy.trips = 0
+    for i in range(2, 12):
+        h = make(save_path)
+        assert h.read(sid) == b"n|i:%d;" % (i - 1)
+        h.write_last(sid, b"n|i:%d;" % i)
+        assert memcached_server.get(f"memc.sess.key.lock.{sid}") is None  # released already
+        h.close()
+    assert proxy.trips == 30  # lock add + read, renew, set + compare-and-delete
+    assert memcached_server.get(f"memc.sess.key.{sid}") == b"n|i:11;"
+
+
+def test_a_last_write_whose_lock_expired_writes_nothing_and_keeps_the_next_lock(
+        memcached_server: MemcachedProcess) -> None:  # noqa: F811
+    sid = ids.create_id(SessionConfig())
+    slow = make(memcached_server.address, **{"memcached.sess_lock_expire": 1})
+    slow.read(sid)
+    time.sleep(2.1)
+    fast = make(memcached_server.address, lock_timeout=5)
+    fast.read(sid)
+    with pytest.raises(SaveHandlerError, match="refusing to write session .* expired"):
+        slow.write_last(sid, b"by|s:4:\"slow\";")
+    slow.close()
+    assert memcached_server.get(f"memc.sess.key.lock.{sid}").startswith(b"phpsess|")  # type: ignore[union-attr]
+    assert memcached_server.get(f"memc.sess.key.{sid}") is None
+    fast.write_last(sid, b"by|s:4:\"fast\";")
+    fast.close()
+    assert memcached_server.get(f"memc.sess.key.{sid}") == b'by|s:4:"fast";'
+    assert memcached_server.get(f"memc.sess.key.lock.{sid}") is None
