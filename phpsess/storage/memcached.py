@@ -87,9 +87,16 @@ _PHP_LOCK_VALUE = b"1"
 _T = TypeVar("_T")
 
 
+_token_prefix: tuple[int, str] = (0, "")
+
+
 def lock_token() -> bytes:
     """A fresh lock value, unique per acquisition: ``phpsess|hostname|pid|<random>``."""
-    return f"phpsess|{socket.gethostname()}|{os.getpid()}|{secrets.token_hex(8)}".encode()
+    global _token_prefix
+    pid = os.getpid()
+    if _token_prefix[0] != pid:  # the host name is asked once per process (and after fork)
+        _token_prefix = (pid, f"phpsess|{socket.gethostname()}|{pid}|")
+    return (_token_prefix[1] + secrets.token_hex(8)).encode()
 
 
 _clients: dict[tuple[Any, ...], PooledClient] = {}
