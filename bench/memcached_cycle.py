@@ -75,8 +75,13 @@ for i in range(%(cycles)d):
 dt = time.perf_counter() - t
 if prof:
     p.disable(); pstats.Stats(p, stream=sys.stderr).sort_stats("tottime").print_stats(25)
+from phpsess.compiled import compiled_modules
+print(phpsess.__file__, len(compiled_modules()), file=sys.stderr)
 print(dt * 1e6 / %(cycles)d)
 """
+
+PHPSESS_DIR = ""  # the phpsess the children must run (main() sets it)
+BUILD = "plain"
 
 STATS = ("cmd_get", "cmd_set", "cmd_touch", "delete_hits", "delete_misses", "cas_hits", "cas_misses",
          "cas_badval", "get_hits", "get_misses", "total_connections")
@@ -182,11 +187,15 @@ def run_py(port: int, cycles: int, sessions: int, profile: bool = False) -> floa
     code = PY_LOOP % {"ini": ini, "sessions": sessions, "cycles": cycles, "profile": profile}
     env = dict(os.environ)
     env.setdefault("PYTHONPATH", ROOT)
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    # -P: not the current directory first, so phpsess comes from PYTHONPATH (a compiled build)
+    out = subprocess.run([sys.executable, "-P", "-c", code], capture_output=True, text=True, env=env)
     if out.returncode:
         raise SystemExit(f"phpsess failed: {out.stderr}")
     if profile:
         sys.stderr.write(out.stderr)
+    where = out.stderr.strip().splitlines()[-1].split()
+    if not where[0].startswith(PHPSESS_DIR) or (where[1] == "0") != (BUILD == "plain"):
+        raise SystemExit(f"the phpsess child ran {where}, not {PHPSESS_DIR} [{BUILD}]")
     return float(out.stdout.strip().splitlines()[-1])
 
 
@@ -205,7 +214,9 @@ def main(argv: list[str] | None = None) -> int:
     import phpsess
     from phpsess.compiled import compiled_modules
 
-    build = f"compiled ({len(compiled_modules())} modules)" if compiled_modules() else "plain"
+    global PHPSESS_DIR, BUILD
+    PHPSESS_DIR = os.path.dirname(phpsess.__file__)
+    BUILD = build = f"compiled ({len(compiled_modules())} modules)" if compiled_modules() else "plain"
     print(f"python {sys.version.split()[0]}, phpsess {os.path.dirname(phpsess.__file__)} [{build}], "
           f"load {os.getloadavg()[0]:.1f}, {os.cpu_count()} CPUs")
     sides: list[tuple[str, Any]] = [
