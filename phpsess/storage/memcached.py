@@ -24,12 +24,16 @@ whoever holds it):
 * a lock whose holder died frees itself after ``sess_lock_expire`` seconds (php-memcached
   uses ``max_execution_time`` when that is 0, which is 0 -- for ever -- in the CLI;
   phpsess uses 30 s);
-* before each write the lock is checked and renewed in one ``cas`` (compare-and-swap on
-  the lock's own value): a holder whose lock expired gets
+* before each write the lock is checked and renewed in one compare-and-swap (``ms <lock>
+  C<cas>`` on the CAS its ``add`` returned; ``gets`` + ``cas`` on a memcached without the
+  meta protocol): a holder whose lock expired gets
   :class:`~phpsess.errors.SaveHandlerError` and writes nothing, and a write is never more
   than a round trip away from a fresh ``sess_lock_expire`` lease;
-* the release is a compare-and-delete (``cas`` to an already expired item): a holder whose
-  lock expired never deletes the next owner's lock;
+* the release is a compare-and-delete (``md <lock> C<cas>``; classic: ``cas`` to an
+  already expired item): a holder whose lock expired never deletes the next owner's lock;
+* round trips (memcached 1.6's meta protocol, docs/memcached.md): the lock's add and the
+  session's read go together, and so do the last write and the release
+  (:meth:`MemcachedHandler.write_last`): 3 per locked cycle, php-memcached's 4;
 * waiters register in short-lived slots ``<lock key>.w<n>`` so that
   ``session.lock_max_waiters`` can count them.
 """
