@@ -684,7 +684,7 @@ class Session:
                         ):
                             handler.update_timestamp(sid, val)
                         else:
-                            handler.write(sid, val or b"")
+                            handler.write_last(sid, val or b"")  # close() follows (finally)
                         if val and entries:
                             SPANS.remember(sid, val, entries)
                 except (SaveHandlerError, InvalidSessionId) as exc:

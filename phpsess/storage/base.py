@@ -280,6 +280,15 @@ class SaveHandler(abc.ABC):
         """PS_UPDATE_TIMESTAMP: mark ``sid`` fresh without rewriting unchanged ``data``."""
         self.write(sid, data)
 
+    def write_last(self, sid: str, data: bytes) -> None:
+        """PS_WRITE when PS_CLOSE comes next (the end of the request's session): what
+        :meth:`write` does, but a handler may release its lock in the write's own round
+        trip.  The caller still calls :meth:`close`, which then has nothing to release.
+
+        :raises SaveHandlerError: as :meth:`write` (the lock is then released by close()).
+        """
+        self.write(sid, data)
+
     #: True when validate_id really checks storage (PHP: the module has a validator)
     has_validator: bool = True
 

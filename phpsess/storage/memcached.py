@@ -24,12 +24,16 @@ whoever holds it):
 * a lock whose holder died frees itself after ``sess_lock_expire`` seconds (php-memcached
   uses ``max_execution_time`` when that is 0, which is 0 -- for ever -- in the CLI;
   phpsess uses 30 s);
-* before each write the lock is checked and renewed in one ``cas`` (compare-and-swap on
-  the lock's own value): a holder whose lock expired gets
+* before each write the lock is checked and renewed in one compare-and-swap (``ms <lock>
+  C<cas>`` on the CAS its ``add`` returned; ``gets`` + ``cas`` on a memcached without the
+  meta protocol): a holder whose lock expired gets
   :class:`~phpsess.errors.SaveHandlerError` and writes nothing, and a write is never more
   than a round trip away from a fresh ``sess_lock_expire`` lease;
-* the release is a compare-and-delete (``cas`` to an already expired item): a holder whose
-  lock expired never deletes the next owner's lock;
+* the release is a compare-and-delete (``md <lock> C<cas>``; classic: ``cas`` to an
+  already expired item): a holder whose lock expired never deletes the next owner's lock;
+* round trips (memcached 1.6's meta protocol, docs/memcached.md): the lock's add and the
+  session's read go together, and so do the last write and the release
+  (:meth:`MemcachedHandler.write_last`): 3 per locked cycle, php-memcached's 4;
 * waiters register in short-lived slots ``<lock key>.w<n>`` so that
   ``session.lock_max_waiters`` can count them.
 """
@@ -39,6 +43,7 @@ from __future__ import annotations
 import atexit
 import logging
 import os
+import re
 import secrets
 import socket
 import threading
@@ -47,7 +52,12 @@ import urllib.parse
 from typing import Any, Callable, Iterator, TypeVar
 
 from pymemcache.client.base import PooledClient
-from pymemcache.exceptions import MemcacheError, MemcacheUnexpectedCloseError
+from pymemcache.exceptions import (
+    MemcacheError,
+    MemcacheIllegalInputError,
+    MemcacheServerError,
+    MemcacheUnexpectedCloseError,
+)
 
 from ..core import ids
 from ..core.config import SessionConfig
@@ -81,9 +91,16 @@ _PHP_LOCK_VALUE = b"1"
 _T = TypeVar("_T")
 
 
+_token_prefix: tuple[int, str] = (0, "")
+
+
 def lock_token() -> bytes:
     """A fresh lock value, unique per acquisition: ``phpsess|hostname|pid|<random>``."""
-    return f"phpsess|{socket.gethostname()}|{os.getpid()}|{secrets.token_hex(8)}".encode()
+    global _token_prefix
+    pid = os.getpid()
+    if _token_prefix[0] != pid:  # the host name is asked once per process (and after fork)
+        _token_prefix = (pid, f"phpsess|{socket.gethostname()}|{pid}|")
+    return (_token_prefix[1] + secrets.token_hex(8)).encode()
 
 
 _clients: dict[tuple[Any, ...], PooledClient] = {}
@@ -119,6 +136,177 @@ def client_for(server: MemcachedServer, connect_timeout: float = _CONNECT_TIMEOU
         return c
 
 
+# -- the meta protocol: the session cycle's round trips ---------------------------------------
+#
+# memcached >= 1.6 answers "meta" commands (mg, ms, md) whose flags do in one command what
+# the classic protocol needs two for: ``ms ... ME c`` adds the lock and returns its CAS,
+# ``ms ... C<cas>`` renews it only if it is still the one we added, ``md ... C<cas>``
+# deletes it only then.  Commands for one server are sent together and their replies read
+# in order (one round trip).  Servers that do not answer the meta protocol (memcached
+# before 1.6) get the classic commands through pymemcache, as before.
+
+
+class _MetaConn:
+    """One socket to a memcached server, and the bytes read from it not yet consumed."""
+
+    __slots__ = ("sock", "buf", "reused")
+
+    def __init__(self, server: MemcachedServer, connect_timeout: float) -> None:
+        if server.unix:
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock.settimeout(connect_timeout)
+            try:
+                sock.connect(server.name)
+            except OSError:
+                sock.close()
+                raise
+        else:
+            sock = socket.create_connection((server.host, server.port), timeout=connect_timeout)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.settimeout(_IO_TIMEOUT)
+        self.sock = sock
+        self.buf = b""
+        self.reused = False  # taken from the pool: the server may have closed it meanwhile
+
+    def _more(self) -> None:
+        chunk = self.sock.recv(65536)
+        if not chunk:
+            raise MemcacheUnexpectedCloseError()
+        self.buf += chunk
+
+    def reply(self) -> tuple[bytes, bytes | None]:
+        """The next reply: its header line, and its value when it has one (``VA``)."""
+        while True:
+            end = self.buf.find(b"\r\n")
+            if end >= 0:
+                break
+            self._more()
+        line = self.buf[:end]
+        if line.startswith(b"VA "):
+            size = int(line.split(b" ", 2)[1])
+            stop = end + 2 + size
+            while len(self.buf) < stop + 2:
+                self._more()
+            value = self.buf[end + 2:stop]
+            self.buf = self.buf[stop + 2:]
+            return line, value
+        self.buf = self.buf[end + 2:]
+        if line.startswith((b"SERVER_ERROR", b"CLIENT_ERROR", b"ERROR")):
+            raise MemcacheServerError(line.decode("ascii", "replace"))
+        return line, None
+
+    def close(self) -> None:
+        """Close the socket (a connection in an unknown state is never reused)."""
+        try:
+            self.sock.close()
+        except OSError:  # pragma: no cover
+            pass
+
+
+_meta_pools: dict[tuple[Any, ...], list[_MetaConn]] = {}
+_meta_capable: dict[tuple[Any, ...], bool] = {}
+_META_PROBE = b"ms phpsess.meta.probe 1 T1 c\r\n1\r\n"
+_BAD_KEY_BYTE = re.compile(rb"[\x00-\x20\x7f]")
+
+
+def _close_meta() -> None:
+    """At interpreter exit: close this process's meta connections."""
+    with _clients_lock:
+        for key, conns in list(_meta_pools.items()):
+            if key[0] == os.getpid():
+                for conn in conns:
+                    conn.close()
+                conns.clear()
+
+
+atexit.register(_close_meta)
+
+
+def meta_exchange(server: MemcachedServer, connect_timeout: float, request: bytes,
+                  replies: int) -> list[tuple[bytes, bytes | None]]:
+    """Send ``request`` (one or more meta commands) to ``server`` in one write and read
+    ``replies`` replies: one round trip, on a connection of the process's pool.
+
+    A pooled connection the server closed meanwhile (a restart) is replaced once, when
+    nothing of the reply came back (so the request was not executed).
+
+    :raises MemcacheError: the server refused a command (``SERVER_ERROR``, ...) or closed.
+    :raises OSError: it cannot be reached or did not answer within the I/O timeout.
+    """
+    key = (os.getpid(), server.name, server.port, connect_timeout)
+    with _clients_lock:
+        pool = _meta_pools.get(key)
+        if pool is None:
+            pool = _meta_pools[key] = []
+        conn = pool.pop() if pool else None
+    if conn is None:
+        conn = _MetaConn(server, connect_timeout)
+    while True:
+        try:
+            conn.sock.sendall(request)
+            out = [conn.reply() for _ in range(replies)]
+        except (MemcacheUnexpectedCloseError, BrokenPipeError, ConnectionResetError):
+            conn.close()
+            if not conn.reused or conn.buf:
+                raise
+            conn = _MetaConn(server, connect_timeout)  # the pooled one was dead: once more
+            continue
+        except BaseException:
+            conn.close()
+            raise
+        break
+    if conn.buf:  # pragma: no cover - more than was asked for: not reusable
+        conn.close()
+        return out
+    conn.reused = True
+    with _clients_lock:
+        if len(pool) < 64:
+            pool.append(conn)
+            return out
+    conn.close()  # pragma: no cover
+    return out
+
+
+def speaks_meta(server: MemcachedServer, connect_timeout: float) -> bool:
+    """Whether ``server`` answers the meta commands this handler sends (memcached 1.6's
+    ``ms <key> <size>`` returning its CAS); asked once per process and server.
+
+    :raises MemcacheError, OSError: the server cannot be reached.
+    """
+    key = (os.getpid(), server.name, server.port)
+    known = _meta_capable.get(key)
+    if known is None:
+        try:
+            head = meta_exchange(server, connect_timeout, _META_PROBE, 1)[0][0]
+        except MemcacheServerError:
+            known = False  # "ERROR" / "CLIENT_ERROR": an older memcached
+        else:
+            known = head.startswith(b"HD c")
+        if not known:
+            log.info("memcached server %s does not speak the meta protocol: classic commands", server.address)
+        _meta_capable[key] = known
+    return known
+
+
+def _meta_key(key: str) -> bytes:
+    """``key`` as the meta commands send it, refused as pymemcache refuses it."""
+    try:
+        raw = key.encode("ascii")
+    except UnicodeEncodeError:
+        raise MemcacheIllegalInputError(f"Non-ASCII key: {key!r}")
+    if len(raw) > MAX_KEY or _BAD_KEY_BYTE.search(raw) is not None:
+        raise MemcacheIllegalInputError(f"Key contains whitespace, control characters or is too long: {key!r}")
+    return raw
+
+
+def _cas_of(head: bytes) -> int:
+    """The ``c<cas>`` flag of a meta reply's header line (0 when absent)."""
+    for token in head.split(b" ")[1:]:
+        if token.startswith(b"c"):
+            return int(token[1:])
+    return 0
+
+
 _distributions: dict[tuple[str, bool, bool], tuple[list[MemcachedServer], Distribution]] = {}
 
 
@@ -142,7 +330,7 @@ def _distribution_for(save_path: str, consistent: bool, weighted: bool) -> tuple
 class _Held:
     """The lock this handler holds (or, with locking off, the session it has read)."""
 
-    __slots__ = ("sid", "lock_server", "lock_key", "token", "expire")
+    __slots__ = ("sid", "lock_server", "lock_key", "token", "expire", "cas", "prefetched")
 
     def __init__(self, sid: str, lock_server: MemcachedServer, key: str, token: bytes | None, expire: int) -> None:
         self.sid = sid
@@ -150,6 +338,8 @@ class _Held:
         self.lock_key = key
         self.token = token  # None: locking disabled, nothing held
         self.expire = expire  # the lock's lifetime, seconds
+        self.cas = 0  # the lock item's CAS since our add or last renew (meta protocol)
+        self.prefetched: bytes | None = None  # the payload read in the lock's round trip
 
 
 class MemcachedHandler(SaveHandler):
@@ -193,6 +383,21 @@ class MemcachedHandler(SaveHandler):
                 return fn(client)
             except (MemcacheUnexpectedCloseError, BrokenPipeError, ConnectionResetError):
                 return fn(client)  # the pool dropped the dead connection: once more
+        except (MemcacheError, OSError) as exc:
+            raise self._fail(operation, server, exc, sid)
+
+    def _meta(self, server: MemcachedServer, operation: str, sid: str) -> bool:
+        """Whether ``server`` takes the meta commands (:func:`speaks_meta`)."""
+        try:
+            return speaks_meta(server, self._connect_timeout())
+        except (MemcacheError, OSError) as exc:
+            raise self._fail(operation, server, exc, sid)
+
+    def _exchange(self, server: MemcachedServer, operation: str, sid: str, request: bytes,
+                  replies: int) -> list[tuple[bytes, bytes | None]]:
+        """:func:`meta_exchange`, its failures raised naming the server."""
+        try:
+            return meta_exchange(server, self._connect_timeout(), request, replies)
         except (MemcacheError, OSError) as exc:
             raise self._fail(operation, server, exc, sid)
 
@@ -284,8 +489,14 @@ class MemcachedHandler(SaveHandler):
             log.warning("session lock %s had expired before close (lock expiry %s s)", held.lock_key, held.expire)
 
     def _release(self, held: _Held) -> bool:
-        """Compare-and-delete: ``cas`` the lock to an item that expired already."""
+        """Compare-and-delete: ``md <lock> C<cas>`` (meta), or ``gets`` then ``cas`` the lock
+        to an item that expired already (classic)."""
         token = held.token
+        timeout = self._connect_timeout()
+        if self._meta(held.lock_server, "release the lock of", held.sid):
+            request = b"md %b C%d\r\n" % (_meta_key(held.lock_key), held.cas)
+            head = self._exchange(held.lock_server, "release the lock of", held.sid, request, 1)[0][0]
+            return head.startswith(b"HD")
 
         def release(c: PooledClient) -> bool:
             value, cas = c.gets(held.lock_key)
@@ -325,6 +536,10 @@ class MemcachedHandler(SaveHandler):
         self._held = held
         self.lock_acquired(sid, shared=False, waited=waited)
         log.debug("took session lock %s after %.6f s", held.lock_key, waited)
+        data = held.prefetched
+        if data is not None:  # read in the round trip that took the lock
+            held.prefetched = None
+            return data
         return self._get(sid)
 
     def _get(self, sid: str) -> bytes:
@@ -397,10 +612,17 @@ class MemcachedHandler(SaveHandler):
     # -- the lock policy's hooks (SaveHandler.acquire_lock): add on <prefix>lock.<id> ----------
 
     def _lock_try(self, sid: str, shared: bool) -> bool:
-        """One ``add`` of the lock; a reply lost to a dead connection is settled by a ``get``."""
+        """One ``add`` of the lock; a reply lost to a dead connection is settled by a ``get``.
+
+        Meta protocol: ``ms <lock> ME c`` (add, returning the lock's CAS for the fenced
+        renew and release) and, when the session lives on the lock's server, ``mg`` of the
+        session in the same round trip; that payload is kept only when the add succeeded.
+        """
         held = self._locking
         assert held is not None and held.token is not None
         exp = expiration(held.expire, self.clock())
+        if self._meta(held.lock_server, "lock", sid):
+            return self._meta_lock_try(held, exp)
         client = client_for(held.lock_server, self._connect_timeout())
         try:
             try:
@@ -411,6 +633,34 @@ class MemcachedHandler(SaveHandler):
                 return bool(client.add(held.lock_key, held.token, expire=exp))
         except (MemcacheError, OSError) as exc:
             raise self._fail("lock", held.lock_server, exc, sid)
+
+    def _meta_lock_try(self, held: _Held, exp: int) -> bool:
+        token = held.token
+        assert token is not None
+        lk = _meta_key(held.lock_key)
+        try:
+            request = b"ms %b %d T%d ME c\r\n%b\r\n" % (lk, len(token), exp, token)
+            prefetch = self._data_servers(held.sid)[0] is held.lock_server
+            if prefetch:
+                request += b"mg %b v\r\n" % _meta_key(session_key(self._prefix(), held.sid))
+        except MemcacheError as exc:
+            raise self._fail("lock", held.lock_server, exc, held.sid)
+        replies = self._exchange(held.lock_server, "lock", held.sid, request, 2 if prefetch else 1)
+        head = replies[0][0]
+        if head.startswith(b"HD"):
+            held.cas = _cas_of(head)
+            if prefetch:
+                value = replies[1][1]
+                held.prefetched = value if value is not None else b""
+            return True
+        if not head.startswith(b"NS"):
+            raise self._fail("lock", held.lock_server, MemcacheServerError(head.decode("ascii", "replace")), held.sid)
+        # taken: by another request, or by this one's add whose reply a dead connection lost
+        check = self._exchange(held.lock_server, "lock", held.sid, b"mg %b v c\r\n" % lk, 1)[0]
+        if check[1] == token:
+            held.cas = _cas_of(check[0])
+            return True
+        return False
 
     def _lock_wait(self, sid: str, shared: bool, timeout: float | None) -> bool:
         """Retry on php-memcached's schedule: ``sess_lock_wait_min`` ms, doubling up to
@@ -505,8 +755,11 @@ class MemcachedHandler(SaveHandler):
         return self._held
 
     def _renew(self, held: _Held, operation: str) -> None:
-        """Check that the lock is still ours and extend it, in one compare-and-swap."""
+        """Check that the lock is still ours and extend it, in one compare-and-swap: ``ms
+        <lock> C<cas>`` on the CAS of our add (meta, one round trip), or ``gets`` then
+        ``cas`` on the lock's own value (classic)."""
         token = held.token
+        assert token is not None
         exp = expiration(held.expire, self.clock())
 
         def renew(c: PooledClient) -> bool:
@@ -515,7 +768,18 @@ class MemcachedHandler(SaveHandler):
                 return False
             return bool(c.cas(held.lock_key, token, cas, expire=exp))
 
-        if not self._call(held.lock_server, operation, held.sid, renew):
+        if self._meta(held.lock_server, operation, held.sid):
+            try:
+                request = b"ms %b %d C%d T%d c\r\n%b\r\n" % (_meta_key(held.lock_key), len(token), held.cas, exp, token)
+            except MemcacheError as exc:
+                raise self._fail(operation, held.lock_server, exc, held.sid)
+            head = self._exchange(held.lock_server, operation, held.sid, request, 1)[0][0]
+            ours = head.startswith(b"HD")
+            if ours:
+                held.cas = _cas_of(head)
+        else:
+            ours = self._call(held.lock_server, operation, held.sid, renew)
+        if not ours:
             if self._held is held:
                 self._held = None
             raise SaveHandlerError(
@@ -538,16 +802,60 @@ class MemcachedHandler(SaveHandler):
             self._renew(held, "write")
         self._store(sid, data)
 
+    def write_last(self, sid: str, data: bytes) -> None:
+        """PS_WRITE then the release of PS_CLOSE: the lock checked and renewed (one round
+        trip), then the session's ``ms`` and the lock's compare-and-delete ``md C<cas>``
+        sent together (one more), when the session has no replica and lives on the lock's
+        server and that server speaks the meta protocol; else :meth:`write`.
+
+        :raises SaveHandlerError: the lock expired (nothing is written), or a server failed.
+        """
+        held = self._ensure_held(sid)
+        if (held.token is None or self.config.memcached_sess_number_of_replicas > 0
+                or self._data_servers(sid)[0] is not held.lock_server
+                or not self._meta(held.lock_server, "write", sid)):
+            self.write(sid, data)
+            return
+        self._renew(held, "write")
+        try:
+            request = b"ms %b %d T%d\r\n%b\r\nmd %b C%d\r\n" % (
+                _meta_key(session_key(self._prefix(), sid)), len(data), self._ttl(), data,
+                _meta_key(held.lock_key), held.cas)
+        except MemcacheError as exc:
+            raise self._fail("write", held.lock_server, exc, sid)
+        # a failed exchange leaves the lock held here: close() releases it (or says it cannot)
+        stored, released = self._exchange(held.lock_server, "write", sid, request, 2)
+        self._held = None
+        if not released[0].startswith(b"HD"):
+            log.warning("session lock %s had expired before close (lock expiry %s s)", held.lock_key, held.expire)
+        else:
+            log.debug("released session lock %s", held.lock_key)
+        if not stored[0].startswith(b"HD"):
+            raise self._fail("write", held.lock_server, MemcacheServerError(stored[0].decode("ascii", "replace")), sid)
+
     def _store(self, sid: str, data: bytes) -> None:
         key = session_key(self._prefix(), sid)
         ttl = self._ttl()
         servers = self._data_servers(sid)
-        self._call(servers[0], "write", sid, lambda c: c.set(key, data, expire=ttl))
+        self._set(servers[0], "write", sid, key, data, ttl)
         for replica in servers[1:]:
             try:
-                self._call(replica, "write a replica of", sid, lambda c: c.set(key, data, expire=ttl))
+                self._set(replica, "write a replica of", sid, key, data, ttl)
             except SaveHandlerError as exc:  # libmemcached's replicas are best effort (SETQ)
                 log.warning("%s", exc)
+
+    def _set(self, server: MemcachedServer, operation: str, sid: str, key: str, data: bytes, ttl: int) -> None:
+        """``set`` (``ms`` with the meta protocol) of ``key``, flags 0."""
+        if not self._meta(server, operation, sid):
+            self._call(server, operation, sid, lambda c: c.set(key, data, expire=ttl))
+            return
+        try:
+            request = b"ms %b %d T%d\r\n%b\r\n" % (_meta_key(key), len(data), ttl, data)
+        except MemcacheError as exc:
+            raise self._fail(operation, server, exc, sid)
+        head = self._exchange(server, operation, sid, request, 1)[0][0]
+        if not head.startswith(b"HD"):
+            raise self._fail(operation, server, MemcacheServerError(head.decode("ascii", "replace")), sid)
 
     def update_timestamp(self, sid: str, data: bytes) -> None:
         """PS_UPDATE_TIMESTAMP (lazy_write): ``touch`` the session (and its replicas), only
