@@ -592,15 +592,27 @@ class MemcachedHandler(SaveHandler):
         now = time.time()
         self._distribution()  # open() was called
         for server in self._servers:
+            # A crawl can miss a key that its waiters' polling keeps moving in memcached's
+            # LRU (about 1 crawl in 10 here): the union of a few crawls, and the lock of
+            # every waiter slot found (<lock key>.wN), which nobody touches
+            keys: dict[str, int] = {}
             try:
-                keys = list(_metadump(server, self._connect_timeout()))
+                for _ in range(_METADUMP_PASSES):
+                    keys.update(_metadump(server, self._connect_timeout()))
             except (OSError, ValueError) as exc:
                 raise self._fail("list the locks", server, exc)
-            for key, exp in keys:
+            for key in [k for k in keys if k.startswith(marker)]:
+                base, dot, slot = key.rpartition(".w")
+                if dot and slot.isdigit() and base not in keys:
+                    keys[base] = -2  # its expiry unknown: asked below
+            for key, exp in keys.items():
                 sid = key[len(marker):]
                 if not key.startswith(marker) or not ids.is_valid_id(sid):
                     continue  # a waiter slot (<lock key>.wN), or another application's key
-                value = self._call(server, "list the locks", sid, lambda c: c.get(key))
+                if exp == -2:
+                    value, exp = self._value_and_expiry(server, sid, key)
+                else:
+                    value = self._call(server, "list the locks", sid, lambda c: c.get(key))
                 if value is None:
                     continue  # released meanwhile
                 slots = [f"{key}.w{i}" for i in range(WAITER_SLOTS)]
@@ -608,6 +620,20 @@ class MemcachedHandler(SaveHandler):
                 found.append(StoredLock(sid, key, server.address, bytes(value).decode("utf-8", "replace"),
                                         None if exp < 0 else max(0.0, exp - now), waiters))
         return sorted(found, key=lambda lock: lock.sid)
+
+    def _value_and_expiry(self, server: MemcachedServer, sid: str, key: str) -> tuple[bytes | None, int]:
+        """``key``'s value and expiry (a unix time; -1: none, or unknown without the meta
+        protocol); None for a missing key."""
+        if self._meta(server, "list the locks", sid):
+            head, data = self._exchange(server, "list the locks", sid, b"mg " + _meta_key(key) + b" v t\r\n", 1)[0]
+            if data is None:
+                return None, -1
+            ttl = -1
+            for flag in head.split()[2:]:
+                if flag.startswith(b"t") and flag[1:].lstrip(b"-").isdigit():
+                    ttl = int(flag[1:])
+            return data, -1 if ttl < 0 else int(time.time()) + ttl
+        return self._call(server, "list the locks", sid, lambda c: c.get(key)), -1
 
     # -- the lock policy's hooks (SaveHandler.acquire_lock): add on <prefix>lock.<id> ----------
 
@@ -939,6 +965,10 @@ class MemcachedHandler(SaveHandler):
                 first_error = first_error or exc
         assert first_error is not None
         raise first_error
+
+
+#: crawls of ``lru_crawler metadump`` united by :meth:`MemcachedHandler.list_locks`
+_METADUMP_PASSES = 3
 
 
 def _metadump(server: MemcachedServer, timeout: float) -> Iterator[tuple[str, int]]:
