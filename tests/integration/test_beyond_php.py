@@ -575,7 +575,10 @@ def test_gc_racing_live_requests_loses_no_increment_and_deletes_no_locked_file(
     lifetime = 5
     rounds = 6
     # requests holding the lock of an expired-looking session for a while
-    holders = [py(procs, worker, sid, {"save_path": save}, [["start"], ["sleep", 1.2], ["incr", "n"], ["close"]])
+    # (no gc of their own: a holder's 1-in-100 gc could delete the other holder's file, old
+    # and not locked yet, before that one starts: the inode check below would fail)
+    holders = [py(procs, worker, sid, {"save_path": save, "gc_probability": 0},
+                  [["start"], ["sleep", 1.2], ["incr", "n"], ["close"]])
                for sid in held]
     for h in holders:
         h.wait_for("started")
@@ -602,6 +605,9 @@ def test_gc_racing_live_requests_loses_no_increment_and_deletes_no_locked_file(
     t = threading.Thread(target=gc_loop)
     t.start()
     try:
+        # the thread's first sweep before the command-line ones start: the expired
+        # sessions are then the thread's to delete (counted at the end)
+        wait_until(lambda: runs[0] >= 1, timeout=30, what="a first sweep")
         cli = [subprocess.Popen([sys.executable, "-m", "phpsess", "gc", "--save-path", save,
                                  "--maxlifetime", str(lifetime)], env=python_env(), cwd=str(ROOT),
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(2)]
