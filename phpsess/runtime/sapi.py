@@ -387,11 +387,9 @@ _watched = False
 
 
 def _encode_var(k: str, v: str) -> tuple[bytes, bytes] | None:
-    kb = k.encode("utf-8", "surrogateescape")
-    vb = v.encode("utf-8", "surrogateescape")
-    if not kb or b"=" in kb or b"\0" in kb or b"\0" in vb:
-        return None
-    return kb, vb
+    if not k or "=" in k or "\0" in k or "\0" in v:
+        return None  # (the same test on the str: UTF-8 encodes "=" and NUL as themselves only)
+    return k.encode("utf-8", "surrogateescape"), v.encode("utf-8", "surrogateescape")
 
 
 def _env_now() -> Mapping[bytes, bytes]:
@@ -471,13 +469,22 @@ def set_request_environ(environ: Mapping[str, str]) -> None:
                 os.environ[k] = v
         _at_start = _env_bytes()
         return
-    base = _base_env
-    for k in [k for k in _applied if k not in environ]:
-        del _applied[k]
+    _apply_request_vars(environ if isinstance(environ, dict) else dict(environ), data, _base_env)
+    if not _watched:
+        _at_start = dict(data)
+
+
+def _apply_request_vars(environ: dict[str, str], data: dict[bytes, bytes], base: dict[bytes, bytes]) -> None:
+    """Put ``environ`` into ``os.environ``'s dict ``data``: only what differs from what is
+    applied already (most CGI variables stay the same from one request to the next); the
+    variables of the last request that this one lacks get the worker's value back."""
+    applied = _applied
+    for k in [k for k in applied if k not in environ]:
+        del applied[k]
         kb = k.encode("utf-8", "surrogateescape")
         _put(kb, base.get(kb))
     for k, v in environ.items():
-        if _applied.get(k) == v or not isinstance(v, str):
+        if applied.get(k) == v or not isinstance(v, str):
             continue
         enc = _encode_var(k, v)
         if enc is None:
@@ -485,9 +492,7 @@ def set_request_environ(environ: Mapping[str, str]) -> None:
         kb, vb = enc
         if data.get(kb) != vb:
             data[kb] = vb  # os.environ only (see _put)
-        _applied[k] = v
-    if not _watched:
-        _at_start = dict(data)
+        applied[k] = v
 
 
 def end_request_environ() -> None:
