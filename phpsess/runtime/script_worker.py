@@ -62,6 +62,9 @@ class ScriptWorker(Worker):
         self.post_max_size = post_max_size
         self.idle_title = f"phpsess: pool {ctx.settings.name}"
         self._last_usage: resource.struct_rusage | None = None
+        #: the lock-wait histogram as 64-bit words (telemetry.record_words: a few times
+        #: cheaper than unpacking and packing it); None on a big-endian machine
+        self._stats_words = telemetry.slot_words(ctx.stats)
 
     def setup(self) -> None:
         """Output through the request's proxy; the lock registry opened now, so the worker's
@@ -109,7 +112,11 @@ class ScriptWorker(Worker):
             done = handle_request(environ, body, self.root, send_headers, write,
                                   time_limit=self.max_execution_time, lock_monitor=slot.session_lock)
             if done is not None:
-                telemetry.record(self.ctx.stats, self.ctx.slot_index, done.lock_wait)
+                words = self._stats_words
+                if words is not None:
+                    telemetry.record_words(words, self.ctx.slot_index, done.lock_wait)
+                else:
+                    telemetry.record(self.ctx.stats, self.ctx.slot_index, done.lock_wait)
             return done
         finally:
             set_title(self.idle_title)
