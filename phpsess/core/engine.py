@@ -140,9 +140,14 @@ class EngineConfig:
 
     __slots__ = ("_raw", "_parsed", "_owned")
 
-    def __init__(self, overrides: Mapping[str, Any] | None = None) -> None:
-        self._raw: dict[str, str] = {k: v[0] for k, v in ENGINE_SETTINGS.items()}
-        self._parsed: dict[str, Any] = {}
+    def __init__(self, overrides: Mapping[str, Any] | None = None, *, _share: EngineConfig | None = None) -> None:
+        if _share is not None:  # copy(): the other one's dicts, until either changes
+            self._raw: dict[str, str] = _share._raw
+            self._parsed: dict[str, Any] = _share._parsed
+            self._owned = False
+            return
+        self._raw = {k: v[0] for k, v in ENGINE_SETTINGS.items()}
+        self._parsed = {}
         #: False while this copy still shares its dicts with the one it was copied from
         #: (copied on the first change: most requests never change a setting)
         self._owned = True
@@ -193,10 +198,7 @@ class EngineConfig:
         """An independent copy (each request gets one): it shares this one's dicts until
         either of them changes a setting (parsing a value only caches what the shared
         raw string gives, so it is not a change)."""
-        new = EngineConfig.__new__(EngineConfig)  # no __init__: the dicts are shared
-        new._raw = self._raw
-        new._parsed = self._parsed
-        new._owned = False
+        new = EngineConfig(_share=self)
         self._owned = False  # a later set() here must not show through the copy either
         return new
 
