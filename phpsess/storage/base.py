@@ -280,6 +280,19 @@ class SaveHandler(abc.ABC):
         """PS_UPDATE_TIMESTAMP: mark ``sid`` fresh without rewriting unchanged ``data``."""
         self.write(sid, data)
 
+    def write_last(self, sid: str, data: bytes, *, touch: bool) -> None:
+        """PS_WRITE (``touch``: PS_UPDATE_TIMESTAMP) when PS_CLOSE comes right after, as at
+        the end of a request.  A handler that can write and release its lock in one round
+        trip does so here (its :meth:`close` then has nothing left to release); by default
+        this is :meth:`write` or :meth:`update_timestamp`.
+
+        :raises SaveHandlerError: as :meth:`write` does.
+        """
+        if touch:
+            self.update_timestamp(sid, data)
+        else:
+            self.write(sid, data)
+
     #: True when validate_id really checks storage (PHP: the module has a validator)
     has_validator: bool = True
 

@@ -54,6 +54,7 @@ from ..core.redis_url import (
     pick_server,
 )
 from .base import LockInfo, SaveHandler
+from .redislink import Link, Links, Script
 
 __all__ = [
     "RedisHandler",
@@ -62,6 +63,7 @@ __all__ = [
     "TOUCH_SCRIPT",
     "DESTROY_SCRIPT",
     "REFRESH_SCRIPT",
+    "STORE_RELEASE_SCRIPT",
     "PHPREDIS_RELEASE_SCRIPT",
     "lock_secret",
     "client_for",
@@ -112,6 +114,30 @@ redis.pcall("publish", KEYS[1], "released")
 return 1
 """
 
+def store_release_script(publish: str) -> str:
+    """The script of a request's last step: write (or touch) and release, one round trip.
+
+    KEYS: lock, session.  ARGV: secret, ttl, data, touch.  Only while the lock is ours
+    (else 0, nothing done): ``SETEX`` (``touch`` = "1": ``EXPIRE``, and ``SETEX`` only if
+    the key expired meanwhile), then delete the lock and ``publish`` (``publish`` or
+    ``spublish``) on its channel to wake the waiters.
+    """
+    return f"""
+if redis.call("get", KEYS[1]) ~= ARGV[1] then return 0 end
+if ARGV[4] ~= "1" then
+  redis.call("setex", KEYS[2], ARGV[2], ARGV[3])
+elseif redis.call("expire", KEYS[2], ARGV[2]) == 0 and ARGV[3] ~= "" then
+  redis.call("setex", KEYS[2], ARGV[2], ARGV[3])
+end
+redis.call("del", KEYS[1])
+redis.pcall("{publish}", KEYS[1], "released")
+return 1
+"""
+
+
+#: write (or touch) and release in one step (:meth:`RedisHandler.write_last`)
+STORE_RELEASE_SCRIPT = store_release_script("publish")
+
 #: extend the lock's life while it is ours.  KEYS: lock.  ARGV: secret, milliseconds.
 REFRESH_SCRIPT = """
 if redis.call("get", KEYS[1]) == ARGV[1] then
@@ -151,11 +177,12 @@ class _Client:
             kwargs["port"] = server.port
             kwargs["ssl"] = server.scheme == "tls"
         self.redis = redis.Redis(**kwargs)
-        self.release = self.redis.register_script(RELEASE_SCRIPT)
-        self.write = self.redis.register_script(WRITE_SCRIPT)
-        self.touch = self.redis.register_script(TOUCH_SCRIPT)
-        self.destroy = self.redis.register_script(DESTROY_SCRIPT)
-        self.refresh = self.redis.register_script(REFRESH_SCRIPT)
+        pool = self.redis.connection_pool
+        # the request path's own connections: RESP2 (what redislink parses), without the
+        # RESP3-only maintenance notifications
+        link_kwargs = {k: v for k, v in pool.connection_kwargs.items() if not k.startswith("maint_notifications")}
+        link_kwargs["protocol"] = 2
+        self.links = Links(lambda: pool.connection_class(**link_kwargs), server.address)
         self.database = max(server.database, 0)
         #: channels waiters may subscribe to: 2 = lock + keyspace, 1 = lock only, 0 = none
         #: (lowered when the server's ACL refuses them)
@@ -164,6 +191,22 @@ class _Client:
 
 _clients: dict[tuple[Any, ...], _Client] = {}
 _clients_lock = threading.Lock()
+
+
+_RELEASE = Script(RELEASE_SCRIPT)
+_WRITE = Script(WRITE_SCRIPT)
+_TOUCH = Script(TOUCH_SCRIPT)
+_DESTROY = Script(DESTROY_SCRIPT)
+_REFRESH = Script(REFRESH_SCRIPT)
+_STORE_RELEASE = Script(STORE_RELEASE_SCRIPT)
+
+
+def _one(link: Link, command: tuple[Any, ...]) -> Any:
+    """Send one command; its reply (an error reply raised)."""
+    (reply,) = link.call((command,))
+    if isinstance(reply, Exception):
+        raise reply
+    return reply
 
 
 def client_for(server: RedisServer) -> redis.Redis:
@@ -181,6 +224,21 @@ def _client(server: RedisServer) -> _Client:
         if c is None:
             c = _clients[key] = _Client(server)
         return c
+
+
+_parsed_paths: dict[str, list[RedisServer]] = {}
+
+
+def _parsed(save_path: str) -> list[RedisServer]:
+    """``parse_save_path`` once per save_path and process (a request's open() is then a
+    dict lookup; RedisServer is frozen, the list is the caller's copy)."""
+    servers = _parsed_paths.get(save_path)
+    if servers is None:
+        servers = parse_save_path(save_path)
+        if len(_parsed_paths) >= 64:
+            _parsed_paths.clear()
+        _parsed_paths[save_path] = servers
+    return list(servers)
 
 
 def _bytes(value: Any) -> bytes | None:
@@ -223,9 +281,8 @@ class _Refresher(threading.Thread):
         interval = self._expire_ms / 3000.0
         while not self._stopped.wait(interval):
             try:
-                kept = self._client.refresh(
-                    keys=[self._lock_key], args=[self._secret, self._expire_ms]
-                )
+                kept = _one(self._client.links.get(),
+                            _REFRESH.call((self._lock_key,), (self._secret, self._expire_ms)))
             except RedisError as exc:
                 log.warning("cannot refresh session lock %s: %s", self._lock_key, exc)
                 continue
@@ -321,7 +378,7 @@ class RedisHandler(SaveHandler):
         """
         self.close()
         try:
-            servers = parse_save_path(save_path)
+            servers = _parsed(save_path)
         except SavePathError as exc:
             raise SaveHandlerError(
                 f"redis save handler: {exc}", handler=self.name, operation="open", cause=exc
@@ -341,7 +398,7 @@ class RedisHandler(SaveHandler):
             return
         held.stop_refresh()
         try:
-            released = held.client.release(keys=[held.lock_key], args=[held.secret])
+            released = _one(held.client.links.get(), _RELEASE.call((held.lock_key,), (held.secret,)))
         except RedisError as exc:
             raise self._fail("release the lock of", held.server, exc, held.sid)
         if not released:
@@ -381,7 +438,7 @@ class RedisHandler(SaveHandler):
 
     def _get(self, held: _Held, sid: str) -> bytes:
         try:
-            data = held.client.redis.get(held.session_key)
+            data = _one(held.client.links.get(), ("GET", held.session_key))
         except RedisError as exc:
             raise self._fail("read", held.server, exc, sid)
         return _bytes(data) or b""
@@ -413,10 +470,9 @@ class RedisHandler(SaveHandler):
         held = self._locking
         assert held is not None
         try:
-            pipe = held.client.redis.pipeline(transaction=False)
-            pipe.set(held.lock_key, held.secret or "", nx=True, px=self._expire_ms(held.server))
-            pipe.get(held.session_key)
-            ok, data = pipe.execute(raise_on_error=False)
+            link = held.client.links.get()
+            ok, data = link.call((("SET", held.lock_key, held.secret or "", "NX", "PX", self._expire_ms(held.server)),
+                                  ("GET", held.session_key)))
         except RedisError as exc:
             raise self._fail("lock", held.server, exc, held.sid)
         if isinstance(ok, Exception):
@@ -426,7 +482,7 @@ class RedisHandler(SaveHandler):
             # now rather than leave it to expire after lock_expire
             if ok:
                 try:
-                    held.client.release(keys=[held.lock_key], args=[held.secret or ""])
+                    _one(link, _RELEASE.call((held.lock_key,), (held.secret or "",)))
                 except RedisError:
                     pass  # it expires after lock_expire
             raise self._fail("read", held.server, data, held.sid)
@@ -581,12 +637,35 @@ class RedisHandler(SaveHandler):
                         "SETEX", held.session_key, ttl, data
                     )
                 return
-            script = held.client.touch if touch else held.client.write
-            ok = script(keys=[held.lock_key, held.session_key], args=[held.secret, ttl, data])
+            script = _TOUCH if touch else _WRITE
+            ok = _one(held.client.links.get(), script.call((held.lock_key, held.session_key), (held.secret, ttl, data)))
         except RedisError as exc:
             raise self._fail(operation, held.server, exc, sid)
         if not ok:
             raise self._lost(held, operation)
+
+    def write_last(self, sid: str, data: bytes, *, touch: bool) -> None:
+        """PS_WRITE (``touch``: PS_UPDATE_TIMESTAMP) with PS_CLOSE next: write and release
+        the lock in one round trip (one script: only while the lock is ours; the waiters
+        are woken as by :meth:`close`, which then has nothing left to do).
+
+        :raises SaveHandlerError: the lock expired (nothing written), or the server
+            failed (the lock is then still ours to release: :meth:`close` tries).
+        """
+        held = self._ensure_held(sid)
+        if held.secret is None:
+            self._store(sid, data, touch=touch)
+            return
+        held.stop_refresh()
+        operation = "update the timestamp of" if touch else "write"
+        try:
+            ok = _one(held.client.links.get(), _STORE_RELEASE.call(
+                (held.lock_key, held.session_key), (held.secret, _ttl(self.config), data, "1" if touch else "")))
+        except RedisError as exc:
+            raise self._fail(operation, held.server, exc, sid)
+        if not ok:
+            raise self._lost(held, operation)
+        self._held = None
 
     def destroy(self, sid: str) -> None:
         """PS_DESTROY: delete ``sid``; if we hold its lock, delete and unlock in one atomic step.
@@ -600,7 +679,8 @@ class RedisHandler(SaveHandler):
         if held is not None and held.sid == sid and held.secret is not None:
             held.stop_refresh()
             try:
-                ok = held.client.destroy(keys=[held.lock_key, held.session_key], args=[held.secret])
+                ok = _one(held.client.links.get(),
+                          _DESTROY.call((held.lock_key, held.session_key), (held.secret,)))
             except RedisError as exc:
                 raise self._fail("destroy", held.server, exc, sid)
             if not ok:
