@@ -39,6 +39,7 @@ from typing import Any
 
 from redis.backoff import NoBackoff
 from redis.cluster import ClusterNode, RedisCluster
+from redis.connection import Connection
 from redis.exceptions import (
     AskError,
     BusyLoadingError,
@@ -63,8 +64,10 @@ from ..core.rediscluster_url import ClusterConfig, SavePathError, key_slot, pars
 from ..errors import SaveHandlerError
 from .base import LockInfo, SaveHandler, StoredLock
 from .redis import REFRESH_SCRIPT, TOUCH_SCRIPT, WRITE_SCRIPT, _bytes, _ttl, lock_secret
+from .redislink import Links, Script
 
-__all__ = ["RedisClusterHandler", "ACQUIRE_SCRIPT", "RELEASE_SCRIPT", "DESTROY_SCRIPT", "cluster_for"]
+__all__ = ["RedisClusterHandler", "ACQUIRE_SCRIPT", "RELEASE_SCRIPT", "DESTROY_SCRIPT", "STORE_RELEASE_SCRIPT",
+           "cluster_for"]
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +106,33 @@ redis.pcall("spublish", KEYS[1], "released")
 return 1
 """
 
+#: write (or touch) and release in one step (:meth:`RedisClusterHandler.write_last`).
+#: KEYS: lock, session.  ARGV: secret, ttl, data, touch ("1"), again ("1": a retry after a
+#: lost reply, which finds the lock gone and its data stored: 2, done).  1 done, 0 lock lost.
+STORE_RELEASE_SCRIPT = """
+local v = redis.call("get", KEYS[1])
+if v ~= ARGV[1] then
+  if v == false and ARGV[5] == "1" and redis.call("get", KEYS[2]) == ARGV[3] then return 2 end
+  return 0
+end
+if ARGV[4] ~= "1" then
+  redis.call("setex", KEYS[2], ARGV[2], ARGV[3])
+elseif redis.call("expire", KEYS[2], ARGV[2]) == 0 and ARGV[3] ~= "" then
+  redis.call("setex", KEYS[2], ARGV[2], ARGV[3])
+end
+redis.call("del", KEYS[1])
+redis.pcall("spublish", KEYS[1], "released")
+return 1
+"""
+
+_ACQUIRE = Script(ACQUIRE_SCRIPT)
+_RELEASE = Script(RELEASE_SCRIPT)
+_DESTROY = Script(DESTROY_SCRIPT)
+_WRITE = Script(WRITE_SCRIPT)
+_TOUCH = Script(TOUCH_SCRIPT)
+_REFRESH = Script(REFRESH_SCRIPT)
+_STORE_RELEASE = Script(STORE_RELEASE_SCRIPT)
+
 #: errors after which the command is sent again (to the slot's master as the cluster now sees it)
 _RETRY = (RedisConnectionError, RedisTimeoutError, ClusterDownError, SlotNotCoveredError, TryAgainError,
           MovedError, ReadOnlyError, MasterDownError, BusyLoadingError)
@@ -119,6 +149,24 @@ class _Cluster:
         self.cfg = cfg
         self.lock = threading.Lock()
         self.client: RedisCluster | None = None
+        self._links: dict[str, Links] = {}
+
+    def links(self, node: ClusterNode) -> Links:
+        """The request path's connections to ``node`` (:mod:`~phpsess.storage.redislink`)."""
+        links = self._links.get(node.name)
+        if links is None:
+            cfg = self.cfg
+            host, port = node.host, node.port
+
+            def make() -> Connection:
+                return Connection(host=host, port=port, username=cfg.user, password=cfg.password,  # type: ignore[no-untyped-call]
+                                  socket_connect_timeout=cfg.timeout or _DEFAULT_SOCKET_TIMEOUT,
+                                  socket_timeout=cfg.read_timeout or _DEFAULT_SOCKET_TIMEOUT,
+                                  retry=Retry(NoBackoff(), 0), protocol=2)
+
+            with self.lock:
+                links = self._links.setdefault(node.name, Links(make, node.name))
+        return links
 
     def get(self) -> RedisCluster:
         """The client, connected (the slot map read) on first use."""
@@ -197,8 +245,9 @@ class _Refresher(threading.Thread):
         ms = self._handler._expire_ms()
         while not self._stopped.wait(ms / 3000.0):
             try:
-                (kept,) = self._handler._run(held.sid, held.lock_key, [("EVAL", REFRESH_SCRIPT, 1, held.lock_key,
-                                                                         held.secret or "", ms)], wait=False)
+                (kept,) = self._handler._run(held.sid, held.lock_key,
+                                             [_REFRESH.call((held.lock_key,), (held.secret or "", ms))],
+                                             wait=False, operation="refresh the lock of")
             except SaveHandlerError as exc:
                 log.warning("cannot refresh session lock %s: %s", held.lock_key, exc)
                 continue
@@ -281,10 +330,11 @@ class RedisClusterHandler(SaveHandler):
         return min(want, max(known, 0))
 
     def _run(self, sid: str, key: str, commands: list[tuple[Any, ...]], *, wait: bool,
-             operation: str = "") -> list[Any]:
+             operation: str = "", again: list[tuple[Any, ...]] | None = None) -> list[Any]:
         """Send ``commands`` (all on ``key``'s slot) to that slot's master in one round trip,
         followed by ``WAIT`` when ``wait``; follow ASK/MOVED, and retry across a failover
-        for up to ``retry_timeout`` seconds.  Every command given here is idempotent.
+        for up to ``retry_timeout`` seconds.  Every command given here is idempotent, or
+        has an ``again`` form to send instead once a first try may have run.
 
         :returns: the commands' results (not WAIT's).
         :raises SaveHandlerError: naming the node, when a command fails for good.
@@ -297,25 +347,22 @@ class RedisClusterHandler(SaveHandler):
         delay = 0.01
         ask: ClusterNode | None = None
         node: ClusterNode | None = None
+        cluster = _cluster(cfg)
         while True:
             problem: BaseException | None = None
             try:
                 node = ask if ask is not None else _master(client, key)
                 ask = None
                 replicas = self._replicas(client, slot) if wait else 0
-                conn = node.redis_connection
-                if conn is None:  # pragma: no cover - a node redis-py has not connected yet
-                    client.nodes_manager.initialize()
-                    continue
-                pipe = conn.pipeline(transaction=False)
+                link = cluster.links(node).get()
                 asking = node is not _master(client, key)
-                if asking:
-                    pipe.execute_command("ASKING")
-                for cmd in commands:
-                    pipe.execute_command(*cmd)
+                batch: list[tuple[Any, ...]] = [("ASKING",)] if asking else []
+                batch.extend(commands)
+                if again is not None:
+                    commands = again  # what a retry sends, once this may have run
                 if replicas:
-                    pipe.execute_command("WAIT", replicas, max(1, int(cfg.wait_timeout * 1000)))
-                results = pipe.execute(raise_on_error=False)
+                    batch.append(("WAIT", replicas, max(1, int(cfg.wait_timeout * 1000))))
+                results = link.call(batch)
                 if asking:
                     results = results[1:]
                 for r in results:
@@ -398,7 +445,7 @@ class RedisClusterHandler(SaveHandler):
         if held is None or held.secret is None:
             return
         held.stop_refresh()
-        (released,) = self._run(held.sid, held.lock_key, [("EVAL", RELEASE_SCRIPT, 1, held.lock_key, held.secret)],
+        (released,) = self._run(held.sid, held.lock_key, [_RELEASE.call((held.lock_key,), (held.secret,))],
                                 wait=False, operation="release the lock of")
         if not released:
             log.warning("session lock %s had expired before close (lock_expire=%s s)", held.lock_key,
@@ -495,8 +542,9 @@ class RedisClusterHandler(SaveHandler):
         """One ACQUIRE script (and WAIT for the replicas when it won)."""
         held = self._locking
         assert held is not None and held.secret is not None
-        (result,) = self._run(sid, held.lock_key, [("EVAL", ACQUIRE_SCRIPT, 2, held.lock_key, held.session_key,
-                                                    held.secret, self._expire_ms())], wait=True, operation="lock")
+        (result,) = self._run(sid, held.lock_key, [_ACQUIRE.call((held.lock_key, held.session_key),
+                                                                 (held.secret, self._expire_ms()))],
+                              wait=True, operation="lock")
         won, value = result
         if won:
             self._locked_data = _bytes(value)
@@ -628,11 +676,32 @@ class RedisClusterHandler(SaveHandler):
             self._run(sid, held.session_key, [("SETEX", held.session_key, ttl, data)], wait=True,
                       operation=operation)
             return
-        script = TOUCH_SCRIPT if touch else WRITE_SCRIPT
-        (ok,) = self._run(sid, held.lock_key, [("EVAL", script, 2, held.lock_key, held.session_key, held.secret,
-                                                ttl, data)], wait=True, operation=operation)
+        script = _TOUCH if touch else _WRITE
+        (ok,) = self._run(sid, held.lock_key, [script.call((held.lock_key, held.session_key), (held.secret, ttl, data))],
+                          wait=True, operation=operation)
         if not ok:
             raise self._lost(held, operation)
+
+    def write_last(self, sid: str, data: bytes, *, touch: bool) -> None:
+        """PS_WRITE (``touch``: PS_UPDATE_TIMESTAMP) with PS_CLOSE next: write, release the
+        lock and WAIT for the replicas in one round trip (only while the lock is ours;
+        the waiters are woken as by :meth:`close`, which then has nothing left to do).
+
+        :raises SaveHandlerError: the lock expired (nothing written), or the cluster failed.
+        """
+        held = self._ensure_held(sid)
+        if held.secret is None:
+            self._store(sid, data, touch=touch)
+            return
+        held.stop_refresh()
+        operation = "update the timestamp of" if touch else "write"
+        keys = (held.lock_key, held.session_key)
+        args = (held.secret, _ttl(self.config), data, "1" if touch else "")
+        (ok,) = self._run(sid, held.lock_key, [_STORE_RELEASE.call(keys, (*args, ""))], wait=True,
+                          operation=operation, again=[_STORE_RELEASE.call(keys, (*args, "1"))])
+        if not ok:
+            raise self._lost(held, operation)
+        self._held = None
 
     def destroy(self, sid: str) -> None:
         """PS_DESTROY: delete ``sid``; with our lock, delete and unlock in one atomic step.
@@ -645,8 +714,8 @@ class RedisClusterHandler(SaveHandler):
         held = self._held
         if held is not None and held.sid == sid and held.secret is not None:
             held.stop_refresh()
-            (ok,) = self._run(sid, held.lock_key, [("EVAL", DESTROY_SCRIPT, 2, held.lock_key, held.session_key,
-                                                    held.secret)], wait=True, operation="destroy")
+            (ok,) = self._run(sid, held.lock_key, [_DESTROY.call((held.lock_key, held.session_key), (held.secret,))],
+                              wait=True, operation="destroy")
             if not ok:
                 raise self._lost(held, "destroy")
             self._held = None
