@@ -29,9 +29,11 @@ import argparse
 import os
 import select
 import socket
+import statistics
 import subprocess
 import sys
 import threading
+import time
 from typing import Any
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -61,7 +63,7 @@ import sys, time
 sys.path[:0] = %(path)r
 import phpsess
 COUNT = %(count)r
-if COUNT:
+if COUNT:  # every write of a request to a server: redis-py's, and redislink's where it exists
     from redis.connection import AbstractConnection
     sends = [0]
     _send = AbstractConnection.send_packed_command
@@ -69,6 +71,16 @@ if COUNT:
         sends[0] += 1
         return _send(self, command, check_health)
     AbstractConnection.send_packed_command = send_packed_command
+    try:
+        from phpsess.storage.redislink import Link
+    except ImportError:
+        pass
+    else:
+        _exchange = Link._exchange
+        def exchange(self, data, count):
+            sends[0] += 1
+            return _exchange(self, data, count)
+        Link._exchange = exchange
 phpsess.ini_set("session.save_handler", %(handler)r)
 phpsess.ini_set("session.save_path", %(save_path)r)
 phpsess.ini_set("session.gc_probability", 0)
@@ -250,104 +262,96 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--cycles", type=int, default=20000)
     ap.add_argument("--sessions", type=int, default=100)
-    ap.add_argument("--repeat", type=int, default=3, help="runs of each loop (min-max printed)")
+    ap.add_argument("--repeat", type=int, default=3, help="rounds (each runs every variant once)")
     ap.add_argument("--count-cycles", type=int, default=500, help="cycles of the counting run")
     ap.add_argument("--only", choices=("redis", "rediscluster"), default=None)
-    ap.add_argument("--pythonpath", default=ROOT,
-                    help="where phpsess is imported from (e.g. a compiled build), os.pathsep-separated")
+    ap.add_argument("--build", action="append", default=[], metavar="LABEL=PATH",
+                    help="a phpsess to measure, imported from PATH (os.pathsep-separated, e.g. a compiled "
+                         "build before this tree); repeat to compare builds in the same rounds "
+                         "(default: phpsess=this tree)")
     args = ap.parse_args(argv)
-    path = args.pythonpath.split(os.pathsep) + [ROOT]
+    builds: list[tuple[str, list[str]]] = []
+    for spec in args.build or [f"phpsess={ROOT}"]:
+        label, _, where = spec.partition("=")
+        builds.append((label, where.split(os.pathsep) + [ROOT]))
 
     from tests.integration.redis_cluster import RedisCluster
     from tests.integration.redis_server import RedisProcess
 
-    print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs; phpsess from {path[0]}; "
-          f"{args.cycles} cycles over {args.sessions} sessions, {args.repeat} runs each", flush=True)
-    rows: list[tuple[str, str, str, float, float, str]] = []
+    print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs; {args.cycles} cycles over {args.sessions} "
+          f"sessions, {args.repeat} rounds; " + ", ".join(f"{label} from {path[0]}" for label, path in builds),
+          flush=True)
 
     def measure(label: str, runs: dict[str, Any], trips: dict[str, str]) -> None:
+        # rounds run every variant back to back, so a round's ratios share the machine's state
         results: dict[str, list[float]] = {k: [] for k in runs}
         for _ in range(args.repeat):
             for name, fn in runs.items():
                 results[name].append(fn(args.cycles))
-        php_lo = min(results["php"])
         for name in runs:
-            lo, hi = min(results[name]), max(results[name])
-            ratio = "" if name == "php" else f"{lo / php_lo:.2f}x ({min(results[name]) / max(results['php']):.2f}-" \
-                                             f"{max(results[name]) / min(results['php']):.2f})"
-            print(f"  {label:<13}{name:<34}{_fmt(lo, hi):>12} µs{trips[name]:>10}   {ratio}", flush=True)
+            us = sorted(results[name])
+            ratio = ""
+            if name != "php":
+                ratios = sorted(a / b for a, b in zip(results[name], results["php"]))
+                ratio = f"{statistics.median(ratios):.2f}x ({ratios[0]:.2f}-{ratios[-1]:.2f})"
+            print(f"  {label:<13}{name:<34}{statistics.median(us):>6.0f} µs ({_fmt(us[0], us[-1]):>9})"
+                  f"{trips[name]:>9}   {ratio}", flush=True)
 
+    def py(handler: str, save_path: str, path: list[str]) -> Any:
+        def run(cycles: int) -> float:
+            return run_py(handler, save_path, cycles, args.sessions, path)[0]
+        return run
+
+    def php(handler: str, save_path: str) -> Any:
+        def run(cycles: int) -> float:
+            return run_php(handler, save_path, cycles, args.sessions)[0]
+        return run
+
+    n = args.count_cycles
     if args.only in (None, "redis"):
         with RedisProcess() as rs:
             proxy = CountingProxy(rs.port)
-            php_url = rs.url
-            php_persistent = rs.url + "?persistent=1"
-            py_url = rs.url + "?prefix=PHPSESS_BENCH:"
-
-            def php(url: str) -> Any:
-                def run(cycles: int) -> float:
-                    return run_php("redis", url, cycles, args.sessions)[0]
-                return run
-
-            def py(url: str) -> Any:
-                def run(cycles: int) -> float:
-                    return run_py("redis", url, cycles, args.sessions, path)[0]
-                return run
-
-            counted: dict[str, str] = {}
-            n = args.count_cycles
             via = f"tcp://127.0.0.1:{proxy.port}"
-            for name, fn in (("php", lambda: run_php("redis", via, n, args.sessions)),
-                             ("php ?persistent=1", lambda: run_php("redis", via + "?persistent=1", n,
-                                                                   args.sessions)),
-                             ("phpsess", lambda: run_py("redis", via + "?prefix=PHPSESS_BENCH:", n,
-                                                        args.sessions, path))):
+            counted: dict[str, str] = {}
+            runs: dict[str, Any] = {"php": php("redis", rs.url),
+                                    "php ?persistent=1": php("redis", rs.url + "?persistent=1")}
+            for name, save_path in (("php", via), ("php ?persistent=1", via + "?persistent=1")):
                 proxy.reset()
-                fn()
-                # PHP's count includes its final read; phpsess's warm-up too: per cycle, rounded
-                warm = args.sessions if name == "phpsess" else 0
-                counted[name] = (f"{proxy.trips / (n + warm + 1):.1f}+{proxy.connections / (n + warm + 1):.0f}c")
-            print("redis (one redis-server, TCP loopback): µs per cycle, round trips (+ connects) per cycle,"
-                  " phpsess/PHP (range)")
-            measure("redis", {"php": php(php_url), "php ?persistent=1": php(php_persistent), "phpsess": py(py_url)},
-                    counted)
+                run_php("redis", save_path, n, args.sessions)
+                counted[name] = f"{proxy.trips / (n + 1):.1f}+{proxy.connections / (n + 1):.0f}c"
+            for label, path in builds:
+                proxy.reset()
+                run_py("redis", via + "?prefix=PHPSESS_BENCH:", n, args.sessions, path)
+                total = n + args.sessions + 1  # its warm-up cycles and final read too
+                counted[label] = f"{proxy.trips / total:.1f}+{proxy.connections / total:.0f}c"
+                runs[label] = py("redis", rs.url + "?prefix=PHPSESS_BENCH:", path)
+            print("redis (one redis-server, TCP loopback): µs per cycle median (range), round trips (+ connects)"
+                  " per cycle, phpsess/PHP: median of rounds (range)")
+            measure("redis", runs, counted)
     if args.only in (None, "rediscluster"):
         with RedisCluster() as rc:
             ports = [node.port for node in rc.nodes]
             sp = rc.save_path
             counted = {}
-            n = args.count_cycles
-            variants = (("php", "php", sp), ("phpsess", "py", sp),
-                        ("phpsess wait_replicas=0", "py", sp + "&wait_replicas=0"))
-            for name, kind, save_path in variants:
-                mon = Monitor(ports)
-                c0 = _connections(ports)
-                m0 = mon.total()
-                if kind == "php":
-                    run_php("rediscluster", save_path, n, args.sessions)
-                    import time
-                    time.sleep(0.5)
-                    cmds = mon.total() - m0
-                    conns = _connections(ports) - c0 - 1
-                    counted[name] = f"{cmds / (n + 1):.1f}+{conns / (n + 1):.0f}c"
-                else:
-                    _, _, sends = run_py("rediscluster", save_path, n, args.sessions, path, count=True)
-                    conns = _connections(ports) - c0 - 1
-                    counted[name] = f"{sends / n:.1f}+{conns / (n + args.sessions + 1):.0f}c"
-                mon.close()
-            print("rediscluster (3 masters + 3 replicas): µs per cycle, round trips (+ connects) per cycle,"
-                  " phpsess/PHP (range)")
-
-            def cphp(cycles: int) -> float:
-                return run_php("rediscluster", sp, cycles, args.sessions)[0]
-
-            def cpy(extra: str) -> Any:
-                def run(cycles: int) -> float:
-                    return run_py("rediscluster", sp + extra, cycles, args.sessions, path)[0]
-                return run
-
-            measure("rediscluster", {"php": cphp, "phpsess": cpy(""), "phpsess wait_replicas=0":
-                                     cpy("&wait_replicas=0")}, counted)
+            runs = {"php": php("rediscluster", sp)}
+            mon = Monitor(ports)
+            c0 = _connections(ports)
+            m0 = mon.total()
+            run_php("rediscluster", sp, n, args.sessions)
+            time.sleep(0.5)
+            counted["php"] = f"{(mon.total() - m0) / (n + 1):.1f}+{(_connections(ports) - c0 - 1) / (n + 1):.0f}c"
+            mon.close()
+            for label, path in builds:
+                for extra in ("", "&wait_replicas=0"):
+                    name = label + (" wait_replicas=0" if extra else "")
+                    c0 = _connections(ports)
+                    _, _, sends = run_py("rediscluster", sp + extra, n, args.sessions, path, count=True)
+                    conns = (_connections(ports) - c0 - 1) / (n + args.sessions + 1)
+                    counted[name] = f"{sends / n:.1f}+{conns:.0f}c"
+                    runs[name] = py("rediscluster", sp + extra, path)
+            print("rediscluster (3 masters + 3 replicas): µs per cycle median (range), round trips (+ connects)"
+                  " per cycle, phpsess/PHP: median of rounds (range)")
+            measure("rediscluster", runs, counted)
     return 0
 
 

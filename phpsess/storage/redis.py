@@ -30,6 +30,7 @@ on it gives up after ~20 ms and runs unlocked):
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from typing import Any
@@ -181,9 +182,31 @@ class _Client:
         link_kwargs["protocol"] = 2
         self.links = Links(lambda: pool.connection_class(**link_kwargs), server.address)
         self.database = max(server.database, 0)
+        self._idle = threading.local()
         #: channels waiters may subscribe to: 2 = lock + keyspace, 1 = lock only, 0 = none
         #: (lowered when the server's ACL refuses them)
         self.channels = 2
+
+
+    def idle_pubsub(self) -> Any:
+        """A pub/sub connection for a waiter of this thread: the one its last wait left
+        subscribed to nothing, else a new one."""
+        kept = getattr(self._idle, "pubsub", None)
+        self._idle.pubsub = None
+        if kept is not None:
+            pid, pubsub = kept
+            if pid == os.getpid():
+                return pubsub
+        return self.redis.pubsub()  # type: ignore[no-untyped-call,unused-ignore]
+
+    def keep_pubsub(self, pubsub: Any) -> None:
+        """Give a waiter's pub/sub connection, subscribed to nothing now, back to its
+        thread for the next wait."""
+        previous = getattr(self._idle, "pubsub", None)
+        self._idle.pubsub = (os.getpid(), pubsub)
+        if previous is not None:  # pragma: no cover - one wait at a time per thread
+            close_quietly(previous[1])
+
 
 
 _clients: dict[tuple[Any, ...], _Client] = {}
@@ -457,17 +480,19 @@ class RedisHandler(LockedKeyHandler):
         for channels in options:
             if not channels:
                 break
-            pubsub = client.redis.pubsub()  # type: ignore[no-untyped-call,unused-ignore]
+            pubsub = client.idle_pubsub()
             try:
                 pubsub.subscribe(*channels)
-                confirmed = 0
-                while confirmed < len(channels):
+                # confirmations of these channels (a reused connection may first bring the
+                # ends of its previous wait: unsubscribe confirmations, a late message)
+                waiting_for = {c.encode("utf-8", "surrogateescape") for c in channels}
+                while waiting_for:
                     remaining = deadline - time.monotonic()
                     if remaining <= 0:
                         break
                     msg = pubsub.get_message(timeout=min(remaining, 5.0))
                     if msg is not None and msg.get("type") == "subscribe":
-                        confirmed += 1
+                        waiting_for.discard(_bytes(msg.get("channel")) or b"")
                 return pubsub
             except NoPermissionError:
                 close_quietly(pubsub)
@@ -481,6 +506,17 @@ class RedisHandler(LockedKeyHandler):
                 close_quietly(pubsub)
                 raise self._fail("wait for the lock of", held.server, exc, held.sid)
         return None
+
+    def _done_waiting(self, pubsub: Any, held: Held) -> None:
+        """Unsubscribe, and keep the connection for this thread's next wait (a waiter pays
+        for a new connection once per thread, not once per wait)."""
+        try:
+            pubsub.unsubscribe()
+        except RedisError:
+            close_quietly(pubsub)
+            return
+        assert isinstance(held, _Held)
+        held.client.keep_pubsub(pubsub)
 
     # -- PS_DESTROY / PS_VALIDATE_SID ----------------------------------------------------------
 

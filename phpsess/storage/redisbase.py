@@ -196,19 +196,30 @@ class LockedKeyHandler(SaveHandler):
         try:
             while True:
                 if self._lock_try(sid, shared):
-                    return True
+                    got = True
+                    break
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
-                    return False
+                    got = False
+                    break
                 pause = min(poll, remaining)
                 if pubsub is None:
                     time.sleep(pause)
                 elif not self._await_release(pubsub, pause, held):
                     close_quietly(pubsub)
                     pubsub = None
-        finally:
+        except BaseException:
             if pubsub is not None:
-                close_quietly(pubsub)
+                close_quietly(pubsub)  # in an unknown state: not kept
+            raise
+        if pubsub is not None:
+            self._done_waiting(pubsub, held)
+        return got
+
+    def _done_waiting(self, pubsub: Any, held: Held) -> None:
+        """A wait is over (the lock taken, or the time up): its pub/sub connection is closed,
+        or kept for this thread's next wait."""
+        close_quietly(pubsub)
 
     # -- PS_CLOSE / PS_READ -------------------------------------------------------------------
     def close(self) -> None:

@@ -701,6 +701,44 @@ def test_a_persistent_connection_survives_a_server_restart(sid: str) -> None:
         h.close()
 
 
+def test_a_thread_waits_on_one_pubsub_connection_wait_after_wait(url: str, sid: str, r: redis.Redis) -> None:
+    import queue
+
+    lock = f"PHPREDIS_SESSION:{sid}_LOCK"
+    releases: queue.Queue[RedisHandler | None] = queue.Queue()
+
+    def releaser() -> None:  # one thread (one connection) releases every holder
+        while (holder := releases.get()) is not None:
+            time.sleep(0.1)
+            holder.close()
+
+    thread = threading.Thread(target=releaser)
+    thread.start()
+
+    def wait_once() -> None:
+        holder = make(url)
+        holder.read(sid)
+        releases.put(holder)
+        waiter = make(url)
+        waiter.read(sid)  # woken by the release
+        assert waiter.lock_info.waited > 0.05
+        deadline = time.monotonic() + 2
+        while r.pubsub_numsub(lock)[0][1] and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert r.pubsub_numsub(lock)[0][1] == 0  # unsubscribed: no longer counted as a waiter
+        waiter.close()
+
+    try:
+        wait_once()
+        before = r.info("stats")["total_connections_received"]
+        wait_once()
+        wait_once()
+        assert r.info("stats")["total_connections_received"] == before  # no new connection
+    finally:
+        releases.put(None)
+        thread.join()
+
+
 def test_lock_refresh_keeps_a_long_request_locked(redis_server: RedisProcess, sid: str, r: redis.Redis) -> None:  # noqa: F811
     long = make(redis_server.url + "?lock_expire=0.6&lock_refresh=1")
     long.read(sid)
