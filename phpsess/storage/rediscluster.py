@@ -283,13 +283,16 @@ class RedisClusterHandler(LockedKeyHandler):
         """
         operation = operation or str(commands[0][0]).lower()
         cfg = self._config()
-        client = self._client(operation, sid)
+        cluster = _cluster(cfg)
+        try:
+            client = cluster.get()
+        except _ERRORS as exc:
+            raise self._fail(operation, f"any seed ({cfg.addresses})", exc, sid)
         slot = key_slot(key)
         deadline = time.monotonic() + cfg.retry_timeout
         delay = 0.01
         ask: ClusterNode | None = None
         node: ClusterNode | None = None
-        cluster = _cluster(cfg)
         while True:
             problem: BaseException | None = None
             try:

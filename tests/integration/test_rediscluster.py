@@ -48,6 +48,22 @@ def client(redis_cluster: RedisCluster) -> Iterator[Client]:  # noqa: F811
     c.close()
 
 
+def test_key_slot_crc16_is_cluster_c_s() -> None:
+    import random
+
+    from redis.crc import key_slot as redis_py_key_slot
+
+    from phpsess.core.rediscluster_url import crc16, crc16_table_driven
+
+    assert crc16(b"123456789") == crc16_table_driven(b"123456789") == 0x31C3  # the XMODEM check value
+    rng = random.Random(20)
+    for n in range(500):
+        data = bytes(rng.randrange(256) for _ in range(n % 90))
+        assert crc16(data) == crc16_table_driven(data)
+        key = b"PHPREDIS_CLUSTER_SESSION:" + data.replace(b"{", b"(")
+        assert key_slot(key) == redis_py_key_slot(key)
+
+
 def test_lock_and_session_share_a_slot_and_keys_are_phpredis(redis_cluster: RedisCluster,  # noqa: F811
                                                             client: Client) -> None:
     sid = new_sid()
