@@ -200,9 +200,12 @@ class CountingProxy:
 
 
 class Monitor:
-    """MONITOR on cluster nodes: counts the commands clients send (not a script's own)."""
+    """MONITOR on cluster nodes: counts the commands clients send (not a script's own, nor
+    the replication stream)."""
 
     def __init__(self, ports: list[int]) -> None:
+        # a master's replication stream reaches its replicas from the master's own port
+        self.replication = [b"[0 127.0.0.1:%d]" % port for port in ports]
         self.socks = []
         self.counts = [0] * len(ports)
         for port in ports:
@@ -227,7 +230,8 @@ class Monitor:
             buf += data
             *lines, buf = buf.split(b"\r\n")
             for line in lines:
-                if line.startswith(b"+") and b" [" in line and b" lua]" not in line and b'"MONITOR"' not in line:
+                if (line.startswith(b"+") and b" [" in line and b" lua]" not in line and b'"MONITOR"' not in line
+                        and not any(r in line for r in self.replication)):
                     self.counts[i] += 1
 
     def total(self) -> int:

@@ -39,9 +39,16 @@ log = logging.getLogger("phpsess.storage.redis")
 _INT_MAX = 2**31 - 1
 
 
+_owner: tuple[int, str] = (0, "")  # (pid, "hostname|pid|"), worked out once per process
+
+
 def lock_secret() -> str:
     """A fresh lock value: phpredis's ``hostname|pid`` plus a random part, unique per lock."""
-    return f"{socket.gethostname()}|{os.getpid()}|{secrets.token_hex(8)}"
+    global _owner
+    pid = os.getpid()
+    if _owner[0] != pid:
+        _owner = (pid, f"{socket.gethostname()}|{pid}|")
+    return _owner[1] + secrets.token_hex(8)
 
 
 def session_ttl(config: SessionConfig) -> int:
