@@ -1,5 +1,6 @@
 """The ``redis`` save handler: phpredis's data layout, with a lock that holds. Network I/O
-(through the ``redis`` client library, imported only here).
+(through the ``redis`` client library: redis-py connects; a request's commands go over
+:mod:`phpsess.storage.redislink`'s kept connections, two round trips per locked cycle).
 
 Layout, shared with PHP applications that use phpredis (``redis_session.c``):
 
@@ -24,7 +25,9 @@ on it gives up after ~20 ms and runs unlocked):
   subscribed to it (and to the lock key's keyspace notifications, which fire
   for phpredis releases and expiries where the server enables them), so a
   waiter learns of the release in about one round trip; a short poll
-  (``lock_poll``, 5 ms) remains for releases nobody signals.
+  (``lock_poll``, 5 ms) remains for releases nobody signals;
+* the last write of a request and the release are one script
+  (:meth:`~phpsess.storage.redisbase.LockedKeyHandler.write_last`).
 """
 
 from __future__ import annotations
@@ -187,7 +190,6 @@ class _Client:
         #: (lowered when the server's ACL refuses them)
         self.channels = 2
 
-
     def idle_pubsub(self) -> Any:
         """A pub/sub connection for a waiter of this thread: the one its last wait left
         subscribed to nothing, else a new one."""
@@ -206,7 +208,6 @@ class _Client:
         self._idle.pubsub = (os.getpid(), pubsub)
         if previous is not None:  # pragma: no cover - one wait at a time per thread
             close_quietly(previous[1])
-
 
 
 _clients: dict[tuple[Any, ...], _Client] = {}
