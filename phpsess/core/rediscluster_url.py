@@ -22,6 +22,7 @@ together.
 
 from __future__ import annotations
 
+import binascii
 import functools
 import math
 from dataclasses import dataclass, field
@@ -196,7 +197,14 @@ _CRC16 = _crc16_table()
 
 
 def crc16(data: bytes) -> int:
-    """CRC16-CCITT (XMODEM), Redis Cluster's key hash."""
+    """CRC16-CCITT (XMODEM), Redis Cluster's key hash (binascii's, in C: the same CRC as
+    :func:`crc16_table_driven`, ~20 times faster; a key's slot is worked out per command)."""
+    return binascii.crc_hqx(data, 0)
+
+
+def crc16_table_driven(data: bytes) -> int:
+    """CRC16-CCITT (XMODEM) by its table, as cluster.c computes it (the reference for
+    :func:`crc16`)."""
     crc = 0
     for b in data:
         crc = ((crc << 8) & 0xFFFF) ^ _CRC16[((crc >> 8) ^ b) & 0xFF]

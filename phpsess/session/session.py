@@ -676,15 +676,17 @@ class Session:
                         self.write_merged(handler, sid)
                     else:
                         val, entries = self._encode_for_write(self.data)
-                        if (
-                            val is not None
-                            and cfg.lazy_write
-                            and self.lazy_snapshot is not None
-                            and val == self.lazy_snapshot
-                        ):
-                            handler.update_timestamp(sid, val)
-                        else:
-                            handler.write_last(sid, val or b"")  # close() follows (finally)
+                        # close() follows: the handler may release its lock in the same step
+                        handler.write_last(
+                            sid,
+                            val or b"",
+                            touch=(
+                                val is not None
+                                and cfg.lazy_write
+                                and self.lazy_snapshot is not None
+                                and val == self.lazy_snapshot
+                            ),
+                        )
                         if val and entries:
                             SPANS.remember(sid, val, entries)
                 except (SaveHandlerError, InvalidSessionId) as exc:

@@ -280,14 +280,18 @@ class SaveHandler(abc.ABC):
         """PS_UPDATE_TIMESTAMP: mark ``sid`` fresh without rewriting unchanged ``data``."""
         self.write(sid, data)
 
-    def write_last(self, sid: str, data: bytes) -> None:
-        """PS_WRITE when PS_CLOSE comes next (the end of the request's session): what
-        :meth:`write` does, but a handler may release its lock in the write's own round
-        trip.  The caller still calls :meth:`close`, which then has nothing to release.
+    def write_last(self, sid: str, data: bytes, *, touch: bool = False) -> None:
+        """PS_WRITE (``touch``: PS_UPDATE_TIMESTAMP) when PS_CLOSE comes right after, as at
+        the end of a request.  A handler that can write and release its lock in one round
+        trip does so here (its :meth:`close` then has nothing left to release); by default
+        this is :meth:`write` or :meth:`update_timestamp`.
 
-        :raises SaveHandlerError: as :meth:`write` (the lock is then released by close()).
+        :raises SaveHandlerError: as :meth:`write` does.
         """
-        self.write(sid, data)
+        if touch:
+            self.update_timestamp(sid, data)
+        else:
+            self.write(sid, data)
 
     #: True when validate_id really checks storage (PHP: the module has a validator)
     has_validator: bool = True

@@ -828,14 +828,18 @@ class MemcachedHandler(SaveHandler):
             self._renew(held, "write")
         self._store(sid, data)
 
-    def write_last(self, sid: str, data: bytes) -> None:
+    def write_last(self, sid: str, data: bytes, *, touch: bool = False) -> None:
         """PS_WRITE then the release of PS_CLOSE: the lock checked and renewed (one round
         trip), then the session's ``ms`` and the lock's compare-and-delete ``md C<cas>``
         sent together (one more), when the session has no replica and lives on the lock's
-        server and that server speaks the meta protocol; else :meth:`write`.
+        server and that server speaks the meta protocol; else :meth:`write`.  ``touch``
+        (PS_UPDATE_TIMESTAMP): :meth:`update_timestamp`, the lock released by close().
 
         :raises SaveHandlerError: the lock expired (nothing is written), or a server failed.
         """
+        if touch:
+            self.update_timestamp(sid, data)
+            return
         held = self._ensure_held(sid)
         if (held.token is None or self.config.memcached_sess_number_of_replicas > 0
                 or self._data_servers(sid)[0] is not held.lock_server

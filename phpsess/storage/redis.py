@@ -1,5 +1,6 @@
 """The ``redis`` save handler: phpredis's data layout, with a lock that holds. Network I/O
-(through the ``redis`` client library, imported only here).
+(through the ``redis`` client library: redis-py connects; a request's commands go over
+:mod:`phpsess.storage.redislink`'s kept connections, two round trips per locked cycle).
 
 Layout, shared with PHP applications that use phpredis (``redis_session.c``):
 
@@ -24,16 +25,15 @@ on it gives up after ~20 ms and runs unlocked):
   subscribed to it (and to the lock key's keyspace notifications, which fire
   for phpredis releases and expiries where the server enables them), so a
   waiter learns of the release in about one round trip; a short poll
-  (``lock_poll``, 5 ms) remains for releases nobody signals.
+  (``lock_poll``, 5 ms) remains for releases nobody signals;
+* the last write of a request and the release are one script
+  (:meth:`~phpsess.storage.redisbase.LockedKeyHandler.write_last`).
 """
 
 from __future__ import annotations
 
 import logging
-import math
 import os
-import secrets
-import socket
 import threading
 import time
 from typing import Any
@@ -47,13 +47,14 @@ from ..core import ids
 from ..core.config import SessionConfig
 from ..errors import SaveHandlerError
 from ..core.redis_url import (
-    DEFAULT_LOCK_TIMEOUT,
+    LockOptions,
     RedisServer,
     SavePathError,
     parse_save_path,
     pick_server,
 )
-from .base import LockInfo, SaveHandler
+from .redisbase import Held, LockedKeyHandler, close_quietly, lock_secret, session_ttl
+from .redislink import Link, Links, Script
 
 __all__ = [
     "RedisHandler",
@@ -62,6 +63,7 @@ __all__ = [
     "TOUCH_SCRIPT",
     "DESTROY_SCRIPT",
     "REFRESH_SCRIPT",
+    "STORE_RELEASE_SCRIPT",
     "PHPREDIS_RELEASE_SCRIPT",
     "lock_secret",
     "client_for",
@@ -112,6 +114,36 @@ redis.pcall("publish", KEYS[1], "released")
 return 1
 """
 
+def store_release_script(publish: str) -> str:
+    """The script of a request's last step: write (or touch) and release, one round trip.
+
+    KEYS: lock, session.  ARGV: secret, ttl, data, touch, again.  Only while the lock is
+    ours (else 0, nothing done): ``SETEX`` (``touch`` = "1": ``EXPIRE``, and ``SETEX``
+    only if the key expired meanwhile), then delete the lock and ``publish`` (``publish``
+    or ``spublish``) on its channel to wake the waiters; 1.  ``again`` = "1" marks a
+    retry after a lost reply: finding the lock gone and its own data stored, it answers
+    2 (done) instead of 0.
+    """
+    return f"""
+local v = redis.call("get", KEYS[1])
+if v ~= ARGV[1] then
+  if v == false and ARGV[5] == "1" and redis.call("get", KEYS[2]) == ARGV[3] then return 2 end
+  return 0
+end
+if ARGV[4] ~= "1" then
+  redis.call("setex", KEYS[2], ARGV[2], ARGV[3])
+elseif redis.call("expire", KEYS[2], ARGV[2]) == 0 and ARGV[3] ~= "" then
+  redis.call("setex", KEYS[2], ARGV[2], ARGV[3])
+end
+redis.call("del", KEYS[1])
+redis.pcall("{publish}", KEYS[1], "released")
+return 1
+"""
+
+
+#: write (or touch) and release in one step (:meth:`RedisHandler.write_last`)
+STORE_RELEASE_SCRIPT = store_release_script("publish")
+
 #: extend the lock's life while it is ours.  KEYS: lock.  ARGV: secret, milliseconds.
 REFRESH_SCRIPT = """
 if redis.call("get", KEYS[1]) == ARGV[1] then
@@ -123,11 +155,6 @@ return 0
 _INT_MAX = 2**31 - 1
 #: PHP's default_socket_timeout, what phpredis uses when read_timeout is 0
 _DEFAULT_READ_TIMEOUT = 60.0
-
-
-def lock_secret() -> str:
-    """A fresh lock value: phpredis's ``hostname|pid`` plus a random part, unique per lock."""
-    return f"{socket.gethostname()}|{os.getpid()}|{secrets.token_hex(8)}"
 
 
 class _Client:
@@ -151,19 +178,56 @@ class _Client:
             kwargs["port"] = server.port
             kwargs["ssl"] = server.scheme == "tls"
         self.redis = redis.Redis(**kwargs)
-        self.release = self.redis.register_script(RELEASE_SCRIPT)
-        self.write = self.redis.register_script(WRITE_SCRIPT)
-        self.touch = self.redis.register_script(TOUCH_SCRIPT)
-        self.destroy = self.redis.register_script(DESTROY_SCRIPT)
-        self.refresh = self.redis.register_script(REFRESH_SCRIPT)
+        pool = self.redis.connection_pool
+        # the request path's own connections: RESP2 (what redislink parses), without the
+        # RESP3-only maintenance notifications
+        link_kwargs = {k: v for k, v in pool.connection_kwargs.items() if not k.startswith("maint_notifications")}
+        link_kwargs["protocol"] = 2
+        self.links = Links(lambda: pool.connection_class(**link_kwargs), server.address)
         self.database = max(server.database, 0)
+        self._idle = threading.local()
         #: channels waiters may subscribe to: 2 = lock + keyspace, 1 = lock only, 0 = none
         #: (lowered when the server's ACL refuses them)
         self.channels = 2
 
+    def idle_pubsub(self) -> Any:
+        """A pub/sub connection for a waiter of this thread: the one its last wait left
+        subscribed to nothing, else a new one."""
+        kept = getattr(self._idle, "pubsub", None)
+        self._idle.pubsub = None
+        if kept is not None:
+            pid, pubsub = kept
+            if pid == os.getpid():
+                return pubsub
+        return self.redis.pubsub()  # type: ignore[no-untyped-call,unused-ignore]
+
+    def keep_pubsub(self, pubsub: Any) -> None:
+        """Give a waiter's pub/sub connection, subscribed to nothing now, back to its
+        thread for the next wait."""
+        previous = getattr(self._idle, "pubsub", None)
+        self._idle.pubsub = (os.getpid(), pubsub)
+        if previous is not None:  # pragma: no cover - one wait at a time per thread
+            close_quietly(previous[1])
+
 
 _clients: dict[tuple[Any, ...], _Client] = {}
 _clients_lock = threading.Lock()
+
+
+_RELEASE = Script(RELEASE_SCRIPT)
+_WRITE = Script(WRITE_SCRIPT)
+_TOUCH = Script(TOUCH_SCRIPT)
+_DESTROY = Script(DESTROY_SCRIPT)
+_REFRESH = Script(REFRESH_SCRIPT)
+_STORE_RELEASE = Script(STORE_RELEASE_SCRIPT)
+
+
+def _one(link: Link, command: tuple[Any, ...]) -> Any:
+    """Send one command; its reply (an error reply raised)."""
+    (reply,) = link.call((command,))
+    if isinstance(reply, Exception):
+        raise reply
+    return reply
 
 
 def client_for(server: RedisServer) -> redis.Redis:
@@ -183,6 +247,21 @@ def _client(server: RedisServer) -> _Client:
         return c
 
 
+_parsed_paths: dict[str, list[RedisServer]] = {}
+
+
+def _parsed(save_path: str) -> list[RedisServer]:
+    """``parse_save_path`` once per save_path and process (a request's open() is then a
+    dict lookup; RedisServer is frozen, the list is the caller's copy)."""
+    servers = _parsed_paths.get(save_path)
+    if servers is None:
+        servers = parse_save_path(save_path)
+        if len(_parsed_paths) >= 64:
+            _parsed_paths.clear()
+        _parsed_paths[save_path] = servers
+    return list(servers)
+
+
 def _bytes(value: Any) -> bytes | None:
     """A reply as bytes (the client does not decode, but its types allow str)."""
     if value is None:
@@ -190,78 +269,21 @@ def _bytes(value: Any) -> bytes | None:
     return value.encode("utf-8", "surrogateescape") if isinstance(value, str) else bytes(value)
 
 
-def _close_quietly(pubsub: Any) -> None:
-    try:
-        pubsub.close()
-    except RedisError:  # pragma: no cover - closing a broken connection
-        pass
+_ttl = session_ttl  # (the name the rediscluster handler and tests import)
 
 
-def _ttl(config: SessionConfig) -> int:
-    """redis_session.c: session_gc_maxlifetime(): capped at INT_MAX, <= 0 means 1440."""
-    value = config.gc_maxlifetime
-    if value > _INT_MAX:
-        return _INT_MAX
-    if value <= 0:
-        log.info("session.gc_maxlifetime is <= 0, defaulting to 1440 seconds")
-        return 1440
-    return value
-
-
-class _Refresher(threading.Thread):
-    """Extends a held lock every third of its life until stopped (``lock_refresh=1``)."""
-
-    def __init__(self, client: _Client, lock_key: str, secret: str, expire_ms: int) -> None:
-        super().__init__(daemon=True, name="phpsess-redis-lock-refresh")
-        self._client = client
-        self._lock_key = lock_key
-        self._secret = secret
-        self._expire_ms = expire_ms
-        self._stopped = threading.Event()
-
-    def run(self) -> None:
-        interval = self._expire_ms / 3000.0
-        while not self._stopped.wait(interval):
-            try:
-                kept = self._client.refresh(
-                    keys=[self._lock_key], args=[self._secret, self._expire_ms]
-                )
-            except RedisError as exc:
-                log.warning("cannot refresh session lock %s: %s", self._lock_key, exc)
-                continue
-            if not kept:
-                log.warning("session lock %s was lost before it could be refreshed", self._lock_key)
-                return
-
-    def stop(self) -> None:
-        self._stopped.set()
-        if self is not threading.current_thread():
-            self.join()
-
-
-class _Held:
+class _Held(Held):
     """The lock this handler holds: on which server, under which key, with which secret."""
 
-    __slots__ = ("sid", "server", "client", "session_key", "lock_key", "secret", "refresher")
+    __slots__ = ("server", "client")
 
-    def __init__(
-        self, sid: str, server: RedisServer, client: _Client, secret: str | None
-    ) -> None:
-        self.sid = sid
+    def __init__(self, sid: str, server: RedisServer, client: _Client, secret: str | None) -> None:
+        super().__init__(sid, server.session_key(sid), server.lock_key(sid), secret)
         self.server = server
         self.client = client
-        self.session_key = server.session_key(sid)
-        self.lock_key = server.lock_key(sid)
-        self.secret = secret  # None: locking disabled, nothing held
-        self.refresher: _Refresher | None = None
-
-    def stop_refresh(self) -> None:
-        if self.refresher is not None:
-            self.refresher.stop()
-            self.refresher = None
 
 
-class RedisHandler(SaveHandler):
+class RedisHandler(LockedKeyHandler):
     """``session.save_handler = redis``: sessions in Redis, laid out as phpredis lays them out.
 
     One instance serves one request.  :meth:`read` takes ``<key>_LOCK`` and
@@ -277,8 +299,7 @@ class RedisHandler(SaveHandler):
         self._save_path = ""
         self._servers: list[RedisServer] = []
         self._held: _Held | None = None
-        self._locking: _Held | None = None  # the lock being taken, for the lock hooks
-        self._locked_data: bytes | None = None  # the payload read with the winning SET NX
+        self._locking: _Held | None = None
 
     # -- helpers ---------------------------------------------------------------------
 
@@ -300,16 +321,6 @@ class RedisHandler(SaveHandler):
             )
         return pick_server(self._servers, sid)
 
-    def lock_bound(self) -> tuple[float, str]:
-        """The save_path's ``?lock_timeout=`` (0: for ever), else ``session.lock_timeout``
-        when set, else 30 s: a Redis lock is never waited for without end by default."""
-        server = self._locking.server if self._locking is not None else None
-        if server is not None and server.lock.timeout is not None:
-            return (server.lock.timeout or math.inf), "the save_path's lock_timeout"
-        if self.config.lock_timeout > 0:
-            return float(self.config.lock_timeout), "session.lock_timeout"
-        return DEFAULT_LOCK_TIMEOUT, "the redis handler's default lock_timeout"
-
     # -- PS_OPEN / PS_CLOSE ------------------------------------------------------------
 
     def open(self, save_path: str, name: str) -> None:
@@ -321,7 +332,7 @@ class RedisHandler(SaveHandler):
         """
         self.close()
         try:
-            servers = parse_save_path(save_path)
+            servers = _parsed(save_path)
         except SavePathError as exc:
             raise SaveHandlerError(
                 f"redis save handler: {exc}", handler=self.name, operation="open", cause=exc
@@ -329,79 +340,64 @@ class RedisHandler(SaveHandler):
         self._save_path = save_path
         self._servers = servers
 
-    def close(self) -> None:
-        """PS_CLOSE: release the lock taken by :meth:`read` (owner-only) and wake its waiters.
+    # -- the hooks of LockedKeyHandler ----------------------------------------------------------
+    def _lock_options(self, sid: str) -> LockOptions:
+        return self._server(sid).lock
 
-        Safe to call when nothing is held.
-        :raises SaveHandlerError: when the server cannot be reached (the lock
-            then expires after ``lock_expire`` seconds).
-        """
-        held, self._held = self._held, None
-        if held is None or held.secret is None:
-            return
-        held.stop_refresh()
-        try:
-            released = held.client.release(keys=[held.lock_key], args=[held.secret])
-        except RedisError as exc:
-            raise self._fail("release the lock of", held.server, exc, held.sid)
-        if not released:
-            log.warning(
-                "session lock %s had expired before close (lock_expire=%s s)",
-                held.lock_key, held.server.lock.expire,
-            )
-        else:
-            log.debug("released session lock %s", held.lock_key)
-
-    # -- PS_READ -------------------------------------------------------------------------
-
-    def read(self, sid: str, *, shared: bool = False) -> bytes:
-        """PS_READ: lock ``sid`` (exclusive; also for ``shared``) and return its payload.
-
-        :returns: the stored bytes, ``b""`` when the key does not exist.
-        :raises InvalidSessionId: ``sid`` is not ``[A-Za-z0-9,-]{1,256}``.
-        :raises LockTimeout: another request held the lock for longer than the
-            wait bound (``?lock_timeout=``, else ``session.lock_timeout``, else 30 s).
-        :raises SaveHandlerError: the server is unreachable or answers an error.
-        """
-        self.check_id(sid)
+    def _new_held(self, sid: str, secret: str | None) -> _Held:
         server = self._server(sid)
-        if self._held is not None:
-            if self._held.sid == sid:
-                return self._get(self._held, sid)
-            self.close()
-        client = _client(server)
-        if not server.lock.enabled:
-            held = _Held(sid, server, client, None)
-            self._held = held
-            self.lock_info = LockInfo(0.0, False)
-            return self._get(held, sid)
-        held, data = self._acquire(sid, server, client)
-        self._held = held
-        return data if data is not None else b""
+        return _Held(sid, server, _client(server), secret)
 
-    def _get(self, held: _Held, sid: str) -> bytes:
+    def _get(self, held: Held) -> bytes:
+        assert isinstance(held, _Held)
         try:
-            data = held.client.redis.get(held.session_key)
+            data = _one(held.client.links.get(), ("GET", held.session_key))
         except RedisError as exc:
-            raise self._fail("read", held.server, exc, sid)
+            raise self._fail("read", held.server, exc, held.sid)
         return _bytes(data) or b""
 
-    def _acquire(self, sid: str, server: RedisServer, client: _Client) -> tuple[_Held, bytes | None]:
-        """Take ``<key>_LOCK`` by the lock policy and read the payload under it."""
-        held = _Held(sid, server, client, lock_secret())
-        assert held.secret is not None
-        self._locking = held
-        self._locked_data = None
+    def _release(self, held: Held) -> bool:
+        assert isinstance(held, _Held)
         try:
-            waited = self.acquire_lock(sid)
-        finally:
-            self._locking = None
-        self.lock_acquired(sid, shared=False, waited=waited)
-        if server.lock.refresh:
-            held.refresher = _Refresher(client, held.lock_key, held.secret, self._expire_ms(server))
-            held.refresher.start()
-        log.debug("took session lock %s after %.6f s", held.lock_key, waited)
-        return held, self._locked_data
+            released = _one(held.client.links.get(), _RELEASE.call((held.lock_key,), (held.secret,)))
+        except RedisError as exc:
+            raise self._fail("release the lock of", held.server, exc, held.sid)
+        log.debug("released session lock %s: %s", held.lock_key, released)
+        return bool(released)
+
+    def _refresh(self, held: Held) -> bool:
+        assert isinstance(held, _Held)
+        try:
+            return bool(_one(held.client.links.get(), _REFRESH.call(
+                (held.lock_key,), (held.secret, self._expire_ms(held.server)))))
+        except RedisError as exc:
+            raise self._fail("refresh the lock of", held.server, exc, held.sid)
+
+    def _store_fenced(self, held: Held, data: bytes, ttl: int, *, touch: bool, release: bool,
+                      operation: str) -> bool:
+        assert isinstance(held, _Held)
+        if release:
+            command = _STORE_RELEASE.call((held.lock_key, held.session_key),
+                                          (held.secret, ttl, data, "1" if touch else "", ""))
+        else:
+            command = (_TOUCH if touch else _WRITE).call((held.lock_key, held.session_key), (held.secret, ttl, data))
+        try:
+            return bool(_one(held.client.links.get(), command))
+        except RedisError as exc:
+            raise self._fail(operation, held.server, exc, held.sid)
+
+    def _store_unlocked(self, held: Held, data: bytes, ttl: int, *, touch: bool, operation: str) -> None:
+        assert isinstance(held, _Held)
+        try:
+            link = held.client.links.get()
+            if not (touch and _one(link, ("EXPIRE", held.session_key, ttl))) and (data or not touch):
+                _one(link, ("SETEX", held.session_key, ttl, data))
+        except RedisError as exc:
+            raise self._fail(operation, held.server, exc, held.sid)
+
+    def _lock_place(self, held: Held) -> str:
+        assert isinstance(held, _Held)
+        return f"{held.lock_key} on {held.server.address}"
 
     @staticmethod
     def _expire_ms(server: RedisServer) -> int:
@@ -413,10 +409,9 @@ class RedisHandler(SaveHandler):
         held = self._locking
         assert held is not None
         try:
-            pipe = held.client.redis.pipeline(transaction=False)
-            pipe.set(held.lock_key, held.secret or "", nx=True, px=self._expire_ms(held.server))
-            pipe.get(held.session_key)
-            ok, data = pipe.execute(raise_on_error=False)
+            link = held.client.links.get()
+            ok, data = link.call((("SET", held.lock_key, held.secret or "", "NX", "PX", self._expire_ms(held.server)),
+                                  ("GET", held.session_key)))
         except RedisError as exc:
             raise self._fail("lock", held.server, exc, held.sid)
         if isinstance(ok, Exception):
@@ -426,7 +421,7 @@ class RedisHandler(SaveHandler):
             # now rather than leave it to expire after lock_expire
             if ok:
                 try:
-                    held.client.release(keys=[held.lock_key], args=[held.secret or ""])
+                    _one(link, _RELEASE.call((held.lock_key,), (held.secret or "",)))
                 except RedisError:
                     pass  # it expires after lock_expire
             raise self._fail("read", held.server, data, held.sid)
@@ -434,39 +429,21 @@ class RedisHandler(SaveHandler):
             self._locked_data = _bytes(data)
         return bool(ok)
 
-    def _lock_wait(self, sid: str, shared: bool, timeout: float | None) -> bool:
-        """Wait for the lock: woken by the releaser's PUBLISH, else poll every ``lock_poll``.
+    def _await_release(self, pubsub: Any, pause: float, held: Held) -> bool:
+        """The releaser's PUBLISH (or a keyspace event), else ``pause`` seconds.
 
         Waiters are the subscribers of the lock's channel, so ``PUBSUB NUMSUB``
         counts them for ``session.lock_max_waiters`` (a waiter that dies drops
         its connection and leaves the count by itself).
         """
-        held = self._locking
-        assert held is not None
-        server = held.server
-        deadline = math.inf if timeout is None else time.monotonic() + timeout
-        log.debug("waiting for session lock %s (bound %s s)", held.lock_key, timeout)
-        pubsub = self._subscribe(held, deadline)
+        assert isinstance(held, _Held)
         try:
-            while True:
-                if self._lock_try(sid, shared):
-                    return True
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return False
-                pause = min(server.lock.poll, remaining)
-                if pubsub is None:
-                    time.sleep(pause)
-                    continue
-                try:
-                    msg = pubsub.get_message(timeout=pause)
-                    while msg is not None:  # drain: one retry per wake-up is enough
-                        msg = pubsub.get_message(timeout=0.0)
-                except RedisError as exc:
-                    raise self._fail("wait for the lock of", server, exc, held.sid)
-        finally:
-            if pubsub is not None:
-                _close_quietly(pubsub)
+            msg = pubsub.get_message(timeout=pause)
+            while msg is not None:
+                msg = pubsub.get_message(timeout=0.0)
+        except RedisError as exc:
+            raise self._fail("wait for the lock of", held.server, exc, held.sid)
+        return True
 
     def _lock_waiters(self, sid: str) -> int:
         held = self._locking
@@ -493,30 +470,33 @@ class RedisHandler(SaveHandler):
             return ""
         return f" (held by {value.decode('utf-8', 'replace')!r})" if value is not None else ""
 
-    def _subscribe(self, held: _Held, deadline: float) -> Any:
+    def _subscribe(self, held: Held, deadline: float) -> Any:
         """A PubSub subscribed (confirmed by the server, so no release is missed) to the
         lock's channel and its keyspace channel; None when ACLs allow neither (then the
         waiter only polls).  Redis 7 gives new ACL users no channels by default."""
+        assert isinstance(held, _Held)
         client = held.client
         keyspace = f"__keyspace@{client.database}__:{held.lock_key}"
         options = [[held.lock_key, keyspace], [held.lock_key], []][2 - client.channels :]
         for channels in options:
             if not channels:
                 break
-            pubsub = client.redis.pubsub()  # type: ignore[no-untyped-call,unused-ignore]
+            pubsub = client.idle_pubsub()
             try:
                 pubsub.subscribe(*channels)
-                confirmed = 0
-                while confirmed < len(channels):
+                # confirmations of these channels (a reused connection may first bring the
+                # ends of its previous wait: unsubscribe confirmations, a late message)
+                waiting_for = {c.encode("utf-8", "surrogateescape") for c in channels}
+                while waiting_for:
                     remaining = deadline - time.monotonic()
                     if remaining <= 0:
                         break
                     msg = pubsub.get_message(timeout=min(remaining, 5.0))
                     if msg is not None and msg.get("type") == "subscribe":
-                        confirmed += 1
+                        waiting_for.discard(_bytes(msg.get("channel")) or b"")
                 return pubsub
             except NoPermissionError:
-                _close_quietly(pubsub)
+                close_quietly(pubsub)
                 client.channels = len(channels) - 1
                 log.warning(
                     "redis user may not subscribe to %s on %s: lock waiters %s",
@@ -524,69 +504,22 @@ class RedisHandler(SaveHandler):
                     "ignore keyspace events" if client.channels else "only poll (lock_poll)",
                 )
             except RedisError as exc:
-                _close_quietly(pubsub)
+                close_quietly(pubsub)
                 raise self._fail("wait for the lock of", held.server, exc, held.sid)
         return None
 
-    def _ensure_held(self, sid: str) -> _Held:
-        """The lock on ``sid``, taken now if read() did not take it (as files' write opens)."""
-        self.check_id(sid)
-        if self._held is not None and self._held.sid == sid:
-            return self._held
-        self.read(sid)
-        assert self._held is not None
-        return self._held
-
-    def _lost(self, held: _Held, operation: str) -> SaveHandlerError:
-        held.stop_refresh()
-        if self._held is held:
-            self._held = None
-        return SaveHandlerError(
-            f"redis save handler: refusing to {operation} session {held.sid}: its lock "
-            f"{held.lock_key} on {held.server.address} expired (lock_expire="
-            f"{held.server.lock.expire:g} s) and may belong to another request now",
-            handler=self.name,
-            operation=operation,
-        )
-
-    # -- PS_WRITE / PS_UPDATE_TIMESTAMP / PS_DESTROY ------------------------------------------
-
-    def write(self, sid: str, data: bytes) -> None:
-        """PS_WRITE: ``SETEX <prefix><sid> gc_maxlifetime data``, only while the lock is ours.
-
-        :raises SaveHandlerError: the lock expired (another request may own the
-            session now; nothing is written), or the server failed.
-        """
-        self._store(sid, data, touch=False)
-
-    def update_timestamp(self, sid: str, data: bytes) -> None:
-        """PS_UPDATE_TIMESTAMP (lazy_write): ``EXPIRE <prefix><sid> gc_maxlifetime``.
-
-        Only while the lock is ours; if the key expired during the request it
-        is written again with ``data``.
-        :raises SaveHandlerError: the lock expired, or the server failed.
-        """
-        self._store(sid, data, touch=True)
-
-    def _store(self, sid: str, data: bytes, *, touch: bool) -> None:
-        """SETEX (or, ``touch``, EXPIRE and SETEX only if the key is gone), fenced by the
-        lock in one script; without locking, plain commands."""
-        held = self._ensure_held(sid)
-        ttl = _ttl(self.config)
-        operation = "update the timestamp of" if touch else "write"
+    def _done_waiting(self, pubsub: Any, held: Held) -> None:
+        """Unsubscribe, and keep the connection for this thread's next wait (a waiter pays
+        for a new connection once per thread, not once per wait)."""
         try:
-            if held.secret is None:
-                if not (touch and held.client.redis.expire(held.session_key, ttl)) and (data or not touch):
-                    held.client.redis.execute_command(  # type: ignore[no-untyped-call]
-                        "SETEX", held.session_key, ttl, data
-                    )
-                return
-            script = held.client.touch if touch else held.client.write
-            ok = script(keys=[held.lock_key, held.session_key], args=[held.secret, ttl, data])
-        except RedisError as exc:
-            raise self._fail(operation, held.server, exc, sid)
-        if not ok:
-            raise self._lost(held, operation)
+            pubsub.unsubscribe()
+        except RedisError:
+            close_quietly(pubsub)
+            return
+        assert isinstance(held, _Held)
+        held.client.keep_pubsub(pubsub)
+
+    # -- PS_DESTROY / PS_VALIDATE_SID ----------------------------------------------------------
 
     def destroy(self, sid: str) -> None:
         """PS_DESTROY: delete ``sid``; if we hold its lock, delete and unlock in one atomic step.
@@ -600,7 +533,8 @@ class RedisHandler(SaveHandler):
         if held is not None and held.sid == sid and held.secret is not None:
             held.stop_refresh()
             try:
-                ok = held.client.destroy(keys=[held.lock_key, held.session_key], args=[held.secret])
+                ok = _one(held.client.links.get(),
+                          _DESTROY.call((held.lock_key, held.session_key), (held.secret,)))
             except RedisError as exc:
                 raise self._fail("destroy", held.server, exc, sid)
             if not ok:
@@ -614,19 +548,6 @@ class RedisHandler(SaveHandler):
             raise self._fail("destroy", server, exc, sid)
         if held is not None and held.sid == sid:
             self._held = None  # locking disabled: nothing to release
-
-    # -- PS_GC / PS_CREATE_SID / PS_VALIDATE_SID ------------------------------------------
-
-    def gc(self, max_lifetime: int) -> int:
-        """PS_GC: nothing to do, keys expire by their TTL; returns 0 (phpredis returns SUCCESS)."""
-        return 0
-
-    def create_sid(self) -> str:
-        """PS_CREATE_SID: a fresh id whose key and lock do not exist yet (3 tries, as phpredis 6).
-
-        :raises SaveHandlerError: three colliding ids in a row, or the server failed.
-        """
-        return self.unused_id(self._taken, tries=3)
 
     def _taken(self, sid: str) -> bool:
         server = self._server(sid)

@@ -31,7 +31,6 @@ set, and one migration.  That makes the redis handler's guarantees hold in a clu
 from __future__ import annotations
 
 import logging
-import math
 import os
 import threading
 import time
@@ -39,6 +38,7 @@ from typing import Any
 
 from redis.backoff import NoBackoff
 from redis.cluster import ClusterNode, RedisCluster
+from redis.connection import Connection
 from redis.exceptions import (
     AskError,
     BusyLoadingError,
@@ -58,13 +58,16 @@ from redis.retry import Retry
 
 from ..core import ids
 from ..core.config import SessionConfig
-from ..core.redis_url import DEFAULT_LOCK_TIMEOUT
 from ..core.rediscluster_url import ClusterConfig, SavePathError, key_slot, parse_save_path
 from ..errors import SaveHandlerError
-from .base import LockInfo, SaveHandler, StoredLock
-from .redis import REFRESH_SCRIPT, TOUCH_SCRIPT, WRITE_SCRIPT, _bytes, _ttl, lock_secret
+from ..core.redis_url import LockOptions
+from .base import StoredLock
+from .redis import REFRESH_SCRIPT, TOUCH_SCRIPT, WRITE_SCRIPT, _bytes, store_release_script
+from .redisbase import Held, LockedKeyHandler, close_quietly
+from .redislink import Links, Script
 
-__all__ = ["RedisClusterHandler", "ACQUIRE_SCRIPT", "RELEASE_SCRIPT", "DESTROY_SCRIPT", "cluster_for"]
+__all__ = ["RedisClusterHandler", "ACQUIRE_SCRIPT", "RELEASE_SCRIPT", "DESTROY_SCRIPT", "STORE_RELEASE_SCRIPT",
+           "cluster_for"]
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +106,17 @@ redis.pcall("spublish", KEYS[1], "released")
 return 1
 """
 
+#: write (or touch) and release in one step (:meth:`RedisClusterHandler.write_last`)
+STORE_RELEASE_SCRIPT = store_release_script("spublish")
+
+_ACQUIRE = Script(ACQUIRE_SCRIPT)
+_RELEASE = Script(RELEASE_SCRIPT)
+_DESTROY = Script(DESTROY_SCRIPT)
+_WRITE = Script(WRITE_SCRIPT)
+_TOUCH = Script(TOUCH_SCRIPT)
+_REFRESH = Script(REFRESH_SCRIPT)
+_STORE_RELEASE = Script(STORE_RELEASE_SCRIPT)
+
 #: errors after which the command is sent again (to the slot's master as the cluster now sees it)
 _RETRY = (RedisConnectionError, RedisTimeoutError, ClusterDownError, SlotNotCoveredError, TryAgainError,
           MovedError, ReadOnlyError, MasterDownError, BusyLoadingError)
@@ -119,6 +133,24 @@ class _Cluster:
         self.cfg = cfg
         self.lock = threading.Lock()
         self.client: RedisCluster | None = None
+        self._links: dict[str, Links] = {}
+
+    def links(self, node: ClusterNode) -> Links:
+        """The request path's connections to ``node`` (:mod:`~phpsess.storage.redislink`)."""
+        links = self._links.get(node.name)
+        if links is None:
+            cfg = self.cfg
+            host, port = node.host, node.port
+
+            def make() -> Connection:
+                return Connection(host=host, port=port, username=cfg.user, password=cfg.password,  # type: ignore[no-untyped-call]
+                                  socket_connect_timeout=cfg.timeout or _DEFAULT_SOCKET_TIMEOUT,
+                                  socket_timeout=cfg.read_timeout or _DEFAULT_SOCKET_TIMEOUT,
+                                  retry=Retry(NoBackoff(), 0), protocol=2)
+
+            with self.lock:
+                links = self._links.setdefault(node.name, Links(make, node.name))
+        return links
 
     def get(self) -> RedisCluster:
         """The client, connected (the slot map read) on first use."""
@@ -183,54 +215,16 @@ def cluster_for(save_path: str) -> RedisCluster:
                                handler="rediscluster", operation="open", cause=exc)
 
 
-class _Refresher(threading.Thread):
-    """Extends a held lock every third of its life until stopped (``lock_refresh=1``)."""
-
-    def __init__(self, handler: "RedisClusterHandler", held: "_Held") -> None:
-        super().__init__(daemon=True, name="phpsess-rediscluster-lock-refresh")
-        self._handler = handler
-        self._held = held
-        self._stopped = threading.Event()
-
-    def run(self) -> None:
-        held = self._held
-        ms = self._handler._expire_ms()
-        while not self._stopped.wait(ms / 3000.0):
-            try:
-                (kept,) = self._handler._run(held.sid, held.lock_key, [("EVAL", REFRESH_SCRIPT, 1, held.lock_key,
-                                                                         held.secret or "", ms)], wait=False)
-            except SaveHandlerError as exc:
-                log.warning("cannot refresh session lock %s: %s", held.lock_key, exc)
-                continue
-            if not kept:
-                log.warning("session lock %s was lost before it could be refreshed", held.lock_key)
-                return
-
-    def stop(self) -> None:
-        self._stopped.set()
-        if self is not threading.current_thread():
-            self.join()
-
-
-class _Held:
+class _Held(Held):
     """The lock this handler holds: under which keys, with which secret."""
 
-    __slots__ = ("sid", "session_key", "lock_key", "secret", "refresher")
+    __slots__ = ()
 
     def __init__(self, sid: str, cfg: ClusterConfig, secret: str | None) -> None:
-        self.sid = sid
-        self.session_key = cfg.session_key(sid)
-        self.lock_key = cfg.lock_key(sid)
-        self.secret = secret  # None: locking disabled, nothing held
-        self.refresher: _Refresher | None = None
-
-    def stop_refresh(self) -> None:
-        if self.refresher is not None:
-            self.refresher.stop()
-            self.refresher = None
+        super().__init__(sid, cfg.session_key(sid), cfg.lock_key(sid), secret)
 
 
-class RedisClusterHandler(SaveHandler):
+class RedisClusterHandler(LockedKeyHandler):
     """``session.save_handler = rediscluster``: sessions in Redis Cluster, laid out as
     phpredis lays them out, with phpsess's lock in each session's own hash slot."""
 
@@ -240,9 +234,6 @@ class RedisClusterHandler(SaveHandler):
     def __init__(self, config: SessionConfig | None = None) -> None:
         super().__init__(config)
         self._cfg: ClusterConfig | None = None
-        self._held: _Held | None = None
-        self._locking: _Held | None = None  # the lock being taken, for the lock hooks
-        self._locked_data: bytes | None = None  # what ACQUIRE read with the lock
         self._holder = b""  # the lock's value when ACQUIRE found it busy
 
     # -- helpers ------------------------------------------------------------------------
@@ -281,17 +272,22 @@ class RedisClusterHandler(SaveHandler):
         return min(want, max(known, 0))
 
     def _run(self, sid: str, key: str, commands: list[tuple[Any, ...]], *, wait: bool,
-             operation: str = "") -> list[Any]:
+             operation: str = "", again: list[tuple[Any, ...]] | None = None) -> list[Any]:
         """Send ``commands`` (all on ``key``'s slot) to that slot's master in one round trip,
         followed by ``WAIT`` when ``wait``; follow ASK/MOVED, and retry across a failover
-        for up to ``retry_timeout`` seconds.  Every command given here is idempotent.
+        for up to ``retry_timeout`` seconds.  Every command given here is idempotent, or
+        has an ``again`` form to send instead once a first try may have run.
 
         :returns: the commands' results (not WAIT's).
         :raises SaveHandlerError: naming the node, when a command fails for good.
         """
         operation = operation or str(commands[0][0]).lower()
         cfg = self._config()
-        client = self._client(operation, sid)
+        cluster = _cluster(cfg)
+        try:
+            client = cluster.get()
+        except _ERRORS as exc:
+            raise self._fail(operation, f"any seed ({cfg.addresses})", exc, sid)
         slot = key_slot(key)
         deadline = time.monotonic() + cfg.retry_timeout
         delay = 0.01
@@ -303,19 +299,15 @@ class RedisClusterHandler(SaveHandler):
                 node = ask if ask is not None else _master(client, key)
                 ask = None
                 replicas = self._replicas(client, slot) if wait else 0
-                conn = node.redis_connection
-                if conn is None:  # pragma: no cover - a node redis-py has not connected yet
-                    client.nodes_manager.initialize()
-                    continue
-                pipe = conn.pipeline(transaction=False)
+                link = cluster.links(node).get()
                 asking = node is not _master(client, key)
-                if asking:
-                    pipe.execute_command("ASKING")
-                for cmd in commands:
-                    pipe.execute_command(*cmd)
+                batch: list[tuple[Any, ...]] = [("ASKING",)] if asking else []
+                batch.extend(commands)
+                if again is not None:
+                    commands = again  # what a retry sends, once this may have run
                 if replicas:
-                    pipe.execute_command("WAIT", replicas, max(1, int(cfg.wait_timeout * 1000)))
-                results = pipe.execute(raise_on_error=False)
+                    batch.append(("WAIT", replicas, max(1, int(cfg.wait_timeout * 1000))))
+                results = link.call(batch)
                 if asking:
                     results = results[1:]
                 for r in results:
@@ -349,30 +341,20 @@ class RedisClusterHandler(SaveHandler):
             if isinstance(problem, AskError):
                 continue  # straight to the importing node
             if isinstance(problem, (MovedError, ReadOnlyError)):
-                self._refresh(client)
+                self._reload_slots(client)
                 continue
             time.sleep(delay)
             delay = min(delay * 2, 0.25)
             if not isinstance(problem, TryAgainError):
-                self._refresh(client)
+                self._reload_slots(client)
 
     @staticmethod
-    def _refresh(client: RedisCluster) -> None:
+    def _reload_slots(client: RedisCluster) -> None:
         """Read the slot map again (after MOVED, a dead master, a promoted replica)."""
         try:
             client.nodes_manager.initialize()
         except _ERRORS as exc:
             log.debug("cannot refresh the cluster's slot map yet: %s", exc)
-
-    def lock_bound(self) -> tuple[float, str]:
-        """The save_path's ``lock_timeout`` (0: for ever), else ``session.lock_timeout`` when
-        set, else 30 s, as the redis handler."""
-        cfg = self._cfg
-        if cfg is not None and cfg.lock.timeout is not None:
-            return (cfg.lock.timeout or math.inf), "the save_path's lock_timeout"
-        if self.config.lock_timeout > 0:
-            return float(self.config.lock_timeout), "session.lock_timeout"
-        return DEFAULT_LOCK_TIMEOUT, "the rediscluster handler's default lock_timeout"
 
     # -- PS_OPEN / PS_CLOSE ----------------------------------------------------------------
 
@@ -389,54 +371,46 @@ class RedisClusterHandler(SaveHandler):
             raise SaveHandlerError(f"rediscluster save handler: {exc}", handler=self.name, operation="open",
                                    cause=exc)
 
-    def close(self) -> None:
-        """PS_CLOSE: release the lock taken by :meth:`read` (owner only) and wake its waiters.
+    # -- the hooks of LockedKeyHandler ----------------------------------------------------------
 
-        :raises SaveHandlerError: the cluster cannot be reached (the lock then expires).
-        """
-        held, self._held = self._held, None
-        if held is None or held.secret is None:
-            return
-        held.stop_refresh()
-        (released,) = self._run(held.sid, held.lock_key, [("EVAL", RELEASE_SCRIPT, 1, held.lock_key, held.secret)],
+    def _lock_options(self, sid: str) -> LockOptions:
+        return self._config().lock
+
+    def _new_held(self, sid: str, secret: str | None) -> _Held:
+        return _Held(sid, self._config(), secret)
+
+    def _release(self, held: Held) -> bool:
+        (released,) = self._run(held.sid, held.lock_key, [_RELEASE.call((held.lock_key,), (held.secret,))],
                                 wait=False, operation="release the lock of")
-        if not released:
-            log.warning("session lock %s had expired before close (lock_expire=%s s)", held.lock_key,
-                        self._config().lock.expire)
+        return bool(released)
 
-    # -- PS_READ ---------------------------------------------------------------------------
+    def _refresh(self, held: Held) -> bool:
+        (kept,) = self._run(held.sid, held.lock_key,
+                            [_REFRESH.call((held.lock_key,), (held.secret or "", self._expire_ms()))],
+                            wait=False, operation="refresh the lock of")
+        return bool(kept)
 
-    def read(self, sid: str, *, shared: bool = False) -> bytes:
-        """PS_READ: lock ``sid`` (exclusive; also for ``shared``) and return its payload.
+    def _store_fenced(self, held: Held, data: bytes, ttl: int, *, touch: bool, release: bool,
+                      operation: str) -> bool:
+        keys = (held.lock_key, held.session_key)
+        if release:
+            # a retry after a lost reply finds the lock gone: "again" tells it to look for its own write
+            args = (held.secret, ttl, data, "1" if touch else "")
+            (ok,) = self._run(held.sid, held.lock_key, [_STORE_RELEASE.call(keys, (*args, ""))], wait=True,
+                              operation=operation, again=[_STORE_RELEASE.call(keys, (*args, "1"))])
+        else:
+            (ok,) = self._run(held.sid, held.lock_key, [(_TOUCH if touch else _WRITE).call(
+                keys, (held.secret, ttl, data))], wait=True, operation=operation)
+        return bool(ok)
 
-        :raises InvalidSessionId: ``sid`` is not ``[A-Za-z0-9,-]{1,256}``.
-        :raises LockTimeout: another request held the lock past the wait bound.
-        :raises SaveHandlerError: the cluster is unreachable or answers an error.
-        """
-        self.check_id(sid)
-        cfg = self._config()
-        if self._held is not None:
-            if self._held.sid == sid:
-                return self._get(self._held)
-            self.close()
-        if not cfg.lock.enabled:
-            held = _Held(sid, cfg, None)
-            self._held = held
-            self.lock_info = LockInfo(0.0, False)
-            return self._get(held)
-        held = _Held(sid, cfg, lock_secret())
-        self._locking = held
-        self._locked_data = None
-        try:
-            waited = self.acquire_lock(sid)
-        finally:
-            self._locking = None
-        self._held = held
-        self.lock_acquired(sid, shared=False, waited=waited)
-        if cfg.lock.refresh:
-            held.refresher = _Refresher(self, held)
-            held.refresher.start()
-        return self._locked_data or b""
+    def _store_unlocked(self, held: Held, data: bytes, ttl: int, *, touch: bool, operation: str) -> None:
+        if touch:
+            (ok,) = self._run(held.sid, held.session_key, [("EXPIRE", held.session_key, ttl)], wait=True,
+                              operation=operation)
+            if ok or not data:
+                return
+        self._run(held.sid, held.session_key, [("SETEX", held.session_key, ttl, data)], wait=True,
+                  operation=operation)
 
     # -- for the tools (phpsess show, phpsess locks) ---------------------------------------
 
@@ -485,7 +459,7 @@ class RedisClusterHandler(SaveHandler):
                 raise self._fail("list the locks", f"redis cluster node {node.name}", exc)
         return sorted(found, key=lambda lock: lock.sid)
 
-    def _get(self, held: _Held) -> bytes:
+    def _get(self, held: Held) -> bytes:
         (data,) = self._run(held.sid, held.session_key, [("GET", held.session_key)], wait=False, operation="read")
         return _bytes(data) or b""
 
@@ -495,8 +469,9 @@ class RedisClusterHandler(SaveHandler):
         """One ACQUIRE script (and WAIT for the replicas when it won)."""
         held = self._locking
         assert held is not None and held.secret is not None
-        (result,) = self._run(sid, held.lock_key, [("EVAL", ACQUIRE_SCRIPT, 2, held.lock_key, held.session_key,
-                                                    held.secret, self._expire_ms())], wait=True, operation="lock")
+        (result,) = self._run(sid, held.lock_key, [_ACQUIRE.call((held.lock_key, held.session_key),
+                                                                 (held.secret, self._expire_ms()))],
+                              wait=True, operation="lock")
         won, value = result
         if won:
             self._locked_data = _bytes(value)
@@ -504,37 +479,18 @@ class RedisClusterHandler(SaveHandler):
         self._holder = _bytes(value) or b""
         return False
 
-    def _lock_wait(self, sid: str, shared: bool, timeout: float | None) -> bool:
-        """Wait for the lock: woken by the releaser's SPUBLISH (sharded pub/sub on the
-        lock's master), else polled every ``lock_poll`` seconds."""
-        held = self._locking
-        assert held is not None
-        cfg = self._config()
-        deadline = math.inf if timeout is None else time.monotonic() + timeout
-        pubsub = self._subscribe(held, deadline)
+    def _await_release(self, pubsub: Any, pause: float, held: Held) -> bool:
+        """The releaser's SPUBLISH (sharded pub/sub on the lock's master), else ``pause``
+        seconds; False when the node went away (the waiter polls from now on)."""
         try:
-            while True:
-                if self._lock_try(sid, shared):
-                    return True
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return False
-                pause = min(cfg.lock.poll, remaining)
-                if pubsub is None:
-                    time.sleep(pause)
-                    continue
-                try:
-                    msg = pubsub.get_sharded_message(timeout=pause)
-                    while msg is not None:
-                        msg = pubsub.get_sharded_message(timeout=0.0)
-                except _ERRORS:
-                    _close_quietly(pubsub)  # the node went away: poll from now on
-                    pubsub = None
-        finally:
-            if pubsub is not None:
-                _close_quietly(pubsub)
+            msg = pubsub.get_sharded_message(timeout=pause)
+            while msg is not None:
+                msg = pubsub.get_sharded_message(timeout=0.0)
+        except _ERRORS:
+            return False
+        return True
 
-    def _subscribe(self, held: _Held, deadline: float) -> Any:
+    def _subscribe(self, held: Held, deadline: float) -> Any:
         """A pub/sub connection to the lock's master, subscribed (confirmed) to the lock's
         shard channel; None when that fails (the waiter then polls)."""
         try:
@@ -554,10 +510,10 @@ class RedisClusterHandler(SaveHandler):
                                                  timeout=min(deadline - time.monotonic(), 2.0))
                 if msg is not None and msg.get("type") == "ssubscribe":
                     return pubsub
-            _close_quietly(pubsub)
+            close_quietly(pubsub)
         except _ERRORS as exc:
             log.debug("waiters of %s poll: %s", held.lock_key, exc)
-            _close_quietly(pubsub)
+            close_quietly(pubsub)
         return None
 
     def _lock_waiters(self, sid: str) -> int:
@@ -577,62 +533,7 @@ class RedisClusterHandler(SaveHandler):
         value = self._holder
         return f" (held by {value.decode('utf-8', 'replace')!r})" if value else ""
 
-    # -- writes, fenced by the lock ----------------------------------------------------------
-
-    def _ensure_held(self, sid: str) -> _Held:
-        self.check_id(sid)
-        if self._held is not None and self._held.sid == sid:
-            return self._held
-        self.read(sid)
-        assert self._held is not None
-        return self._held
-
-    def _lost(self, held: _Held, operation: str) -> SaveHandlerError:
-        held.stop_refresh()
-        if self._held is held:
-            self._held = None
-        return SaveHandlerError(
-            f"rediscluster save handler: refusing to {operation} session {held.sid}: its lock "
-            f"{held.lock_key} expired (lock_expire={self._config().lock.expire:g} s) and may belong to "
-            "another request now",
-            handler=self.name,
-            operation=operation,
-        )
-
-    def write(self, sid: str, data: bytes) -> None:
-        """PS_WRITE: ``SETEX <prefix><sid> gc_maxlifetime data`` only while the lock is ours,
-        then WAIT for the replicas.
-
-        :raises SaveHandlerError: the lock expired (nothing written), or the cluster failed.
-        """
-        self._store(sid, data, touch=False)
-
-    def update_timestamp(self, sid: str, data: bytes) -> None:
-        """PS_UPDATE_TIMESTAMP (lazy_write): ``EXPIRE`` (a session that expired meanwhile is
-        written again), only while the lock is ours.
-
-        :raises SaveHandlerError: the lock expired, or the cluster failed.
-        """
-        self._store(sid, data, touch=True)
-
-    def _store(self, sid: str, data: bytes, *, touch: bool) -> None:
-        held = self._ensure_held(sid)
-        ttl = _ttl(self.config)
-        operation = "update the timestamp of" if touch else "write"
-        if held.secret is None:
-            if touch:
-                (ok,) = self._run(sid, held.session_key, [("EXPIRE", held.session_key, ttl)], wait=True,
-                                  operation=operation)
-                if ok or not data:
-                    return
-            self._run(sid, held.session_key, [("SETEX", held.session_key, ttl, data)], wait=True,
-                      operation=operation)
-            return
-        script = TOUCH_SCRIPT if touch else WRITE_SCRIPT
-        (ok,) = self._run(sid, held.lock_key, [("EVAL", script, 2, held.lock_key, held.session_key, held.secret,
-                                                ttl, data)], wait=True, operation=operation)
-        if not ok:
-            raise self._lost(held, operation)
+    # -- PS_DESTROY / PS_VALIDATE_SID ------------------------------------------------------------
 
     def destroy(self, sid: str) -> None:
         """PS_DESTROY: delete ``sid``; with our lock, delete and unlock in one atomic step.
@@ -645,8 +546,8 @@ class RedisClusterHandler(SaveHandler):
         held = self._held
         if held is not None and held.sid == sid and held.secret is not None:
             held.stop_refresh()
-            (ok,) = self._run(sid, held.lock_key, [("EVAL", DESTROY_SCRIPT, 2, held.lock_key, held.session_key,
-                                                    held.secret)], wait=True, operation="destroy")
+            (ok,) = self._run(sid, held.lock_key, [_DESTROY.call((held.lock_key, held.session_key), (held.secret,))],
+                              wait=True, operation="destroy")
             if not ok:
                 raise self._lost(held, "destroy")
             self._held = None
@@ -655,19 +556,6 @@ class RedisClusterHandler(SaveHandler):
         self._run(sid, key, [("DEL", key)], wait=True, operation="destroy")
         if held is not None and held.sid == sid:
             self._held = None
-
-    # -- PS_GC / PS_CREATE_SID / PS_VALIDATE_SID ----------------------------------------------
-
-    def gc(self, max_lifetime: int) -> int:
-        """PS_GC: nothing to do, keys expire by their TTL; returns 0 (phpredis: SUCCESS)."""
-        return 0
-
-    def create_sid(self) -> str:
-        """PS_CREATE_SID: a fresh id whose key and lock do not exist yet (3 tries).
-
-        :raises SaveHandlerError: three colliding ids in a row, or the cluster failed.
-        """
-        return self.unused_id(self._taken, tries=3)
 
     def _taken(self, sid: str) -> bool:
         cfg = self._config()
@@ -703,9 +591,3 @@ def _master(client: RedisCluster, key: str) -> ClusterNode:
     node: ClusterNode = client.get_node_from_key(key)  # type: ignore[no-untyped-call]
     return node
 
-
-def _close_quietly(pubsub: Any) -> None:
-    try:
-        pubsub.close()
-    except _ERRORS:  # pragma: no cover - closing a broken connection
-        pass

@@ -48,6 +48,22 @@ def client(redis_cluster: RedisCluster) -> Iterator[Client]:  # noqa: F811
     c.close()
 
 
+def test_key_slot_crc16_is_cluster_c_s() -> None:
+    import random
+
+    from redis.crc import key_slot as redis_py_key_slot
+
+    from phpsess.core.rediscluster_url import crc16, crc16_table_driven
+
+    assert crc16(b"123456789") == crc16_table_driven(b"123456789") == 0x31C3  # the XMODEM check value
+    rng = random.Random(20)
+    for n in range(500):
+        data = bytes(rng.randrange(256) for _ in range(n % 90))
+        assert crc16(data) == crc16_table_driven(data)
+        key = b"PHPREDIS_CLUSTER_SESSION:" + data.replace(b"{", b"(")
+        assert key_slot(key) == redis_py_key_slot(key)
+
+
 def test_lock_and_session_share_a_slot_and_keys_are_phpredis(redis_cluster: RedisCluster,  # noqa: F811
                                                             client: Client) -> None:
     sid = new_sid()
@@ -60,6 +76,42 @@ def test_lock_and_session_share_a_slot_and_keys_are_phpredis(redis_cluster: Redi
     h.close()
     assert client.get(key) == b"n|i:1;" and client.get(lock) is None
     assert 1430 <= client.ttl(key) <= 1440
+
+
+def test_write_last_writes_releases_and_waits_in_one_round_trip(redis_cluster: RedisCluster,  # noqa: F811
+                                                                 client: Client,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    from phpsess.storage.redislink import Link
+
+    sid = new_sid()
+    key, lock = f"PHPREDIS_CLUSTER_SESSION:{sid}", "{PHPREDIS_CLUSTER_SESSION:" + sid + "}_LOCK"
+    warm = make(redis_cluster.save_path)
+    warm.read(sid)
+    warm.write_last(sid, b"n|i:1;", touch=False)  # (the scripts are loaded on that master)
+    sent = [0]
+    exchange = Link._exchange
+
+    def counting(self: Link, data: bytes, count: int) -> list[object]:
+        sent[0] += 1
+        return exchange(self, data, count)
+
+    monkeypatch.setattr(Link, "_exchange", counting)
+    h = make(redis_cluster.save_path)
+    assert h.read(sid) == b"n|i:1;"
+    h.write_last(sid, b"n|i:2;", touch=False)
+    assert sent[0] == 2  # ACQUIRE + WAIT, then STORE_RELEASE + WAIT
+    h.close()  # nothing left to release
+    assert client.get(key) == b"n|i:2;" and client.get(lock) is None
+    # its lock lost, nothing is written
+    slow = make(redis_cluster.save_path + "&lock_expire=0.1")
+    slow.read(sid)
+    time.sleep(0.15)
+    nxt = make(redis_cluster.save_path)
+    nxt.read(sid)
+    with pytest.raises(SaveHandlerError):
+        slow.write_last(sid, b"stale", touch=False)
+    assert client.get(key) == b"n|i:2;" and client.get(lock) is not None
+    nxt.close()
 
 
 INCREMENT = r"""

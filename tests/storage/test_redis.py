@@ -581,6 +581,164 @@ def test_expired_holder_cannot_touch_or_destroy(redis_server: RedisProcess, sid:
     nxt.close()
 
 
+# -- the end of a request: write and release in one round trip ---------------------------------
+
+
+def _count_round_trips(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Count every batch the request path sends (one write, its replies read: one round trip)."""
+    from phpsess.storage.redislink import Link
+
+    sent = [0]
+    exchange = Link._exchange
+
+    def counting(self: Link, data: bytes, count: int) -> list[object]:
+        sent[0] += 1
+        return exchange(self, data, count)
+
+    monkeypatch.setattr(Link, "_exchange", counting)
+    return sent
+
+
+@pytest.mark.parametrize("touch", [False, True])
+def test_write_last_writes_and_releases_in_one_round_trip(
+    url: str, sid: str, r: redis.Redis, monkeypatch: pytest.MonkeyPatch, touch: bool
+) -> None:
+    warm = make(url)  # the scripts are loaded (EVALSHA finds them)
+    warm.read(sid)
+    warm.write_last(sid, b"a|i:1;", touch=False)
+    sent = _count_round_trips(monkeypatch)
+    h = make(url, gc_maxlifetime=600)
+    assert h.read(sid) == b"a|i:1;"
+    assert sent[0] == 1  # SET NX PX + GET
+    waiter = make(url)
+    got: list[bytes] = []
+    t = threading.Thread(target=lambda: got.append(waiter.read(sid)))
+    t.start()
+    time.sleep(0.1)  # it waits for our lock
+    h.write_last(sid, b"a|i:1;" if touch else b"a|i:2;", touch=touch)
+    t.join(5)
+    assert sent[0] >= 2
+    assert got == [b"a|i:1;" if touch else b"a|i:2;"]  # woken by the release, reads the write
+    assert 590 <= r.ttl(f"PHPREDIS_SESSION:{sid}") <= 600
+    h.close()  # nothing left to release: the waiter keeps its lock
+    assert r.get(f"PHPREDIS_SESSION:{sid}_LOCK") is not None
+    waiter.close()
+    assert not r.exists(f"PHPREDIS_SESSION:{sid}_LOCK")
+
+
+def test_a_session_cycle_is_two_round_trips(url: str, sid: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from phpsess import php
+    from phpsess.session.context import request_context
+    from phpsess.session.request import Request
+
+    config = SessionConfig({"save_handler": "redis", "save_path": url, "gc_probability": 0})
+    sent = [0]
+    for n in range(3):
+        if n == 2:
+            sent = _count_round_trips(monkeypatch)
+        req = Request(environ={"HTTP_COOKIE": f"PHPSESSID={sid}", "REQUEST_METHOD": "GET"}, config=config)
+        with request_context(req):
+            assert php.session_start()
+            php.SESSION["n"] = php.SESSION.get("n", 0) + 1
+            assert php.session_write_close()
+    assert sent[0] == 2  # lock + read, then write + release
+    h = make(url)
+    assert h.read(sid) == b"n|i:3;"
+    h.close()
+
+
+@pytest.mark.parametrize("touch", [False, True])
+def test_write_last_after_the_lock_expired_writes_nothing(
+    redis_server: RedisProcess, sid: str, r: redis.Redis, touch: bool  # noqa: F811
+) -> None:
+    seed = make(redis_server.url)
+    seed.read(sid)
+    seed.write_last(sid, b"data", touch=False)
+    slow = make(redis_server.url + "?lock_expire=0.1")
+    slow.read(sid)
+    time.sleep(0.15)  # its lock expires
+    nxt = make(redis_server.url)
+    nxt.read(sid)
+    r.delete(f"PHPREDIS_SESSION:{sid}")  # (a touch would write an expired key again)
+    with pytest.raises(SaveHandlerError) as exc:
+        slow.write_last(sid, b"stale", touch=touch)
+    assert "expired" in str(exc.value)
+    assert not r.exists(f"PHPREDIS_SESSION:{sid}")
+    slow.close()  # must not release the next owner's lock
+    assert r.exists(f"PHPREDIS_SESSION:{sid}_LOCK")
+    nxt.close()
+
+
+def test_store_release_script_answers_a_retry_that_finds_its_write_done(r: redis.Redis, sid: str) -> None:
+    from phpsess.storage.rediscluster import STORE_RELEASE_SCRIPT
+
+    lock, key = f"{{s:{sid}}}_LOCK", f"s:{sid}"
+    r.set(lock, "me")
+    assert r.eval(STORE_RELEASE_SCRIPT, 2, lock, key, "me", 100, "v", "", "") == 1
+    assert r.get(key) == b"v" and not r.exists(lock)
+    # the reply was lost; the retry finds the lock gone and its own data: done, not "lost"
+    assert r.eval(STORE_RELEASE_SCRIPT, 2, lock, key, "me", 100, "v", "", "1") == 2
+    # a first try, or another request's data, is a lost lock
+    assert r.eval(STORE_RELEASE_SCRIPT, 2, lock, key, "me", 100, "v", "", "") == 0
+    assert r.eval(STORE_RELEASE_SCRIPT, 2, lock, key, "me", 100, "w", "", "1") == 0
+    assert r.get(key) == b"v"
+    r.delete(key)
+
+
+def test_a_persistent_connection_survives_a_server_restart(sid: str) -> None:
+    with RedisProcess() as srv:
+        url = srv.url + "?timeout=1&read_timeout=1"
+        h = make(url)
+        h.read(sid)
+        h.write_last(sid, b"n|i:1;", touch=False)
+        srv.kill()
+        srv.start()  # same port: the idle connection is dead, the next request must not fail
+        h = make(url)
+        assert h.read(sid) == b""
+        h.write_last(sid, b"n|i:2;", touch=False)
+        h = make(url)
+        assert h.read(sid) == b"n|i:2;"
+        h.close()
+
+
+def test_a_thread_waits_on_one_pubsub_connection_wait_after_wait(url: str, sid: str, r: redis.Redis) -> None:
+    import queue
+
+    lock = f"PHPREDIS_SESSION:{sid}_LOCK"
+    releases: queue.Queue[RedisHandler | None] = queue.Queue()
+
+    def releaser() -> None:  # one thread (one connection) releases every holder
+        while (holder := releases.get()) is not None:
+            time.sleep(0.1)
+            holder.close()
+
+    thread = threading.Thread(target=releaser)
+    thread.start()
+
+    def wait_once() -> None:
+        holder = make(url)
+        holder.read(sid)
+        releases.put(holder)
+        waiter = make(url)
+        waiter.read(sid)  # woken by the release
+        assert waiter.lock_info.waited > 0.05
+        deadline = time.monotonic() + 2
+        while r.pubsub_numsub(lock)[0][1] and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert r.pubsub_numsub(lock)[0][1] == 0  # unsubscribed: no longer counted as a waiter
+        waiter.close()
+
+    try:
+        wait_once()
+        before = r.info("stats")["total_connections_received"]
+        wait_once()
+        wait_once()
+        assert r.info("stats")["total_connections_received"] == before  # no new connection
+    finally:
+        releases.put(None)
+        thread.join()
+
+
 def test_lock_refresh_keeps_a_long_request_locked(redis_server: RedisProcess, sid: str, r: redis.Redis) -> None:  # noqa: F811
     long = make(redis_server.url + "?lock_expire=0.6&lock_refresh=1")
     long.read(sid)
