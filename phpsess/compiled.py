@@ -23,6 +23,7 @@ COMPILED_MODULES: tuple[str, ...] = (
     "phpsess.core.ids",
     "phpsess.core.http",
     "phpsess.core.superglobals",
+    "phpsess.core.fastcodec",
     "phpsess.core.formats",
     "phpsess.storage.registry",
     "phpsess.storage.base",
