@@ -266,3 +266,54 @@ def test_the_float_cache_is_bounded_and_emptied_with_the_others() -> None:
     assert fastcodec._INTERN == [""] * len(fastcodec._INTERN)
     # -0.0 and 0.0 are equal keys with different pieces: never cached
     assert native_dumps([0.0, -0.0, 0.0, -0.0]) == b"a:4:{i:0;d:0;i:1;d:-0;i:2;d:0;i:3;d:-0;}"
+
+
+def shape(v: Any) -> Any:
+    """``v`` with each PHPArray as ("PHPArray", next free key, its entries): what == of
+    PHPArray leaves out."""
+    if type(v) is PHPArray:
+        return ("PHPArray", v.next_index, [(k, shape(x)) for k, x in v.items()])
+    if type(v) is dict:
+        return ("dict", [(k, shape(x)) for k, x in v.items()])
+    if type(v) is list:
+        return ("list", [shape(x) for x in v])
+    return (type(v).__name__, v)
+
+
+@given(mutated_sessions())
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+def test_php_arrays_decode_as_to_php_arrays_makes_them(case: tuple[str, bytes]) -> None:
+    handler, payload = case
+    try:
+        with native(False):
+            expected = shape(codec.to_php_arrays(formats.decode(payload, handler), keep_top=True))
+    except SessionDecodeError as exc:
+        with native(), pytest.raises(SessionDecodeError) as got:
+            formats.decode(payload, handler, php_arrays=True)
+        assert got.value.offset == exc.offset
+        return
+    with native():
+        assert shape(formats.decode(payload, handler, php_arrays=True)) == expected
+    with native(False):
+        assert shape(formats.decode(payload, handler, php_arrays=True)) == expected
+
+
+def test_php_arrays_of_a_typical_session() -> None:
+    with native(False):
+        payload = formats.encode(shop_session(), "php")
+        assert payload is not None
+        expected = codec.to_php_arrays(formats.decode(payload, "php"), keep_top=True)
+    text = payload.decode("latin-1")
+    got = fastcodec.decode_php(text + ";", len(text), codec.MAX_DEPTH, True)
+    assert got is not None and type(got) is dict
+    assert shape(got) == shape(expected)
+    for wire in (b"x|a:2:{i:0;i:1;i:0;i:2;}", b"x|a:2:{i:1;i:1;i:0;i:0;}", b'x|a:1:{s:1:"a";N;}', b"x|a:0:{}",
+                 b"x|a:1:{i:5;a:1:{i:0;N;}}", b"x|a:2:{i:-3;N;i:0;N;}"):
+        with native(False):
+            expected = codec.to_php_arrays(formats.decode(wire, "php"), keep_top=True)
+        with native():
+            got = formats.decode(wire, "php", php_arrays=True)
+        assert shape(got) == shape(expected), wire
+        got["x"].append("new")
+        expected["x"].append("new")
+        assert shape(got) == shape(expected), wire

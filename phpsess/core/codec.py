@@ -939,15 +939,16 @@ def _native_text(data: bytes | bytearray | memoryview | str) -> str:
 
 
 def native_decode_php(
-    payload: bytes | bytearray | memoryview, allowed_classes: AllowedClasses, max_depth: int
+    payload: bytes | bytearray | memoryview, allowed_classes: AllowedClasses, max_depth: int, arrays: bool = False
 ) -> dict[Any, Any] | None:
-    """The ``php`` session format through the compiled path, or None (the caller decodes)."""
+    """The ``php`` session format through the compiled path, or None (the caller decodes).
+    ``arrays``: arrays as PHPArray, as ``to_php_arrays(..., keep_top=True)`` makes them."""
     if not (FAST_PATH and NATIVE_PATH):
         return None
     if allowed_classes is not True:
         _allowed_set(allowed_classes)  # its TypeError, as RefContext would raise it
     text = _native_text(payload)
-    return fastcodec.decode_php(text + ";", len(text), max_depth)
+    return fastcodec.decode_php(text + ";", len(text), max_depth, arrays)
 
 
 def native_decode_value(

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Final
 
-from .phparray import PHPArray
+from .phparray import _PENDING, PHPArray
 from .zend import float_to_string
 
 if TYPE_CHECKING:
@@ -47,8 +47,6 @@ _POW10: Final = [float(10**i) for i in range(23)]
 _INTERN_LEN: Final = 24
 _INTERN_MASK: Final = 2047
 _INTERN: Final = [""] * (_INTERN_MASK + 1)
-#: bytes.translate table: 0 for ASCII, 1 for the others
-_ASCII_FLAGS: Final = bytes(128) + bytes([1]) * 128
 
 
 class _Unsupported(Exception):
@@ -68,40 +66,35 @@ class _Reader:
     """The payload as latin-1 text with a ``;`` sentinel (``codec.RefContext.text_of``),
     and a position in it.  Positions are native ints (i64) when compiled."""
 
-    def __init__(self, text: str, size: i64, limit: i64) -> None:
+    def __init__(self, text: str, size: i64, limit: i64, arrays: bool) -> None:
         self.text = text
+        #: arrays as PHPArray (session.php_arrays), else lists and dicts
+        self.arrays = arrays
         #: the same as bytes, for reading (a byte is a native int, no str involved)
         self.raw = text.encode("latin-1")
         self.size: i64 = size
         self.pos: i64 = 0
         #: containers may be opened while fewer than this many are open
         self.limit: i64 = limit
-        #: "\x01" where the payload has a non-ASCII byte, "\x00" elsewhere (when it has one)
-        self.flags = ""
-        #: the first non-ASCII position at or after the last string checked
-        self.na: i64 = len(text)
-        if not text.isascii():
-            self.flags = self.raw.translate(_ASCII_FLAGS).decode("latin-1")
-            self.na = -1
 
     def string(self, a: i64, b: i64) -> Any:
         """``text[a:b]`` as a PHP string: str when ASCII or UTF-8, else bytes."""
-        if self.na < b:  # a non-ASCII byte before b, maybe in [a, b)
-            if self.na < a:
-                na: i64 = self.flags.find("\x01", a)
-                self.na = len(self.flags) if na < 0 else na
-            if self.na < b:
-                return _text_value(self.text[a:b])
         if b - a > _INTERN_LEN:
-            return self.text[a:b]
+            v = self.text[a:b]
+            return v if v.isascii() else _text_value(v)
         # short ASCII strings (keys above all: "sku", "qty"... in every item) come from
         # a small table, so that a repeated one is neither allocated nor hashed again
         raw = self.raw
         h: i64 = b - a
+        seen: i64 = 0  # the bits of all its bytes: 0x80 is set for a non-ASCII one
         i = a
         while i < b:
-            h = h * 31 + raw[i]
+            c: i64 = raw[i]
+            h = h * 31 + c
+            seen |= c
             i += 1
+        if seen >= 128:
+            return _text_value(self.text[a:b])
         slot = h & _INTERN_MASK
         e = _INTERN[slot]
         if len(e) == b - a:
@@ -263,11 +256,15 @@ class _Reader:
             if raw[p + 1] != 125:
                 raise _Unsupported
             self.pos = p + 2
+            if self.arrays:
+                return _php_array({}, None)
             empty: list[Any] = []
             return empty
         if depth >= self.limit:
             raise _Unsupported
         depth += 1
+        if self.arrays:
+            return self.php_array(n, depth)
         items: list[Any] = []
         i: i64 = 0
         # a list while the keys are i:0;, i:1;, ... (the common case: no key parsing)
@@ -298,10 +295,48 @@ class _Reader:
         self.close()
         return items
 
+    def php_array(self, n: i64, depth: i64) -> Any:
+        """The ``n`` entries of an array as a PHPArray (what ``codec.to_php_arrays``
+        makes of the exact parser's list or dict)."""
+        raw = self.raw
+        d: dict[Any, Any] = {}
+        i: i64 = 0
+        listed = True  # the keys so far are 0..i-1 in order
+        while i < n:
+            p = self.pos
+            if raw[p] == 105 and raw[p + 1] == 58:
+                self.pos = p + 2
+                k = self.integer()
+                if k != i:
+                    listed = False
+                d[k] = self.value(depth)
+            else:
+                listed = False
+                key = self.key()  # (before the value: d[self.key()] = ... reads the value first)
+                d[key] = self.value(depth)
+            i += 1
+        self.close()
+        # the next free key: n for a list, else found from the keys when needed
+        return _php_array(d, n if listed else _PENDING_NEXT)
+
     def close(self) -> None:
         if self.raw[self.pos] != 125:
             raise _Unsupported
         self.pos += 1
+
+
+def _php_array(d: dict[Any, Any], next_free: Any) -> Any:
+    """``PHPArray._trusted``: a PHPArray around ``d`` (canonical keys), not copied."""
+    a = _NEW(_PHPARRAY)
+    a._d = d
+    a._next = next_free
+    return a
+
+
+# (Final: read from C statics when compiled, where a global is a dict lookup)
+_PHPARRAY: Final = PHPArray
+_NEW: Final[Any] = object.__new__
+_PENDING_NEXT: Final[Any] = _PENDING
 
 
 def _canonical_key(raw: bytes, a: i64, b: i64) -> bool:
@@ -356,11 +391,12 @@ def _is_list_dict(d: dict[Any, Any]) -> bool:
     return True
 
 
-def decode_php(text: str, size: int, max_depth: int) -> dict[Any, Any] | None:
+def decode_php(text: str, size: int, max_depth: int, arrays: bool = False) -> dict[Any, Any] | None:
     """The ``php`` session format: ``name|value`` until the end, a repeated name wins
     last.  ``text`` is the payload as latin-1 plus a ``;`` sentinel, ``size`` its real
-    length.  None: not for this path (see the module docstring)."""
-    r = _Reader(text, size, DEPTH if max_depth <= 0 else min(max_depth, DEPTH))
+    length; ``arrays``: arrays as PHPArray (the session's dict stays a dict).  None: not
+    for this path (see the module docstring)."""
+    r = _Reader(text, size, DEPTH if max_depth <= 0 else min(max_depth, DEPTH), arrays)
     out: dict[Any, Any] = {}
     try:
         while r.pos < size:
@@ -381,7 +417,7 @@ def decode_php(text: str, size: int, max_depth: int) -> dict[Any, Any] | None:
 def decode_value(text: str, size: int, max_depth: int) -> tuple[Any, int] | None:
     """One value at the start of ``text`` (as :func:`decode_php`): ``(value, end)``, or
     None when not for this path."""
-    r = _Reader(text, size, DEPTH if max_depth <= 0 else min(max_depth, DEPTH))
+    r = _Reader(text, size, DEPTH if max_depth <= 0 else min(max_depth, DEPTH), False)
     try:
         v = r.value(0)
     except (_Unsupported, IndexError, ValueError):
@@ -429,7 +465,7 @@ _STR_HEADS: Final = [f's:{i}:"' for i in range(_SMALL)]
 _ARRAY_HEADS: Final = [f"a:{i}:{{" for i in range(_SMALL)]
 #: float -> its "d:...;" piece in the default precision (never 0.0/-0.0: equal keys,
 #: different pieces; NAN is never found again); emptied when full
-_FLOATS: dict[float, str] = {}
+_FLOATS: Final[dict[float, str]] = {}
 _FLOATS_MAX: Final = 4096
 
 
@@ -466,7 +502,7 @@ def _dump(out: list[str], v: Any, precision: int, depth: int) -> None:
         _dump_str(out, v)
     elif t is int:
         _dump_int(out, v)
-    elif t is PHPArray:
+    elif t is _PHPARRAY:
         _dump_dict(out, v._d, precision, depth)
     elif t is dict:
         _dump_dict(out, v, precision, depth)

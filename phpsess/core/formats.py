@@ -47,6 +47,7 @@ from .codec import (
     native_decode_value,
     native_dump_pairs,
     php_array_key,
+    to_php_arrays,
     trim_caches,
 )
 from . import igbinary
@@ -372,14 +373,25 @@ def decode(
     *,
     allowed_classes: AllowedClasses = True,
     max_depth: int = MAX_DEPTH,
+    php_arrays: bool = False,
 ) -> Any:
     """Decode a stored session payload written with ``handler``.
 
+    :param php_arrays: the arrays in the values as :class:`PHPArray`
+        (``session.php_arrays``), i.e. ``codec.to_php_arrays(result, keep_top=True)``.
     :returns: the session data as a dict.  With ``php_serialize`` a payload that is
         not an array comes back as the value itself (see :func:`decode_php_serialize`).
     :raises SessionDecodeError: where PHP fails to decode (and destroys the session).
     :raises ValueError: unknown handler.
     """
+    if php_arrays:
+        if handler == "php":
+            native = native_decode_php(payload, allowed_classes, max_depth, True)
+            if native is not None:
+                return native
+        return to_php_arrays(
+            decode(payload, handler, allowed_classes=allowed_classes, max_depth=max_depth), keep_top=True
+        )
     if handler == "php":
         return decode_php(payload, allowed_classes=allowed_classes, max_depth=max_depth)
     if handler == "php_serialize":
