@@ -256,13 +256,23 @@ def test_php_arrays_are_written_like_their_tables() -> None:
     assert native_dumps(a) == python_dumps(a) == b'a:3:{s:1:"x";i:1;i:5;a:2:{i:0;i:1;i:1;i:2;}s:1:"y";a:2:{i:0;s:1:"p";i:1;s:1:"q";}}'
 
 
-def test_the_float_cache_is_bounded_and_emptied_with_the_others() -> None:
-    fastcodec.dump_pairs([("", [i / 7 for i in range(1, fastcodec._FLOATS_MAX + 100)])], -1)
+def test_the_encoder_caches_are_bounded_and_emptied_with_the_others() -> None:
+    many = fastcodec._FLOATS_MAX + 100
+    for _ in range(2):
+        fastcodec.dump_pairs([("", [i / 7 for i in range(1, many)] + [f"v{i}" for i in range(many)]
+                                + [{f"k{i}": i} for i in range(many)])], -1)
+        assert len(fastcodec._FLOATS) <= fastcodec._FLOATS_MAX
+        assert len(fastcodec._STR_PIECES) <= fastcodec._FLOATS_MAX
+        assert len(fastcodec._KEY_PIECES) <= fastcodec._FLOATS_MAX
+    fastcodec.dump_pairs([("", {"x" * 65: "y" * 65, "5": "5"})], -1)
+    assert "x" * 65 not in fastcodec._KEY_PIECES and "y" * 65 not in fastcodec._STR_PIECES  # long ones are not kept
+    assert fastcodec._KEY_PIECES["5"] == "i:5;" and fastcodec._STR_PIECES["5"] == 's:1:"5";'
+    assert native_dumps({"5": "5", "é": "é"}) == 'a:2:{i:5;s:1:"5";s:2:"é";s:2:"é";}'.encode()
+    assert native_dumps({"5": "5", "é": "é"}) == python_dumps({"5": "5", "é": "é"})
     fastcodec.dump_pairs([("", 0.5)], -1)
-    assert 0 < len(fastcodec._FLOATS) <= fastcodec._FLOATS_MAX
     assert 0.0 not in fastcodec._FLOATS
     codec.clear_caches()
-    assert not fastcodec._FLOATS
+    assert not fastcodec._FLOATS and not fastcodec._STR_PIECES and not fastcodec._KEY_PIECES
     assert fastcodec._INTERN == [""] * len(fastcodec._INTERN)
     # -0.0 and 0.0 are equal keys with different pieces: never cached
     assert native_dumps([0.0, -0.0, 0.0, -0.0]) == b"a:4:{i:0;d:0;i:1;d:-0;i:2;d:0;i:3;d:-0;}"

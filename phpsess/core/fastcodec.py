@@ -442,6 +442,10 @@ def dump_pairs(pairs: list[tuple[str, Any]], precision: int) -> str | None:
     out: list[str] = []
     if len(_FLOATS) >= _FLOATS_MAX:
         _FLOATS.clear()
+    if len(_STR_PIECES) >= _FLOATS_MAX:
+        _STR_PIECES.clear()
+    if len(_KEY_PIECES) >= _FLOATS_MAX:
+        _KEY_PIECES.clear()
     try:
         for prefix, v in pairs:
             out.append(prefix)
@@ -452,8 +456,10 @@ def dump_pairs(pairs: list[tuple[str, Any]], precision: int) -> str | None:
 
 
 def clear_caches() -> None:
-    """Empty the decoder's string table and the encoder's float cache (``codec.clear_caches``)."""
+    """Empty the decoder's string table and the encoder's caches (``codec.clear_caches``)."""
     _FLOATS.clear()
+    _STR_PIECES.clear()
+    _KEY_PIECES.clear()
     for i in range(len(_INTERN)):
         _INTERN[i] = ""
 
@@ -467,6 +473,13 @@ _ARRAY_HEADS: Final = [f"a:{i}:{{" for i in range(_SMALL)]
 #: different pieces; NAN is never found again); emptied when full
 _FLOATS: Final[dict[float, str]] = {}
 _FLOATS_MAX: Final = 4096
+#: str value -> its piece ('s:3:"EUR";'), str array key -> its piece ('s:3:"sku";',
+#: "i:5;" for "5"), for strings of at most _PIECE_LEN characters, at most _FLOATS_MAX
+#: entries each: a worker writes the same keys and values request after request
+#: (together with the table of decoded strings, at most about 2 MiB stay)
+_STR_PIECES: Final[dict[str, str]] = {}
+_KEY_PIECES: Final[dict[str, str]] = {}
+_PIECE_LEN: Final = 64
 
 
 def _str_size(s: str) -> int:
@@ -481,7 +494,17 @@ def _str_size(s: str) -> int:
 
 
 def _dump_str(out: list[str], s: str) -> None:
+    piece = _STR_PIECES.get(s)
+    if piece is not None:
+        out.append(piece)
+        return
     n = _str_size(s)
+    if len(s) <= _PIECE_LEN:
+        piece = f's:{n}:"{s}";'
+        if len(_STR_PIECES) < _FLOATS_MAX:
+            _STR_PIECES[s] = piece
+        out.append(piece)
+        return
     out.append(_STR_HEADS[n] if n < _SMALL else f's:{n}:"')
     out.append(s)
     out.append('";')
@@ -550,7 +573,7 @@ def _dump_float(out: list[str], f: float, precision: int) -> None:
         elif r.endswith(".0"):
             r = r[:-2]
         piece = f"d:{r};"
-        if f != 0.0:
+        if f != 0.0 and len(_FLOATS) < _FLOATS_MAX:
             _FLOATS[f] = piece
     out.append(piece)
 
@@ -585,9 +608,17 @@ def _dump_dict(out: list[str], d: dict[Any, Any], precision: int, depth: int) ->
 
 def _dump_key(out: list[str], s: str) -> None:
     """A str array key as ``codec._ArrayKeys`` writes it (``"5"`` is the key 5)."""
+    piece = _KEY_PIECES.get(s)
+    if piece is None:
+        piece = _key_piece(s)
+        if len(s) <= _PIECE_LEN and len(_KEY_PIECES) < _FLOATS_MAX:
+            _KEY_PIECES[s] = piece
+    out.append(piece)
+
+
+def _key_piece(s: str) -> str:
     if _canonical_int(s):
         n = int(s)
         if _PHP_INT_MIN <= n <= _PHP_INT_MAX:
-            _dump_int(out, n)
-            return
-    _dump_str(out, s)
+            return f"i:{n};"
+    return f's:{_str_size(s)}:"{s}";'
