@@ -327,3 +327,29 @@ def test_php_arrays_of_a_typical_session() -> None:
         got["x"].append("new")
         expected["x"].append("new")
         assert shape(got) == shape(expected), wire
+
+
+@given(st.one_of(st.floats(allow_nan=False, allow_infinity=False),
+                 st.decimals(min_value=-10**15, max_value=10**15, places=4, allow_nan=False).map(float),
+                 st.integers(-10**16, 10**16).map(lambda i: i / 100),
+                 st.integers(1, 10**15).map(lambda i: i / 10**15)))
+@settings(max_examples=1000)
+def test_decimal_floats_are_written_as_repr_writes_them(f: float) -> None:
+    got = fastcodec._decimal(f)
+    if got:
+        assert got == float_to_string(f, -1)
+        assert float(got) == f
+    assert native_dumps(f) == python_dumps(f)
+
+
+def test_decimal_floats_at_the_edges() -> None:
+    for f in (0.1, 0.5, 1.0, 17.0, 506.67, -506.67, 1e-4, 0.00012, 1e15 - 1, 999999999999999.9, 123456789012345.6,
+              0.1 + 0.2, 1 / 3, 2.5e-5, 1e15, 1e16, 5e-324, 1.7976931348623157e308, 0.30000000000000004):
+        got = fastcodec._decimal(f)
+        if got:
+            assert got == float_to_string(f, -1), f
+        assert native_dumps(f) == python_dumps(f), f
+    assert fastcodec._decimal(506.67) == "506.67"
+    assert fastcodec._decimal(-0.05) == "-0.05"
+    assert fastcodec._decimal(17.0) == "17"
+    assert fastcodec._decimal(0.1 + 0.2) == ""  # 17 digits: repr's

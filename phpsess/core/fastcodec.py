@@ -567,15 +567,50 @@ def _dump_float(out: list[str], f: float, precision: int) -> None:
         return
     piece = _FLOATS.get(f)
     if piece is None:
-        r = repr(f)
-        if "e" in r or "n" in r:
-            r = float_to_string(f, precision)
-        elif r.endswith(".0"):
-            r = r[:-2]
+        r = _decimal(f)
+        if not r:
+            r = repr(f)
+            if "e" in r or "n" in r:
+                r = float_to_string(f, precision)
+            elif r.endswith(".0"):
+                r = r[:-2]
         piece = f"d:{r};"
         if f != 0.0 and len(_FLOATS) < _FLOATS_MAX:
             _FLOATS[f] = piece
     out.append(piece)
+
+
+def _decimal(f: float) -> str:
+    """``repr(f)`` without a trailing ``.0`` (PHP's text for ``serialize_precision`` -1)
+    when ``f`` is a decimal of at most 15 significant digits between 1e-4 and 1e15, found
+    without the shortest-digits algorithm; "" for the others (the caller uses repr).
+
+    The first ``k`` for which ``m = round(|f| * 10**k)`` (below 10**15) gives back
+    ``f`` as ``m / 10**k`` (exact operands, one correctly rounded division) has the
+    fewest digits after the point, hence the fewest digits: it is the shortest text
+    that reads back as ``f``, and the only one of its length (two decimals of at most
+    15 digits are never one double), i.e. what repr() writes.
+    """
+    a = -f if f < 0.0 else f
+    if not 1e-4 <= a < 1e15:
+        return ""
+    k: i64 = 0
+    while k <= 15:
+        scale = _POW10[k]
+        x = a * scale + 0.5
+        if x >= 1e15:
+            return ""
+        m: i64 = int(x)
+        if float(m) / scale == a:
+            digits = str(m)
+            if k:
+                if len(digits) <= k:
+                    digits = "0." + "0" * (k - len(digits)) + digits
+                else:
+                    digits = digits[: len(digits) - k] + "." + digits[len(digits) - k :]
+            return "-" + digits if f < 0.0 else digits
+        k += 1
+    return ""
 
 
 def _dump_dict(out: list[str], d: dict[Any, Any], precision: int, depth: int) -> None:
