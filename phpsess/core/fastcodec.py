@@ -1,12 +1,15 @@
 """The codec's compiled path: decode and encode the common values with native-int
 scanning, for mypyc.  No I/O.
 
-This module is written for mypyc (``phpsess/compiled.py``): typed locals, ``ord(s[i])``
-and ``s[i] == "x"`` (compiled to direct reads of the string), recursion over a native
-class, f-strings (one allocation per piece), no caches.  Interpreted, it would be slower
-than :mod:`phpsess.core.codec`'s own fast path, so the codec uses it only when it is
+This module is written for mypyc (``phpsess/compiled.py``): the payload is read as
+``bytes`` (``raw[i]`` is a machine byte when compiled) with i64 positions, recursion
+over a native class, module constants as ``Final`` (C statics), the output as
+ready-made pieces joined once.  Its caches are bounded: a fixed table of short decoded
+strings, and the encoder's pieces of short strings, keys and floats (emptied by
+``codec.clear_caches``).  Interpreted, it would be slower than
+:mod:`phpsess.core.codec`'s own fast path, so the codec uses it only when it is
 compiled (``codec.NATIVE_PATH``; the tests run it interpreted too, against the exact
-parser).
+parser and the Python encoder).  docs/performance.md (codec) says what each part gained.
 
 It handles ``N``, ``b``, ``i``, ``d``, ``s`` and arrays (``a``), nested at most
 :data:`DEPTH` levels, and nothing else: an object, a reference, an escaped string, an
