@@ -16,7 +16,10 @@ Reference numbering (``r:n``/``R:n``) follows ``ext/standard/var.c`` and
 ``var_unserializer.re``; a :class:`RefContext` holds one numbering context
 so that the session formats (``formats.py``) share it across all keys of a session.
 
-Implementation notes (speed matters; see ``bench/codec.py``).  The decoder works on the
+Implementation notes (speed matters; see ``bench/codec.py``).  In the compiled build,
+the values it handles (no objects nor references) first go through
+:mod:`phpsess.core.fastcodec` (``NATIVE_PATH``), which gives up on anything else; what
+follows is the Python codec, the only one in the plain build.  The decoder works on the
 payload decoded as latin-1, so that character offsets are byte offsets and every slice
 is a ``str``; ASCII strings need no further work (``str.isascii`` is O(1)), others are
 re-encoded and decoded as UTF-8.  A payload without ``r:``/``R:`` first goes through a
