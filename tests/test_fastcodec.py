@@ -203,7 +203,10 @@ def test_what_the_compiled_path_leaves_to_the_python_codec() -> None:
                  b"i:+1;", b"i:1234567890123456789;", b"d:.5;", b"d:NAN;", b"d:INF;", b"b:2;", b"x",
                  b"i:1", b's:3:"ab";', nested(fastcodec.DEPTH + 1)):
         assert native_loads(wire) == "gave up", wire
-        assert outcome(codec.loads, wire) == outcome(exact_loads, wire)
+        got, exact = outcome(codec.loads, wire), outcome(exact_loads, wire)
+        assert got[0] == exact[0]
+        # (the deep one is compared as bytes: == of 1,025 nested lists passes Python's recursion limit)
+        assert python_dumps(got[1]) == python_dumps(exact[1]) if got[0] == "ok" else got == exact
     for value in (PHPObject("C", {}), PHPReference(1), PHPEnum("S", "H"), PHPCustomObject("C", b""), (1, 2),
                   "\ud800", 2**63, {True: 1}, {1.0: 1}, bytearray(b"x")):
         assert native_dumps([value]) is None, value
@@ -215,7 +218,8 @@ def test_what_the_compiled_path_leaves_to_the_python_codec() -> None:
     assert native_dumps(deep) is None
     with native():
         assert codec.dumps(deep) == python_dumps(deep)
-        assert codec.loads(nested(200)) == exact_loads(nested(200))
+        assert python_dumps(codec.loads(nested(200))) == python_dumps(exact_loads(nested(200)))
+        assert python_dumps(codec.loads(nested(2000))) == python_dumps(exact_loads(nested(2000)))
         with pytest.raises(SessionEncodeError):
             codec.dumps(["\ud800"])
         cyclic: list[Any] = []

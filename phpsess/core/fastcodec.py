@@ -12,7 +12,7 @@ compiled (``codec.NATIVE_PATH``; the tests run it interpreted too, against the e
 parser and the Python encoder).  docs/performance.md (codec) says what each part gained.
 
 It handles ``N``, ``b``, ``i``, ``d``, ``s`` and arrays (``a``), nested at most
-:data:`DEPTH` levels, and nothing else: an object, a reference, an escaped string, an
+:data:`DEPTH` (1,024) levels, and nothing else: an object, a reference, an escaped string, an
 unusual number (``i:+1;``, 19 digits, ``d:.5;``, ``NAN``) or any malformed input makes
 it give up (``None``), and the caller runs the Python codec on the same input, which
 decides exactly as before (values, errors and their offsets).  What it returns is
@@ -36,8 +36,12 @@ if TYPE_CHECKING:
 
 __all__ = ["DEPTH", "decode_php", "decode_value", "dump_pairs", "clear_caches"]
 
-#: deepest nesting handled here (the Python codec does deeper, up to max_depth)
-DEPTH: Final = 64
+#: deepest nesting handled here (the Python codec does deeper, up to max_depth, with
+#: its own stack).  This path recurses, two small C frames (~100 bytes each) a level:
+#: at most ~200 KB of stack.  Deep enough that no realistic session, nor the scaling
+#: tests' shapes, falls off it halfway (a value nested deeper is decoded twice: here up
+#: to this depth, then by the Python codec, linear still but several times slower)
+DEPTH: Final = 1024
 
 _PHP_INT_MAX: Final = 9223372036854775807
 _PHP_INT_MIN: Final = -9223372036854775808
@@ -412,7 +416,7 @@ def decode_php(text: str, size: int, max_depth: int, arrays: bool = False) -> di
             if r.pos > size:  # ran into the sentinel
                 return None
             out[name] = v
-    except (_Unsupported, IndexError, ValueError):
+    except (_Unsupported, IndexError, ValueError, RecursionError):  # (interpreted: Python's stack)
         return None
     return out
 
@@ -423,7 +427,7 @@ def decode_value(text: str, size: int, max_depth: int) -> tuple[Any, int] | None
     r = _Reader(text, size, DEPTH if max_depth <= 0 else min(max_depth, DEPTH), False)
     try:
         v = r.value(0)
-    except (_Unsupported, IndexError, ValueError):
+    except (_Unsupported, IndexError, ValueError, RecursionError):  # (interpreted: Python's stack)
         return None
     if r.pos > size:
         return None
@@ -453,7 +457,7 @@ def dump_pairs(pairs: list[tuple[str, Any]], precision: int) -> str | None:
         for prefix, v in pairs:
             out.append(prefix)
             _dump(out, v, precision, 0)
-    except (_Unsupported, UnicodeEncodeError):
+    except (_Unsupported, UnicodeEncodeError, RecursionError):  # (interpreted: Python's stack)
         return None
     return "".join(out)
 
