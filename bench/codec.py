@@ -7,7 +7,12 @@ several repeats, in microseconds per operation, taken in interleaved rounds (eve
 once per round) so that a drift of the machine's speed weighs on all rows alike.
 phpsess is measured twice: "cold" empties its token caches (decoder and encoder)
 before every operation (the first request of a worker), "warm" keeps them (a worker
-that decodes and encodes the same users' sessions again).
+that decodes and encodes the same users' sessions again).  Those two rows decode to
+plain lists and dicts (``session.php_arrays = 0``); the "PHPArrays" row is what a
+request does by default (``session.php_arrays = 1``): arrays decoded as PHPArray
+(``formats.decode(..., php_arrays=True)``), and those encoded.  Run it with the
+compiled build (``scripts/compile.sh``; ``PYTHONPATH=build/compiled``) for the
+figures of a pool worker: the line "build:" says which one ran.
 
     python bench/codec.py            # table
     python bench/codec.py --profile  # plus where phpsess spends its time
@@ -165,9 +170,20 @@ def main(argv: list[str] | None = None) -> int:
         codec.clear_caches()
         return encoding.encode(session, "php")
 
+    arrays = encoding.decode(data, "php", php_arrays=True)
+    assert encoding.encode(arrays, "php") == data, "phpsess round trip (PHPArrays) is not byte-exact"
+
+    def arrays_both() -> Any:
+        return encoding.encode(encoding.decode(data, "php", php_arrays=True), "php")
+
     plan: dict[str, tuple[Callable[[], Any], ...]] = {
         "phpsess (cold caches)": (cold_decode, cold_encode, cold_both),
         "phpsess (warm caches)": (warm_decode, lambda: encoding.encode(session, "php"), warm_both),
+        "phpsess (PHPArrays, warm)": (
+            lambda: encoding.decode(data, "php", php_arrays=True),
+            lambda: encoding.encode(arrays, "php"),
+            arrays_both,
+        ),
     }
     try:
         ps_session = phpserialize_decode(data)
@@ -182,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
     best: dict[str, list[float]] = {name: [float("inf")] * len(fns) for name, fns in plan.items()}
     for _ in range(args.rounds):
         for name, fns in plan.items():
-            if name == "phpsess (warm caches)":
+            if name.startswith("phpsess (") and "cold" not in name:
                 warm_both()  # the cold row emptied the caches
             for i, fn in enumerate(fns):
                 best[name][i] = min(best[name][i], best_us(fn, args.seconds / args.rounds))
@@ -193,14 +209,17 @@ def main(argv: list[str] | None = None) -> int:
     assert php["same"], "PHP's own round trip differs?"
     rows["PHP 8.2 (C)"] = (php["decode"], php["encode"], php["both"])
 
+    from phpsess.compiled import build_name
+
     print(f"payload: {len(data)} bytes, {data.count(b';')} tokens ending in ';' "
           f"(python {sys.version.split()[0]}, {sys.platform})")
-    print(f"{'':24}{'decode':>10}{'encode':>10}{'dec+enc':>10}   µs per operation")
+    print(f"build: {build_name()}, codec's compiled path {'on' if codec.NATIVE_PATH else 'off'}")
+    print(f"{'':28}{'decode':>10}{'encode':>10}{'dec+enc':>10}   µs per operation")
     for name, (d, e, b) in rows.items():
-        print(f"{name:24}{d:10.1f}{e:10.1f}{b:10.1f}")
+        print(f"{name:28}{d:10.1f}{e:10.1f}{b:10.1f}")
     ref = rows.get("phpserialize 1.3")
     php_row = rows["PHP 8.2 (C)"]
-    for name in ("phpsess (cold caches)", "phpsess (warm caches)"):
+    for name in ("phpsess (cold caches)", "phpsess (warm caches)", "phpsess (PHPArrays, warm)"):
         d, e, b = rows[name]
         parts = []
         if ref:

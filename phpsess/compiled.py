@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING, Any, Callable, Literal, TypeVar, Union
 
 __all__ = ["COMPILED_MODULES", "IntOrFalse", "mypyc_attr", "compiled_modules", "build_name"]
 
-#: the request path of a pool worker, in dependency order.  Not lazydata nor
+#: the request path of a pool worker, in dependency order (fastcodec: the codec's
+#: compiled path, which codec.py uses only when it is compiled).  Not lazydata nor
 #: runtime.output: their SessionData (a MutableMapping) and OutputProxy (an
 #: io.TextIOBase), as mypyc classes, would share their ABC's registry
 #: (isinstance({}, SessionData) and isinstance(sys.stdout, OutputProxy) would be true)
@@ -24,6 +25,7 @@ COMPILED_MODULES: tuple[str, ...] = (
     "phpsess.core.ids",
     "phpsess.core.http",
     "phpsess.core.superglobals",
+    "phpsess.core.fastcodec",
     "phpsess.core.formats",
     "phpsess.core.engine",
     "phpsess.core.telemetry",
@@ -73,7 +75,7 @@ def compiled_modules() -> list[str]:
 
 def build_name() -> str:
     """Which build this is, for ``phpsess --version`` and the pools' start-up line:
-    ``"compiled (mypyc, 16 of 16 modules)"``, or ``"plain Python"``."""
+    ``"compiled (mypyc, 17 of 17 modules)"``, or ``"plain Python"``."""
     n = len(compiled_modules())
     if n == 0:
         return "plain Python"

@@ -776,6 +776,7 @@ def test_exact_parser_alone_reads_the_tables(value: Any, wire: bytes, monkeypatc
 
 
 def test_cache_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(codec, "NATIVE_PATH", False)  # the caches of the Python paths
     monkeypatch.setattr(codec, "_CACHE_LIMIT", 50)
     loads(dumps([f"v{i}" for i in range(200)]))
     RefContext()  # a new decode empties caches that grew past the limit
@@ -800,6 +801,7 @@ def test_encoder_value_caches_keep_equal_values_of_other_types_apart() -> None:
 
 
 def test_encoder_caches_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(codec, "NATIVE_PATH", False)  # the caches of the Python encoder
     codec.clear_caches()
     monkeypatch.setattr(codec, "_CACHE_LIMIT", 50)
     dumps([f"v{i}" for i in range(200)] + list(range(200)) + [i / 7 for i in range(1, 200)])

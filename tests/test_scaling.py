@@ -5,7 +5,8 @@ A session of 10,000 empty arrays (``k0|a:0:{}k1|a:0:{}...``, what PHP writes for
 case below builds one shape at a size ``n`` and at ``4 * n`` and checks that the larger
 one takes at most 5 times as long, plus 0.2 ms (a quadratic cost gives 16).  The sizes are
 small (the larger calls take a few ms, and lists stay within the codec's table of 1,024
-ready-made list keys, a constant-factor step): a longer call is interrupted more often by
+ready-made list keys, nesting within the 1,024 levels of its compiled path: both
+constant-factor steps): a longer call is interrupted more often by
 the other processes of a busy machine, and each interruption costs it CPU caches.  Timing is the best of
 a few runs in CPU time of this thread (other processes on the machine do not count),
 re-measured when a ratio looks wrong: noise only ever adds time.

@@ -16,7 +16,10 @@ Reference numbering (``r:n``/``R:n``) follows ``ext/standard/var.c`` and
 ``var_unserializer.re``; a :class:`RefContext` holds one numbering context
 so that the session formats (``formats.py``) share it across all keys of a session.
 
-Implementation notes (speed matters; see ``bench/codec.py``).  The decoder works on the
+Implementation notes (speed matters; see ``bench/codec.py``).  In the compiled build,
+the values it handles (no objects nor references) first go through
+:mod:`phpsess.core.fastcodec` (``NATIVE_PATH``), which gives up on anything else; what
+follows is the Python codec, the only one in the plain build.  The decoder works on the
 payload decoded as latin-1, so that character offsets are byte offsets and every slice
 is a ``str``; ASCII strings need no further work (``str.isascii`` is O(1)), others are
 re-encoded and decoded as UTF-8.  A payload without ``r:``/``R:`` first goes through a
@@ -39,6 +42,7 @@ import threading
 from typing import Any, Callable, Iterable, Iterator, Mapping, Union
 
 from ..errors import SessionDecodeError, SessionEncodeError
+from . import fastcodec
 from .phparray import PHPArray
 from .zend import float_to_string
 
@@ -354,6 +358,7 @@ def clear_caches() -> None:
 
 
 def _clear_encoder_caches() -> None:
+    fastcodec.clear_caches()
     _ARRAY_KEY_PIECES.clear()
     _PROP_KEY_PIECES.clear()
     _STR_PIECES.clear()
@@ -923,6 +928,54 @@ def _charge(ctx: RefContext, n: int) -> None:
 
 #: False runs only the exact parser (the tests compare both paths)
 FAST_PATH = True
+#: whether the compiled path (:mod:`phpsess.core.fastcodec`) runs first, for the values
+#: it handles (with FAST_PATH): when that module is compiled (interpreted, it is slower
+#: than the fast path below; the tests also run it interpreted)
+NATIVE_PATH = not (getattr(fastcodec, "__file__", None) or ".py").endswith(".py")
+
+
+def _native_text(data: bytes | bytearray | memoryview | str) -> str:
+    """The payload as fastcodec reads it: latin-1 text, without the sentinel."""
+    if isinstance(data, str):
+        return data.encode("utf-8", "surrogateescape").decode("latin-1")
+    return (data if type(data) is bytes else bytes(data)).decode("latin-1")
+
+
+def native_decode_php(
+    payload: bytes | bytearray | memoryview, allowed_classes: AllowedClasses, max_depth: int, arrays: bool = False
+) -> dict[Any, Any] | None:
+    """The ``php`` session format through the compiled path, or None (the caller decodes).
+    ``arrays``: arrays as PHPArray, as ``to_php_arrays(..., keep_top=True)`` makes them."""
+    if not (FAST_PATH and NATIVE_PATH):
+        return None
+    if allowed_classes is not True:
+        _allowed_set(allowed_classes)  # its TypeError, as RefContext would raise it
+    text = _native_text(payload)
+    return fastcodec.decode_php(text + ";", len(text), max_depth, arrays)
+
+
+def native_decode_value(
+    data: bytes | bytearray | memoryview | str, allowed_classes: AllowedClasses, max_depth: int
+) -> tuple[Any, int, int] | None:
+    """The value at the start of ``data`` through the compiled path: ``(value, end,
+    size)``, or None (the caller decodes)."""
+    if not (FAST_PATH and NATIVE_PATH):
+        return None
+    if allowed_classes is not True:
+        _allowed_set(allowed_classes)  # its TypeError, as RefContext would raise it
+    text = _native_text(data)
+    got = fastcodec.decode_value(text + ";", len(text), max_depth)
+    if got is None:
+        return None
+    return got[0], got[1], len(text)
+
+
+def native_dump_pairs(pairs: list[tuple[str, Any]], precision: int) -> bytes | None:
+    """:func:`dump_pairs` through the compiled path, encoded, or None (the caller encodes)."""
+    if not (FAST_PATH and NATIVE_PATH):
+        return None
+    text = fastcodec.dump_pairs(pairs, precision)
+    return None if text is None else text.encode("utf-8", "surrogateescape")
 
 
 _LIST_TOKENS = tuple(k[:-1] for k in _LIST_KEYS)  # "i:0", "i:1", ...
@@ -1270,6 +1323,9 @@ def loads(
 
 
 def _loads(data: bytes | bytearray | memoryview | str, allowed_classes: AllowedClasses, max_depth: int) -> Any:
+    native = native_decode_value(data, allowed_classes, max_depth)
+    if native is not None and native[1] == native[2]:
+        return native[0]
     ctx = RefContext(allowed_classes=allowed_classes, max_depth=max_depth)
     nxt = _fast_pieces(ctx, data)
     if not ctx.size:
@@ -1634,6 +1690,9 @@ def dumps(value: Any, *, precision: int = -1) -> bytes:
     :raises SessionEncodeError: for ints outside 64 bits, strings with lone
         surrogates, and types PHP has no equivalent for (set, functions, objects).
     """
+    native = native_dump_pairs([("", value)], precision)
+    if native is not None:
+        return native
     out: list[str] = []
     dump_pairs(out, (("", value),), RefContext(), precision)
     return "".join(out).encode("utf-8", "surrogateescape")

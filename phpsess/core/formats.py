@@ -43,7 +43,11 @@ from .codec import (
     _charge,
     _fast_end,
     _fast_pieces,
+    native_decode_php,
+    native_decode_value,
+    native_dump_pairs,
     php_array_key,
+    to_php_arrays,
     trim_caches,
 )
 from . import igbinary
@@ -126,6 +130,9 @@ def _encode_named(
         pairs.append((h, value))
     if not pairs:
         return None
+    native = native_dump_pairs(pairs, precision)
+    if native is not None:
+        return native
     out: list[str] = []
     dump_pairs(out, iter(pairs), RefContext(), precision)
     return _finish(out)
@@ -166,8 +173,11 @@ def encode_php_binary(
 
 def encode_php_serialize(data: Mapping[Any, Any], *, precision: int = -1) -> bytes:
     """``php_serialize`` handler: ``serialize($_SESSION)`` (``a:0:{}`` when empty)."""
-    out: list[str] = []
     value = data if type(data) is dict else dict(data.items())
+    native = native_dump_pairs([("", value)], precision)
+    if native is not None:
+        return native
+    out: list[str] = []
     dump_pairs(out, iter((("", value),)), RefContext(), precision)
     return _finish(out)
 
@@ -299,6 +309,9 @@ def decode_php(
 
     :raises SessionDecodeError: a name without ``|`` (also a trailing one), a bad value.
     """
+    native = native_decode_php(payload, allowed_classes, max_depth)
+    if native is not None:
+        return native
     return _decode_named(payload, _php_split, _php_name_at, allowed_classes, max_depth)
 
 
@@ -329,13 +342,17 @@ def decode_php_serialize(
     """
     if not payload:
         return {}
+    native = native_decode_value(payload, allowed_classes, max_depth)
     ctx = RefContext(allowed_classes=allowed_classes, max_depth=max_depth)
-    nxt = _fast_pieces(ctx, payload)
+    nxt = None if native is not None else _fast_pieces(ctx, payload)
     value: Any
     try:
-        if nxt is None:
+        if native is not None:
+            value = native[0]
+        elif nxt is None:
             raise _Fallback
-        value = _fast_value(nxt(), nxt, ctx)[0]
+        else:
+            value = _fast_value(nxt(), nxt, ctx)[0]
     except (_Fallback, StopIteration):
         text = ctx.text_of(payload)
         cell: list[Any] = []
@@ -356,14 +373,25 @@ def decode(
     *,
     allowed_classes: AllowedClasses = True,
     max_depth: int = MAX_DEPTH,
+    php_arrays: bool = False,
 ) -> Any:
     """Decode a stored session payload written with ``handler``.
 
+    :param php_arrays: the arrays in the values as :class:`PHPArray`
+        (``session.php_arrays``), i.e. ``codec.to_php_arrays(result, keep_top=True)``.
     :returns: the session data as a dict.  With ``php_serialize`` a payload that is
         not an array comes back as the value itself (see :func:`decode_php_serialize`).
     :raises SessionDecodeError: where PHP fails to decode (and destroys the session).
     :raises ValueError: unknown handler.
     """
+    if php_arrays:
+        if handler == "php":
+            native = native_decode_php(payload, allowed_classes, max_depth, True)
+            if native is not None:
+                return native
+        return to_php_arrays(
+            decode(payload, handler, allowed_classes=allowed_classes, max_depth=max_depth), keep_top=True
+        )
     if handler == "php":
         return decode_php(payload, allowed_classes=allowed_classes, max_depth=max_depth)
     if handler == "php_serialize":

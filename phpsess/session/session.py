@@ -30,7 +30,6 @@ from ..errors import (
     SessionDecodeError,
 )
 from ..storage.base import SaveHandler, handler_class
-from ..core.codec import to_php_arrays
 from ..core.lazydata import SPANS, Entries, SessionData, encode_entries, is_array
 from ..core.state import NEXT_PHASE, STATUS, Event, Phase, Status
 
@@ -557,13 +556,7 @@ class Session:
             if entries is not None:
                 # exactly what this process last wrote: decode each key on first use
                 return SessionData(raw, entries, php_arrays=self.config.php_arrays)
-        return self._arrays(encoding.decode(raw, handler))
-
-    def _arrays(self, decoded: Any) -> Any:
-        """Decoded session data with its arrays as PHPArray (``session.php_arrays``)."""
-        if self.config.php_arrays:
-            return to_php_arrays(decoded, keep_top=True)
-        return decoded
+        return encoding.decode(raw, handler, php_arrays=self.config.php_arrays)
 
     def _cancel_decode(self) -> None:
         """php_session_cancel_decode(): destroy the stored session, fresh $_SESSION."""
@@ -1028,7 +1021,10 @@ class Session:
             self.diagnose("Session data cannot be decoded when there is no active session")
             return False
         try:
-            decoded = self._arrays(encoding.decode(payload, self.config.serialize_handler)) if payload else {}
+            decoded = (
+                encoding.decode(payload, self.config.serialize_handler, php_arrays=self.config.php_arrays)
+                if payload else {}
+            )
         except SessionDecodeError:
             self._cancel_decode()
             return False

@@ -329,10 +329,12 @@ def records(corpus: list[dict[str, Any]], kind: str) -> Iterator[tuple[str, byte
             yield r["name"], base64.b64decode(r["payload"]), r["desc"]
 
 
-@pytest.mark.parametrize("fast", [True, False], ids=["fast-path", "exact-parser"])
-def test_php_serialize_output_round_trips_byte_exact(corpus: list[dict[str, Any]], fast: bool,
+@pytest.mark.parametrize(("fast", "native"), [(True, True), (True, False), (False, False)],
+                         ids=["compiled-path", "fast-path", "exact-parser"])
+def test_php_serialize_output_round_trips_byte_exact(corpus: list[dict[str, Any]], fast: bool, native: bool,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(codec, "FAST_PATH", fast)
+    monkeypatch.setattr(codec, "NATIVE_PATH", native)  # (interpreted, in the plain build)
     failures = []
     count = 0
     for name, payload, php_desc in records(corpus, "ser"):
@@ -364,10 +366,12 @@ def test_igbinary_serialize_output_round_trips_byte_exact(corpus: list[dict[str,
 
 
 @pytest.mark.parametrize("handler", encoding.HANDLERS)
-@pytest.mark.parametrize("fast", [True, False], ids=["fast-path", "exact-parser"])
+@pytest.mark.parametrize(("fast", "native"), [(True, True), (True, False), (False, False)],
+                         ids=["compiled-path", "fast-path", "exact-parser"])
 def test_php_session_encode_output_round_trips_byte_exact(corpus: list[dict[str, Any]], handler: str, fast: bool,
-                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+                                                          native: bool, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(codec, "FAST_PATH", fast)
+    monkeypatch.setattr(codec, "NATIVE_PATH", native)  # (interpreted, in the plain build)
     failures = []
     count = 0
     for name, payload, php_desc in records(corpus, handler):
