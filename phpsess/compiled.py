@@ -75,7 +75,7 @@ def compiled_modules() -> list[str]:
 
 def build_name() -> str:
     """Which build this is, for ``phpsess --version`` and the pools' start-up line:
-    ``"compiled (mypyc, 17 of 17 modules)"``, or ``"plain Python"``."""
+    ``"compiled (mypyc, 22 of 22 modules)"``, or ``"plain Python"``."""
     n = len(compiled_modules())
     if n == 0:
         return "plain Python"
