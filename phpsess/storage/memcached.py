@@ -146,22 +146,31 @@ def client_for(server: MemcachedServer, connect_timeout: float = _CONNECT_TIMEOU
 # before 1.6) get the classic commands through pymemcache, as before.
 
 
+def _connect(server: MemcachedServer, timeout: float) -> socket.socket:
+    """A new socket connected to ``server`` (unix or TCP), with ``timeout`` set.
+
+    :raises OSError: the server cannot be reached.
+    """
+    if not server.unix:
+        return socket.create_connection((server.host, server.port), timeout=timeout)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(timeout)
+    try:
+        sock.connect(server.name)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
 class _MetaConn:
     """One socket to a memcached server, and the bytes read from it not yet consumed."""
 
     __slots__ = ("sock", "buf", "reused")
 
     def __init__(self, server: MemcachedServer, connect_timeout: float) -> None:
-        if server.unix:
-            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            sock.settimeout(connect_timeout)
-            try:
-                sock.connect(server.name)
-            except OSError:
-                sock.close()
-                raise
-        else:
-            sock = socket.create_connection((server.host, server.port), timeout=connect_timeout)
+        sock = _connect(server, connect_timeout)
+        if not server.unix:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         sock.settimeout(_IO_TIMEOUT)
         self.sock = sock
@@ -982,16 +991,7 @@ def _metadump(server: MemcachedServer, timeout: float) -> Iterator[tuple[str, in
     :raises OSError: the server cannot be reached.
     :raises ValueError: it refused the command (memcached older than 1.4.31).
     """
-    if server.unix:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.settimeout(max(timeout, _IO_TIMEOUT))
-        try:
-            sock.connect(server.name)
-        except OSError:
-            sock.close()
-            raise
-    else:
-        sock = socket.create_connection((server.host, server.port), timeout=max(timeout, _IO_TIMEOUT))
+    sock = _connect(server, max(timeout, _IO_TIMEOUT))
     with sock:
         sock.sendall(b"lru_crawler metadump all\r\n")
         with sock.makefile("rb") as reply:
