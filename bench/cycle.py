@@ -3,10 +3,12 @@
 Runs, in one process each, a loop over 100 sessions round robin (files
 handler, same disk) and prints µs per cycle for PHP (``php -n`` CLI) and for
 phpsess, with the ratio, on an ordinary disk (a directory under /var/tmp) and
-on tmpfs (/dev/shm).  Also a "large session" case: a 10 KB session where the
-request reads one key.
+on tmpfs (/dev/shm).  Also a "+200 B nested" case (a small nested array rewritten
+every cycle besides the counter) and a "large session" case: a 10 KB session where
+the request reads one key.  The compiled build by default (``--build plain``: this
+checkout as plain Python); the first line says which ran.
 
-    python3 bench/cycle.py [--cycles 20000] [--sessions 100]
+    python3 bench/cycle.py [--cycles 20000] [--sessions 100] [--build plain]
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ for ($i = 0; $i < %(cycles)d; $i++) {
   session_id($ids[$i %% %(sessions)d]);
   session_start();
   $_SESSION['n'] = ($_SESSION['n'] ?? 0) + 1;
+  if (%(nested)s) { $_SESSION['v'] = ['note' => str_repeat('x', 120), 'at' => $i, 'tags' => ['a', 'b', 'c'], 'ok' => true]; }
   session_write_close();
 }
 $dt = (hrtime(true) - $t) / 1e3;
@@ -64,15 +67,19 @@ for i in range(%(cycles)d):
     session_id(ids[i %% %(sessions)d])
     session_start()
     S["n"] = S.get("n", 0) + 1
+    if %(nested)s:
+        S["v"] = {"note": "x" * 120, "at": i, "tags": ["a", "b", "c"], "ok": True}
     session_write_close()
 dt = time.perf_counter() - t
 print(dt * 1e6 / %(cycles)d)
 """
 
 
-def run_php(path: str, cycles: int, sessions: int, big: bool) -> float:
-    """µs per cycle of PHP's own loop."""
-    code = PHP_LOOP % {"sessions": sessions, "cycles": cycles, "big": "true" if big else "false"}
+def run_php(path: str, cycles: int, sessions: int, big: bool, nested: bool = False) -> float:
+    """µs per cycle of PHP's own loop (``nested``: a ~200-byte nested value rewritten
+    every cycle too)."""
+    code = PHP_LOOP % {"sessions": sessions, "cycles": cycles, "big": "true" if big else "false",
+                       "nested": "true" if nested else "false"}
     out = subprocess.run(
         ["php", "-n", "-d", f"session.save_path={path}", "-d", "session.gc_probability=0",
          "-d", "session.use_cookies=0", "-d", "session.cache_limiter=", "-r", code],
@@ -81,10 +88,32 @@ def run_php(path: str, cycles: int, sessions: int, big: bool) -> float:
     return float(out.stdout.strip().splitlines()[-1])
 
 
-def run_py(path: str, cycles: int, sessions: int, big: bool) -> float:
-    """µs per cycle of the same loop through phpsess."""
-    code = PY_LOOP % {"root": os.path.dirname(HERE), "path": path, "sessions": sessions,
-                      "cycles": cycles, "big": big}
+def phpsess_root(build: str) -> str:
+    """Where the measured phpsess is: ``$PHPSESS_TEST_PYTHONPATH`` when set, else the
+    ``compiled`` build (scripts/compile.sh builds build/compiled now) or this ``plain``
+    checkout."""
+    if os.environ.get("PHPSESS_TEST_PYTHONPATH"):
+        return os.environ["PHPSESS_TEST_PYTHONPATH"]
+    root = os.path.dirname(HERE)
+    if build == "plain":
+        return root
+    out = subprocess.run(["bash", os.path.join(root, "scripts", "compile.sh"), os.path.join(root, "build", "compiled")],
+                         capture_output=True, text=True)
+    if out.returncode != 0:
+        raise SystemExit(f"scripts/compile.sh failed:\n{out.stderr}{out.stdout}")
+    return out.stdout.strip().splitlines()[-1]
+
+
+def build_name(root: str) -> str:
+    """``phpsess.compiled.build_name()`` of the copy under ``root``."""
+    code = f"import sys; sys.path.insert(0, {root!r}); from phpsess.compiled import build_name; print(build_name())"
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+
+
+def run_py(path: str, cycles: int, sessions: int, big: bool, root: str, nested: bool = False) -> float:
+    """µs per cycle of the same loop through the phpsess under ``root``."""
+    code = PY_LOOP % {"root": root, "path": path, "sessions": sessions,
+                      "cycles": cycles, "big": big, "nested": nested}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     if out.returncode:
         raise SystemExit(out.stderr)
@@ -97,22 +126,27 @@ def main() -> None:
     ap.add_argument("--cycles", type=int, default=20000)
     ap.add_argument("--sessions", type=int, default=100)
     ap.add_argument("--repeat", type=int, default=3, help="best of N runs each")
+    ap.add_argument("--build", choices=("compiled", "plain"), default="compiled",
+                    help="which phpsess: compiled (scripts/compile.sh builds build/compiled) or plain "
+                    "(this checkout); $PHPSESS_TEST_PYTHONPATH overrides both")
     args = ap.parse_args()
-    print(f"{'where':<28}{'PHP µs':>10}{'phpsess µs':>12}{'PHP/phpsess':>13}")
+    root = phpsess_root(args.build)
+    print(f"phpsess: {build_name(root)} ({root})")
+    print(f"{'where':<38}{'PHP µs':>10}{'phpsess µs':>12}{'PHP/phpsess':>13}")
     for label, base in (("disk (/var/tmp, ext4)", "/var/tmp"), ("tmpfs (/dev/shm)", "/dev/shm")):
-        for big in (False, True):
+        for big, nested in ((False, False), (False, True), (True, False)):
             php_best = py_best = float("inf")
             for _ in range(args.repeat):
                 d1 = tempfile.mkdtemp(prefix="phpsess-bench-", dir=base)
                 d2 = tempfile.mkdtemp(prefix="phpsess-bench-", dir=base)
                 try:
-                    php_best = min(php_best, run_php(d1, args.cycles, args.sessions, big))
-                    py_best = min(py_best, run_py(d2, args.cycles, args.sessions, big))
+                    php_best = min(php_best, run_php(d1, args.cycles, args.sessions, big, nested))
+                    py_best = min(py_best, run_py(d2, args.cycles, args.sessions, big, root, nested))
                 finally:
                     shutil.rmtree(d1, ignore_errors=True)
                     shutil.rmtree(d2, ignore_errors=True)
-            name = label + (", 10 KB" if big else "")
-            print(f"{name:<28}{php_best:>10.1f}{py_best:>12.1f}{php_best / py_best:>12.2f}x")
+            name = label + (", 10 KB" if big else "") + (", +200 B nested" if nested else "")
+            print(f"{name:<38}{php_best:>10.1f}{py_best:>12.1f}{php_best / py_best:>12.2f}x")
             sys.stdout.flush()
 
 
