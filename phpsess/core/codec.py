@@ -371,6 +371,7 @@ def _clear_encoder_caches() -> None:
 # --------------------------------------------------------------------------------------
 
 _CANONICAL_INT = re.compile(r"-?[1-9][0-9]{0,18}|0")
+_INT_STARTS = frozenset("-0123456789")  # how a canonical decimal key can begin
 
 
 def php_array_key(key: str | bytes | int) -> str | bytes | int:
@@ -379,6 +380,8 @@ def php_array_key(key: str | bytes | int) -> str | bytes | int:
     ``"5"`` -> ``5``, ``"-3"`` -> ``-3``; ``"05"``, ``"-0"``, ``"+1"``, ``" 1"`` and
     values outside the 64-bit range stay strings (``ZEND_HANDLE_NUMERIC_STR``).
     """
+    if type(key) is str and (not key or key[0] not in _INT_STARTS):
+        return key  # the usual name-like key, at once
     if isinstance(key, int):
         return int(key)
     s = key.decode("latin-1") if isinstance(key, bytes) else key

@@ -125,6 +125,7 @@ def encode_entries(
     entries: Entries = []
     skipped: list[int] = []
     pos = 0
+    native = codec.NATIVE_PATH
     items = data.raw_items() if isinstance(data, SessionData) else (
         (k, None, v) for k, v in data.items()
     )
@@ -147,6 +148,8 @@ def encode_entries(
                 raw = b"i:%d;" % value
             elif t is bool or value is None:
                 raw = b"b:1;" if value is True else b"b:0;" if value is False else b"N;"
+            elif native and (raw := codec.native_dump_pairs([("", value)], -1)) is not None:
+                pass  # the compiled encoder writes no objects nor references: self-contained
             elif not _plain(value):
                 return None, None  # nothing reported: the caller encodes the whole session
             else:
