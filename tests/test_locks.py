@@ -197,6 +197,29 @@ def test_registry_of_a_forked_child_is_its_own(registry: Path) -> None:
     assert (registry / f"phpsess-locks.{os.getpid()}").exists()
 
 
+
+def test_a_pool_worker_prepares_its_registry_without_sweeping(registry: Path) -> None:
+    """A pool worker's registry costs no scan of the directory (its master deletes each
+    worker's registry as it reaps it): every new worker would pay for a crowded directory
+    in private memory.  A process on its own still sweeps."""
+    stale = registry / "phpsess-locks.999999999"  # no such pid: left by an ended process
+    stale.write_bytes(b"\0" * 4096)
+    assert locks.prepare(sweep=False)
+    assert (registry / f"phpsess-locks.{os.getpid()}").exists()
+    assert stale.exists()
+    locks._registry = locks._Registry()  # a new process (the fixture restores the original)
+    assert locks.prepare()
+    assert not stale.exists()
+
+
+def test_the_sweep_streams_a_crowded_directory(registry: Path) -> None:
+    """Thousands of unrelated entries (the gc lock files of many save paths) are walked
+    one at a time, and only stale registries go."""
+    for i in range(3000):
+        (registry / f"gc-{i:024x}.lock").touch()
+    (registry / "phpsess-locks.999999999").write_bytes(b"\0" * 4096)
+    assert locks.clean_registry() == 1
+    assert len(list(registry.iterdir())) == 3000
 def test_files_handler_records_its_lock_and_the_inspector_reports_held_seconds(registry: Path, tmp_path: Path) -> None:
     save = tmp_path / "s"
     save.mkdir()

@@ -68,9 +68,10 @@ class ScriptWorker(Worker):
 
     def setup(self) -> None:
         """Output through the request's proxy; the lock registry opened now, so the worker's
-        descriptors stay the same from its first request on."""
+        descriptors stay the same from its first request on (no sweep of ended processes'
+        registries: the master deletes its workers' as it reaps them)."""
         install_output_proxy()
-        registry.prepare()
+        registry.prepare(sweep=False)
 
     def begin(self) -> RequestTimes:
         """Start measuring a request (its CPU counted from the end of the previous one: one

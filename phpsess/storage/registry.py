@@ -29,6 +29,7 @@ import stat
 import struct
 import threading
 import time
+from typing import Iterator
 
 from .rundir import is_private_dir, runtime_dir
 
@@ -161,7 +162,7 @@ class _Registry:
         self.request_written = True
         self.request_seq = 0
 
-    def _setup(self) -> bool:
+    def _setup(self, sweep: bool = True) -> bool:
         pid = os.getpid()
         if self.pid == pid:
             return self.map is not None
@@ -195,8 +196,10 @@ class _Registry:
         self.path = path
         atexit.register(self._remove, pid, path)
         # processes that ended through os._exit (forked workers) left theirs behind:
-        # each new registry sweeps them, so they never pile up
-        clean_registry(os.path.dirname(path))
+        # each new registry sweeps them, so they never pile up (a pool's master deletes
+        # its workers' as it reaps them: they need not sweep)
+        if sweep:
+            clean_registry(os.path.dirname(path))
         return True
 
     @staticmethod
@@ -280,14 +283,19 @@ def set_request(method: str, uri: str, script: str, started: float | None = None
     _registry.set_request(time.time() if started is None else started, method, uri, script)
 
 
-def prepare() -> bool:
+def prepare(sweep: bool = True) -> bool:
     """Set up this process's registry now rather than at its first lock (a pool worker
-    at start: its descriptors stay the same from then on).  True when recording is on."""
+    at start: its descriptors stay the same from then on).  True when recording is on.
+
+    :param sweep: also delete the registries that ended processes left behind; a pool
+        worker passes False (its master deletes each worker's as it reaps it, and a sweep
+        of a crowded directory would cost every new worker private memory).
+    """
     try:
         with _registry.mutex:
             if _registry.forked or _registry.map is None:
                 _registry.forked = False
-                if _registry.disabled or not _registry._setup():
+                if _registry.disabled or not _registry._setup(sweep):
                     _registry.disabled = True
                     return False
             return True
@@ -359,11 +367,16 @@ def clean_registry(directory: str | None = None) -> int:
     if d is None or _off(d):
         return 0
     me = os.geteuid()
-    deleted = 0
     try:
-        entries = list(os.scandir(d))
+        entries = os.scandir(d)  # one entry at a time: a crowded directory costs no memory
     except OSError:
         return 0
+    with entries:
+        return _clean_entries(entries, me)
+
+
+def _clean_entries(entries: Iterator[os.DirEntry[str]], me: int) -> int:
+    deleted = 0
     for entry in entries:
         name = entry.name
         if not name.startswith("phpsess-locks."):
