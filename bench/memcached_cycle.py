@@ -28,7 +28,6 @@ import os
 import socket
 import subprocess
 import sys
-import threading
 from typing import Any
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -36,7 +35,7 @@ ROOT = os.path.dirname(HERE)
 if ROOT not in sys.path:
     sys.path.append(ROOT)
 
-__all__ = ["TripCounter", "main"]
+__all__ = ["main"]
 
 PHP_EXTENSIONS = ["-d", "extension=igbinary.so", "-d", "extension=msgpack.so", "-d", "extension=memcached.so"]
 
@@ -85,69 +84,6 @@ BUILD = "plain"
 
 STATS = ("cmd_get", "cmd_set", "cmd_touch", "delete_hits", "delete_misses", "cas_hits", "cas_misses",
          "cas_badval", "get_hits", "get_misses", "total_connections")
-
-
-class TripCounter:
-    """A TCP proxy on 127.0.0.1 in front of one memcached that counts round trips (client
-    sends after a reply, or first) and connections.  Threads; ``close()`` stops it."""
-
-    def __init__(self, upstream: tuple[str, int]) -> None:
-        self.upstream = upstream
-        self.trips = 0
-        self.connections = 0
-        self._lock = threading.Lock()
-        self._srv = socket.create_server(("127.0.0.1", 0))
-        self.port = self._srv.getsockname()[1]
-        self._closing = False
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def reset(self) -> None:
-        """Zero the counters."""
-        with self._lock:
-            self.trips = self.connections = 0
-
-    def _accept(self) -> None:
-        while not self._closing:
-            try:
-                client, _ = self._srv.accept()
-            except OSError:
-                return
-            server = socket.create_connection(self.upstream)
-            for s in (client, server):
-                s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            with self._lock:
-                self.connections += 1
-            state = {"waiting": False}
-            threading.Thread(target=self._pump, args=(client, server, state, True), daemon=True).start()
-            threading.Thread(target=self._pump, args=(server, client, state, False), daemon=True).start()
-
-    def _pump(self, src: socket.socket, dst: socket.socket, state: dict[str, bool], request: bool) -> None:
-        try:
-            while True:
-                data = src.recv(65536)
-                if not data:
-                    break
-                with self._lock:
-                    if request and not state["waiting"]:
-                        self.trips += 1
-                        state["waiting"] = True
-                    elif not request:
-                        state["waiting"] = False
-                dst.sendall(data)
-        except OSError:
-            pass
-        finally:
-            for s in (src, dst):
-                try:
-                    s.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-            src.close()
-
-    def close(self) -> None:
-        """Stop accepting (open connections end when their client closes)."""
-        self._closing = True
-        self._srv.close()
 
 
 def server_stats(port: int) -> dict[str, int]:
@@ -210,6 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     from tests.integration.memcached_server import MemcachedProcess
+    from tests.integration.trip_proxy import RoundTripProxy
 
     import phpsess
     from phpsess.compiled import compiled_modules
@@ -225,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
         ("phpsess", lambda port, n: run_py(port, n, args.sessions, args.profile)),
     ]
     with MemcachedProcess() as mc:
-        proxy = TripCounter(("127.0.0.1", mc.port))
+        proxy = RoundTripProxy(mc.port)
         try:
             print(f"{'side':<36}{'trips/cycle':>12}{'conns/cycle':>12}  commands/cycle (memcached stats)")
             for name, fn in sides:

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import select
 import socket
 import statistics
 import subprocess
@@ -143,62 +142,6 @@ def run_py(handler: str, save_path: str, cycles: int, sessions: int, path: list[
     return float(us), int(n), sends
 
 
-class CountingProxy:
-    """A TCP proxy to a redis-server that counts connections and round trips (a client
-    send after a server reply, or the first send of a connection)."""
-
-    def __init__(self, port: int) -> None:
-        self.target = ("127.0.0.1", port)
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self.listener.getsockname()[1]
-        self.connections = 0
-        self.trips = 0
-        self._lock = threading.Lock()
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def reset(self) -> None:
-        """Zero the counters."""
-        with self._lock:
-            self.connections = self.trips = 0
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self.listener.accept()
-            except OSError:
-                return
-            with self._lock:
-                self.connections += 1
-            threading.Thread(target=self._pump, args=(client,), daemon=True).start()
-
-    def _pump(self, client: socket.socket) -> None:
-        server = socket.create_connection(self.target)
-        for s in (client, server):
-            s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        replied = True  # a client's first send is a trip
-        try:
-            while True:
-                ready, _, _ = select.select([client, server], [], [])
-                for s in ready:
-                    data = s.recv(65536)
-                    if not data:
-                        return
-                    if s is client:
-                        if replied:
-                            with self._lock:
-                                self.trips += 1
-                            replied = False
-                        server.sendall(data)
-                    else:
-                        replied = True
-                        client.sendall(data)
-        except OSError:
-            return
-        finally:
-            client.close()
-            server.close()
-
-
 class Monitor:
     """MONITOR on cluster nodes: counts the commands clients send (not a script's own, nor
     the replication stream)."""
@@ -281,6 +224,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from tests.integration.redis_cluster import RedisCluster
     from tests.integration.redis_server import RedisProcess
+    from tests.integration.trip_proxy import RoundTripProxy
 
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs; {args.cycles} cycles over {args.sessions} "
           f"sessions, {args.repeat} rounds; " + ", ".join(f"{label} from {path[0]}" for label, path in builds),
@@ -314,7 +258,7 @@ def main(argv: list[str] | None = None) -> int:
     n = args.count_cycles
     if args.only in (None, "redis"):
         with RedisProcess() as rs:
-            proxy = CountingProxy(rs.port)
+            proxy = RoundTripProxy(rs.port)
             via = f"tcp://127.0.0.1:{proxy.port}"
             counted: dict[str, str] = {}
             runs: dict[str, Any] = {"php": php("redis", rs.url),

@@ -64,6 +64,8 @@ __all__ = [
     "DESTROY_SCRIPT",
     "REFRESH_SCRIPT",
     "STORE_RELEASE_SCRIPT",
+    "release_script",
+    "store_release_script",
     "PHPREDIS_RELEASE_SCRIPT",
     "lock_secret",
     "client_for",
@@ -76,16 +78,22 @@ PHPREDIS_RELEASE_SCRIPT = (
     'if redis.call("get",KEYS[1]) == ARGV[1] then return redis.call("del",KEYS[1]) else return 0 end'
 )
 
-#: compare-and-delete, then wake the waiters.  KEYS: lock.  ARGV: secret.
-#: (pcall: a user whose ACL forbids the channel still releases; its waiters poll)
-RELEASE_SCRIPT = """
+
+def release_script(publish: str) -> str:
+    """Compare-and-delete, then wake the waiters with ``publish`` (``publish``, or
+    ``spublish`` on a cluster: the lock's shard channel).  KEYS: lock.  ARGV: secret.
+    (pcall: a user whose ACL forbids the channel still releases; its waiters poll.)"""
+    return f"""
 if redis.call("get", KEYS[1]) == ARGV[1] then
   redis.call("del", KEYS[1])
-  redis.pcall("publish", KEYS[1], "released")
+  redis.pcall("{publish}", KEYS[1], "released")
   return 1
 end
 return 0
 """
+
+
+RELEASE_SCRIPT = release_script("publish")
 
 #: SETEX only while the lock is ours.  KEYS: lock, session.  ARGV: secret, ttl, data.
 WRITE_SCRIPT = """

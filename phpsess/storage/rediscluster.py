@@ -62,7 +62,7 @@ from ..core.rediscluster_url import ClusterConfig, SavePathError, key_slot, pars
 from ..errors import SaveHandlerError
 from ..core.redis_url import LockOptions
 from .base import StoredLock
-from .redis import REFRESH_SCRIPT, TOUCH_SCRIPT, WRITE_SCRIPT, _bytes, store_release_script
+from .redis import REFRESH_SCRIPT, TOUCH_SCRIPT, WRITE_SCRIPT, _bytes, release_script, store_release_script
 from .redisbase import Held, LockedKeyHandler, close_quietly
 from .redislink import Links, Script
 
@@ -81,15 +81,8 @@ redis.call("set", KEYS[1], ARGV[1], "px", ARGV[2])
 return {1, redis.call("get", KEYS[2])}
 """
 
-#: compare-and-delete, then wake the waiters on the lock's shard channel.  KEYS: lock.  ARGV: secret.
-RELEASE_SCRIPT = """
-if redis.call("get", KEYS[1]) == ARGV[1] then
-  redis.call("del", KEYS[1])
-  redis.pcall("spublish", KEYS[1], "released")
-  return 1
-end
-return 0
-"""
+#: compare-and-delete, then wake the waiters on the lock's shard channel
+RELEASE_SCRIPT = release_script("spublish")
 
 #: DEL the session and release the lock, only while the lock is ours.  KEYS: lock, session.
 #: ARGV: secret.  (Retried after a lost reply, it finds both gone: 2.)

@@ -18,62 +18,15 @@ from phpsess.errors import LockTimeout, SaveHandlerError
 from phpsess.storage import memcached as mc_module
 from phpsess.storage.memcached import MemcachedHandler, speaks_meta
 from tests.integration.memcached_server import MemcachedProcess, memcached_server  # noqa: F401
+from tests.integration.trip_proxy import RoundTripProxy
 
 pytestmark = pytest.mark.slow
 
 
-class _Proxy:
-    """Forwards 127.0.0.1:port to a memcached and counts round trips: the client's sends
-    that follow a reply (pipelined commands count once)."""
-
-    def __init__(self, upstream_port: int) -> None:
-        self.trips = 0
-        self._lock = threading.Lock()
-        self._srv = socket.create_server(("127.0.0.1", 0))
-        self.port = self._srv.getsockname()[1]
-        self._upstream = upstream_port
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self._srv.accept()
-            except OSError:
-                return
-            server = socket.create_connection(("127.0.0.1", self._upstream))
-            state = [False]
-            threading.Thread(target=self._pump, args=(client, server, state, True), daemon=True).start()
-            threading.Thread(target=self._pump, args=(server, client, state, False), daemon=True).start()
-
-    def _pump(self, src: socket.socket, dst: socket.socket, state: list[bool], request: bool) -> None:
-        try:
-            while data := src.recv(65536):
-                with self._lock:
-                    if request and not state[0]:
-                        self.trips += 1
-                    state[0] = request
-                dst.sendall(data)
-        except OSError:
-            pass
-        finally:
-            for s in (src, dst):
-                try:
-                    s.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-            src.close()
-
-    def close(self) -> None:
-        self._srv.close()
-
-
 @pytest.fixture()
-def proxy(memcached_server: MemcachedProcess) -> Iterator[_Proxy]:  # noqa: F811
-    p = _Proxy(memcached_server.port)
-    try:
+def proxy(memcached_server: MemcachedProcess) -> Iterator[RoundTripProxy]:  # noqa: F811
+    with RoundTripProxy(memcached_server.port) as p:
         yield p
-    finally:
-        p.close()
 
 
 def make(save_path: str, **ini: object) -> MemcachedHandler:
@@ -90,7 +43,7 @@ def cycle(save_path: str, sid: str, payload: bytes) -> bytes:
     return data
 
 
-def test_a_locked_cycle_is_four_round_trips_as_php_memcacheds(proxy: _Proxy) -> None:
+def test_a_locked_cycle_is_four_round_trips_as_php_memcacheds(proxy: RoundTripProxy) -> None:
     save_path = f"127.0.0.1:{proxy.port}"
     sid = ids.create_id(SessionConfig())
     cycle(save_path, sid, b"n|i:1;")  # the connection, and the meta protocol probe
@@ -155,7 +108,7 @@ def test_a_pooled_connection_closed_by_a_restart_is_replaced() -> None:
         assert cycle(save_path, sid, b"n|i:3;") == b"n|i:2;"
 
 
-def test_the_last_write_and_the_release_are_one_round_trip(proxy: _Proxy,
+def test_the_last_write_and_the_release_are_one_round_trip(proxy: RoundTripProxy,
                                                            memcached_server: MemcachedProcess) -> None:  # noqa: F811
     save_path = f"127.0.0.1:{proxy.port}"
     sid = ids.create_id(SessionConfig())
