@@ -510,19 +510,64 @@ CYCLE_FREE_SCRIPTS = {
 }
 
 
+class _Monitor:
+    """A pool worker's lock monitor (its scoreboard slot's), long-lived as the slot is."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, str, bool, float]] = []
+
+    def __call__(self, sid: str, where: str, waiting: bool, waited: float) -> None:
+        self.calls.append((sid, where, waiting, waited))
+
+
+@pytest.mark.parametrize("monitored", [False, True], ids=["plain", "lock monitor"])
 @pytest.mark.parametrize("name", sorted(CYCLE_FREE_SCRIPTS))
 def test_a_finished_request_leaves_nothing_for_the_cycle_collector(
-    root: Path, tmp_path: Path, name: str, capsys: pytest.CaptureFixture[str]
+    root: Path, tmp_path: Path, name: str, monitored: bool, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """A pool worker pays for every object a request leaves in a reference cycle
     (the collector's passes cost ~15 % of a new-session request when Request and
-    Session referred to each other): everything of a request must die by refcount."""
+    Session referred to each other): everything of a request must die by refcount,
+    also with the lock monitor a pool worker passes (the handler's wait callback once
+    referred back to the session that caches the handler)."""
     save = tmp_path / "sessions"
     save.mkdir()
     code = f"import phpsess\nphpsess.ini_set('session.save_path', {str(save)!r})\n" + CYCLE_FREE_SCRIPTS[name]
     write(root, "c.py", code)
     cookie = {"HTTP_COOKIE": "PHPSESSID=abcdefghijklmnopqrstuvwxyz012345"}
-    serve(root, "c.py", environ=cookie)  # first run: compile and cache
-    _, left = cycle_garbage(lambda: serve(root, "c.py", environ=cookie))
+    kw: dict[str, Any] = {"lock_monitor": _Monitor()} if monitored else {}
+    serve(root, "c.py", environ=cookie, **kw)  # first run: compile and cache
+    _, left = cycle_garbage(lambda: serve(root, "c.py", environ=cookie, **kw))
     capsys.readouterr()
     assert left == []
+
+
+def test_the_lock_monitor_hears_of_a_wait_and_of_the_lock_taken(root: Path, tmp_path: Path,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    """What the scoreboard shows of a request's session lock: told that the read waits
+    (where the lock is), then that the lock is held and how long the wait was."""
+    import fcntl
+    import threading
+
+    save = tmp_path / "sessions"
+    save.mkdir()
+    sid = "abcdefghijklmnopqrstuvwxyz012345"
+    path = save / f"sess_{sid}"
+    path.write_bytes(b"n|i:1;")
+    write(root, "c.py", f"import phpsess\nphpsess.ini_set('session.save_path', {str(save)!r})\n"
+                        "phpsess.session_start()\nprint(phpsess.SESSION['n'])\n")
+    monitor = _Monitor()
+    with open(path, "rb") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        timer = threading.Timer(0.3, fcntl.flock, (held, fcntl.LOCK_UN))
+        timer.start()
+        try:
+            sink = serve(root, "c.py", environ={"HTTP_COOKIE": f"PHPSESSID={sid}"}, lock_monitor=monitor)
+        finally:
+            timer.join()
+    capsys.readouterr()
+    assert b"".join(sink.body) == b"1\n"
+    waits = [c for c in monitor.calls if c[2]]
+    assert waits and waits[0][0] == sid and waits[0][1].endswith(f"sess_{sid}")
+    held_calls = [c for c in monitor.calls if not c[2] and c[0] == sid]
+    assert held_calls and held_calls[0][3] >= 0.2

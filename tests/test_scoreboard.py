@@ -1,10 +1,13 @@
 """The pool's scoreboard: what a worker writes into its slot is what the master and the
-status page read back (the worker stores single fields through word views)."""
+status page read back."""
 
 from __future__ import annotations
 
 import time
 
+import pytest
+
+from phpsess.runtime import scoreboard
 from phpsess.runtime.scoreboard import Scoreboard, WorkerSlot, WorkerState
 
 
@@ -60,3 +63,33 @@ def test_a_new_writer_carries_on_from_the_slot() -> None:
     v = board.read(0)
     assert (v.requests, v.accepted) == (2, 2)
     assert board._at(0) % 8 == 0
+
+
+STEPS = [
+    ("own", (5151,)),
+    ("set_state", (WorkerState.IDLE,)),
+    ("accepted", ()),
+    ("request_started", ("GET", "/a.py", "/srv/a.py", 3, "bob")),
+    ("session_lock", ("s1", "/tmp/sess_s1", True, 0.0)),
+    ("session_lock", ("s1", "/tmp/sess_s1", False, 0.125)),
+    ("slow_logged", ()),
+    ("request_done", (2.5, 1 << 20)),
+    ("accepted", ()),
+    ("request_started", ("POST", "/b.py", "/srv/b.py", 0, "")),
+    ("request_done", (0.5, 2 << 20)),
+    ("set_state", (WorkerState.FINISHING,)),
+]
+
+
+@pytest.mark.parametrize("upto", range(1, len(STEPS) + 1))
+def test_partial_writes_leave_the_slot_as_the_writer_sees_it(upto: int) -> None:
+    """After any step, the slot's numbers are the writer's whole record (as one full
+    write would leave them) and its sequence number is even: a reader never sees a mix."""
+    board = Scoreboard(2)
+    board.claim(1, 1, 3)
+    slot = WorkerSlot(board, 1)
+    for name, args in STEPS[:upto]:
+        getattr(slot, name)(*args)
+    fixed = scoreboard._FIXED.unpack_from(board.map, board._at(1))
+    assert fixed[0] % 2 == 0 and fixed[0] == slot.seq
+    assert list(fixed[1:]) == slot.fields

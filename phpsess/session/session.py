@@ -64,6 +64,16 @@ class RequestView(Protocol):
     def lock_monitor(self) -> Callable[[str, str, bool, float], None] | None: ...
 
 
+def _report_waiting(monitor: Callable[[str, str, bool, float], None]) -> Callable[[str, str], None]:
+    """A handler's ``on_wait``: tells ``monitor`` (the request's lock monitor) that a read is
+    about to wait for the lock of session ``sid`` held ``where``."""
+
+    def on_wait(sid: str, where: str) -> None:
+        monitor(sid, where, True, 0.0)
+
+    return on_wait
+
+
 class Session:
     """The session of one request: PHP's ``PS(...)`` globals plus the algorithms of session.c.
 
@@ -193,13 +203,11 @@ class Session:
     def _new_handler(self) -> SaveHandler | None:
         handler = self._pick_handler()
         if handler is not None:
-            handler.on_wait = self._on_lock_wait if self.request.lock_monitor is not None else None
+            monitor = self.request.lock_monitor
+            # not a method of the session: the handler stays in the session's cache, and a
+            # reference back would make a cycle for the garbage collector every request
+            handler.on_wait = _report_waiting(monitor) if monitor is not None else None
         return handler
-
-    def _on_lock_wait(self, sid: str, where: str) -> None:
-        monitor = self.request.lock_monitor
-        if monitor is not None:
-            monitor(sid, where, True, 0.0)
 
     def _pick_handler(self) -> SaveHandler | None:
         if self.user_handler is not None:
