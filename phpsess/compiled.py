@@ -42,6 +42,7 @@ COMPILED_MODULES: tuple[str, ...] = (
     "phpsess.runtime.fcgi",
     "phpsess.runtime.fcgi_conn",
     "phpsess.runtime.scoreboard",
+    "phpsess.runtime.metering",
 )
 
 _T = TypeVar("_T")
@@ -75,7 +76,7 @@ def compiled_modules() -> list[str]:
 
 def build_name() -> str:
     """Which build this is, for ``phpsess --version`` and the pools' start-up line:
-    ``"compiled (mypyc, 22 of 22 modules)"``, or ``"plain Python"``."""
+    ``"compiled (mypyc, 23 of 23 modules)"``, or ``"plain Python"``."""
     n = len(compiled_modules())
     if n == 0:
         return "plain Python"

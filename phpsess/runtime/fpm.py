@@ -387,7 +387,8 @@ class FastCGIWorker(ScriptWorker):
         opts = self.opts
         params = req.params
         script_name = params.get("SCRIPT_NAME", "")
-        times = self.begin()
+        meter = self.meter
+        times = meter.begin()
         if opts.status_path and script_name == opts.status_path:
             self._status(params.get("QUERY_STRING", ""), resp)
             script = ""
@@ -397,8 +398,8 @@ class FastCGIWorker(ScriptWorker):
             script = ""
         else:
             script = params.get("SCRIPT_FILENAME", "")
-            self.run_script(params, req.body, req.body_length, resp.send_headers, resp.write)
-        self.end(times)
+            meter.run_script(params, req.body, req.body_length, resp.send_headers, resp.write)
+        meter.end(times)
         if self.logs.access_fd >= 0:
             self._access_line(req, resp, times, script)
 

@@ -61,6 +61,7 @@ from typing import Callable, Sequence
 
 from ..core import telemetry
 from ..storage import registry
+from .metering import set_title
 from .scoreboard import Scoreboard, SlotView, WorkerSlot, WorkerState
 
 __all__ = [
@@ -159,21 +160,6 @@ class Worker(abc.ABC):
     def wants_exit(self) -> bool:
         """True to stop after the current connection (the pool replaces the worker)."""
         return False
-
-
-def set_title(title: str) -> None:
-    """The process's title as ``ps`` and ``phpsess locks`` show it (setproctitle when
-    installed; else only the short kernel name)."""
-    try:
-        import setproctitle
-
-        setproctitle.setproctitle(title)
-    except ImportError:  # pragma: no cover - setproctitle is a dependency
-        try:
-            libc = ctypes.CDLL(None, use_errno=True)
-            libc.prctl(15, title.encode()[:15], 0, 0, 0)  # PR_SET_NAME
-        except (OSError, AttributeError):
-            pass
 
 
 def inherited_listeners() -> list[socket.socket] | None:
