@@ -30,6 +30,7 @@ import os
 import pwd
 import signal
 import socket
+import _socket
 import stat
 import struct
 import subprocess
@@ -354,7 +355,7 @@ class FastCGIWorker(ScriptWorker):
         self.opts = opts
         self.logs = logs or LogFiles(opts)
         self._pid = os.getpid()
-        self._conn: socket.socket | None = None
+        self._conn: _socket.socket | None = None
 
     # -- set-up -----------------------------------------------------------------------------------
     def setup(self) -> None:
@@ -370,7 +371,7 @@ class FastCGIWorker(ScriptWorker):
         signal.signal(signal.SIGUSR1, self._on_slow)
 
     # -- serving ------------------------------------------------------------------------------------
-    def handle(self, conn: socket.socket) -> None:
+    def handle(self, conn: _socket.socket) -> None:
         opts = self.opts
         reader = RequestReader(max_params=opts.max_params, max_body=opts.post_max_size)
         self._conn = conn

@@ -23,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 import http
 import socket
+import _socket
 import time
 from typing import Sequence
 
@@ -132,7 +133,7 @@ def _status_of(exc: h11.RemoteProtocolError, received: bytes) -> int:
     return hint
 
 
-def _recv(sock: socket.socket, deadline: float) -> bytes:
+def _recv(sock: _socket.socket, deadline: float) -> bytes:
     left = deadline - time.monotonic()
     if left <= 0:
         raise ReadTimeout("no complete request in time")
@@ -143,7 +144,7 @@ def _recv(sock: socket.socket, deadline: float) -> bytes:
         raise ReadTimeout("no complete request in time") from None
 
 
-def read_request(sock: socket.socket, conn: h11.Connection, limits: HTTPLimits) -> HTTPRequest | None:
+def read_request(sock: _socket.socket, conn: h11.Connection, limits: HTTPLimits) -> HTTPRequest | None:
     """Read one request from ``sock`` through ``conn``; None when the client closed (or
     stayed silent past ``idle_timeout``) before sending anything.
 
@@ -208,7 +209,7 @@ def read_request(sock: socket.socket, conn: h11.Connection, limits: HTTPLimits) 
             raise HTTPError(400, "the client closed the connection in the middle of its request")
 
 
-def _send_all(sock: socket.socket, data: bytes, deadline: float) -> None:
+def _send_all(sock: _socket.socket, data: bytes, deadline: float) -> None:
     """All of ``data``, or :class:`TimeoutError` once ``deadline`` passes."""
     view = memoryview(data)
     while view:
@@ -233,7 +234,7 @@ class ResponseWriter:
     within ``write_timeout`` seconds (overall) is dropped: :attr:`broken`.
     """
 
-    def __init__(self, sock: socket.socket, conn: h11.Connection, *, head_only: bool, server: str,
+    def __init__(self, sock: _socket.socket, conn: h11.Connection, *, head_only: bool, server: str,
                  date: str, write_timeout: float, buffer: int = 65536,
                  extra_headers: Sequence[tuple[str, str]] = ()) -> None:
         self.sock = sock

@@ -53,6 +53,7 @@ import resource
 import select
 import signal
 import socket
+import _socket
 import sys
 import time
 import traceback
@@ -154,7 +155,7 @@ class Worker(abc.ABC):
         """In the new worker process, before the first connection."""
 
     @abc.abstractmethod
-    def handle(self, conn: socket.socket) -> None:
+    def handle(self, conn: _socket.socket) -> None:
         """Serve the requests of one accepted connection (it is closed afterwards)."""
 
     def wants_exit(self) -> bool:
@@ -684,12 +685,16 @@ class Arbiter:
         poller = select.epoll()
         poller.register(wake_r, select.EPOLLIN)
         by_fd: dict[int, socket.socket] = {}
+        # what an accepted connection is made of: the C socket type, no Python wrapper
+        # (socket.socket's accept, __init__ and close are Python code, every request)
+        kinds: dict[int, tuple[int, int, int]] = {}
         for sock in self.listeners:
             sock.setblocking(False)
             poller.register(sock.fileno(), select.EPOLLIN | getattr(select, "EPOLLEXCLUSIVE", 0))
             by_fd[sock.fileno()] = sock
+            kinds[sock.fileno()] = (int(sock.family), int(sock.type), sock.proto)
         while not quit_now[0]:
-            conn: socket.socket | None = None
+            conn: _socket.socket | None = None
             try:
                 events = poller.poll()
             except InterruptedError:
@@ -705,7 +710,9 @@ class Arbiter:
                 if conn is not None or quit_now[0]:
                     continue
                 try:
-                    conn, _addr = by_fd[fd].accept()
+                    cfd, _addr = by_fd[fd]._accept()  # type: ignore[attr-defined]  # accept4(SOCK_CLOEXEC): blocking
+                    family, kind, proto = kinds[fd]
+                    conn = _socket.socket(family, kind, proto, cfd)
                 except (BlockingIOError, InterruptedError):
                     continue  # another worker took it
                 except OSError as exc:

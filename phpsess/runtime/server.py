@@ -32,6 +32,7 @@ import html
 import logging
 import os
 import socket
+import _socket
 import sys
 import time
 import urllib.parse
@@ -350,7 +351,7 @@ class HTTPWorker(ScriptWorker):
         self.ports = list(ports)
         self.limits = dataclasses.replace(opts.limits, keep_body=opts.post_max_size or opts.limits.max_body)
 
-    def handle(self, conn: socket.socket) -> None:
+    def handle(self, conn: _socket.socket) -> None:
         started = time.monotonic()
         try:
             client = conn.getpeername()
@@ -396,7 +397,7 @@ class HTTPWorker(ScriptWorker):
             log.info('%s "%s" %d %d %.3fs [pid %d]', client[0], _printable(request_line), writer.status,
                      writer.body_bytes, time.monotonic() - started, os.getpid())
 
-    def _answer(self, conn: socket.socket, h: h11.Connection, response: Response, *, head_only: bool) -> None:
+    def _answer(self, conn: _socket.socket, h: h11.Connection, response: Response, *, head_only: bool) -> None:
         """A response the server makes itself (an error, a redirect, a listing)."""
         status, headers, body = response
         writer = ResponseWriter(conn, h, head_only=head_only, server=SERVER_SOFTWARE,
