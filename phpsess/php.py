@@ -870,6 +870,14 @@ def unserialize(data: bytes | str, allowed_classes: Any = True) -> Any:
 
 
 # -- superglobals --------------------------------------------------------------------------
+def _str_key(key: str) -> Any:
+    """:func:`codec.php_array_key` of a str key: a name-like key (most are) as it is,
+    without the call."""
+    if not key or key[0] not in "-0123456789":
+        return key
+    return codec.php_array_key(key)
+
+
 class _SessionProxy(MutableMapping):  # type: ignore[type-arg]
     """``$_SESSION`` of the current request: a mapping that forwards to ``Session.data``."""
 
@@ -888,7 +896,7 @@ class _SessionProxy(MutableMapping):  # type: ignore[type-arg]
         # serializer); a "12" key decoded from stored data stays a string, so reads
         # fall back to the key as given
         if isinstance(key, str):
-            k = codec.php_array_key(key)
+            k = _str_key(key)
             if k != key and (k in data or key not in data):
                 return k
         return key
@@ -899,7 +907,7 @@ class _SessionProxy(MutableMapping):  # type: ignore[type-arg]
 
     def __setitem__(self, key: Any, value: Any) -> None:
         data = self._data()
-        data[codec.php_array_key(key) if isinstance(key, str) else key] = value
+        data[_str_key(key) if isinstance(key, str) else key] = value
 
     def __delitem__(self, key: Any) -> None:
         data = self._data()

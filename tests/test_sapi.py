@@ -571,3 +571,8 @@ def test_the_lock_monitor_hears_of_a_wait_and_of_the_lock_taken(root: Path, tmp_
     assert waits and waits[0][0] == sid and waits[0][1].endswith(f"sess_{sid}")
     held_calls = [c for c in monitor.calls if not c[2] and c[0] == sid]
     assert held_calls and held_calls[0][3] >= 0.2
+
+
+@pytest.mark.parametrize("path", ["/a/b", "/b", "/", "a", "a/b/", "//x", "///", "/a//b", "", "a//", "/srv/www/x.py"])
+def test_the_scripts_directory_is_os_path_dirname(path: str) -> None:
+    assert scripts._dirname(path) == os.path.dirname(path)

@@ -560,6 +560,14 @@ class _LazyStdin:
         return iter(self._wrapper())
 
 
+def _dirname(path: str) -> str:
+    """:func:`os.path.dirname` (POSIX) of ``path``, without its Python-level call."""
+    head = path[: path.rfind("/") + 1]
+    if head and head != "/" * len(head):
+        head = head.rstrip("/")
+    return head
+
+
 class process_state:
     """``with process_state(environ, body, script):`` the CGI view of one request.
 
@@ -584,7 +592,7 @@ class process_state:
         sys.stdin = _LazyStdin(self.body)
         self._argv = sys.argv
         sys.argv = [self.script]
-        d = self._dir = os.path.dirname(self.script)
+        d = self._dir = _dirname(self.script)
         try:
             cwd = os.getcwd()
         except OSError:
