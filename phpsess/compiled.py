@@ -15,10 +15,10 @@ from typing import TYPE_CHECKING, Any, Callable, Literal, TypeVar, Union
 __all__ = ["COMPILED_MODULES", "IntOrFalse", "mypyc_attr", "compiled_modules", "build_name"]
 
 #: the request path of a pool worker, in dependency order (fastcodec: the codec's
-#: compiled path, which codec.py uses only when it is compiled).  Not lazydata nor
-#: runtime.output: their SessionData (a MutableMapping) and OutputProxy (an
-#: io.TextIOBase), as mypyc classes, would share their ABC's registry
-#: (isinstance({}, SessionData) and isinstance(sys.stdout, OutputProxy) would be true)
+#: compiled path, which codec.py uses only when it is compiled).  Not runtime.output:
+#: its OutputProxy (an io.TextIOBase), as a mypyc class, would share its ABC's registry
+#: (isinstance(sys.stdout, OutputProxy) would be true); lazydata's SessionData is a
+#: MutableMapping by registration for that reason, not by inheritance
 COMPILED_MODULES: tuple[str, ...] = (
     "phpsess.core.state",
     "phpsess.core.zend",
@@ -28,6 +28,7 @@ COMPILED_MODULES: tuple[str, ...] = (
     "phpsess.core.fastcodec",
     "phpsess.core.formats",
     "phpsess.core.engine",
+    "phpsess.core.lazydata",
     "phpsess.core.telemetry",
     "phpsess.storage.registry",
     "phpsess.storage.base",

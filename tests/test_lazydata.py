@@ -121,3 +121,42 @@ def test_span_cache_is_bounded_in_bytes() -> None:
     for i in range(2400):
         cache.forget(f"s{i}")
     assert cache.bytes == 0
+
+
+def _lazy(data: dict[str, Any]) -> SessionData:
+    payload, entries = encode_entries(data)
+    assert payload is not None and entries is not None
+    return SessionData(payload, entries)
+
+
+def test_session_data_is_a_mutable_mapping_that_behaves_as_a_dict() -> None:
+    """SessionData is a MutableMapping by registration, with the mapping methods written
+    out (so it compiles to a native class): each answers as a dict's does."""
+    from collections.abc import Mapping, MutableMapping
+
+    import pytest
+
+    start = {"a": 1, "b": [1, 2], "c": {"x": "y"}, "d": None, "e": "text"}
+    lazy, plain = _lazy(start), dict(start)
+    assert isinstance(lazy, MutableMapping) and isinstance(lazy, Mapping)
+    assert not isinstance({}, SessionData)  # the registration goes one way only
+    assert lazy == plain and not (lazy != plain) and lazy != {"a": 1}
+    assert list(lazy.keys()) == list(plain.keys())
+    assert list(lazy.items()) == list(plain.items()) and list(lazy.values()) == list(plain.values())
+    assert "b" in lazy.keys() and ("a", 1) in lazy.items()
+    for d in (lazy, plain):
+        assert d.get("zz") is None and d.get("zz", 5) == 5 and d.get("c") == {"x": "y"}
+        assert d.pop("a") == 1 and d.pop("a", "gone") == "gone"
+        assert d.setdefault("n", 7) == 7 and d.setdefault("n", 8) == 7
+        d.update({"u": 1}, v=2)
+        d.update([("w", 3)])
+        assert d.popitem() == ("w", 3)
+    assert lazy == plain and dict(lazy) == plain and lazy.copy() == plain
+    with pytest.raises(KeyError):
+        lazy.pop("nope")
+    with pytest.raises(TypeError):
+        hash(lazy)
+    lazy.clear()
+    assert len(lazy) == 0 and lazy == {}
+    with pytest.raises(KeyError):
+        lazy.popitem()

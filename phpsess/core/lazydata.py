@@ -21,8 +21,8 @@ before.  Payloads with ``r:``/``R:`` are never split (their numbering spans keys
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import MutableMapping
-from typing import Any, Callable, Iterator, Mapping
+from collections.abc import ItemsView, KeysView, MutableMapping, ValuesView
+from typing import Any, Callable, Iterable, Iterator, Mapping
 
 from . import codec
 from .phparray import PHPArray
@@ -43,10 +43,12 @@ class _Raw:
         self.end = end
 
 
-class SessionData(MutableMapping):  # type: ignore[type-arg]
-    """``$_SESSION`` over a stored ``php`` payload, decoding each value on first use."""
+class SessionData:
+    """``$_SESSION`` over a stored ``php`` payload, decoding each value on first use.
 
-    __slots__ = ("_payload", "_d", "_php_arrays")
+    A MutableMapping (registered as one, with the mapping methods written out rather than
+    inherited: so it compiles to a native class, whose ``isinstance`` stays its own).
+    """
 
     def __init__(self, payload: bytes, entries: Entries, *, php_arrays: bool = False) -> None:
         self._payload = payload
@@ -89,7 +91,74 @@ class SessionData(MutableMapping):  # type: ignore[type-arg]
 
     def copy(self) -> dict[Any, Any]:
         """A plain dict with every value decoded."""
-        return dict(self.items())
+        return {key: self[key] for key in list(self._d)}
+
+    # -- the rest of MutableMapping's methods ----------------------------------------------
+    def keys(self) -> KeysView[Any]:
+        """The keys, as a view."""
+        return KeysView(self)
+
+    def items(self) -> ItemsView[Any, Any]:
+        """``(key, value)`` pairs (values decoded), as a view."""
+        return ItemsView(self)
+
+    def values(self) -> ValuesView[Any]:
+        """The values (decoded), as a view."""
+        return ValuesView(self)
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        """``self[key]``, or ``default`` when there is no such key."""
+        if key in self._d:
+            return self[key]
+        return default
+
+    def pop(self, key: Any, *default: Any) -> Any:
+        """Remove ``key`` and return its value (``default`` when missing, if given)."""
+        if key in self._d:
+            value = self[key]
+            del self._d[key]
+            return value
+        if default:
+            return default[0]
+        raise KeyError(key)
+
+    def popitem(self) -> tuple[Any, Any]:
+        """Remove and return the last ``(key, value)`` pair."""
+        if not self._d:
+            raise KeyError("popitem(): session data is empty")
+        key = next(reversed(self._d))
+        return key, self.pop(key)
+
+    def clear(self) -> None:
+        """Remove every key."""
+        self._d.clear()
+
+    def setdefault(self, key: Any, default: Any = None) -> Any:
+        """``self[key]``, set to ``default`` first when missing."""
+        if key in self._d:
+            return self[key]
+        self._d[key] = default
+        return default
+
+    def update(self, other: Any = (), /, **kw: Any) -> None:
+        """Set the keys of ``other`` (a mapping or ``(key, value)`` pairs) and ``kw``."""
+        pairs: Iterable[Any] = other.items() if isinstance(other, Mapping) else (
+            ((k, other[k]) for k in other.keys()) if hasattr(other, "keys") else other)
+        for key, value in pairs:
+            self._d[key] = value
+        for key, value in kw.items():
+            self._d[key] = value
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Mapping):
+            return NotImplemented
+        return dict(self.items()) == dict(other.items())
+
+    def __ne__(self, other: object) -> bool:
+        eq = self.__eq__(other)
+        return eq if eq is NotImplemented else not eq
+
+    __hash__ = None  # type: ignore[assignment]  # mutable, as dict
 
     def raw_items(self) -> Iterator[tuple[Any, bytes | None, Any]]:
         """``(key, raw bytes or None, value)``: raw bytes for keys never touched."""
@@ -100,6 +169,8 @@ class SessionData(MutableMapping):  # type: ignore[type-arg]
             else:
                 yield key, None, value
 
+
+MutableMapping.register(SessionData)
 
 #: scalars whose bytes decode without the parser
 _SCALARS: dict[bytes, Any] = {b"N;": None, b"b:0;": False, b"b:1;": True, b"i:0;": 0, b"i:1;": 1}
