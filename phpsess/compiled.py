@@ -77,7 +77,7 @@ def compiled_modules() -> list[str]:
 
 def build_name() -> str:
     """Which build this is, for ``phpsess --version`` and the pools' start-up line:
-    ``"compiled (mypyc, 23 of 23 modules)"``, or ``"plain Python"``."""
+    ``"compiled (mypyc, 24 of 24 modules)"``, or ``"plain Python"``."""
     n = len(compiled_modules())
     if n == 0:
         return "plain Python"
