@@ -42,7 +42,9 @@ class OutputProxy(io.TextIOBase):
         return req
 
     def write(self, s: str) -> int:
-        req = self._target()
+        req = active_request()  # (_target() inlined: print() calls this twice a line)
+        if req is None and self.activate is not None:
+            req = self.activate()
         if req is None:
             return self._fallback.write(s)
         req.write(s.encode("utf-8", "surrogateescape"))
