@@ -50,6 +50,8 @@ class SessionData:
     inherited: so it compiles to a native class, whose ``isinstance`` stays its own).
     """
 
+    __slots__ = ("_payload", "_d", "_php_arrays")
+
     def __init__(self, payload: bytes, entries: Entries, *, php_arrays: bool = False) -> None:
         self._payload = payload
         self._d: dict[Any, Any] = {key: _Raw(start, end) for key, start, end in entries}
