@@ -344,7 +344,10 @@ def sweep_lock(basedir: str) -> Iterator[bool]:
     A fasteners inter-process lock on a file in the user's private runtime directory
     (:mod:`phpsess.storage.rundir`; a POSIX record lock, never waited for: the sweep
     is skipped, as PHP skips gc by chance).  Without a runtime directory every
-    process may sweep (as in PHP).
+    process may sweep (as in PHP).  The sweeper deletes the lock file before letting
+    go of it, so no file is left per save_path ever swept (a process that opened the
+    old file meanwhile may then sweep beside the next one: only an economy is lost,
+    gc is safe in parallel).
     """
     directory = runtime_dir()
     if directory is None:
@@ -353,7 +356,8 @@ def sweep_lock(basedir: str) -> Iterator[bool]:
     import fasteners
 
     digest = hashlib.sha256(os.fsencode(os.path.abspath(basedir))).hexdigest()[:24]
-    lock = fasteners.InterProcessLock(os.path.join(directory, f"gc-{digest}.lock"))
+    path = os.path.join(directory, f"gc-{digest}.lock")
+    lock = fasteners.InterProcessLock(path)
     try:
         mine = lock.acquire(blocking=False)
     except OSError as exc:
@@ -363,6 +367,10 @@ def sweep_lock(basedir: str) -> Iterator[bool]:
         yield bool(mine)
     finally:
         if lock.acquired:
+            try:
+                os.unlink(path)  # while still held: a later sweep makes a new one
+            except OSError:
+                pass
             lock.release()
         else:
             # fasteners keeps the lock file open after a failed non-blocking acquire
