@@ -538,13 +538,8 @@ def _dump(out: list[str], v: Any, precision: int, depth: int) -> None:
         _dump_dict(out, v, precision, depth)
     elif t is list:
         lst: list[Any] = v
-        n = len(lst)
-        if n == 0:
-            out.append("a:0:{}")
+        if not _open_array(out, len(lst), depth):
             return
-        if depth >= DEPTH:
-            raise _Unsupported
-        out.append(_ARRAY_HEADS[n] if n < _SMALL else f"a:{n}:{{")
         keys = _INT_KEYS
         i = 0
         for item in lst:
@@ -620,14 +615,21 @@ def _decimal(f: float) -> str:
     return ""
 
 
-def _dump_dict(out: list[str], d: dict[Any, Any], precision: int, depth: int) -> None:
-    n = len(d)
+def _open_array(out: list[str], n: int, depth: int) -> bool:
+    """Write the head of an array of ``n`` elements; False when it is empty (then written
+    whole, nothing to follow).  :raises _Unsupported: nested deeper than :data:`DEPTH`."""
     if n == 0:
         out.append("a:0:{}")
-        return
+        return False
     if depth >= DEPTH:
         raise _Unsupported
     out.append(_ARRAY_HEADS[n] if n < _SMALL else f"a:{n}:{{")
+    return True
+
+
+def _dump_dict(out: list[str], d: dict[Any, Any], precision: int, depth: int) -> None:
+    if not _open_array(out, len(d), depth):
+        return
     for k, item in d.items():
         t = type(k)
         if t is str:
