@@ -934,7 +934,7 @@ class _SessionProxy(MutableMapping):  # type: ignore[type-arg]
     def replace(self, data: Mapping[Any, Any]) -> None:
         """PHP's ``$_SESSION = [...]``: replace the whole array."""
         current_request().session.data = {
-            codec.php_array_key(k) if isinstance(k, str) else k: v for k, v in data.items()
+            _str_key(k) if isinstance(k, str) else k: v for k, v in data.items()
         }
 
     def __repr__(self) -> str:

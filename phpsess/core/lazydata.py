@@ -144,8 +144,13 @@ class SessionData:
 
     def update(self, other: Any = (), /, **kw: Any) -> None:
         """Set the keys of ``other`` (a mapping or ``(key, value)`` pairs) and ``kw``."""
-        pairs: Iterable[Any] = other.items() if isinstance(other, Mapping) else (
-            ((k, other[k]) for k in other.keys()) if hasattr(other, "keys") else other)
+        pairs: Iterable[Any]
+        if isinstance(other, Mapping):
+            pairs = other.items()
+        elif hasattr(other, "keys"):
+            pairs = ((k, other[k]) for k in other.keys())
+        else:
+            pairs = other
         for key, value in pairs:
             self._d[key] = value
         for key, value in kw.items():

@@ -22,6 +22,9 @@ from ..session.request import HeadersSink, Request
 from .sapi import handle_request
 from .scoreboard import WorkerSlot
 
+__all__ = ["RequestTimes", "ScriptMeter", "set_title"]
+
+log = logging.getLogger("phpsess.pool")
 
 
 def _find_setproctitle() -> Callable[[str], None] | None:
@@ -33,10 +36,6 @@ def _find_setproctitle() -> Callable[[str], None] | None:
 
 
 _setproctitle = _find_setproctitle()
-
-__all__ = ["RequestTimes", "ScriptMeter", "set_title"]
-
-log = logging.getLogger("phpsess.pool")
 
 
 def set_title(title: str) -> None:

@@ -38,7 +38,6 @@ class ScriptWorker(Worker):
                  post_max_size: int = DEFAULT_POST_MAX_SIZE) -> None:
         super().__init__(ctx)
         self.root = os.path.realpath(root)
-        self.idle_title = f"phpsess: pool {ctx.settings.name}"
         #: the steps around each script (compiled with the request path)
         self.meter = ScriptMeter(ctx.slot, ctx.stats, ctx.slot_index, ctx.settings.name, self.root,
                                  max_execution_time, post_max_size)
