@@ -36,11 +36,17 @@ def _find_setproctitle() -> Callable[[str], None] | None:
 
 
 _setproctitle = _find_setproctitle()
+#: the title last set ([0]): setting it again is skipped (setproctitle costs a system
+#: call each time, even for the kernel's 15-character name, which a pool never changes)
+_title: list[str] = [""]
 
 
 def set_title(title: str) -> None:
     """The process's title as ``ps`` and ``phpsess locks`` show it (setproctitle when
-    installed; else only the short kernel name)."""
+    installed; else only the short kernel name); nothing done when it is already so."""
+    if title == _title[0]:
+        return
+    _title[0] = title
     if _setproctitle is not None:
         _setproctitle(title)
         return
@@ -96,6 +102,8 @@ class ScriptMeter:
         self.max_execution_time = max_execution_time
         self.post_max_size = post_max_size
         self.idle_title = f"phpsess: pool {pool}"
+        #: the script the title names (None: the idle title)
+        self.title_script: str | None = None
         self.last_usage: resource.struct_rusage | None = None
         #: the lock-wait histogram as 64-bit words (telemetry.record_words: a few times
         #: cheaper than unpacking and packing it); None on a big-endian machine
@@ -132,20 +140,28 @@ class ScriptMeter:
         slot = self.slot
         slot.request_started(environ.get("REQUEST_METHOD", ""), environ.get("REQUEST_URI", "") or
                              environ.get("SCRIPT_NAME", ""), script, body_length, environ.get("REMOTE_USER", ""))
-        set_title(f"{self.idle_title} {script}")
+        if script != self.title_script:  # (a busy worker running one script keeps its title)
+            self.title_script = script
+            set_title(f"{self.idle_title} {script}")
         if self.post_max_size and body_length > self.post_max_size:
             log.warning("[pool %s] PHP Warning:  PHP Request Startup: POST Content-Length of %d bytes exceeds the "
                         "limit of %d bytes in Unknown on line 0", self.pool, body_length, self.post_max_size)
             body = b""
-        try:
-            done = handle_request(environ, body, self.root, send_headers, write,
-                                  time_limit=self.max_execution_time, lock_monitor=slot.session_lock)
-            if done is not None:
-                words = self.stats_words
-                if words is not None:
-                    telemetry.record_words(words, self.slot_index, done.lock_wait)
-                else:
-                    telemetry.record(self.stats, self.slot_index, done.lock_wait)
-            return done
-        finally:
+        done = handle_request(environ, body, self.root, send_headers, write,
+                              time_limit=self.max_execution_time, lock_monitor=slot.session_lock)
+        if done is not None:
+            words = self.stats_words
+            if words is not None:
+                telemetry.record_words(words, self.slot_index, done.lock_wait)
+            else:
+                telemetry.record(self.stats, self.slot_index, done.lock_wait)
+        return done
+
+    def idle(self) -> None:
+        """The worker waits for a connection: its title is the pool's again.  The pool
+        calls this before it sleeps, not after each script: a busy worker that goes
+        straight on to its next request (or waits on a kept-alive connection) keeps the
+        title of the script it ran, and changes it only for another script."""
+        if self.title_script is not None:
+            self.title_script = None
             set_title(self.idle_title)

@@ -162,6 +162,10 @@ class Worker(abc.ABC):
         """True to stop after the current connection (the pool replaces the worker)."""
         return False
 
+    def idle(self) -> None:
+        """The worker is about to wait for a connection (not called while connections
+        are waiting: a busy worker goes from one to the next)."""
+
 
 def inherited_listeners() -> list[socket.socket] | None:
     """The listening sockets handed over by a reloading master (``$PHPSESS_LISTEN_FDS``),
@@ -693,33 +697,42 @@ class Arbiter:
             poller.register(sock.fileno(), select.EPOLLIN | getattr(select, "EPOLLEXCLUSIVE", 0))
             by_fd[sock.fileno()] = sock
             kinds[sock.fileno()] = (int(sock.family), int(sock.type), sock.proto)
+        # the listener that gave the last connection: a busy pool has the next one queued
+        # already, taken without sleeping (no epoll_wait, no title change in between)
+        hot = -1
         while not quit_now[0]:
             conn: _socket.socket | None = None
-            try:
-                events = poller.poll()
-            except InterruptedError:
-                continue
-            for fd, _ev in events:
-                if fd == wake_r:
-                    try:
-                        while os.read(wake_r, 256):
-                            pass
-                    except (BlockingIOError, InterruptedError):
-                        pass
-                    continue
-                if conn is not None or quit_now[0]:
-                    continue
+            if hot >= 0:
                 try:
-                    cfd, _addr = by_fd[fd]._accept()  # type: ignore[attr-defined]  # accept4(SOCK_CLOEXEC): blocking
-                    family, kind, proto = kinds[fd]
-                    conn = _socket.socket(family, kind, proto, cfd)
-                except (BlockingIOError, InterruptedError):
-                    continue  # another worker took it
-                except OSError as exc:
-                    if exc.errno in (errno.EINVAL, errno.EBADF):
-                        quit_now[0] = True  # the master shut the listening socket down
-                    elif exc.errno not in (errno.ECONNABORTED, errno.EMFILE, errno.ENFILE, errno.EPROTO):
-                        raise
+                    conn = _accept_from(by_fd[hot], kinds[hot])
+                except _ListenerClosed:
+                    quit_now[0] = True
+                    break
+                if conn is None:
+                    hot = -1
+            if conn is None:
+                worker.idle()
+                try:
+                    events = poller.poll()
+                except InterruptedError:
+                    continue
+                for fd, _ev in events:
+                    if fd == wake_r:
+                        try:
+                            while os.read(wake_r, 256):
+                                pass
+                        except (BlockingIOError, InterruptedError):
+                            pass
+                        continue
+                    if conn is not None or quit_now[0]:
+                        continue
+                    try:
+                        conn = _accept_from(by_fd[fd], kinds[fd])
+                    except _ListenerClosed:
+                        quit_now[0] = True
+                        continue
+                    if conn is not None:
+                        hot = fd
             if conn is None:
                 continue
             slot.accepted()
@@ -740,6 +753,27 @@ class Arbiter:
             if worker.wants_exit() or _over_memory(self.settings.max_memory):
                 break
         slot.set_state(WorkerState.FINISHING)
+
+
+class _ListenerClosed(Exception):
+    """The master shut the listening socket down (the pool stops)."""
+
+
+def _accept_from(listener: socket.socket, kind: tuple[int, int, int]) -> _socket.socket | None:
+    """A connection waiting on the non-blocking ``listener``, as the C socket type (a
+    blocking one: ``accept4`` with ``SOCK_CLOEXEC`` only); None when there is none (or
+    another worker took it, or the client gave up)."""
+    try:
+        cfd, _addr = listener._accept()  # type: ignore[attr-defined]
+    except (BlockingIOError, InterruptedError):
+        return None
+    except OSError as exc:
+        if exc.errno in (errno.EINVAL, errno.EBADF):
+            raise _ListenerClosed() from exc
+        if exc.errno in (errno.ECONNABORTED, errno.EMFILE, errno.ENFILE, errno.EPROTO):
+            return None
+        raise
+    return _socket.socket(kind[0], kind[1], kind[2], cfd)
 
 
 def _over_memory(limit: int) -> bool:

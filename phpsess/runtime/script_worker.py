@@ -49,6 +49,10 @@ class ScriptWorker(Worker):
         install_output_proxy()
         registry.prepare(sweep=False)
 
+    def idle(self) -> None:
+        """The pool is about to wait for a connection: the idle title again."""
+        self.meter.idle()
+
     def begin(self) -> RequestTimes:
         """Start measuring a request (:meth:`ScriptMeter.begin`)."""
         return self.meter.begin()
