@@ -213,11 +213,13 @@ def encode_entries(
             continue
         if isinstance(key, str):
             kb = key.encode("utf-8", "surrogateescape")
+            delimited = "|" in key  # (only "|" encodes to the byte "|")
         elif isinstance(key, (bytes, bytearray)):
             kb = bytes(key)
+            delimited = kb.find(b"|") >= 0  # (not `in`: it tries the needle as an int first)
         else:
             raise SessionEncodeError(f"session key must be str, not {type(key).__name__}")
-        if b"|" in kb:
+        if delimited:
             _report(skipped, on_skip)
             return None, []  # PS_DELIMITER in a key: PHP writes nothing
         if raw is None:

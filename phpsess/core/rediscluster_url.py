@@ -249,6 +249,6 @@ def lock_key_for(session_key: str) -> str:
     raw = session_key.encode("utf-8", "surrogateescape")
     if _hash_part(raw)[1]:
         return session_key + "_LOCK"
-    if b"}" not in raw:
+    if raw.find(b"}") < 0:  # (not `in`: it tries the needle as an int first)
         return "{" + session_key + "}_LOCK"
     return "{" + _tag_for_slot(key_slot(raw)) + "}" + session_key + "_LOCK"

@@ -63,7 +63,8 @@ def _decode(b: bytes) -> str:
 
 def raw_url_decode(s: bytes) -> bytes:
     """PHP's ``rawurldecode()``: ``%XX`` decoded, everything else (``+`` too) kept."""
-    if b"%" not in s:
+    if s.find(b"%") < 0:  # (not `in`: bytes.__contains__ tries the needle as an int first, a raised
+        # and cleared TypeError each time)
         return s
     return _HEX.sub(lambda m: bytes((int(m.group(1), 16),)), s)
 

@@ -16,7 +16,7 @@ import random
 from typing import Any, Callable, Mapping, Protocol
 
 from ..core import formats as encoding, http as headers, ids, merge, zend
-from ..core.config import SETTINGS, SessionConfig
+from ..core.config import SAVE_HANDLERS, SETTINGS, SessionConfig
 from ..errors import (
     ConfigError,
     InvalidSessionId,
@@ -182,6 +182,8 @@ class Session:
     def _rethrow(self) -> None:
         """Raise the exception a user handler's callback raised during the PHP function that
         is ending (PHP throws it when the function returns)."""
+        if self.user_handler is None:
+            return  # (getattr(None, ...) raises and clears an AttributeError: every request)
         take = getattr(self.user_handler, "take_pending", None)
         if take is not None:
             exc = take()
@@ -385,8 +387,10 @@ class Session:
         """PHP's refusal when php.ini named a save or serialize handler that does not exist
         (session_status() is then PHP_SESSION_DISABLED); None when the session is usable."""
         cfg = self.config
-        if self.user_handler is not None and cfg.serialize_handler in encoding.HANDLERS:
-            return None
+        if cfg.serialize_handler in encoding.HANDLERS and (
+            self.user_handler is not None or cfg.save_handler in SAVE_HANDLERS
+        ):
+            return None  # (the usual answer, without the config's property: not compiled)
         return cfg.unusable
 
     def _initialize(self, *, shared: bool = False, reopen: bool = False) -> bool:
@@ -829,7 +833,7 @@ class Session:
         """A user handler extending SessionHandler that left the module it wraps open (an
         exception, a missing parent::close()): close it, so that no worker keeps the
         session locked after the request (PHP leaves it to the process's end)."""
-        pending = getattr(self.user_handler, "take_pending", None)
+        pending = getattr(self.user_handler, "take_pending", None) if self.user_handler is not None else None
         if pending is not None:
             exc = pending()
             if exc is not None:
