@@ -17,7 +17,7 @@ import os
 import sys
 import warnings
 from collections.abc import MutableMapping
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any, Callable, Final, Iterator, Mapping
 
 from .core import codec, http as headers, zend
 from .compiled import IntOrFalse
@@ -161,9 +161,9 @@ __all__ = [
     "UPLOAD_ERR_EXTENSION",
 ]
 
-PHP_SESSION_DISABLED = int(Status.DISABLED)
-PHP_SESSION_NONE = int(Status.NONE)
-PHP_SESSION_ACTIVE = int(Status.ACTIVE)
+PHP_SESSION_DISABLED: Final = int(Status.DISABLED)
+PHP_SESSION_NONE: Final = int(Status.NONE)
+PHP_SESSION_ACTIVE: Final = int(Status.ACTIVE)
 
 
 def _session(function: str) -> Session:
@@ -174,8 +174,8 @@ def _session(function: str) -> Session:
 
 
 #: PHP's diagnostic levels and the warnings that carry them
-_CATEGORIES: dict[str, type[PHPWarning]] = {"Warning": PHPWarning, "Notice": PHPNotice, "Deprecated": PHPDeprecated}
-_PKG_DIR = os.path.dirname(__file__)
+_CATEGORIES: Final[dict[str, type[PHPWarning]]] = {"Warning": PHPWarning, "Notice": PHPNotice, "Deprecated": PHPDeprecated}
+_PKG_DIR: Final = os.path.dirname(__file__)
 
 
 def report(function: str | None, message: str, level: str = "Warning") -> None:
@@ -412,7 +412,7 @@ def session_get_cookie_params() -> dict[str, Any]:
     }
 
 
-_COOKIE_KEYS = ("lifetime", "path", "domain", "secure", "httponly", "samesite")
+_COOKIE_KEYS: Final = ("lifetime", "path", "domain", "secure", "httponly", "samesite")
 
 
 def session_set_cookie_params(

@@ -10,7 +10,7 @@ The defaults are those of php-cgi and php-fpm under Debian's php.ini (php.ini-pr
 from __future__ import annotations
 
 import re
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Final, Mapping
 
 from .config import parse_bool, parse_long, parse_quantity
 from .zend import strval
@@ -33,27 +33,27 @@ __all__ = [
     "parse_error_level",
 ]
 
-E_ERROR = 1
-E_WARNING = 2
-E_PARSE = 4
-E_NOTICE = 8
-E_CORE_ERROR = 16
-E_CORE_WARNING = 32
-E_COMPILE_ERROR = 64
-E_COMPILE_WARNING = 128
-E_USER_ERROR = 256
-E_USER_WARNING = 512
-E_USER_NOTICE = 1024
-E_STRICT = 2048
-E_RECOVERABLE_ERROR = 4096
-E_DEPRECATED = 8192
-E_USER_DEPRECATED = 16384
-E_ALL = 32767
+E_ERROR: Final = 1
+E_WARNING: Final = 2
+E_PARSE: Final = 4
+E_NOTICE: Final = 8
+E_CORE_ERROR: Final = 16
+E_CORE_WARNING: Final = 32
+E_COMPILE_ERROR: Final = 64
+E_COMPILE_WARNING: Final = 128
+E_USER_ERROR: Final = 256
+E_USER_WARNING: Final = 512
+E_USER_NOTICE: Final = 1024
+E_STRICT: Final = 2048
+E_RECOVERABLE_ERROR: Final = 4096
+E_DEPRECATED: Final = 8192
+E_USER_DEPRECATED: Final = 16384
+E_ALL: Final = 32767
 
-_CONSTANTS = {name: value for name, value in globals().items() if name.startswith("E_") and isinstance(value, int)}
+_CONSTANTS: Final = {name: value for name, value in globals().items() if name.startswith("E_") and isinstance(value, int)}
 
 #: the word PHP puts before a message of each level (main/main.c: php_error_cb)
-LEVEL_NAMES: dict[int, str] = {
+LEVEL_NAMES: Final[dict[int, str]] = {
     E_ERROR: "Fatal error", E_CORE_ERROR: "Fatal error", E_COMPILE_ERROR: "Fatal error",
     E_USER_ERROR: "Fatal error", E_RECOVERABLE_ERROR: "Recoverable fatal error",
     E_WARNING: "Warning", E_CORE_WARNING: "Warning", E_COMPILE_WARNING: "Warning", E_USER_WARNING: "Warning",
@@ -61,7 +61,7 @@ LEVEL_NAMES: dict[int, str] = {
     E_DEPRECATED: "Deprecated", E_USER_DEPRECATED: "Deprecated",
 }
 
-_TOKEN = re.compile(r"\s*(?:(E_[A-Z_]+)|(\d+)|([&|^~()]))")
+_TOKEN: Final = re.compile(r"\s*(?:(E_[A-Z_]+)|(\d+)|([&|^~()]))")
 
 
 def parse_error_level(raw: str) -> int:
@@ -114,7 +114,7 @@ def _quantity(raw: str) -> Any:
 
 
 #: name -> (Debian php.ini-production value, parser, may ini_set() change it)
-ENGINE_SETTINGS: dict[str, tuple[str, Callable[[str], Any], bool]] = {
+ENGINE_SETTINGS: Final[dict[str, tuple[str, Callable[[str], Any], bool]]] = {
     "output_buffering": ("4096", _output_buffering, False),  # PHP_INI_PERDIR
     "implicit_flush": ("", parse_bool, True),
     "display_errors": ("", _display, True),

@@ -27,7 +27,7 @@ way PHP treats ``$_SESSION['12'] = ...`` set by a script).
 
 from __future__ import annotations
 
-from typing import Any, Callable, Literal, Mapping
+from typing import Any, Callable, Final, Literal, Mapping
 
 from .codec import (
     MAX_DEPTH,
@@ -68,7 +68,7 @@ __all__ = [
 ]
 
 #: the serialize handlers PHP 8.2 ships (``session.serialize_handler``), and php-igbinary's
-HANDLERS = ("php", "php_serialize", "php_binary", "igbinary")
+HANDLERS: Final = ("php", "php_serialize", "php_binary", "igbinary")
 
 OnSkip = Callable[[int], None]
 

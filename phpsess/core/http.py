@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 import re
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any, Final, Mapping
 
 from .zend import c_str, intval, strval, to_signed64, truthy
 
@@ -41,29 +41,29 @@ __all__ = [
 ]
 
 #: session.c SESSION_FORBIDDEN_CHARS: a session name containing one of these gets no cookie
-COOKIE_NAME_FORBIDDEN = "=,;.[ \t\r\n\013\014"
+COOKIE_NAME_FORBIDDEN: Final = "=,;.[ \t\r\n\013\014"
 #: the E_WARNING session_start() gives for such a name (the session still starts)
-SESSION_NAME_WARNING = "session.name cannot contain any of the following '=,;.[ \\t\\r\\n\\013\\014'"
+SESSION_NAME_WARNING: Final = "session.name cannot contain any of the following '=,;.[ \\t\\r\\n\\013\\014'"
 #: the fixed past date of the ``nocache`` and ``private`` limiters
-NOCACHE_EXPIRES = "Thu, 19 Nov 1981 08:52:00 GMT"
+NOCACHE_EXPIRES: Final = "Thu, 19 Nov 1981 08:52:00 GMT"
 #: the cache limiter names PHP knows (matched case-insensitively)
-CACHE_LIMITERS = ("public", "private", "private_no_expire", "nocache")
+CACHE_LIMITERS: Final = ("public", "private", "private_no_expire", "nocache")
 
-_DAYS = ("Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat")
-_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
-_INT_MIN = -(1 << 31)
-_INT_MAX = (1 << 31) - 1
+_DAYS: Final = ("Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat")
+_MONTHS: Final = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+_INT_MIN: Final = -(1 << 31)
+_INT_MAX: Final = (1 << 31) - 1
 #: head.c: setcookie() refuses expiry times from the year 10000 on (64-bit builds)
-_SETCOOKIE_MAX_EXPIRES = 253402300800
+_SETCOOKIE_MAX_EXPIRES: Final = 253402300800
 #: head.c: what name/value/path/domain must not contain (the name also not "=")
-_COOKIE_VALUE_FORBIDDEN = ",; \t\r\n\013\014"
-_NAME_MESSAGE = (
+_COOKIE_VALUE_FORBIDDEN: Final = ",; \t\r\n\013\014"
+_NAME_MESSAGE: Final = (
     'cannot contain "=", ",", ";", " ", "\\t", "\\r", "\\n", "\\013", or "\\014"'
 )
-_VALUE_MESSAGE = 'cannot contain ",", ";", " ", "\\t", "\\r", "\\n", "\\013", or "\\014"'
+_VALUE_MESSAGE: Final = 'cannot contain ",", ";", " ", "\\t", "\\r", "\\n", "\\013", or "\\014"'
 
-_URL_SAFE = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.")
-_RAW_URL_SAFE = _URL_SAFE | {ord("~")}
+_URL_SAFE: Final = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.")
+_RAW_URL_SAFE: Final = _URL_SAFE | {ord("~")}
 
 
 class CookieNameError(ValueError):
@@ -86,7 +86,7 @@ def has_forbidden_cookie_name_chars(name: str) -> bool:
     return _FORBIDDEN_NAME_CHAR.search(c_str(name)) is not None
 
 
-_FORBIDDEN_NAME_CHAR = re.compile("[" + re.escape(COOKIE_NAME_FORBIDDEN) + "]")
+_FORBIDDEN_NAME_CHAR: Final = re.compile("[" + re.escape(COOKIE_NAME_FORBIDDEN) + "]")
 
 
 def _civil(ts: int) -> tuple[int, int, int, int, int, int, int]:
@@ -129,7 +129,7 @@ def _limiter_date(ts: int) -> str:
     return f"{_DAYS[wd]}, {d:02d} {_MONTHS[mo - 1]} {y} {h:02d}:{mi:02d}:{s:02d} GMT"
 
 
-_PLAIN = re.compile(r"[A-Za-z0-9_.\-]*\Z")
+_PLAIN: Final = re.compile(r"[A-Za-z0-9_.\-]*\Z")
 
 
 def _encode(s: str | bytes, safe: frozenset[int], space_plus: bool) -> str:
@@ -326,7 +326,7 @@ def cache_limiter_headers(
     return out
 
 
-_REASONS = {
+_REASONS: Final = {
     200: "OK", 201: "Created", 204: "No Content", 301: "Moved Permanently", 302: "Found",
     303: "See Other", 304: "Not Modified", 307: "Temporary Redirect", 400: "Bad Request",
     401: "Unauthorized", 403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed",

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 import secrets
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Callable, Final
 
 if TYPE_CHECKING:
     from .config import SessionConfig
@@ -23,13 +23,13 @@ __all__ = [
 ]
 
 #: session.c: the alphabet; sid_bits_per_character b uses its first 2**b characters
-ALPHABET = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ,-"
+ALPHABET: Final = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ,-"
 #: php_session.h: PS_MAX_SID_LENGTH
-MAX_SID_LENGTH = 256
+MAX_SID_LENGTH: Final = 256
 
-_VALID_ID = re.compile(r"[A-Za-z0-9,\-]{1,256}\Z")
+_VALID_ID: Final = re.compile(r"[A-Za-z0-9,\-]{1,256}\Z")
 # session.c: php_session_initialize drops ids containing any of these (PS_..._CHARS)
-_FORBIDDEN = re.compile(r"[\r\n\t <>'\"\\]")
+_FORBIDDEN: Final = re.compile(r"[\r\n\t <>'\"\\]")
 
 
 def bin_to_readable(data: bytes, length: int, bits: int) -> str:
@@ -51,7 +51,7 @@ def bin_to_readable(data: bytes, length: int, bits: int) -> str:
 
 
 #: byte -> the byte with its two nibbles swapped
-_SWAP_NIBBLES = bytes((b >> 4) | ((b & 15) << 4) for b in range(256))
+_SWAP_NIBBLES: Final = bytes((b >> 4) | ((b & 15) << 4) for b in range(256))
 
 
 def create_id(

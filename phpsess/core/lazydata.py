@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import ItemsView, KeysView, MutableMapping, ValuesView
-from typing import Any, Callable, Iterable, Iterator, Mapping
+from typing import Any, Callable, Final, Iterable, Iterator, Mapping
 
 from . import codec
 from .phparray import PHPArray
@@ -180,7 +180,7 @@ class SessionData:
 MutableMapping.register(SessionData)
 
 #: scalars whose bytes decode without the parser
-_SCALARS: dict[bytes, Any] = {b"N;": None, b"b:0;": False, b"b:1;": True, b"i:0;": 0, b"i:1;": 1}
+_SCALARS: Final[dict[bytes, Any]] = {b"N;": None, b"b:0;": False, b"b:1;": True, b"i:0;": 0, b"i:1;": 1}
 
 
 def is_array(value: Any) -> bool:
@@ -310,4 +310,4 @@ class SpanCache:
 
 
 #: the per-process cache the Session uses
-SPANS = SpanCache()
+SPANS: Final = SpanCache()

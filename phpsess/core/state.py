@@ -32,6 +32,7 @@ Events, and what they do to the handler:
 from __future__ import annotations
 
 import enum
+from typing import Final
 
 from ..errors import SessionStateError
 
@@ -74,7 +75,7 @@ class Event(enum.IntEnum):
 
 
 P, E = Phase, Event
-TRANSITIONS: dict[tuple[Phase, Event], Phase] = {
+TRANSITIONS: Final[dict[tuple[Phase, Event], Phase]] = {
     (P.NONE, E.OPEN): P.OPENING,
     (P.LOCKED, E.OPEN): P.OPENING,  # session_reset()
     (P.MERGING, E.OPEN): P.OPENING,
@@ -95,7 +96,7 @@ TRANSITIONS: dict[tuple[Phase, Event], Phase] = {
 del P, E
 
 #: what ``session_status()`` says in each phase
-STATUS: dict[Phase, Status] = {
+STATUS: Final[dict[Phase, Status]] = {
     Phase.NONE: Status.NONE,
     Phase.OPENING: Status.ACTIVE,
     Phase.PENDING: Status.ACTIVE,
@@ -106,7 +107,7 @@ STATUS: dict[Phase, Status] = {
 
 #: TRANSITIONS as a list per phase indexed by event (None: not allowed), for next_phase:
 #: an index instead of hashing two enum members at every change of phase
-NEXT_PHASE: list[list[Phase | None]] = [[TRANSITIONS.get((p, e)) for e in Event] for p in Phase]
+NEXT_PHASE: Final[list[list[Phase | None]]] = [[TRANSITIONS.get((p, e)) for e in Event] for p in Phase]
 
 
 def allowed(phase: Phase, event: Event) -> bool:

@@ -19,7 +19,7 @@ survives (``s.encode("utf-8", "surrogateescape")`` gives PHP's bytes back).
 from __future__ import annotations
 
 import re
-from typing import Any, Callable, Union
+from typing import Any, Callable, Final, Union
 
 from .zend import C_SPACE, LONG_MAX, LONG_MIN, c_str
 
@@ -47,11 +47,11 @@ __all__ = [
 ]
 
 #: php.ini defaults
-MAX_INPUT_VARS = 1000
-MAX_INPUT_NESTING_LEVEL = 64
+MAX_INPUT_VARS: Final = 1000
+MAX_INPUT_NESTING_LEVEL: Final = 64
 
-_HEX = re.compile(rb"%([0-9A-Fa-f]{2})")
-_NUMERIC_KEY = re.compile(r"-?(?:0|[1-9][0-9]*)\Z")
+_HEX: Final = re.compile(rb"%([0-9A-Fa-f]{2})")
+_NUMERIC_KEY: Final = re.compile(r"-?(?:0|[1-9][0-9]*)\Z")
 
 Warn = Callable[[str], None]
 Key = Union[int, str]
@@ -307,7 +307,7 @@ def _parse_post_urlencoded(
     return _to_python_top(track)
 
 
-_PARAM = re.compile(
+_PARAM: Final = re.compile(
     r';\s*([^\s=;]+)\s*=\s*("(?:[^"\\]|\\.)*"|[^;]*)', re.S
 )
 
@@ -382,14 +382,14 @@ def parse_post(
 
 # -- $_FILES, $_REQUEST, PHP_SELF -------------------------------------------------------------
 
-UPLOAD_ERR_OK = 0
-UPLOAD_ERR_INI_SIZE = 1
-UPLOAD_ERR_FORM_SIZE = 2
-UPLOAD_ERR_PARTIAL = 3
-UPLOAD_ERR_NO_FILE = 4
-UPLOAD_ERR_NO_TMP_DIR = 6
-UPLOAD_ERR_CANT_WRITE = 7
-UPLOAD_ERR_EXTENSION = 8
+UPLOAD_ERR_OK: Final = 0
+UPLOAD_ERR_INI_SIZE: Final = 1
+UPLOAD_ERR_FORM_SIZE: Final = 2
+UPLOAD_ERR_PARTIAL: Final = 3
+UPLOAD_ERR_NO_FILE: Final = 4
+UPLOAD_ERR_NO_TMP_DIR: Final = 6
+UPLOAD_ERR_CANT_WRITE: Final = 7
+UPLOAD_ERR_EXTENSION: Final = 8
 
 
 def multipart_parts(boundary: str, body: bytes) -> list[tuple[str, str | None, str, bytes]]:

@@ -16,17 +16,17 @@ from __future__ import annotations
 import struct
 import sys
 from dataclasses import dataclass
-from typing import Iterable
+from typing import Final, Iterable
 
 __all__ = ["BUCKETS", "SLOT_SIZE", "record", "record_words", "slot_words", "read_slot", "WaitSummary", "summarize", "format_summary"]
 
 #: log2 buckets of microseconds: up to 2**40 µs (~12 days)
-BUCKETS = 40
+BUCKETS: Final = 40
 # count, total_us, max_us, then the buckets; all unsigned 64-bit
-_SLOT = struct.Struct(f"<3Q{BUCKETS}Q")
-SLOT_SIZE = _SLOT.size
-_HEAD = struct.Struct("<3Q")
-_Q = struct.Struct("<Q")
+_SLOT: Final = struct.Struct(f"<3Q{BUCKETS}Q")
+SLOT_SIZE: Final = _SLOT.size
+_HEAD: Final = struct.Struct("<3Q")
+_Q: Final = struct.Struct("<Q")
 
 
 def bucket_of(micros: int) -> int:
@@ -48,8 +48,8 @@ def record(buf: bytearray | memoryview | object, slot: int, seconds: float) -> N
     _Q.pack_into(buf, at, n + 1)  # type: ignore[arg-type]
 
 
-_WORDS_PER_SLOT = SLOT_SIZE // 8
-_NATIVE_LE = sys.byteorder == "little"
+_WORDS_PER_SLOT: Final = SLOT_SIZE // 8
+_NATIVE_LE: Final = sys.byteorder == "little"
 
 
 def slot_words(buf: bytearray | memoryview | object) -> memoryview | None:

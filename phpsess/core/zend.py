@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Any
+from typing import Any, Final
 
 __all__ = [
     "C_SPACE",
@@ -43,11 +43,11 @@ __all__ = [
 ]
 
 #: C isspace() in the "C" locale (also zend_is_whitespace of the ini scanner)
-C_SPACE = " \t\n\r\v\f"
-LONG_MIN = -(1 << 63)
-LONG_MAX = (1 << 63) - 1
-ULONG_MAX = (1 << 64) - 1
-_DIGITS = "0123456789abcdefghijklmnopqrstuvwxyz"
+C_SPACE: Final = " \t\n\r\v\f"
+LONG_MIN: Final = -(1 << 63)
+LONG_MAX: Final = (1 << 63) - 1
+ULONG_MAX: Final = (1 << 64) - 1
+_DIGITS: Final = "0123456789abcdefghijklmnopqrstuvwxyz"
 
 
 def c_str(s: str) -> str:
@@ -122,7 +122,7 @@ def strtoul(s: str, i: int, base: int) -> tuple[int, int, bool]:
     return v, j, False
 
 
-_DECIMAL_PREFIX = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+_DECIMAL_PREFIX: Final = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
 
 
 def strtod(s: str) -> float:
@@ -132,8 +132,8 @@ def strtod(s: str) -> float:
 
 
 #: is_numeric_string_ex: leading blanks, a decimal integer or float; trailing blanks (PHP 8)
-_NUMERIC_PREFIX = re.compile(r"[ \t\n\r\v\f]*([+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?)")
-_NUMERIC = re.compile(_NUMERIC_PREFIX.pattern + r"[ \t\n\r\v\f]*\Z")
+_NUMERIC_PREFIX: Final = re.compile(r"[ \t\n\r\v\f]*([+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?)")
+_NUMERIC: Final = re.compile(_NUMERIC_PREFIX.pattern + r"[ \t\n\r\v\f]*\Z")
 
 
 def is_numeric_string(s: str) -> bool:

@@ -56,9 +56,9 @@ FCGI_KEEP_CONN: Final = 1
 FCGI_REQUEST_COMPLETE: Final = 0
 FCGI_UNKNOWN_ROLE: Final = 3
 
-_HEADER = struct.Struct("!BBHHBx")
-_BEGIN = struct.Struct("!HB5x")
-_END_BODY = struct.Struct("!LB3x")
+_HEADER: Final = struct.Struct("!BBHHBx")
+_BEGIN: Final = struct.Struct("!HB5x")
+_END_BODY: Final = struct.Struct("!LB3x")
 _MAX_CONTENT: Final = 65528  # largest multiple of 8 that fits a record's 16-bit length
 
 
@@ -103,7 +103,7 @@ class _NeedData:
 
 
 #: :meth:`RequestReader.next_request`'s answer while a request is still incomplete
-NEED_DATA = _NeedData()
+NEED_DATA: Final = _NeedData()
 
 Event = Union[FCGIRequest, Aborted, _NeedData]
 

@@ -16,7 +16,7 @@ import socket
 import sys
 import time
 import traceback
-from typing import Callable
+from typing import Callable, Final
 
 from ..compiled import mypyc_attr
 from .fcgi import FCGI_RESPONDER, FCGI_STDOUT, FCGI_UNKNOWN_ROLE, NEED_DATA, FCGIRequest, RequestReader, records, response_records
@@ -24,7 +24,7 @@ from .sapi import DEFAULT_CONTENT_TYPE, cgi_head
 
 __all__ = ["serve_connection", "Responder", "FlatResponse", "ReadTimeout"]
 
-_FLUSH_AT = 65536  # body bytes buffered before they are sent early
+_FLUSH_AT: Final = 65536  # body bytes buffered before they are sent early
 
 
 @mypyc_attr(native_class=False)  # mypyc cannot compile a subclass of a builtin exception

@@ -15,7 +15,7 @@ import logging
 import mmap
 import resource
 import time
-from typing import Callable, Mapping
+from typing import Callable, Final, Mapping
 
 from ..core import telemetry
 from ..session.request import HeadersSink, Request
@@ -24,7 +24,7 @@ from .scoreboard import WorkerSlot
 
 __all__ = ["RequestTimes", "ScriptMeter", "set_title"]
 
-log = logging.getLogger("phpsess.pool")
+log: Final = logging.getLogger("phpsess.pool")
 
 
 def _find_setproctitle() -> Callable[[str], None] | None:

@@ -28,7 +28,7 @@ import stat
 import sys
 import types
 from types import FrameType
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any, Callable, Final, Iterator, Mapping
 
 from ..errors import MemoryLimitExceeded
 from ..core.config import SessionConfig
@@ -57,22 +57,22 @@ __all__ = [
     "end_request_environ",
 ]
 
-log = logging.getLogger(__name__)
+log: Final = logging.getLogger(__name__)
 
 #: PHP's ``default_mimetype`` + ``default_charset``, sent when the script set no Content-type
 #: (``main/SAPI.c: sapi_send_headers`` adds it last, spelled ``Content-type``) [obs php-cgi]
-DEFAULT_CONTENT_TYPE: tuple[str, str] = ("Content-type", "text/html; charset=UTF-8")
+DEFAULT_CONTENT_TYPE: Final[tuple[str, str]] = ("Content-type", "text/html; charset=UTF-8")
 
 #: the body php-fpm answers when SCRIPT_FILENAME names no script ("Primary script unknown")
-NOT_FOUND_BODY = b"File not found.\n"
+NOT_FOUND_BODY: Final = b"File not found.\n"
 
 # path -> (st_mtime_ns, st_size, code)
-_code_cache: dict[str, tuple[int, int, types.CodeType]] = {}
-_root_cache: dict[str, str] = {}
+_code_cache: Final[dict[str, tuple[int, int, types.CodeType]]] = {}
+_root_cache: Final[dict[str, str]] = {}
 
 
-_resolved: dict[tuple[str, str], tuple[str, tuple[int, int, int, int]]] = {}
-_stat_of: dict[str, os.stat_result] = {}
+_resolved: Final[dict[tuple[str, str], tuple[str, tuple[int, int, int, int]]]] = {}
+_stat_of: Final[dict[str, os.stat_result]] = {}
 
 
 def compile_script(path: str) -> types.CodeType:
@@ -103,10 +103,10 @@ def clear_cache() -> None:
 
 
 #: phpsess's own code: where the time limit does not strike
-_PKG_PREFIX = os.path.dirname(os.path.dirname(__file__))
+_PKG_PREFIX: Final = os.path.dirname(os.path.dirname(__file__))
 
 #: the file names this module's frames carry (compiled by mypyc: the relative source path)
-_OWN_FILES = frozenset({__file__, os.path.join("phpsess", "runtime", "sapi.py")})
+_OWN_FILES: Final = frozenset({__file__, os.path.join("phpsess", "runtime", "sapi.py")})
 
 
 def _fatal_error_status(request: Request) -> None:
@@ -158,7 +158,7 @@ class ExecutionTimeExceeded(BaseException):
         self.seconds = seconds
 
 
-_time_limit = [0.0]  # the limit in force for the script now running (0: none)
+_time_limit: Final = [0.0]  # the limit in force for the script now running (0: none)
 
 
 def _on_time_limit(signum: int, frame: FrameType | None) -> None:
@@ -302,8 +302,8 @@ def resolve_script(environ: Mapping[str, str], root: str) -> str | None:
     return real
 
 
-_PROC_FD = "/proc/self/fd/"
-_use_proc = os.path.isdir(_PROC_FD)
+_PROC_FD: Final = "/proc/self/fd/"
+_use_proc: Final = os.path.isdir(_PROC_FD)
 
 
 def _real_file(name: str) -> str | None:
@@ -379,7 +379,7 @@ _environ_data: dict[bytes, bytes] | None = getattr(os.environ, "_data", None)
 if not isinstance(_environ_data, dict) or any(not isinstance(k, bytes) for k in list(_environ_data)[:1]):
     _environ_data = None
 _base_env: dict[bytes, bytes] | None = None  # the worker's own environment
-_applied: dict[str, str] = {}  # the request variables in the environment now
+_applied: Final[dict[str, str]] = {}  # the request variables in the environment now
 _at_start: dict[bytes, bytes] = {}  # the environment as a request started
 _at_end: dict[bytes, bytes] | None = None  # the environment as the last request ended
 #: os.environ notes its own changes (envwatch): the snapshots above are not needed

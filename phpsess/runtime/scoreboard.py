@@ -35,7 +35,7 @@ class WorkerState:
 
 
 #: the status page's names of the states
-STATES = {
+STATES: Final = {
     WorkerState.FREE: "Free",
     WorkerState.STARTING: "Starting",
     WorkerState.IDLE: "Idle",
@@ -47,7 +47,7 @@ STATES = {
 # seq, pid, state, generation, started (epoch), requests, accepted, request start (epoch),
 # request start (monotonic), last duration, last cpu, last memory, content length,
 # lock wait (s), waiting for a lock (bool), slow logged (bool)
-_FIXED = struct.Struct("<QqiidqqddddqqdBB6x")
+_FIXED: Final = struct.Struct("<QqiidqqddddqqdBB6x")
 
 
 def _offset(field: int) -> int:
@@ -71,16 +71,16 @@ _OFF_LOCK_WAIT: Final = _offset(13)
 _OFF_WAITING: Final = _offset(14)
 _OFF_SLOW: Final = _offset(15)
 #: the request's words, then the session's: each group written with one pack_into
-_REQUEST_TEXT = struct.Struct("<16s512s512s64s")  # method, uri, script, user
-_SESSION_TEXT = struct.Struct("<128s256s")  # session id, where its lock is
-_TEXT = (("method", 16), ("uri", 512), ("script", 512), ("user", 64), ("session", 128), ("lock", 256))
-_TEXT_SIZE = sum(n for _, n in _TEXT)
-SLOT_SIZE = ((_FIXED.size + _TEXT_SIZE) + 63) // 64 * 64
+_REQUEST_TEXT: Final = struct.Struct("<16s512s512s64s")  # method, uri, script, user
+_SESSION_TEXT: Final = struct.Struct("<128s256s")  # session id, where its lock is
+_TEXT: Final = (("method", 16), ("uri", 512), ("script", 512), ("user", 64), ("session", 128), ("lock", 256))
+_TEXT_SIZE: Final = sum(n for _, n in _TEXT)
+SLOT_SIZE: Final = ((_FIXED.size + _TEXT_SIZE) + 63) // 64 * 64
 # the pool's own figures: start time, max active processes, max children reached,
 # slow requests, accepted connections and requests of workers that have exited
-_SEQ = struct.Struct("<Q")
-_HEADER = struct.Struct("<dqqqqq")
-_HEADER_SIZE = 64
+_SEQ: Final = struct.Struct("<Q")
+_HEADER: Final = struct.Struct("<dqqqqq")
+_HEADER_SIZE: Final = 64
 
 
 @dataclasses.dataclass

@@ -10,13 +10,13 @@ from __future__ import annotations
 import atexit
 import contextvars
 import sys
-from typing import Callable
+from typing import Callable, Final
 
 from .request import Request
 
 __all__ = ["current_request", "active_request", "request_context", "set_fallback"]
 
-_current: contextvars.ContextVar[Request] = contextvars.ContextVar("phpsess_request")
+_current: Final[contextvars.ContextVar[Request]] = contextvars.ContextVar("phpsess_request")
 _cli_request: Request | None = None
 #: makes the request of a process that no runtime serves (default: PHP's CLI request)
 _fallback: Callable[[], Request] | None = None

@@ -10,7 +10,7 @@ when 4096 bytes are waiting or the request ends, so ``header()`` still works aft
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, Final
 
 __all__ = [
     "OutputBuffers",
@@ -30,21 +30,21 @@ __all__ = [
 ]
 
 # the phase flags a handler receives (main/php_output.h)
-PHP_OUTPUT_HANDLER_START = 1
-PHP_OUTPUT_HANDLER_WRITE = 0
-PHP_OUTPUT_HANDLER_CONT = 0
-PHP_OUTPUT_HANDLER_CLEAN = 2
-PHP_OUTPUT_HANDLER_FLUSH = 4
-PHP_OUTPUT_HANDLER_FINAL = 8
-PHP_OUTPUT_HANDLER_END = 8
+PHP_OUTPUT_HANDLER_START: Final = 1
+PHP_OUTPUT_HANDLER_WRITE: Final = 0
+PHP_OUTPUT_HANDLER_CONT: Final = 0
+PHP_OUTPUT_HANDLER_CLEAN: Final = 2
+PHP_OUTPUT_HANDLER_FLUSH: Final = 4
+PHP_OUTPUT_HANDLER_FINAL: Final = 8
+PHP_OUTPUT_HANDLER_END: Final = 8
 # what ob_start()'s $flags allow
-PHP_OUTPUT_HANDLER_CLEANABLE = 16
-PHP_OUTPUT_HANDLER_FLUSHABLE = 32
-PHP_OUTPUT_HANDLER_REMOVABLE = 64
-PHP_OUTPUT_HANDLER_STDFLAGS = 112
+PHP_OUTPUT_HANDLER_CLEANABLE: Final = 16
+PHP_OUTPUT_HANDLER_FLUSHABLE: Final = 32
+PHP_OUTPUT_HANDLER_REMOVABLE: Final = 64
+PHP_OUTPUT_HANDLER_STDFLAGS: Final = 112
 
 #: ob_list_handlers()' name of the buffer ``output_buffering`` (or an ob_start() without callback) makes
-DEFAULT_HANDLER_NAME = "default output handler"
+DEFAULT_HANDLER_NAME: Final = "default output handler"
 
 Handler = Callable[..., Any]
 

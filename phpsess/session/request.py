@@ -14,7 +14,7 @@ import sys
 import time
 import traceback
 from types import FrameType
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Final, Mapping
 
 from ..core import superglobals
 from ..core.config import SessionConfig
@@ -25,7 +25,7 @@ from .settings import default_config, default_engine
 
 __all__ = ["Request", "HeadersSink", "LockMonitor", "HeaderRefused"]
 
-log = logging.getLogger(__name__)
+log: Final = logging.getLogger(__name__)
 
 #: receives (status, headers) once, when the first body byte (or the end) comes
 HeadersSink = Callable[[int, list[tuple[str, str]]], None]
@@ -34,7 +34,7 @@ HeadersSink = Callable[[int, list[tuple[str, str]]], None]
 LockMonitor = Callable[[str, str, bool, float], None]
 
 #: the package's directory: frames under it are phpsess's own, not the script's
-_PKG_DIR = os.path.dirname(os.path.dirname(__file__))
+_PKG_DIR: Final = os.path.dirname(os.path.dirname(__file__))
 
 
 

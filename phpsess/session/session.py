@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import random
-from typing import Any, Callable, Mapping, Protocol
+from typing import Any, Callable, Final, Mapping, Protocol
 
 from ..core import formats as encoding, http as headers, ids, merge, zend
 from ..core.config import SAVE_HANDLERS, SETTINGS, SessionConfig
@@ -35,7 +35,7 @@ from ..core.state import NEXT_PHASE, STATUS, Event, Phase, Status
 
 __all__ = ["Session", "RequestView"]
 
-log = logging.getLogger(__name__)
+log: Final = logging.getLogger(__name__)
 
 
 class RequestView(Protocol):

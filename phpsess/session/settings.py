@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Mapping
+from typing import Final, Mapping
 
 from ..core.config import SETTINGS, SessionConfig, Warn
 from ..core.engine import EngineConfig
@@ -30,10 +30,10 @@ __all__ = [
     "INI_PREFIXES",
 ]
 
-log = logging.getLogger(__name__)
+log: Final = logging.getLogger(__name__)
 
 #: the PHP core settings phpsess honours (``memory_limit``), read besides ``session.*``
-_CORE = frozenset(s.name for s in SETTINGS.values() if s.core)
+_CORE: Final = frozenset(s.name for s in SETTINGS.values() if s.core)
 
 _default_config: SessionConfig | None = None
 _default_engine: EngineConfig | None = None
@@ -41,10 +41,10 @@ _default_engine: EngineConfig | None = None
 
 #: the ini names phpsess reads from a php.ini: the session module's, and the session
 #: settings of the extensions whose save handlers it has (php-memcached)
-INI_PREFIXES = ("session.", "memcached.sess_")
+INI_PREFIXES: Final = ("session.", "memcached.sess_")
 
 #: the PHP core (not ``session.*``) settings a SessionConfig holds
-CORE_SETTINGS = ("serialize_precision",)
+CORE_SETTINGS: Final = ("serialize_precision",)
 
 
 def load_ini_file(

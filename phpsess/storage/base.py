@@ -39,7 +39,7 @@ __all__ = ["SaveHandler", "handler_class", "LockInfo", "StoredLock"]
 #: a wait without end (a module constant: ``math.inf`` would be looked up at every read)
 _FOREVER: Final = float("inf")
 #: where long lock waits are logged (session.lock_wait_log_ms), whatever the backend
-lock_log = logging.getLogger("phpsess.lock")
+lock_log: Final = logging.getLogger("phpsess.lock")
 
 
 class LockInfo:
@@ -301,8 +301,8 @@ def _log_diagnostic(message: str, level: str = "Warning") -> None:
     logging.getLogger("phpsess.storage").warning("PHP %s: %s", level, message)
 
 
-_ABSTRACT = ("open", "close", "read", "write", "destroy", "gc")
-_COMPLETE: set[type] = set()  # handler classes that implement every abstract method
+_ABSTRACT: Final = ("open", "close", "read", "write", "destroy", "gc")
+_COMPLETE: Final[set[type]] = set()  # handler classes that implement every abstract method
 
 
 def _check_complete(cls: type) -> None:
@@ -331,4 +331,4 @@ def handler_class(name: str) -> Callable[..., SaveHandler]:
     return cls
 
 
-_loaded: dict[str, Callable[..., SaveHandler]] = {}
+_loaded: Final[dict[str, Callable[..., SaveHandler]]] = {}

@@ -26,7 +26,7 @@ import logging
 import os
 import stat
 import time
-from typing import Any, Iterable, Iterator
+from typing import Any, Final, Iterable, Iterator
 
 from ..core import ids
 from . import flock, registry
@@ -50,20 +50,20 @@ __all__ = [
     "FILE_PREFIX",
 ]
 
-log = logging.getLogger(__name__)
+log: Final = logging.getLogger(__name__)
 
 #: Linux PATH_MAX, PHP's MAXPATHLEN
-MAXPATHLEN = 4096
+MAXPATHLEN: Final = 4096
 #: mod_files.c: FILE_PREFIX
-FILE_PREFIX = "sess_"
+FILE_PREFIX: Final = "sess_"
 
-_SIZE_T = 1 << 64
-_OPEN_FLAGS = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
-_PATH_ERROR = (
+_SIZE_T: Final = 1 << 64
+_OPEN_FLAGS: Final = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
+_PATH_ERROR: Final = (
     "Failed to create session data file path. Too short session ID, "
     f"invalid save_path or path length exceeds {MAXPATHLEN} characters"
 )
-_warned_listable: set[str] = set()
+_warned_listable: Final[set[str]] = set()
 
 
 def _warn_if_listable(basedir: str) -> None:
@@ -109,9 +109,9 @@ def _reserve(fd: int, size: int) -> None:
 
 
 #: save_path string -> (parsed, {sid: path}): shared by the handler instances of a process
-_PARSED: dict[str, tuple["SavePath", dict[str, str]]] = {}
+_PARSED: Final[dict[str, tuple["SavePath", dict[str, str]]]] = {}
 #: retries of a read whose file was deleted while we waited for its lock
-_MAX_REOPEN = 100
+_MAX_REOPEN: Final = 100
 
 
 # -- pure helpers ----------------------------------------------------------------------

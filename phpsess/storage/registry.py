@@ -29,7 +29,7 @@ import stat
 import struct
 import threading
 import time
-from typing import Iterator
+from typing import Final, Iterator
 
 from .rundir import is_private_dir, runtime_dir
 
@@ -46,17 +46,17 @@ __all__ = [
     "forget_registry",
 ]
 
-log = logging.getLogger(__name__)
+log: Final = logging.getLogger(__name__)
 
-_MAGIC = b"PHPSESL2"
-_HEADER = struct.Struct("<8sIIQ")  # magic, pid, reserved, process start time (clock ticks)
+_MAGIC: Final = b"PHPSESL2"
+_HEADER: Final = struct.Struct("<8sIIQ")  # magic, pid, reserved, process start time (clock ticks)
 # the request the process serves (written with its first lock): started (epoch), method,
 # URI, script; a sequence number around it (odd while written)
-_REQUEST = struct.Struct("<Qd16s240s256s")
-_SLOT = struct.Struct("<IIQQd")  # state (0 free, 1 exclusive, 2 shared), reserved, dev, ino, acquired
-_SIZE = 4096
-_SLOTS_AT = _HEADER.size + _REQUEST.size
-_NSLOTS = (_SIZE - _SLOTS_AT) // _SLOT.size
+_REQUEST: Final = struct.Struct("<Qd16s240s256s")
+_SLOT: Final = struct.Struct("<IIQQd")  # state (0 free, 1 exclusive, 2 shared), reserved, dev, ino, acquired
+_SIZE: Final = 4096
+_SLOTS_AT: Final = _HEADER.size + _REQUEST.size
+_NSLOTS: Final = (_SIZE - _SLOTS_AT) // _SLOT.size
 
 
 @dataclasses.dataclass(frozen=True)
