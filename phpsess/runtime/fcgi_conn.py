@@ -26,6 +26,11 @@ __all__ = ["serve_connection", "Responder", "FlatResponse", "ReadTimeout"]
 
 _FLUSH_AT: Final = 65536  # body bytes buffered before they are sent early
 
+# bound once: in compiled code a module attribute read is a dictionary lookup at every
+# use, a Final name a C static (these run on every request)
+_monotonic: Final = time.monotonic
+_DONTWAIT: Final = socket.MSG_DONTWAIT
+
 
 @mypyc_attr(native_class=False)  # mypyc cannot compile a subclass of a builtin exception
 class ReadTimeout(TimeoutError):
@@ -81,10 +86,10 @@ def _recv(sock: _socket.socket, size: int, deadline: float) -> bytes:
     and reset on the socket, which cost two system calls per request."""
     while True:
         try:
-            return sock.recv(size, socket.MSG_DONTWAIT)
+            return sock.recv(size, _DONTWAIT)
         except BlockingIOError:
             pass
-        left = deadline - time.monotonic()
+        left = deadline - _monotonic()
         if left <= 0:
             break
         poller = select.poll()
@@ -130,14 +135,14 @@ def serve_connection(
             if timed:
                 # the first bytes within idle_timeout, then the whole request within read_timeout
                 begun = rd.buffered() > 0
-                deadline = time.monotonic() + _bound(read_timeout if begun else idle_timeout)
+                deadline = _monotonic() + _bound(read_timeout if begun else idle_timeout)
                 while event is NEED_DATA:
                     more = _recv(sock, max(65536, rd.wanted()), deadline)
                     if not more:
                         return
                     if not begun:
                         begun = True
-                        deadline = time.monotonic() + _bound(read_timeout)
+                        deadline = _monotonic() + _bound(read_timeout)
                     rd.feed(more)
                     event = rd.next_request()
             else:
@@ -172,7 +177,7 @@ def serve_connection(
             # close into a reset that can destroy the response in flight, so they
             # are read first, without blocking.
             try:
-                while sock.recv(65536, socket.MSG_DONTWAIT):
+                while sock.recv(65536, _DONTWAIT):
                     pass
             except OSError:
                 pass

@@ -177,11 +177,19 @@ def _on_time_limit(signum: int, frame: FrameType | None) -> None:
     raise ExecutionTimeExceeded(seconds)
 
 
+# bound once: in compiled code a module attribute read is a dictionary lookup at every
+# use, a Final name a C static (these run on every request)
+_SIGPROF: Final = signal.SIGPROF
+_ITIMER_PROF: Final = signal.ITIMER_PROF
+_getsignal: Final = _signal.getsignal  # (signal.getsignal makes an enum)
+_setitimer: Final = signal.setitimer
+
+
 def _arm_time_limit(seconds: float) -> None:
-    if _signal.getsignal(signal.SIGPROF) is not _on_time_limit:  # (signal.getsignal makes an enum)
-        signal.signal(signal.SIGPROF, _on_time_limit)
+    if _getsignal(_SIGPROF) is not _on_time_limit:
+        signal.signal(_SIGPROF, _on_time_limit)
     _time_limit[0] = seconds
-    signal.setitimer(signal.ITIMER_PROF, seconds)
+    _setitimer(_ITIMER_PROF, seconds)
 
 
 def _disarm_time_limit() -> None:

@@ -38,6 +38,11 @@ __all__ = ["SaveHandler", "handler_class", "LockInfo", "StoredLock"]
 
 #: a wait without end (a module constant: ``math.inf`` would be looked up at every read)
 _FOREVER: Final = float("inf")
+
+# bound once: in compiled code a module attribute read is a dictionary lookup at every
+# use, a Final name a C static (these run on every request)
+_perf_counter: Final = time.perf_counter
+_monotonic: Final = time.monotonic
 #: where long lock waits are logged (session.lock_wait_log_ms), whatever the backend
 lock_log: Final = logging.getLogger("phpsess.lock")
 
@@ -129,7 +134,7 @@ class SaveHandler(abc.ABC):
         """The ``time.monotonic()`` by which a lock taken now must be held (``math.inf``:
         none), when ``waited`` seconds of the bound are spent already."""
         bound, _ = self.lock_bound()
-        return time.monotonic() + bound - waited if bound != _FOREVER else _FOREVER
+        return _monotonic() + bound - waited if bound != _FOREVER else _FOREVER
 
     def acquire_lock(self, sid: str, *, shared: bool = False, deadline: float | None = None,
                      waited: float = 0.0) -> float:
@@ -160,14 +165,14 @@ class SaveHandler(abc.ABC):
             self.on_wait(sid, self._lock_where(sid))
         if deadline is None:
             deadline = self.lock_deadline()
-        t0 = time.perf_counter()
-        timeout = None if deadline == _FOREVER else deadline - time.monotonic()
+        t0 = _perf_counter()
+        timeout = None if deadline == _FOREVER else deadline - _monotonic()
         cause: BaseException | None = None
         try:
             got = (timeout is None or timeout > 0) and self._lock_wait(sid, shared, timeout)
         except TimeoutError as exc:
             got, cause = False, exc
-        now_waited = time.perf_counter() - t0
+        now_waited = _perf_counter() - t0
         if got:
             return now_waited
         total = waited + now_waited

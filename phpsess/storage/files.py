@@ -52,6 +52,12 @@ __all__ = [
 
 log: Final = logging.getLogger(__name__)
 
+# bound once: in compiled code a module attribute read is a dictionary lookup at every
+# use, a Final name a C static (these run on every request)
+_fstat: Final = os.fstat
+_close: Final = os.close
+_open: Final = os.open
+
 #: Linux PATH_MAX, PHP's MAXPATHLEN
 MAXPATHLEN: Final = 4096
 #: mod_files.c: FILE_PREFIX
@@ -297,7 +303,7 @@ def _sweep_one(path: str, max_lifetime: float, now: float | None, dry_run: bool,
     if t - int(st.st_mtime) <= max_lifetime:
         return False
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        fd = _open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError as exc:
         # not a regular file we can lock (a symlink: ELOOP...): PHP's plain stat + unlink
         if unlink_others and exc.errno in (errno.ELOOP, errno.ENXIO, errno.EISDIR, errno.EACCES):
@@ -306,7 +312,7 @@ def _sweep_one(path: str, max_lifetime: float, now: float | None, dry_run: bool,
     try:
         if not flock.try_lock(fd):
             return False  # a request holds it: alive, whatever its mtime says
-        locked = os.fstat(fd)
+        locked = _fstat(fd)
         if not stat.S_ISREG(locked.st_mode):
             # a fifo or device named sess_*: PHP unlinks it too
             return unlink_others and (dry_run or _unlink_quietly(path))
@@ -324,7 +330,7 @@ def _sweep_one(path: str, max_lifetime: float, now: float | None, dry_run: bool,
     except OSError:
         return False
     finally:
-        os.close(fd)
+        _close(fd)
 
 
 def _unlink_quietly(path: str) -> bool:
@@ -441,7 +447,7 @@ class FilesHandler(SaveHandler):
             if self._registry_slot >= 0:
                 registry.note_released(self._registry_slot)
                 self._registry_slot = -1
-            os.close(fd)
+            _close(fd)
 
     # -- paths ----------------------------------------------------------------------------
     def path(self, sid: str) -> str:
@@ -466,7 +472,7 @@ class FilesHandler(SaveHandler):
         if self._fd >= 0 and self._sid == sid and self._shared == shared:
             self.lock_info = LockInfo(0.0, shared)
             try:
-                self._size = os.fstat(self._fd).st_size
+                self._size = _fstat(self._fd).st_size
             except OSError as exc:
                 raise SaveHandlerError(
                     f"fstat failed: {_oserror_text(exc)}", handler="files", operation=operation,
@@ -484,25 +490,25 @@ class FilesHandler(SaveHandler):
                 now_waited = self.acquire_lock(sid, shared=shared, deadline=deadline, waited=waited)
                 waited += now_waited
                 # taken at once: _lock_try's fstat is the file's; after a wait, look again
-                st = os.fstat(fd) if now_waited or self._lock_st is None else self._lock_st
+                st = _fstat(fd) if now_waited or self._lock_st is None else self._lock_st
             except SessionError:
-                os.close(fd)
+                _close(fd)
                 raise
             except OSError as exc:
-                os.close(fd)
+                _close(fd)
                 raise SaveHandlerError(
                     f"flock({path}) failed: {_oserror_text(exc)}", handler="files", operation="lock",
                     cause=exc,
                 )
             except BaseException:  # KeyboardInterrupt while waiting...
-                os.close(fd)
+                _close(fd)
                 raise
             finally:
                 self._lock_fd = -1
             if st.st_nlink == 0:
                 # destroy() or gc unlinked the file while we waited for its lock:
                 # lock the file now at that path instead (PHP would use the dead inode)
-                os.close(fd)
+                _close(fd)
                 deadline = self.lock_deadline(waited)
                 continue
             self._fd = fd
@@ -523,7 +529,7 @@ class FilesHandler(SaveHandler):
     def _lock_try(self, sid: str, shared: bool) -> bool:
         fd = self._lock_fd
         got = flock.try_lock(fd, shared=shared)
-        st = self._lock_st = os.fstat(fd)
+        st = self._lock_st = _fstat(fd)
         self._check_owner(st)  # before waiting too, as PHP checks before its flock
         return got
 
@@ -543,7 +549,7 @@ class FilesHandler(SaveHandler):
 
     def _open_file(self, path: str) -> int:
         try:
-            return os.open(path, _OPEN_FLAGS, self.save_path.filemode if self.save_path else 0o600)
+            return _open(path, _OPEN_FLAGS, self.save_path.filemode if self.save_path else 0o600)
         except OSError as exc:
             # O_NOFOLLOW: a planted symlink gives ELOOP and nothing is created at its target
             raise SaveHandlerError(
