@@ -37,6 +37,7 @@ __all__ = [
     "report_fatal",
     "uncaught_text",
     "install_warning_display",
+    "show_php_warning",
     "level_of",
 ]
 
@@ -198,8 +199,10 @@ def _script_tb(tb: TracebackType | None) -> TracebackType | None:
 _previous_showwarning: Any = None
 
 
-def _showwarning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
-                 file: TextIO | None = None, line: str | None = None) -> None:
+def show_php_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                     file: TextIO | None = None, line: str | None = None) -> None:
+    """``warnings.showwarning`` while :func:`install_warning_display` is in force: a
+    warning of a served request shown as PHP shows its diagnostics, others as before."""
     req = active_request()
     impl = getattr(warnings, "_showwarnmsg_impl", None)
     recording = impl is not None and impl is not _ORIGINAL_IMPL  # inside catch_warnings(record=True)
@@ -220,9 +223,9 @@ def install_warning_display() -> None:
     the program installed its own ``warnings.showwarning``.  Idempotent."""
     global _previous_showwarning
     current = warnings.showwarning
-    if current is _showwarning:
+    if current is show_php_warning:
         return
     if current is not getattr(warnings, "_showwarning_orig", current):
         return  # someone else displays warnings: leave theirs
     _previous_showwarning = current
-    warnings.showwarning = _showwarning
+    warnings.showwarning = show_php_warning

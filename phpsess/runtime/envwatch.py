@@ -10,9 +10,11 @@ from __future__ import annotations
 import os
 from typing import Any
 
-__all__ = ["watch", "take_changed"]
+__all__ = ["watch", "take_changed", "CHANGED"]
 
-_changed = [False]
+#: ``[True]`` once ``os.environ`` was changed through its mapping methods (read and
+#: cleared by :func:`take_changed`, or directly by compiled callers: no Python call)
+CHANGED = [False]
 
 
 class _WatchedEnviron(os._Environ):  # type: ignore[type-arg]
@@ -20,11 +22,11 @@ class _WatchedEnviron(os._Environ):  # type: ignore[type-arg]
     ``pop``, ``clear``, ``setdefault`` and ``|=`` all come through these two)."""
 
     def __setitem__(self, key: Any, value: Any) -> None:
-        _changed[0] = True
+        CHANGED[0] = True
         super().__setitem__(key, value)
 
     def __delitem__(self, key: Any) -> None:
-        _changed[0] = True
+        CHANGED[0] = True
         super().__delitem__(key)
 
 
@@ -43,6 +45,6 @@ def watch() -> bool:
 def take_changed() -> bool:
     """True when ``os.environ`` was changed since the last call (through its mapping
     methods); the note is cleared."""
-    changed = _changed[0]
-    _changed[0] = False
+    changed = CHANGED[0]
+    CHANGED[0] = False
     return changed

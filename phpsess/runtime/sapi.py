@@ -27,6 +27,7 @@ import signal
 import stat
 import sys
 import types
+import warnings
 from types import FrameType
 from typing import Any, Callable, Final, Iterator, Mapping
 
@@ -38,8 +39,8 @@ from ..session.context import active_request, request_context
 from ..session.request import HeadersSink, LockMonitor, Request
 from ..storage import registry
 from . import envwatch
-from .diagnostics import install_warning_display, report_fatal, report_uncaught
-from .output import install_output_proxy
+from .diagnostics import install_warning_display, report_fatal, report_uncaught, show_php_warning
+from .output import OutputProxy, install_output_proxy
 
 __all__ = [
     "DEFAULT_CONTENT_TYPE",
@@ -446,6 +447,16 @@ def reset_environ() -> None:
     _at_end = _env_bytes()
 
 
+_ENV_CHANGED: Final = envwatch.CHANGED
+
+
+def _take_env_changed() -> bool:
+    """:func:`envwatch.take_changed`, compiled (it runs twice a request)."""
+    changed = _ENV_CHANGED[0]
+    _ENV_CHANGED[0] = False
+    return changed
+
+
 def set_request_environ(environ: Mapping[str, str]) -> None:
     """Make ``os.environ`` the worker's own environment with ``environ`` on top.
 
@@ -460,14 +471,14 @@ def set_request_environ(environ: Mapping[str, str]) -> None:
         # os.environ notes its changes (envwatch): no snapshots to compare
         if _base_env is None:
             _base_env = _env_bytes()
-            envwatch.take_changed()
-        elif envwatch.take_changed():
+            _take_env_changed()
+        elif _take_env_changed():
             # changed between requests, by the worker itself: its own environment now
             _fold_into_base(_env_bytes(), _expected_env())
     elif _base_env is None:
         _base_env = _env_bytes()
         _watched = data is not None and envwatch.watch()
-        envwatch.take_changed()
+        _take_env_changed()
     elif _at_end is not None and _env_now() != _at_end:
         _fold_into_base(_env_bytes(), _at_end)
     if data is None:  # not CPython: the plain way
@@ -511,9 +522,9 @@ def end_request_environ() -> None:
     """
     global _at_end
     if _watched:
-        if envwatch.take_changed():
+        if _take_env_changed():
             reset_environ()  # the script changed the environment: start from the worker's own
-            envwatch.take_changed()
+            _take_env_changed()
         return
     if _env_now() != _at_start:
         reset_environ()  # the script changed the environment: start from the worker's own
@@ -663,8 +674,12 @@ def handle_request(
     :param engine: the PHP settings outside ``session.*`` (default: the process-wide
         :func:`~phpsess.session.settings.default_engine`).
     """
-    install_output_proxy()  # print() goes to the current request (idempotent)
-    install_warning_display()  # PHP's diagnostics shown as PHP shows them (idempotent)
+    # print() goes to the current request, PHP's diagnostics shown as PHP shows them
+    # (both idempotent: looked at here first, one Python call less each per request)
+    if type(sys.stdout) is not OutputProxy:
+        install_output_proxy()
+    if warnings.showwarning is not show_php_warning:
+        install_warning_display()
     path = resolve_script(environ, root)
     if path is None:
         # php-fpm: "Primary script unknown"

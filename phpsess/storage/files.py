@@ -202,7 +202,8 @@ def session_file_path(sp: SavePath, sid: str) -> str:
     sid = sid.split("\0", 1)[0]  # mod_files.c works on the C string: a NUL ends the id
     if not ids.is_valid_id(sid):
         raise InvalidSessionId(sid)
-    base_len = len(os.fsencode(sp.basedir))
+    base = sp.basedir
+    base_len = len(base) if base.isascii() else len(os.fsencode(base))  # (bytes, as PHP counts)
     depth = sp.dirdepth
     if base_len == 0 or len(sid) <= depth or base_len + 2 * depth + len(sid) + 5 + 6 > MAXPATHLEN:
         raise SaveHandlerError(_PATH_ERROR, handler="files", operation="open")

@@ -53,6 +53,10 @@ def _op(shared: bool) -> int:
     return fcntl.LOCK_SH if shared else fcntl.LOCK_EX
 
 
+_EX_NB = fcntl.LOCK_EX | fcntl.LOCK_NB
+_SH_NB = fcntl.LOCK_SH | fcntl.LOCK_NB
+
+
 def try_lock(fd: int, *, shared: bool = False) -> bool:
     """One ``flock(fd, LOCK_EX|LOCK_NB)`` (``LOCK_SH`` when ``shared``).
 
@@ -60,7 +64,7 @@ def try_lock(fd: int, *, shared: bool = False) -> bool:
     :raises OSError: for errors other than "held by someone else".
     """
     try:
-        fcntl.flock(fd, _op(shared) | fcntl.LOCK_NB)
+        fcntl.flock(fd, _SH_NB if shared else _EX_NB)  # (constants: this runs every request)
     except BlockingIOError:
         return False
     except OSError as exc:  # some kernels/filesystems say EACCES or EAGAIN
