@@ -47,12 +47,13 @@ STATES: Final = {
 # seq, pid, state, generation, started (epoch), requests, accepted, request start (epoch),
 # request start (monotonic), last duration, last cpu, last memory, content length,
 # lock wait (s), waiting for a lock (bool), slow logged (bool)
-_FIXED: Final = struct.Struct("<QqiidqqddddqqdBB6x")
+_FIXED_FIELDS: Final = "QqiidqqddddqqdBB"
+_FIXED: Final = struct.Struct("<" + _FIXED_FIELDS + "6x")
 
 
 def _offset(field: int) -> int:
     """Byte offset in a slot of :data:`_FIXED`'s field number ``field`` (0: the sequence)."""
-    return struct.calcsize("<" + "QqiidqqddddqqdBB"[:field])
+    return struct.calcsize("<" + _FIXED_FIELDS[:field])
 
 
 # where a worker stores each field (every number is aligned to its size, as the typed
