@@ -6,7 +6,10 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from phpsess.core import superglobals
 from phpsess.core.superglobals import (
     parse_cookies,
     parse_multipart,
@@ -116,6 +119,30 @@ COOKIE_CASES: list[tuple[str, dict[Any, Any]]] = [
 @pytest.mark.parametrize(("header", "expected"), COOKIE_CASES)
 def test_parse_cookies(header: str, expected: dict[Any, Any]) -> None:
     assert parse_cookies(header) == expected
+
+
+@given(st.lists(st.tuples(st.text(" \t_-.[]aZ09é\0%", max_size=6), st.sampled_from(["=", ""]),
+                          st.text("ab%2Ce+ =;", max_size=5)), max_size=6),
+       st.sampled_from([";", "; ", ";;"]))
+@settings(max_examples=600, deadline=None)
+def test_plain_cookie_names_take_a_short_way_to_the_same_array(pairs: list[tuple[str, str, str]], sep: str) -> None:
+    """The common header (plain names) skips PHP's general registration; whatever the
+    header, $_COOKIE is what the general registration makes of it."""
+    header = sep.join(n + eq + v for n, eq, v in pairs)
+    data = header.encode("utf-8", "surrogateescape").split(b"\0", 1)[0]
+    general = superglobals._registered_cookies(data, 1000, 64, None)
+    assert parse_cookies(header) == general
+    names = [p.partition(b"=")[0].lstrip(b" \t\n\r\v\f") for p in data.split(b";")]
+    if all(superglobals._PLAIN_NAME.match(n) for n in names if n):
+        assert superglobals._plain_cookies(data, 1000) == general  # (and not None: it took the short way)
+
+
+def test_the_short_way_leaves_the_warning_to_the_general_one() -> None:
+    header = "; ".join(f"c{i}={i}" for i in range(1001)).encode()
+    assert superglobals._plain_cookies(header, 1000) is None
+    assert superglobals._plain_cookies(b"PHPSESSID=abc; a.b=1", 1000) is None  # a name PHP mangles
+    assert superglobals._plain_cookies(b"PHPSESSID=abc; _ga=GA1.2; XSRF-TOKEN=x%3D", 1000) == {
+        "PHPSESSID": "abc", "_ga": "GA1.2", "XSRF-TOKEN": "x="}
 
 
 def test_parse_cookies_max_input_vars() -> None:

@@ -260,6 +260,42 @@ def parse_cookies(
     nul = data.find(b"\0")
     if nul >= 0:
         data = data[:nul]
+    simple = _plain_cookies(data, max_input_vars)
+    if simple is not None:
+        return simple
+    return _registered_cookies(data, max_input_vars, max_nesting, warn)
+
+
+#: a cookie name PHP registers as it is: no blank or "." to mangle, no "[" of array
+#: syntax, not an integer key
+_PLAIN_NAME: Final = re.compile(rb"[A-Za-z_][A-Za-z0-9_-]*\Z")
+
+
+def _plain_cookies(data: bytes, max_input_vars: int) -> dict[Any, Any] | None:
+    """``$_COOKIE`` of the usual header (``PHPSESSID=...; theme=dark``: plain names)
+    without PHP's general registration; None when a pair needs it, or when there are more
+    than ``max_input_vars`` pairs (the general path warns)."""
+    out: dict[Any, Any] = {}
+    count = 0
+    for piece in data.split(b";"):
+        if not piece:
+            continue
+        name, eq, value = piece.partition(b"=")
+        name = name.lstrip(b" \t\n\r\v\f")
+        if not name:
+            continue
+        if _PLAIN_NAME.match(name) is None:
+            return None
+        count += 1
+        key = name.decode("ascii")
+        if key not in out:  # the first occurrence of a name wins
+            out[key] = _decode(raw_url_decode(value)) if eq else ""
+    return out if count <= max_input_vars else None
+
+
+def _registered_cookies(data: bytes, max_input_vars: int, max_nesting: int, warn: Warn | None) -> dict[Any, Any]:
+    """``$_COOKIE`` through PHP's registration of each pair (array syntax, mangled names,
+    integer keys, the ``max_input_vars`` warning)."""
     track = _PArray()
     count = 0
     for piece in data.split(b";"):
