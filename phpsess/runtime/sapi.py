@@ -498,8 +498,7 @@ def _apply_request_vars(environ: dict[str, str], data: dict[bytes, bytes], base:
     applied already (most CGI variables stay the same from one request to the next); the
     variables of the last request that this one lacks get the worker's value back."""
     applied = _applied
-    gone = [] if applied.keys() <= environ.keys() else [k for k in applied if k not in environ]  # (in C, usually)
-    for k in gone:
+    for k in [k for k in applied if k not in environ]:
         del applied[k]
         kb = k.encode("utf-8", "surrogateescape")
         _put(kb, base.get(kb))
