@@ -284,8 +284,8 @@ def _plain_cookies(data: bytes, max_input_vars: int) -> dict[Any, Any] | None:
         name = name.lstrip(b" \t\n\r\v\f")
         if not name:
             continue
-        if _PLAIN_NAME.match(name) is None:
-            return None
+        if not (name.isalnum() and not 48 <= name[0] <= 57) and _PLAIN_NAME.match(name) is None:
+            return None  # (isalnum first: most names are letters and digits, no regex needed)
         count += 1
         key = name.decode("ascii")
         if key not in out:  # the first occurrence of a name wins
