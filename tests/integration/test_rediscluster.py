@@ -153,6 +153,7 @@ def run_increments(save_path: str, sid: str, processes: int, per_process: int,
             else:
                 errors.append(line)
 
+    watchers: list[threading.Thread] = []
     try:
         for p in procs:
             assert p.stderr is not None and p.stderr.readline() == b"ready\n"
@@ -168,16 +169,26 @@ def run_increments(save_path: str, sid: str, processes: int, per_process: int,
             while sum(progress) < after and time.monotonic() < deadline:
                 time.sleep(0.01)
             during()
-        for p in procs:
-            out, _ = p.communicate(timeout=180)
+        # each stderr is its watcher's alone: it reads to the end (the process has exited)
+        # before stdout is read here (communicate() would read and close stderr under it)
+        for w, p in zip(watchers, procs):
+            w.join(180)
+            p.wait(timeout=30)
+            assert p.stdout is not None
+            out = p.stdout.read()
             assert p.returncode == 0 and out == b"done\n", (out, b"".join(errors)[-3000:])
-        for w in watchers:
-            w.join(5)
     finally:
         for p in procs:
             if p.poll() is None:
                 p.kill()
-                p.communicate()
+            p.wait()
+        for w in watchers:
+            if w.ident is not None:  # (started)
+                w.join(10)  # a dead process's stderr ends: its watcher too
+        for p in procs:
+            for pipe in (p.stdin, p.stdout, p.stderr):
+                if pipe is not None:
+                    pipe.close()
     assert not [e for e in errors if b"Traceback" in e or b"Error" in e], b"".join(errors)[-3000:]
 
 
