@@ -5,6 +5,15 @@ compiler reads.  No I/O.
 :data:`COMPILED_MODULES` to C extensions with mypyc; every other module, and the
 whole package when nothing was compiled, is plain Python with the same behaviour
 (docs/performance.md).
+
+Module-level names in a compiled module: mypyc keeps a ``Final`` name in a C static,
+while any other module-level name, and any attribute of an imported module
+(``time.monotonic``), is a dictionary lookup at each use.  So a compiled module
+declares its constants and caches that are never rebound ``Final``, and binds the
+module attributes its request path calls once, as ``Final`` names
+(``_monotonic: Final = time.monotonic``) -- except what tests replace with
+``monkeypatch`` (``os.pread``, ``os.pwrite``, ``flock.try_lock``, the codec's switches):
+a compiled caller would not see the replacement.
 """
 
 from __future__ import annotations

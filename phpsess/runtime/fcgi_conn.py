@@ -26,8 +26,7 @@ __all__ = ["serve_connection", "Responder", "FlatResponse", "ReadTimeout"]
 
 _FLUSH_AT: Final = 65536  # body bytes buffered before they are sent early
 
-# bound once: in compiled code a module attribute read is a dictionary lookup at every
-# use, a Final name a C static (these run on every request)
+# bound once, as Final names (phpsess.compiled: "module-level names"): every request uses them
 _monotonic: Final = time.monotonic
 _DONTWAIT: Final = socket.MSG_DONTWAIT
 

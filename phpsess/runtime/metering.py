@@ -26,8 +26,7 @@ __all__ = ["RequestTimes", "ScriptMeter", "set_title"]
 
 log: Final = logging.getLogger("phpsess.pool")
 
-# bound once: in compiled code a module attribute read is a dictionary lookup at every
-# use, a Final name a C static (these run on every request)
+# bound once, as Final names (phpsess.compiled: "module-level names"): every request uses them
 _getrusage: Final = resource.getrusage
 _RUSAGE_SELF: Final = resource.RUSAGE_SELF
 _now: Final = time.time

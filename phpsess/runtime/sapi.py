@@ -178,8 +178,7 @@ def _on_time_limit(signum: int, frame: FrameType | None) -> None:
     raise ExecutionTimeExceeded(seconds)
 
 
-# bound once: in compiled code a module attribute read is a dictionary lookup at every
-# use, a Final name a C static (these run on every request)
+# bound once, as Final names (phpsess.compiled: "module-level names"): every request uses them
 _SIGPROF: Final = signal.SIGPROF
 _ITIMER_PROF: Final = signal.ITIMER_PROF
 _getsignal: Final = _signal.getsignal  # (signal.getsignal makes an enum)

@@ -83,8 +83,7 @@ _SEQ: Final = struct.Struct("<Q")
 _HEADER: Final = struct.Struct("<dqqqqq")
 _HEADER_SIZE: Final = 64
 
-# bound once: in compiled code a module attribute read is a dictionary lookup at every
-# use, a Final name a C static (these run on every request)
+# bound once, as Final names (phpsess.compiled: "module-level names"): every request uses them
 _now: Final = time.time
 _monotonic: Final = time.monotonic
 

@@ -39,8 +39,7 @@ __all__ = ["SaveHandler", "handler_class", "LockInfo", "StoredLock"]
 #: a wait without end (a module constant: ``math.inf`` would be looked up at every read)
 _FOREVER: Final = float("inf")
 
-# bound once: in compiled code a module attribute read is a dictionary lookup at every
-# use, a Final name a C static (these run on every request)
+# bound once, as Final names (phpsess.compiled: "module-level names"): every request uses them
 _perf_counter: Final = time.perf_counter
 _monotonic: Final = time.monotonic
 #: where long lock waits are logged (session.lock_wait_log_ms), whatever the backend

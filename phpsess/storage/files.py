@@ -52,8 +52,7 @@ __all__ = [
 
 log: Final = logging.getLogger(__name__)
 
-# bound once: in compiled code a module attribute read is a dictionary lookup at every
-# use, a Final name a C static (these run on every request)
+# bound once, as Final names (phpsess.compiled: "module-level names"): every request uses them
 _fstat: Final = os.fstat
 _close: Final = os.close
 _open: Final = os.open
