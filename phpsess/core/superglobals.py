@@ -271,19 +271,27 @@ def parse_cookies(
 _PLAIN_NAME: Final = re.compile(rb"[A-Za-z_][A-Za-z0-9_-]*\Z")
 
 
+def _cookie_pairs(data: bytes) -> list[tuple[bytes, bytes, bytes]]:
+    """The header's ``(name, "=" or "", value)`` pairs as PHP splits them: on ``;``, empty
+    pieces skipped, leading blanks of names dropped, pairs without a name skipped."""
+    pairs = []
+    for piece in data.split(b";"):
+        if not piece:
+            continue
+        name, eq, value = piece.partition(b"=")
+        name = name.lstrip(b" \t\n\r\v\f")
+        if name:
+            pairs.append((name, eq, value))
+    return pairs
+
+
 def _plain_cookies(data: bytes, max_input_vars: int) -> dict[Any, Any] | None:
     """``$_COOKIE`` of the usual header (``PHPSESSID=...; theme=dark``: plain names)
     without PHP's general registration; None when a pair needs it, or when there are more
     than ``max_input_vars`` pairs (the general path warns)."""
     out: dict[Any, Any] = {}
     count = 0
-    for piece in data.split(b";"):
-        if not piece:
-            continue
-        name, eq, value = piece.partition(b"=")
-        name = name.lstrip(b" \t\n\r\v\f")
-        if not name:
-            continue
+    for name, eq, value in _cookie_pairs(data):
         if not (name.isalnum() and not 48 <= name[0] <= 57) and _PLAIN_NAME.match(name) is None:
             return None  # (isalnum first: most names are letters and digits, no regex needed)
         count += 1
@@ -298,13 +306,7 @@ def _registered_cookies(data: bytes, max_input_vars: int, max_nesting: int, warn
     integer keys, the ``max_input_vars`` warning)."""
     track = _PArray()
     count = 0
-    for piece in data.split(b";"):
-        if not piece:
-            continue
-        name, eq, value = piece.partition(b"=")
-        name = name.lstrip(b" \t\n\r\v\f")
-        if not name:
-            continue
+    for name, eq, value in _cookie_pairs(data):
         count += 1
         if count > max_input_vars:
             _too_many(warn, max_input_vars)
